@@ -1,0 +1,314 @@
+"""The op contract: what the compiler knows about an op, in pure Python.
+
+Every op file in this folder defines one subclass of :class:`Op` and one
+instance of it named ``OP``. The compiler reads only this contract; kernels
+live in ``runtime/kernels/<op>.py``.
+
+Conventions every contract follows
+----------------------------------
+* Shapes are **per sample**: the batch dimension is implicit. Axis 0 of a
+  per-sample shape is axis 1 of the runtime array. Loss ops are the exception:
+  they reduce over the batch and output a batchless scalar.
+* FLOPs are **per sample**; one multiply-add counts as 2 FLOPs. Backward FLOPs
+  cover the gradient with respect to every input and parameter.
+* Attribute schemas are JSON-Schema fragments with explicit ``default``s. The
+  validator only checks; netc fills defaults itself (``fill_defaults``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from collections.abc import Container
+from typing import Any, ClassVar
+
+DTYPE_BYTES = {"float32": 4, "float64": 8, "int64": 8}
+
+
+class ShapeError(Exception):
+    """A shape rule failed. The message names the offending input and shapes;
+    the shapes pass adds the module name and source location."""
+
+    def __init__(self, message: str, input_index: int | None = None) -> None:
+        super().__init__(message)
+        self.input_index = input_index
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A tensor's per-sample shape and dtype. ``batched=False`` marks a value
+    with no batch dimension (a reduced loss)."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    batched: bool = True
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def nbytes(self, batch: int) -> int:
+        n = self.numel * DTYPE_BYTES[self.dtype]
+        return n * batch if self.batched else n
+
+    def __str__(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"[N, {dims}]" if self.batched and dims else ("[N]" if self.batched else f"[{dims}]")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a module. ``fan_in``/``fan_out`` feed the initializers;
+    non-trainable parameters (batchnorm running statistics) get no gradient
+    and no optimizer state."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: str
+    trainable: bool = True
+    fan_in: int = 1
+    fan_out: int = 1
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """An extra tensor the forward pass saves for backward (a dropout mask,
+    batchnorm's batch mean and inverse std, attention probabilities)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    batched: bool = True
+
+
+# JSON-Schema fragments shared by several contracts.
+INT_POS = {"type": "integer", "minimum": 1}
+INT_NONNEG = {"type": "integer", "minimum": 0}
+PAIR_POS = {"oneOf": [INT_POS, {"type": "array", "items": INT_POS, "minItems": 2, "maxItems": 2}]}
+PAIR_NONNEG = {"oneOf": [INT_NONNEG, {"type": "array", "items": INT_NONNEG, "minItems": 2, "maxItems": 2}]}
+AXIS = {"type": "integer"}
+PROB = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+INITS = ["kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "uniform", "zeros", "ones"]
+INIT_ATTR = {
+    "enum": INITS,
+    "default": "kaiming_uniform",
+    "description": "weight initializer; biases follow the PyTorch rule U[-1,1]/sqrt(fan_in) "
+    "for kaiming_uniform and are zero otherwise",
+}
+
+
+def bias_init(weight_init: str) -> str:
+    """PyTorch's rule: with its default (Kaiming uniform) weights, biases are
+    U[-1,1]/sqrt(fan_in) ("fan_in_uniform"); with any other chosen init, zero."""
+    return "fan_in_uniform" if weight_init == "kaiming_uniform" else "zeros"
+
+
+REDUCTION = {"enum": ["mean", "sum"], "default": "mean", "description": "how the loss reduces over the batch"}
+
+
+class Op:
+    """Base class of every op contract. Subclasses set the class attributes and
+    override the methods whose default does not fit."""
+
+    name: ClassVar[str]
+    #: attribute name -> JSON-Schema fragment (with "default" unless required)
+    attributes: ClassVar[dict[str, Any]] = {}
+    required: ClassVar[tuple[str, ...]] = ()
+    #: number of inputs: an int, or (min, max) with max None for "any"
+    arity: ClassVar[int | tuple[int, int | None]] = 1
+    is_loss: ClassVar[bool] = False
+    #: attributes worth printing on a drawing's node
+    key_attributes: ClassVar[tuple[str, ...]] = ()
+    #: input dtypes accepted; None means float32 only
+    #: indices of inputs that take int64 (labels, token ids)
+    int_inputs: ClassVar[tuple[int, ...]] = ()
+    #: what ``saves_inputs``/``saves_output`` answer unless overridden; None = every required input
+    reads_inputs: ClassVar[tuple[int, ...] | None] = None
+    reads_output: ClassVar[bool] = False
+    #: (attributes, per-sample input types) of a typical use, shown in docs/ops.md and tested
+    example: ClassVar[tuple[dict[str, Any], tuple[TensorType, ...]] | None] = None
+
+    # -- attributes -----------------------------------------------------
+    def fill_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v["default"] for k, v in self.attributes.items() if "default" in v}
+        out.update(attrs)
+        return out
+
+    def arity_range(self) -> tuple[int, int | None]:
+        return (self.arity, self.arity) if isinstance(self.arity, int) else self.arity
+
+    # -- the contract ---------------------------------------------------
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        """Output type from input types. Raise ShapeError with both shapes."""
+        return ins[0]
+
+    def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
+        return []
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        """(forward, backward) FLOPs per sample. Default: one op per output
+        element forward, two backward (elementwise ops)."""
+        return out.numel, 2 * out.numel
+
+    def saves_inputs(self, attrs: dict[str, Any]) -> tuple[int, ...]:
+        """Indices of inputs the backward pass reads. An index at or past the number of inputs
+        a module actually has (an optional input left out) is to be ignored."""
+        return self.reads_inputs if self.reads_inputs is not None else tuple(range(self.arity_range()[0]))
+
+    def saves_output(self, attrs: dict[str, Any]) -> bool:
+        """Whether the backward pass reads the output."""
+        return self.reads_output
+
+    def saved(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> list[Saved]:
+        """Extra tensors forward writes for backward."""
+        return []
+
+    def workspace(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType, batch: int) -> int:
+        """Scratch bytes a step needs while it runs (shared by all steps)."""
+        return 0
+
+    def describe(self, attrs: dict[str, Any]) -> str:
+        """Short attribute text for tables and drawings."""
+        parts = []
+        for k in self.key_attributes:
+            v = attrs.get(k)
+            if v is None or v is False:
+                continue
+            parts.append(f"{k}={_fmt(v)}")
+        return " ".join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return "x".join(str(x) for x in v)
+    return str(v)
+
+
+def pair(v: int | list[int]) -> tuple[int, int]:
+    """An int or a 2-list as a pair."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def norm_axis(axis: int, rank: int, what: str = "axis") -> int:
+    """A possibly negative per-sample axis as a non-negative index."""
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{what} {axis} is out of range for a per-sample shape of rank {rank}")
+    return axis % rank
+
+
+def same_shapes(ins: list[TensorType], opname: str) -> TensorType:
+    """Shape rule for ops whose inputs must all have one shape."""
+    for i, t in enumerate(ins[1:], start=1):
+        if t.shape != ins[0].shape:
+            raise ShapeError(
+                f"{opname} needs inputs of one shape, but input 0 is {ins[0]} and input {i} is {t}", i
+            )
+    return TensorType(ins[0].shape, ins[0].dtype)
+
+
+def float_input(t: TensorType, index: int = 0) -> None:
+    if t.dtype != "float32":
+        raise ShapeError(f"input {index} must be float32, got {t.dtype}", index)
+
+
+class Elementwise(Op):
+    """Unary elementwise op: output shape = input shape. ``cost`` is the
+    (forward, backward) FLOPs per element; a transcendental (exp, tanh, erf)
+    counts as one FLOP."""
+
+    cost: ClassVar[tuple[int, int]] = (1, 2)
+    example = ({}, (TensorType((16,)),))
+
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        float_input(ins[0])
+        return ins[0]
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        return self.cost[0] * out.numel, self.cost[1] * out.numel
+
+
+# -- helpers shared by several contracts ---------------------------------------------------------------
+
+PAIR_OR_NULL = {"oneOf": [*PAIR_POS["oneOf"], {"type": "null"}]}
+AXES = {"type": "array", "items": AXIS, "minItems": 1}
+EPS = {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "description": "added to the variance"}
+AFFINE = {"type": "boolean", "default": True, "description": "learn a per-feature scale w and shift b"}
+
+
+def check_rank(opname: str, t: TensorType, index: int, ranks: Container[int], layout: str) -> None:
+    """Raise unless input ``index`` has a per-sample rank in ``ranks``; ``layout`` names the
+    expected shape, e.g. ``"[N, C, H, W]"``."""
+    if len(t.shape) not in ranks:
+        raise ShapeError(f"{opname} needs input {index} of shape {layout}, but input {index} is {t}", index)
+
+
+def check_dtype(opname: str, t: TensorType, index: int, dtype: str, what: str = "") -> None:
+    if t.dtype != dtype:
+        what = f" ({what})" if what else ""
+        raise ShapeError(f"{opname} needs input {index}{what} of dtype {dtype}, got {t.dtype} {t}", index)
+
+
+def axes_set(opname: str, axes: list[int], rank: int) -> tuple[int, ...]:
+    """Per-sample axes (negative allowed) as sorted non-negative indices; duplicates are an error."""
+    out = sorted(norm_axis(a, rank, f"{opname} axis") for a in axes)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{opname} axes {axes} name an axis twice (per-sample rank {rank})", 0)
+    return tuple(out)
+
+
+def window_out(
+    opname: str,
+    x: TensorType,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    dilation: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """Output (height, width) of a 2-d sliding window over the last two axes of ``x``:
+    floor((size + pad_before + pad_after - dilation*(k-1) - 1) / stride) + 1, as PyTorch
+    (ceil_mode off). ``pads`` is (top, bottom, left, right)."""
+    (kh, kw), (dh, dw) = kernel, dilation or (1, 1)
+    ph, pw = x.shape[-2] + pads[0] + pads[1], x.shape[-1] + pads[2] + pads[3]
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if eh > ph or ew > pw:
+        dil = f" (dilated {eh}x{ew})" if dilation else ""
+        raise ShapeError(
+            f"{opname} kernel {kh}x{kw}{dil} is larger than the padded input {ph}x{pw} (input 0 is {x})", 0
+        )
+    return (ph - eh) // stride[0] + 1, (pw - ew) // stride[1] + 1
+
+
+class Movement(Op):
+    """An op that only moves or views data (reshape, transpose, concat, select): no FLOPs,
+    and backward needs nothing but shapes."""
+
+    reads_inputs = ()
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        return 0, 0
+
+
+class Loss(Op):
+    """A loss: two inputs, reduced over the batch to one batchless scalar. Backward reads both
+    inputs. ``cost`` is the (forward, backward) FLOPs per element of input 0."""
+
+    arity = 2
+    is_loss = True
+    attributes = {"reduction": REDUCTION}
+    key_attributes = ("reduction",)
+    cost: ClassVar[tuple[int, int]] = (3, 3)
+    example = ({}, (TensorType((10,)), TensorType((10,))))
+
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        """Default rule: a prediction and a float target of one shape."""
+        for i, t in enumerate(ins):
+            float_input(t, i)
+        same_shapes(ins, self.name)
+        return TensorType((), batched=False)
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        return self.cost[0] * ins[0].numel, self.cost[1] * ins[0].numel

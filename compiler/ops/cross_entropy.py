@@ -1,0 +1,49 @@
+"""cross_entropy: softmax cross-entropy from logits, as torch.nn.CrossEntropyLoss with the class
+axis last: ℓ = -Σ_c q_c · log_softmax(x)_c, q = (1 - ε)·onehot(label) + ε/C, L = reduce(ℓ).
+
+logits: float [N, ..., C]; labels: int64 [N, ...] (the logits' shape without the last axis), each in
+[0, C). "mean" averages ℓ over every label (batch and positions), "sum" sums. ε = label_smoothing.
+dx = (softmax(x) - q)·g; labels get no gradient.
+FLOPs per sample (n = numel(logits), R = n / C rows): forward 5·n + 2·R (+ 2·n with smoothing);
+backward 3·n.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import PROB, REDUCTION, Loss, ShapeError, TensorType, check_dtype, float_input
+
+
+def class_labels(opname: str, ins: list[TensorType]) -> TensorType:
+    """Shape rule of classification losses: float logits [..., C] and int64 labels [...]."""
+    logits, labels = ins
+    float_input(logits, 0)
+    check_dtype(opname, labels, 1, "int64", "class labels")
+    if not logits.shape or labels.shape != logits.shape[:-1]:
+        raise ShapeError(
+            f"{opname} needs labels shaped like the logits without their last (class) axis, but input 0 "
+            f"is {logits} and input 1 is {labels}",
+            1,
+        )
+    return TensorType((), batched=False)
+
+
+class CrossEntropy(Loss):
+    name = "cross_entropy"
+    attributes = {
+        "reduction": REDUCTION,
+        "label_smoothing": {**PROB, "default": 0.0, "description": "mass ε spread evenly over all classes"},
+    }
+    int_inputs = (1,)
+    example = ({}, (TensorType((10,)), TensorType((), "int64")))
+
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        return class_labels("cross_entropy", ins)
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        n, rows = ins[0].numel, ins[1].numel
+        return 5 * n + 2 * rows + (2 * n if attrs["label_smoothing"] else 0), 3 * n
+
+
+OP = CrossEntropy()

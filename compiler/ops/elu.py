@@ -1,0 +1,18 @@
+"""elu: y = x if x > 0 else alpha · (exp(x) - 1); dy/dx = 1 or alpha · exp(x).
+
+Backward reads the input. FLOPs per sample: forward 3·numel, backward 3·numel (exp counts as 1).
+"""
+
+from __future__ import annotations
+
+from .base import Elementwise
+
+
+class Elu(Elementwise):
+    name = "elu"
+    attributes = {"alpha": {"type": "number", "default": 1.0, "description": "scale of the negative branch"}}
+    key_attributes = ("alpha",)
+    cost = (3, 3)
+
+
+OP = Elu()

@@ -1,0 +1,47 @@
+"""linear: y = x Wᵀ + b over the last axis.
+
+x: [N, ..., in_features] → y: [N, ..., out_features]; W: [out, in], b: [out].
+FLOPs per sample (m = rows per sample, k = in, n = out): forward 2·m·k·n
+(+ m·n for the bias); backward 4·m·k·n (dx and dW) + m·n (db).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .base import INIT_ATTR, INT_POS, Op, bias_init, Param, ShapeError, TensorType, float_input
+
+
+class Linear(Op):
+    name = "linear"
+    attributes = {
+        "out_features": {**INT_POS, "description": "size of each output row"},
+        "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},
+        "init": INIT_ATTR,
+    }
+    required = ("out_features",)
+    key_attributes = ("out_features",)
+
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        x = ins[0]
+        float_input(x)
+        if not x.shape:
+            raise ShapeError(f"linear needs an input with at least one per-sample axis, got {x}", 0)
+        return TensorType(x.shape[:-1] + (attrs["out_features"],))
+
+    def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
+        k, n = ins[0].shape[-1], attrs["out_features"]
+        ps = [Param("w", (n, k), attrs["init"], fan_in=k, fan_out=n)]
+        if attrs["bias"]:
+            ps.append(Param("b", (n,), bias_init(attrs["init"]), fan_in=k, fan_out=n))
+        return ps
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        k, n = ins[0].shape[-1], attrs["out_features"]
+        m = math.prod(ins[0].shape[:-1])
+        bias = m * n if attrs["bias"] else 0
+        return 2 * m * k * n + bias, 4 * m * k * n + bias
+
+
+OP = Linear()

@@ -1,0 +1,94 @@
+"""Pass 5 — shapes: every tensor's type, every module's parameters and FLOPs.
+
+Runs each op contract's shape rule in topological order. A failing rule
+becomes a SpecError naming the module, its place in the file and both
+shapes; modules downstream of a failure are skipped, so independent errors
+are all reported in one run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..spec.errors import Diagnostic, SpecError, pointer
+from ..spec.expand import Module
+from .graph import Graph
+from .ops import OPS
+from .ops.base import Param, ShapeError, TensorType
+
+
+@dataclass
+class Shaped:
+    graph: Graph
+    types: dict[str, TensorType]  # tensor name (input or module) -> type
+    params: dict[str, list[Param]]  # module -> its parameters
+    flops: dict[str, tuple[int, int]]  # module -> (forward, backward) per sample
+
+
+def _in_ptr(m: Module, i: int) -> str:
+    return "/in" if len(m.inputs) == 1 else pointer("in", i)
+
+
+def infer_shapes(graph: Graph) -> Shaped:
+    net = graph.net
+    types = {
+        name: TensorType(tuple(spec["shape"]), spec.get("dtype", "float32")) for name, spec in net.inputs.items()
+    }
+    params: dict[str, list[Param]] = {}
+    flops: dict[str, tuple[int, int]] = {}
+    errors: list[Diagnostic] = []
+    for m in graph.order:
+        if any(i not in types for i in m.inputs):
+            continue  # an upstream module failed and was reported
+        op = OPS[m.op]
+        lo, hi = op.arity_range()
+        n = len(m.inputs)
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi else f"at least {lo}"
+            errors.append(
+                Diagnostic(
+                    f"module '{m.name}' ({m.op}) takes {want} input(s), got {n}",
+                    m.where("/in"),
+                    m.ptr + "/in",
+                )
+            )
+            continue
+        ins = [types[i] for i in m.inputs]
+        bad_dtype = next(
+            (
+                i
+                for i, t in enumerate(ins)
+                if (t.dtype == "int64") != (i in op.int_inputs)
+            ),
+            None,
+        )
+        try:
+            if bad_dtype is not None:
+                want = "int64" if bad_dtype in op.int_inputs else "float32"
+                raise ShapeError(
+                    f"input {bad_dtype} ('{m.inputs[bad_dtype]}') must be {want}, got {ins[bad_dtype].dtype}",
+                    bad_dtype,
+                )
+            out = op.shape(m.attrs, ins)
+            ps = op.params(m.attrs, ins)
+        except ShapeError as e:
+            sub = _in_ptr(m, e.input_index) if e.input_index is not None else ""
+            ctx = m.note and f" (in {m.note})"
+            shapes = ", ".join(f"'{i}' {t}" for i, t in zip(m.inputs, ins, strict=True))
+            errors.append(
+                Diagnostic(
+                    f"module '{m.name}' ({m.op}): {e}{ctx}",
+                    m.where(sub),
+                    m.ptr + sub,
+                    f"its inputs: {shapes}",
+                )
+            )
+            continue
+        if not m.trainable:
+            ps = [Param(p.name, p.shape, p.init, False, p.fan_in, p.fan_out) for p in ps]
+        types[m.name] = out
+        params[m.name] = ps
+        flops[m.name] = op.flops(m.attrs, ins, out)
+    if errors:
+        raise SpecError(errors)
+    return Shaped(graph, types, params, flops)

@@ -1,0 +1,441 @@
+"""Pass 3 — expand: a Spec → a flat list of modules.
+
+Inlines blocks (unrolling ``repeat`` with readable names such as
+``stage1.2.conv1``), substitutes block arguments (``$c``), turns the
+``sequence:`` shorthand into named modules, resolves every ``in`` reference
+to a flat module or input name, and fills op defaults. Each module keeps the
+document and pointer it came from, so later passes can name the place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..compiler.ops import OPS
+from .errors import Diagnostic, Location, SpecError, did_you_mean, pointer
+from .load import Document
+from .validate import Spec, _diag, check_attributes
+
+COMMON_KEYS = ("op", "in", "doc", "trainable", "lr_mult", "name", "weight")
+INSTANCE_KEYS = ("block", "in", "repeat", "doc", "name")
+
+
+@dataclass
+class Module:
+    """One module of the flat network."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Any]
+    doc: Document
+    ptr: str
+    blocks: tuple[str, ...] = ()  # enclosing block instances, outermost first
+    is_loss: bool = False
+    weight: float = 1.0
+    trainable: bool = True
+    lr_mult: float = 1.0
+    note: str = ""
+
+    def where(self, sub: str = "", key: bool = False) -> Location:
+        return self.doc.where(self.ptr + sub, key=key)
+
+
+@dataclass
+class Network:
+    """The expanded network, still in declaration order."""
+
+    name: str
+    inputs: dict[str, dict[str, Any]]
+    modules: list[Module]
+    outputs: list[str] | None
+    output_ptrs: list[str]
+    train: dict[str, Any]
+    data: dict[str, Any] | None
+    doc: Document
+    clusters: dict[str, str] = field(default_factory=dict)  # instance name -> block name
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    def module(self, name: str) -> Module:
+        for m in self.modules:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+class _Expander:
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.modules: list[Module] = []
+        self.aliases: dict[str, str] = {}  # block instance name -> name of its output
+        self.errors: list[Diagnostic] = []
+        self.clusters: dict[str, str] = {}
+
+    # -- references -------------------------------------------------------
+    def resolve(self, ref: str) -> str:
+        seen = set()
+        while ref in self.aliases and ref not in seen:
+            seen.add(ref)
+            ref = self.aliases[ref]
+        return ref
+
+    # -- one mapping of modules in one scope -----------------------------
+    def scope(
+        self,
+        mods: dict[str, Any],
+        doc: Document,
+        base: str,
+        prefix: str,
+        env: dict[str, Any] | None,
+        bind: dict[str, list[str]],
+        stack: tuple[str, ...],
+        blocks: tuple[str, ...],
+        note: str,
+    ) -> None:
+        """Expand ``mods`` (a modules mapping at ``doc``/``base``).
+
+        prefix: name prefix for this scope ("" at top level, "stage1.2." in a block).
+        env: block argument values, None at top level (no $args allowed).
+        bind: block input name -> the qualified reference(s) it stands for.
+        """
+        local = set(mods)
+        for name, raw in mods.items():
+            ptr = base + pointer(name)
+            if env is not None:
+                raw = self.substitute(raw, env, doc, ptr, stack[-1])
+                if raw is None:
+                    continue
+            ins = raw.get("in")
+            refs = [ins] if isinstance(ins, str) else list(ins or [])
+            qualified = []
+            for i, r in enumerate(refs):
+                rptr = ptr + ("/in" if isinstance(ins, str) else pointer("in", i))
+                qualified += self.qualify(r, prefix, local, bind, doc, rptr, stack)
+            if "block" in raw:
+                self.instance(prefix + name, raw, qualified, doc, ptr, stack, blocks, env)
+            else:
+                self.add(prefix + name, raw, qualified, doc, ptr, blocks, note)
+
+    def qualify(
+        self,
+        ref: str,
+        prefix: str,
+        local: set[str],
+        bind: dict[str, list[str]],
+        doc: Document,
+        ptr: str,
+        stack: tuple[str, ...],
+    ) -> list[str]:
+        if not prefix:
+            return [ref]  # top level: checked after all modules exist
+        if ref in bind:
+            return bind[ref]
+        if ref in local:
+            return [prefix + ref]
+        choices = [*bind, *local]
+        self.errors.append(
+            Diagnostic(
+                f"unknown name '{ref}' in block '{stack[-1]}': a block sees its inputs "
+                f"({', '.join(bind)}) and its own modules",
+                doc.where(ptr),
+                ptr,
+                did_you_mean(ref, choices),
+            )
+        )
+        return []
+
+    def substitute(self, raw: Any, env: dict[str, Any], doc: Document, ptr: str, block: str) -> Any:
+        """Replace "$arg" strings by argument values; None if any is unknown."""
+        ok = True
+
+        def sub(v: Any, p: str) -> Any:
+            nonlocal ok
+            if isinstance(v, str) and v.startswith("$"):
+                key = v[1:]
+                if key in env:
+                    return env[key]
+                ok = False
+                self.errors.append(
+                    Diagnostic(
+                        f"unknown block argument '{v}' in block '{block}'",
+                        doc.where(p),
+                        p,
+                        did_you_mean(v, ["$" + a for a in env])
+                        or f"arguments of '{block}': {', '.join('$' + a for a in env) or 'none'}",
+                    )
+                )
+                return v
+            if isinstance(v, list):
+                return [sub(x, p + pointer(i)) for i, x in enumerate(v)]
+            if isinstance(v, dict):
+                return {k: sub(x, p + pointer(k)) for k, x in v.items()}
+            return v
+
+        out = sub(raw, ptr)
+        return out if ok else None
+
+    # -- a block instance ---------------------------------------------------
+    def instance(
+        self,
+        name: str,
+        raw: dict[str, Any],
+        ins: list[str],
+        doc: Document,
+        ptr: str,
+        stack: tuple[str, ...],
+        blocks: tuple[str, ...],
+        env: dict[str, Any] | None,
+    ) -> None:
+        bname = raw["block"]
+        if bname not in self.spec.blocks:
+            self.errors.append(
+                Diagnostic(
+                    f"unknown block '{bname}' in module '{name}'",
+                    doc.where(ptr + "/block"),
+                    ptr + "/block",
+                    did_you_mean(bname, self.spec.blocks) or f"blocks: {', '.join(self.spec.blocks) or 'none'}",
+                )
+            )
+            return
+        if bname in stack:
+            path = " → ".join([*stack[stack.index(bname) :], bname])
+            self.errors.append(Diagnostic(f"block '{bname}' uses itself: {path}", doc.where(ptr + "/block"), ptr))
+            return
+        body, bdoc, bptr = self.spec.blocks[bname]
+        defaults = body.get("args") or {}
+        args = {k: v for k, v in raw.items() if k not in INSTANCE_KEYS}
+        bad = False
+        for k in args:
+            if k not in defaults:
+                bad = True
+                self.errors.append(
+                    Diagnostic(
+                        f"block '{bname}' has no argument '{k}' (module '{name}')",
+                        doc.where(ptr + pointer(k), key=True),
+                        ptr + pointer(k),
+                        did_you_mean(k, defaults) or f"arguments: {', '.join(defaults) or 'none'}",
+                    )
+                )
+        for k, v in defaults.items():
+            if v is None and k not in args:
+                bad = True
+                self.errors.append(
+                    Diagnostic(f"module '{name}' must give block argument '{k}' of '{bname}'", doc.where(ptr), ptr)
+                )
+        if bad:
+            return
+        env2 = {**defaults, **args}
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        repeat = raw.get("repeat", 1)
+        if repeat > 1 and len(inputs) != 1:
+            self.errors.append(
+                Diagnostic(
+                    f"module '{name}' repeats block '{bname}', which has {len(inputs)} inputs; "
+                    "repeat needs a block with one input",
+                    doc.where(ptr + "/repeat"),
+                    ptr + "/repeat",
+                )
+            )
+            return
+        if len(ins) != len(inputs):
+            self.errors.append(
+                Diagnostic(
+                    f"module '{name}' gives {len(ins)} input(s) to block '{bname}', which takes "
+                    f"{len(inputs)} ({', '.join(inputs)})",
+                    doc.where(ptr + "/in"),
+                    ptr + "/in",
+                )
+            )
+            return
+        out_local = body.get("output") or list(body["modules"])[-1]
+        if out_local not in body["modules"]:
+            optr = bptr + "/output"
+            self.errors.append(
+                Diagnostic(
+                    f"output '{out_local}' of block '{bname}' is not one of its modules",
+                    bdoc.where(optr),
+                    optr,
+                    did_you_mean(out_local, body["modules"]),
+                )
+            )
+            return
+        cur = ins
+        for i in range(1, repeat + 1):
+            rep = f"{name}.{i}" if repeat > 1 else name
+            self.clusters[rep] = bname
+            note = f"instance '{rep}' of block '{bname}'"
+            self.scope(
+                body["modules"],
+                bdoc,
+                bptr + "/modules",
+                rep + ".",
+                env2,
+                dict(zip(inputs, [[c] for c in cur], strict=True)),
+                (*stack, bname),
+                (*blocks, rep),
+                note,
+            )
+            self.aliases[rep] = f"{rep}.{out_local}"
+            cur = [f"{rep}.{out_local}"]
+        if repeat > 1:
+            self.aliases[name] = cur[0]
+
+    # -- a plain module -----------------------------------------------------
+    def add(
+        self,
+        name: str,
+        raw: dict[str, Any],
+        ins: list[str],
+        doc: Document,
+        ptr: str,
+        blocks: tuple[str, ...],
+        note: str,
+        is_loss: bool = False,
+    ) -> None:
+        op = raw["op"]
+        if blocks:  # block modules were checked loosely ($args); check them now
+            before = len(self.errors)
+            for e in check_attributes(op, raw):
+                e.path.extendleft(reversed(_parts(ptr)))
+                for d in _diag(doc, e):
+                    self.errors.append(Diagnostic(d.message + f" (in {note})", d.location, d.pointer, d.hint))
+            if len(self.errors) > before:
+                return
+        attrs = OPS[op].fill_defaults({k: v for k, v in raw.items() if k not in COMMON_KEYS})
+        self.modules.append(
+            Module(
+                name=name,
+                op=op,
+                inputs=ins,
+                attrs=attrs,
+                doc=doc,
+                ptr=ptr,
+                blocks=blocks,
+                is_loss=is_loss,
+                weight=float(raw.get("weight", 1.0)),
+                trainable=bool(raw.get("trainable", True)),
+                lr_mult=float(raw.get("lr_mult", 1.0)),
+                note=note,
+            )
+        )
+
+
+def _parts(ptr: str) -> list[str | int]:
+    out: list[str | int] = []
+    for p in ptr.split("/")[1:]:
+        p = p.replace("~1", "/").replace("~0", "~")
+        out.append(int(p) if p.isdigit() else p)
+    return out
+
+
+def sequence_to_modules(seq: list[dict[str, Any]], inputs: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The ``sequence:`` shorthand as a modules mapping (each item reads the
+    previous one unless it says otherwise) and the pointer of each item."""
+    mods: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    prev = inputs[0] if len(inputs) == 1 else None
+    for item in seq:
+        kind = item.get("block") or item["op"]
+        counts[kind] = counts.get(kind, 0) + 1
+        name = item.get("name") or f"{kind}{counts[kind]}"
+        body = {k: v for k, v in item.items() if k != "name"}
+        if "in" not in body and prev is not None:
+            body["in"] = prev
+        mods[name] = body
+        prev = name
+    return mods, list(mods)
+
+
+def expand(spec: Spec) -> Network:
+    """Flatten a validated Spec; raise SpecError listing every problem."""
+    ex = _Expander(spec)
+    doc = spec.doc
+    if spec.sequence is not None:
+        mods, names = sequence_to_modules(spec.sequence, list(spec.inputs))
+        dup = {n for n in names if names.count(n) > 1}
+        for i, item in enumerate(spec.sequence):
+            if item.get("name") in dup or item.get("name") in spec.inputs:
+                p = pointer("sequence", i, "name")
+                ex.errors.append(Diagnostic(f"name '{item['name']}' is used twice", doc.where(p), p))
+        # Point each generated module at its sequence item.
+        ptrs = {n: pointer("sequence", i) for i, n in enumerate(mods)}
+        for n, body in mods.items():
+            if "in" not in body:
+                p = ptrs[n]
+                ex.errors.append(
+                    Diagnostic(
+                        f"sequence item '{n}' needs `in:`: the spec has {len(spec.inputs)} inputs",
+                        doc.where(p),
+                        p,
+                    )
+                )
+        for n, raw in mods.items():
+            ins = raw.get("in")
+            refs = [ins] if isinstance(ins, str) else list(ins or [])
+            if "block" in raw:
+                ex.instance(n, raw, refs, doc, ptrs[n], (), (), None)
+            else:
+                ex.add(n, raw, refs, doc, ptrs[n], (), "")
+    else:
+        ex.scope(spec.modules or {}, doc, "/modules", "", None, {}, (), (), "")
+    for name, raw in spec.losses.items():
+        ins = raw.get("in")
+        refs = [ins] if isinstance(ins, str) else list(ins or [])
+        ex.add(name, {**raw}, refs, doc, pointer("losses", name), (), "", is_loss=True)
+
+    # Resolve references now that every module and alias exists.
+    known = {m.name for m in ex.modules} | set(spec.inputs)
+    visible = [*spec.inputs, *(spec.modules or {}), *(m.name for m in ex.modules if not m.blocks)]
+    for m in ex.modules:
+        resolved = []
+        for i, r in enumerate(m.inputs):
+            q = ex.resolve(r)
+            if q not in known:
+                sub = "/in" if isinstance(_raw_in(m), str) else pointer("in", i)
+                ex.errors.append(
+                    Diagnostic(
+                        f"module '{m.name}' reads '{r}', which is no input or module",
+                        m.where(sub),
+                        m.ptr + sub,
+                        did_you_mean(r, visible + list(ex.aliases)),
+                    )
+                )
+            resolved.append(q)
+        m.inputs = resolved
+    outputs = None
+    out_ptrs: list[str] = []
+    if spec.outputs is not None:
+        outputs = []
+        for i, o in enumerate(spec.outputs):
+            q = ex.resolve(o)
+            p = pointer("outputs", i)
+            out_ptrs.append(p)
+            if q not in known:
+                ex.errors.append(
+                    Diagnostic(
+                        f"output '{o}' is no module", doc.where(p), p, did_you_mean(o, visible + list(ex.aliases))
+                    )
+                )
+            outputs.append(q)
+    if ex.errors:
+        raise SpecError(ex.errors)
+    return Network(
+        name=spec.name,
+        inputs=spec.inputs,
+        modules=ex.modules,
+        outputs=outputs,
+        output_ptrs=out_ptrs,
+        train=spec.train,
+        data=spec.data,
+        doc=doc,
+        clusters=ex.clusters,
+        warnings=list(spec.warnings),
+    )
+
+
+def _raw_in(m: Module) -> Any:
+    data: Any = m.doc.data
+    for p in _parts(m.ptr):
+        data = data[p] if isinstance(data, dict | list) else None
+    return data.get("in") if isinstance(data, dict) else None

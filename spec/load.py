@@ -1,0 +1,152 @@
+"""Pass 1 — load: YAML text → plain data plus a source map.
+
+Reads YAML with a safe loader only (libyaml's CSafeLoader when present). The
+node tree is walked by hand so every value and every mapping key keeps its
+line and column, and so duplicate keys are errors (PyYAML silently keeps the
+last one). ``include:`` files are loaded here too, since loading is the only
+pass that touches the file system.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Diagnostic, Location, SpecError, pointer
+
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """Safe loader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3,
+    which surprises everyone who writes a learning rate)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+@dataclass
+class Document:
+    """A loaded spec: the data, where each part came from, and its includes."""
+
+    data: Any
+    file: str
+    values: dict[str, Location] = field(default_factory=dict)  # pointer -> value position
+    keys: dict[str, Location] = field(default_factory=dict)  # pointer -> key position
+    includes: list[Document] = field(default_factory=list)
+
+    def where(self, ptr: str, key: bool = False) -> Location:
+        """Best location for a pointer: the exact one, else its nearest parent."""
+        table = self.keys if key else self.values
+        p = ptr
+        while True:
+            if p in table:
+                return table[p]
+            if p in self.values:
+                return self.values[p]
+            if not p:
+                return Location(self.file, 1, 1)
+            p = p.rsplit("/", 1)[0]
+
+
+def _loc(file: str, mark: yaml.Mark) -> Location:
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Diagnostic]) -> Any:
+    doc.values[ptr] = _loc(doc.file, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for knode, vnode in node.value:
+            key = _walk_scalar_key(knode, loader)
+            kptr = ptr + pointer(key)
+            if key in out:
+                errors.append(
+                    Diagnostic(
+                        f"duplicate key '{key}' (first at line {doc.keys[kptr].line})",
+                        _loc(doc.file, knode.start_mark),
+                        kptr,
+                        "each name may appear once in a mapping",
+                    )
+                )
+                continue
+            doc.keys[kptr] = _loc(doc.file, knode.start_mark)
+            out[key] = _walk(vnode, loader, doc, kptr, errors)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(v, loader, doc, ptr + pointer(i), errors) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _walk_scalar_key(node: yaml.Node, loader: Any) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return str(loader.construct_object(node, deep=True))
+    return loader.construct_object(node, deep=True)
+
+
+def parse(text: str, file: str = "<string>") -> Document:
+    """Parse YAML text into a Document. Raises SpecError on bad YAML."""
+    doc = Document(None, file)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        loc = _loc(file, mark) if mark else Location(file, 1, 1)
+        raise SpecError.one(f"YAML syntax error: {e.problem or e.context}", loc) from None
+    except yaml.YAMLError as e:
+        raise SpecError.one(f"YAML error: {e}", Location(file, 1, 1)) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise SpecError.one("the spec file is empty", Location(file, 1, 1), hint="start with `netc: 1`")
+    errors: list[Diagnostic] = []
+    doc.data = _walk(node, loader, doc, "", errors)
+    if errors:
+        raise SpecError(errors)
+    if not isinstance(doc.data, dict):
+        kind = type(doc.data).__name__ if doc.data is not None else "null"
+        raise SpecError.one(
+            f"a spec must be a mapping of sections (netc, name, inputs, modules, ...), got a {kind}",
+            doc.values[""],
+            hint="see docs/spec.md for the layout of a spec",
+        )
+    return doc
+
+
+def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
+    """Read and parse a spec file and, recursively, its ``include:`` files."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError.one(f"no such spec file: {name}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError.one(f"cannot read spec file {name}: {e}") from None
+    doc = parse(text, name)
+    incs = doc.data.get("include", [])
+    if isinstance(incs, str):
+        incs = [incs]
+    if not isinstance(incs, list):
+        return doc  # the validator reports the wrong type
+    resolved = str(path.resolve())
+    for i, inc in enumerate(incs):
+        if not isinstance(inc, str):
+            continue
+        ptr = pointer("include", i) if isinstance(doc.data["include"], list) else "/include"
+        target = (path.parent / inc).resolve()
+        if str(target) in (*_seen, resolved):
+            raise SpecError.one(f"include cycle: {name} includes {inc}", doc.where(ptr), ptr)
+        if not target.is_file():
+            raise SpecError.one(f"included file not found: {inc} (looked for {target})", doc.where(ptr), ptr)
+        doc.includes.append(load(target, (*_seen, resolved)))
+    return doc

@@ -1,0 +1,340 @@
+"""Pass 2 — validate: a loaded Document → a typed :class:`Spec`.
+
+Checks the document against schemas/network.schema.json and turns every
+jsonschema error into a :class:`Diagnostic` a person can act on: the place
+(file:line:col and JSON pointer), what was expected, and a did-you-mean for
+misspelt keys, op names and block names. All errors are reported at once.
+Defaults are filled here by netc, not by the validator.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from ..compiler.ops import LAYERS, LOSSES, OPS
+from .errors import Diagnostic, SpecError, did_you_mean, pointer
+from .load import Document
+from .schema import build_schema, committed_schema
+
+TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+@dataclass
+class Spec:
+    """A validated spec: sections with netc's defaults filled in, plus the
+    documents it came from (for error locations in later passes)."""
+
+    name: str
+    inputs: dict[str, dict[str, Any]]
+    blocks: dict[str, tuple[dict[str, Any], Document, str]]  # name -> (definition, document, pointer)
+    modules: dict[str, dict[str, Any]] | None
+    sequence: list[dict[str, Any]] | None
+    losses: dict[str, dict[str, Any]]
+    outputs: list[str] | None
+    train: dict[str, Any]
+    data: dict[str, Any] | None
+    doc: Document
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+@functools.cache
+def _validator(include: bool) -> Draft202012Validator:
+    schema = committed_schema()
+    if include:
+        schema = {**schema, "required": ["netc"]}
+    return Draft202012Validator(schema)
+
+
+def schema_is_current() -> bool:
+    return committed_schema() == build_schema()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return repr(value)
+
+
+def _subject(doc: Document, path: list[Any]) -> str:
+    """Readable name for the object at ``path``: "module 'c1' (conv2d)"."""
+    data: Any = doc.data
+    for p in path:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            data = None
+            break
+    op = data.get("op") if isinstance(data, dict) else None
+    opt = f" ({op})" if isinstance(op, str) else ""
+    if len(path) >= 2 and path[0] in ("modules", "losses", "blocks", "inputs"):
+        kind = {"modules": "module", "losses": "loss", "blocks": "block", "inputs": "input"}[path[0]]
+        if path[0] == "blocks" and len(path) >= 4 and path[2] == "modules":
+            return f"module '{path[3]}'{_opt(doc, path[:4])} of block '{path[1]}'"
+        return f"{kind} '{path[1]}'{opt}" if len(path) == 2 else f"{kind} '{path[1]}'"
+    if len(path) >= 2 and path[0] == "sequence":
+        return f"sequence item {path[1]}{opt}"
+    if not path:
+        return "the spec"
+    return f"section '{'.'.join(str(p) for p in path)}'"
+
+
+def _opt(doc: Document, path: list[Any]) -> str:
+    data: Any = doc.data
+    for p in path:
+        data = data.get(p) if isinstance(data, dict) else None
+    op = data.get("op") if isinstance(data, dict) else None
+    return f" ({op})" if isinstance(op, str) else ""
+
+
+def _allowed_keys(schema: dict[str, Any]) -> list[str]:
+    return list(schema.get("properties", {}))
+
+
+def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
+    path = list(e.absolute_path)
+    ptr = pointer(*path)
+    v = e.validator
+    subject = _subject(doc, path)
+    if v == "additionalProperties":
+        allowed = _allowed_keys(e.schema)
+        for key in e.instance:
+            if key in allowed:
+                continue
+            kptr = ptr + pointer(key)
+            what = "attribute" if "op" in e.instance else "key"
+            yield Diagnostic(
+                f"unknown {what} '{key}' in {subject}",
+                doc.where(kptr, key=True),
+                kptr,
+                did_you_mean(key, allowed) or f"allowed: {', '.join(allowed)}",
+            )
+        return
+    if v == "required":
+        missing = e.message.split("'")[1] if "'" in e.message else e.message
+        unknown = [k for k in e.instance if k not in _allowed_keys(e.schema)] if isinstance(e.instance, dict) else []
+        if any(did_you_mean(k, [missing]) for k in unknown):
+            return  # reported as the misspelt key, with the did-you-mean
+        yield Diagnostic(f"{subject} is missing required key '{missing}'", doc.where(ptr), ptr)
+        return
+    if v == "enum" and path and path[-1] == "op":
+        yield _op_diag(doc, path, e.instance, ptr)
+        return
+    if v == "enum":
+        choices = e.validator_value
+        yield Diagnostic(
+            f"{_describe(e.instance)} is not allowed for '{path[-1] if path else ''}' in {subject}; "
+            f"expected one of: {', '.join(map(str, choices))}",
+            doc.where(ptr),
+            ptr,
+            did_you_mean(e.instance, [str(c) for c in choices]),
+        )
+        return
+    if v == "const" and path == ["netc"]:
+        yield Diagnostic(
+            f"unsupported format version {_describe(e.instance)}; this netc reads version 1",
+            doc.where(ptr),
+            ptr,
+            "write `netc: 1` as the first key",
+        )
+        return
+    if v == "type":
+        expected = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+        names = " or ".join(TYPE_NAMES.get(t, t) for t in expected)
+        yield Diagnostic(
+            f"'{path[-1] if path else 'spec'}' in {subject} must be {names}, got {_describe(e.instance)}",
+            doc.where(ptr),
+            ptr,
+        )
+        return
+    if v in ("oneOf", "anyOf"):
+        if e.context:
+            inner = best_match(e.context)
+            if inner.validator not in ("type", "pattern"):
+                yield from _diag(doc, inner)
+                return
+        yield Diagnostic(
+            f"'{path[-1] if path else 'spec'}' in {subject} has an invalid value {_describe(e.instance)}"
+            + _expect(e.schema),
+            doc.where(ptr),
+            ptr,
+        )
+        return
+    if v == "pattern" and path and path[-1] == "in" or (len(path) >= 2 and path[-2] == "in"):
+        yield Diagnostic(f"{_describe(e.instance)} is not a valid module or input name", doc.where(ptr), ptr)
+        return
+    if v == "propertyNames" or v == "pattern":
+        bad = e.instance
+        kptr = ptr + pointer(bad) if v == "propertyNames" else ptr
+        yield Diagnostic(
+            f"{_describe(bad)} is not a valid name in {subject}: use letters, digits and _, "
+            "not starting with a digit",
+            doc.where(kptr, key=True),
+            kptr,
+        )
+        return
+    where = f"'{path[-1]}' in {subject}" if path else subject
+    yield Diagnostic(f"{where}: {e.message}", doc.where(ptr), ptr)
+
+
+def _expect(schema: dict[str, Any]) -> str:
+    desc = schema.get("description")
+    return f"; expected {desc}" if desc else ""
+
+
+def _op_diag(doc: Document, path: list[Any], value: Any, ptr: str) -> Diagnostic:
+    section = path[0]
+    in_losses = section == "losses"
+    if isinstance(value, str) and not in_losses and value in LOSSES:
+        return Diagnostic(
+            f"'{value}' is a loss; declare it under `losses:`, not `{section}:`", doc.where(ptr), ptr
+        )
+    if isinstance(value, str) and in_losses and value in LAYERS:
+        return Diagnostic(f"'{value}' is not a loss; losses are: {', '.join(LOSSES)}", doc.where(ptr), ptr)
+    names = LOSSES if in_losses else LAYERS
+    return Diagnostic(
+        f"unknown op {_describe(value)} in {_subject(doc, path[:-1]).split(' (')[0]}",
+        doc.where(ptr),
+        ptr,
+        did_you_mean(value, names) or "netc ops are listed in docs/ops.md",
+    )
+
+
+def schema_diagnostics(doc: Document, include: bool = False) -> list[Diagnostic]:
+    """Every schema violation of one document, as diagnostics."""
+    out: list[Diagnostic] = []
+    seen: set[tuple[str, str]] = set()
+    for e in _validator(include).iter_errors(doc.data):
+        for d in _diag(doc, e):
+            if (d.pointer, d.message) not in seen:
+                seen.add((d.pointer, d.message))
+                out.append(d)
+    return out
+
+
+def check_attributes(op: str, attrs: dict[str, Any]) -> list[ValidationError]:
+    """Validate one module's attributes against its op's strict schema."""
+    v = _op_validator(op)
+    return list(v.iter_errors(attrs))
+
+
+@functools.cache
+def _op_validator(op: str) -> Draft202012Validator:
+    schema = committed_schema()
+    return Draft202012Validator({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/op.{op}"})
+
+
+def _sort(ds: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(ds, key=lambda d: (d.location.file, d.location.line, d.location.col) if d.location else ("", 0, 0))
+
+
+def _fill(defaults_schema: dict[str, Any], value: dict[str, Any] | None) -> dict[str, Any]:
+    """Fill the schema's explicit defaults into a section, recursively."""
+    out = dict(value or {})
+    for k, s in defaults_schema.get("properties", {}).items():
+        if k not in out and "default" in s:
+            out[k] = s["default"]
+        elif isinstance(out.get(k), dict) and s.get("type") == "object":
+            out[k] = _fill(s, out[k])
+    return out
+
+
+def _collect_blocks(doc: Document, errors: list[Diagnostic], out: dict[str, tuple[dict, Document, str]]) -> None:
+    for inc in doc.includes:
+        _collect_blocks(inc, errors, out)
+    for name, body in (doc.data.get("blocks") or {}).items():
+        ptr = pointer("blocks", name)
+        if name in out:
+            first = out[name][1].where(out[name][2], key=True)
+            errors.append(
+                Diagnostic(f"block '{name}' is defined twice (first at {first})", doc.where(ptr, key=True), ptr)
+            )
+            continue
+        out[name] = (body, doc, ptr)
+
+
+def validate(doc: Document) -> Spec:
+    """Check a document and its includes; return the typed Spec or raise
+    SpecError listing every problem found."""
+    errors = schema_diagnostics(doc)
+    stack = list(doc.includes)
+    while stack:
+        inc = stack.pop()
+        errors += schema_diagnostics(inc, include=True)
+        stack += inc.includes
+    data = doc.data
+    has_mod, has_seq = "modules" in data, "sequence" in data
+    if has_mod == has_seq:
+        errors.append(
+            Diagnostic(
+                "a spec needs exactly one of `modules:` (a DAG) or `sequence:` (a chain)"
+                + (", not both" if has_mod else ""),
+                doc.where(pointer("sequence") if has_seq else ""),
+                "",
+            )
+        )
+    if errors:
+        raise SpecError(_sort(errors))
+
+    blocks: dict[str, tuple[dict, Document, str]] = {}
+    _collect_blocks(doc, errors, blocks)
+    for name in (data.get("modules") or {}):
+        if name in data["inputs"]:
+            ptr = pointer("modules", name)
+            errors.append(
+                Diagnostic(f"module '{name}' has the same name as an input", doc.where(ptr, key=True), ptr)
+            )
+    for name in data.get("losses") or {}:
+        if name in (data.get("modules") or {}) or name in data["inputs"]:
+            ptr = pointer("losses", name)
+            errors.append(
+                Diagnostic(f"loss '{name}' has the same name as a module or input", doc.where(ptr, key=True), ptr)
+            )
+    if errors:
+        raise SpecError(_sort(errors))
+
+    schema = committed_schema()
+    props = schema["properties"]
+    inputs = {k: {"dtype": "float32", **v} for k, v in data["inputs"].items()}
+    losses = {
+        k: {"weight": 1.0, **{a: b for a, b in OPS[v["op"]].fill_defaults(v).items()}}
+        for k, v in (data.get("losses") or {}).items()
+    }
+    return Spec(
+        name=data.get("name") or _stem(doc.file),
+        inputs=inputs,
+        blocks=blocks,
+        modules=data.get("modules"),
+        sequence=data.get("sequence"),
+        losses=losses,
+        outputs=data.get("outputs"),
+        train=_fill(props["train"], data.get("train")),
+        data=_fill(props["data"], data["data"]) if "data" in data else None,
+        doc=doc,
+    )
+
+
+def _stem(file: str) -> str:
+    base = file.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base else base
