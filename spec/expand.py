@@ -9,6 +9,9 @@ document and pointer it came from, so later passes can name the place.
 
 from __future__ import annotations
 
+import ast
+import operator
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +74,7 @@ class _Expander:
         self.aliases: dict[str, str] = {}  # block instance name -> name of its output
         self.errors: list[Diagnostic] = []
         self.clusters: dict[str, str] = {}
+        self.failed: set[str] = set()  # modules not created; references to them are not errors again
 
     # -- references -------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -105,6 +109,7 @@ class _Expander:
             if env is not None:
                 raw = self.substitute(raw, env, doc, ptr, stack[-1])
                 if raw is None:
+                    self.failed.add(prefix + name)
                     continue
             ins = raw.get("in")
             refs = [ins] if isinstance(ins, str) else list(ins or [])
@@ -113,7 +118,8 @@ class _Expander:
                 rptr = ptr + ("/in" if isinstance(ins, str) else pointer("in", i))
                 qualified += self.qualify(r, prefix, local, bind, doc, rptr, stack)
             if "block" in raw:
-                self.instance(prefix + name, raw, qualified, doc, ptr, stack, blocks, env)
+                if not self.instance(prefix + name, raw, qualified, doc, ptr, stack, blocks, env):
+                    self.failed.add(prefix + name)
             else:
                 self.add(prefix + name, raw, qualified, doc, ptr, blocks, note)
 
@@ -152,9 +158,11 @@ class _Expander:
         def sub(v: Any, p: str) -> Any:
             nonlocal ok
             if isinstance(v, str) and v.startswith("$"):
-                key = v[1:]
-                if key in env:
-                    return env[key]
+                names = _ARG_RE.findall(v)
+                key = next((n for n in names if n not in env), None)
+                if key is None:
+                    return env[names[0]] if len(names) == 1 and v == "$" + names[0] else _arith(v, env)
+                v = "$" + key
                 ok = False
                 self.errors.append(
                     Diagnostic(
@@ -186,7 +194,7 @@ class _Expander:
         stack: tuple[str, ...],
         blocks: tuple[str, ...],
         env: dict[str, Any] | None,
-    ) -> None:
+    ) -> bool:
         bname = raw["block"]
         if bname not in self.spec.blocks:
             self.errors.append(
@@ -197,11 +205,11 @@ class _Expander:
                     did_you_mean(bname, self.spec.blocks) or f"blocks: {', '.join(self.spec.blocks) or 'none'}",
                 )
             )
-            return
+            return False
         if bname in stack:
             path = " → ".join([*stack[stack.index(bname) :], bname])
             self.errors.append(Diagnostic(f"block '{bname}' uses itself: {path}", doc.where(ptr + "/block"), ptr))
-            return
+            return False
         body, bdoc, bptr = self.spec.blocks[bname]
         defaults = body.get("args") or {}
         args = {k: v for k, v in raw.items() if k not in INSTANCE_KEYS}
@@ -224,7 +232,7 @@ class _Expander:
                     Diagnostic(f"module '{name}' must give block argument '{k}' of '{bname}'", doc.where(ptr), ptr)
                 )
         if bad:
-            return
+            return False
         env2 = {**defaults, **args}
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         repeat = raw.get("repeat", 1)
@@ -237,7 +245,7 @@ class _Expander:
                     ptr + "/repeat",
                 )
             )
-            return
+            return False
         if len(ins) != len(inputs):
             self.errors.append(
                 Diagnostic(
@@ -247,7 +255,7 @@ class _Expander:
                     ptr + "/in",
                 )
             )
-            return
+            return False
         out_local = body.get("output") or list(body["modules"])[-1]
         if out_local not in body["modules"]:
             optr = bptr + "/output"
@@ -259,7 +267,7 @@ class _Expander:
                     did_you_mean(out_local, body["modules"]),
                 )
             )
-            return
+            return False
         cur = ins
         for i in range(1, repeat + 1):
             rep = f"{name}.{i}" if repeat > 1 else name
@@ -280,6 +288,7 @@ class _Expander:
             cur = [f"{rep}.{out_local}"]
         if repeat > 1:
             self.aliases[name] = cur[0]
+        return True
 
     # -- a plain module -----------------------------------------------------
     def add(
@@ -301,6 +310,7 @@ class _Expander:
                 for d in _diag(doc, e):
                     self.errors.append(Diagnostic(d.message + f" (in {note})", d.location, d.pointer, d.hint))
             if len(self.errors) > before:
+                self.failed.add(name)
                 return
         attrs = OPS[op].fill_defaults({k: v for k, v in raw.items() if k not in COMMON_KEYS})
         self.modules.append(
@@ -319,6 +329,41 @@ class _Expander:
                 note=note,
             )
         )
+
+
+_ARG_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_ARITH = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+}
+
+
+def _arith(text: str, env: dict[str, Any]) -> Any:
+    """Evaluate "$c * 4"-style arithmetic (the schema admits nothing else).
+    A non-number argument or a division by zero leaves the text unchanged, so
+    the attribute check reports it with its place."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+            return _ARITH[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.Name):
+            v = env[node.id]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise TypeError
+            return v
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        raise TypeError
+
+    try:
+        out = ev(ast.parse(_ARG_RE.sub(r"\1", text), mode="eval").body)
+    except (TypeError, ZeroDivisionError, SyntaxError):
+        return text
+    return int(out) if isinstance(out, float) and out.is_integer() else out
 
 
 def _parts(ptr: str) -> list[str | int]:
@@ -374,7 +419,8 @@ def expand(spec: Spec) -> Network:
             ins = raw.get("in")
             refs = [ins] if isinstance(ins, str) else list(ins or [])
             if "block" in raw:
-                ex.instance(n, raw, refs, doc, ptrs[n], (), (), None)
+                if not ex.instance(n, raw, refs, doc, ptrs[n], (), (), None):
+                    ex.failed.add(n)
             else:
                 ex.add(n, raw, refs, doc, ptrs[n], (), "")
     else:
@@ -391,7 +437,7 @@ def expand(spec: Spec) -> Network:
         resolved = []
         for i, r in enumerate(m.inputs):
             q = ex.resolve(r)
-            if q not in known:
+            if q not in known and not ({r, q} & ex.failed):
                 sub = "/in" if isinstance(_raw_in(m), str) else pointer("in", i)
                 ex.errors.append(
                     Diagnostic(
@@ -419,7 +465,9 @@ def expand(spec: Spec) -> Network:
                 )
             outputs.append(q)
     if ex.errors:
-        raise SpecError(ex.errors)
+        # A block used N times repeats its definition's errors N times: once is enough.
+        unique = {(str(d.location), d.message): d for d in ex.errors}
+        raise SpecError(list(unique.values()))
     return Network(
         name=spec.name,
         inputs=spec.inputs,

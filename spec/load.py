@@ -61,8 +61,16 @@ def _loc(file: str, mark: yaml.Mark) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
+_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
+
+
 def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Diagnostic]) -> Any:
     doc.values[ptr] = _loc(doc.file, node.start_mark)
+    if node.tag not in _TAGS:
+        # The node tree is walked by hand, so the safe loader's own refusal
+        # of python/* tags never runs: refuse every tag a spec has no use for.
+        errors.append(Diagnostic(f"unsupported YAML tag {node.tag}", doc.values[ptr], ptr))
+        return None
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:

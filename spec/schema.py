@@ -18,7 +18,9 @@ from ..compiler.ops import LAYERS, LOSSES, OPS
 SCHEMA_ID = "https://netc.dev/schemas/network.schema.json"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 REF = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
-ARG = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
+_ARGNAME = r"\$[A-Za-z_][A-Za-z0-9_]*"
+# "$c" or simple integer arithmetic on arguments: "$c * 4", "$c // 2 + 1".
+ARG = rf"^{_ARGNAME}( *(\*|//|/|%|\+|-) *({_ARGNAME}|[0-9]+))*$"
 
 _COMMON = {
     "in": {"$ref": "#/$defs/refs", "description": "input name(s): spec inputs or other modules, in any order"},
@@ -181,7 +183,7 @@ def build_schema() -> dict[str, Any]:
         "name": {"type": "string", "pattern": NAME},
         "ref": {"type": "string", "pattern": REF},
         "refs": {"oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1}]},
-        "arg": {"type": "string", "pattern": ARG, "description": "a block argument, e.g. $c"},
+        "arg": {"type": "string", "pattern": ARG, "description": "a block argument, e.g. $c, or arithmetic on arguments, e.g. $c * 4"},
         "input": _obj(
             {
                 "shape": {"type": "array", "items": _POSINT, "description": "per-sample shape (no batch axis)"},

@@ -9,7 +9,7 @@ FLOPs per sample: forward Ho·Wo·C·(kh·kw) (adds and the divide); backward Ho
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import TensorType
 from .maxpool2d import Pool2d
@@ -18,7 +18,7 @@ from .maxpool2d import Pool2d
 class Avgpool2d(Pool2d):
     name = "avgpool2d"
     reads_inputs = ()
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         **Pool2d.attributes,
         "count_include_pad": {
             "type": "boolean",

@@ -18,8 +18,8 @@ Conventions every contract follows
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Container
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 DTYPE_BYTES = {"float32": 4, "float64": 8, "int64": 8}
@@ -92,7 +92,16 @@ PAIR_POS = {"oneOf": [INT_POS, {"type": "array", "items": INT_POS, "minItems": 2
 PAIR_NONNEG = {"oneOf": [INT_NONNEG, {"type": "array", "items": INT_NONNEG, "minItems": 2, "maxItems": 2}]}
 AXIS = {"type": "integer"}
 PROB = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
-INITS = ["kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "uniform", "zeros", "ones"]
+INITS = [
+    "kaiming_uniform",
+    "kaiming_normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "normal",
+    "uniform",
+    "zeros",
+    "ones",
+]
 INIT_ATTR = {
     "enum": INITS,
     "default": "kaiming_uniform",
@@ -298,7 +307,7 @@ class Loss(Op):
 
     arity = 2
     is_loss = True
-    attributes = {"reduction": REDUCTION}
+    attributes: ClassVar[dict[str, Any]] = {"reduction": REDUCTION}
     key_attributes = ("reduction",)
     cost: ClassVar[tuple[int, int]] = (3, 3)
     example = ({}, (TensorType((10,)), TensorType((10,))))

@@ -38,7 +38,7 @@ def norm_flops(n: int, affine: bool) -> tuple[int, int]:
 
 class Batchnorm1d(Op):
     name = "batchnorm1d"
-    attributes = {"momentum": MOMENTUM, "eps": EPS, "affine": AFFINE}
+    attributes: ClassVar[dict[str, Any]] = {"momentum": MOMENTUM, "eps": EPS, "affine": AFFINE}
     layout: ClassVar[tuple[tuple[int, ...], str]] = ((1, 2), "[N, C] or [N, C, L]")
     example = ({}, (TensorType((256,)),))
 
@@ -49,7 +49,10 @@ class Batchnorm1d(Op):
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         c = ins[0].shape[:1]
-        stats = [Param("running_mean", c, "zeros", trainable=False), Param("running_var", c, "ones", trainable=False)]
+        stats = [
+            Param("running_mean", c, "zeros", trainable=False),
+            Param("running_var", c, "ones", trainable=False),
+        ]
         return norm_params(c, attrs["affine"]) + stats
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:

@@ -8,14 +8,16 @@ FLOPs per sample: forward 0 (a copy); backward D (the dw sum).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import INIT_ATTR, Op, Param, TensorType, check_rank, float_input
 
 
 class ClsToken(Op):
     name = "cls_token"
-    attributes = {"init": {**INIT_ATTR, "default": "zeros", "description": "token initializer"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "init": {**INIT_ATTR, "default": "zeros", "description": "token initializer"}
+    }
     reads_inputs = ()
     example = ({}, (TensorType((64, 192)),))
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
@@ -13,7 +13,9 @@ from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 class Concat(Movement):
     name = "concat"
     arity = (2, None)
-    attributes = {"axis": {**AXIS, "default": 0, "description": "per-sample axis to join along"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "axis": {**AXIS, "default": 0, "description": "per-sample axis to join along"}
+    }
     key_attributes = ("axis",)
     example = ({}, (TensorType((32, 8, 8)), TensorType((16, 8, 8))))
 
@@ -21,8 +23,10 @@ class Concat(Movement):
         x0 = ins[0]
         a = norm_axis(attrs["axis"], len(x0.shape), "concat axis")
         for i, t in enumerate(ins[1:], start=1):
-            if t.dtype != x0.dtype or len(t.shape) != len(x0.shape) or any(
-                d0 != d for j, (d0, d) in enumerate(zip(x0.shape, t.shape)) if j != a
+            if (
+                t.dtype != x0.dtype
+                or len(t.shape) != len(x0.shape)
+                or any(d0 != d for j, (d0, d) in enumerate(zip(x0.shape, t.shape, strict=True)) if j != a)
             ):
                 raise ShapeError(
                     f"concat along axis {attrs['axis']} needs inputs equal on every other axis, "
@@ -30,7 +34,7 @@ class Concat(Movement):
                     i,
                 )
         size = sum(t.shape[a] for t in ins)
-        return TensorType(x0.shape[:a] + (size,) + x0.shape[a + 1 :], x0.dtype)
+        return TensorType((*x0.shape[:a], size, *x0.shape[a + 1 :]), x0.dtype)
 
 
 OP = Concat()

@@ -19,7 +19,7 @@ convolve sample by sample, so it does not grow with the batch). Backward reads t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import (
     INIT_ATTR,
@@ -58,7 +58,7 @@ def pads4(attrs: dict[str, Any], kernel: tuple[int, int], dilation: tuple[int, i
     if p == "same":
         if pair(attrs["stride"]) != (1, 1):
             raise ShapeError(f'padding "same" needs stride 1, got stride {attrs["stride"]}')
-        tot = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        tot = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
         return (tot[0] // 2, tot[0] - tot[0] // 2, tot[1] // 2, tot[1] - tot[1] // 2)
     if isinstance(p, list) and len(p) == 4:
         return tuple(int(v) for v in p)
@@ -68,7 +68,7 @@ def pads4(attrs: dict[str, Any], kernel: tuple[int, int], dilation: tuple[int, i
 
 class Conv2d(Op):
     name = "conv2d"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "out_channels": {**INT_POS, "description": "number of output channels"},
         "kernel": {**PAIR_POS, "description": "kernel size: int or [height, width]"},
         "stride": {**PAIR_POS, "default": 1, "description": "step: int or [vertical, horizontal]"},
@@ -111,7 +111,7 @@ class Conv2d(Op):
         return ps
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
-        cg, kh, kw, ho, wo = self._geometry(attrs, ins[0])
+        cg, kh, kw, _ho, _wo = self._geometry(attrs, ins[0])
         macs = out.numel * cg * kh * kw
         bias = out.numel if attrs["bias"] else 0
         return 2 * macs + bias, 4 * macs + bias

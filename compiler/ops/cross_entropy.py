@@ -10,7 +10,7 @@ backward 3·n.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import PROB, REDUCTION, Loss, ShapeError, TensorType, check_dtype, float_input
 
@@ -31,7 +31,7 @@ def class_labels(opname: str, ins: list[TensorType]) -> TensorType:
 
 class CrossEntropy(Loss):
     name = "cross_entropy"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "reduction": REDUCTION,
         "label_smoothing": {**PROB, "default": 0.0, "description": "mass ε spread evenly over all classes"},
     }

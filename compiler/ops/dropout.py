@@ -1,4 +1,4 @@
-"""dropout (inverted): training y = x ⊙ m / (1 - p) with m ~ Bernoulli(1 - p); inference y = x.
+"""dropout: inverted dropout; training y = x ⊙ m / (1 - p) with m ~ Bernoulli(1 - p); inference y = x.
 
 Forward saves the float32 mask m / (1 - p) ("mask", the input's shape); backward is dx = dy ⊙ mask
 and reads no input. FLOPs per sample: forward numel (the multiply; drawing m is not counted);
@@ -7,14 +7,16 @@ backward numel.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import PROB, Elementwise, Saved, TensorType
 
 
 class Dropout(Elementwise):
     name = "dropout"
-    attributes = {"p": {**PROB, "default": 0.5, "description": "probability of zeroing an element, in [0, 1)"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "p": {**PROB, "default": 0.5, "description": "probability of zeroing an element, in [0, 1)"}
+    }
     key_attributes = ("p",)
     reads_inputs = ()
     cost = (1, 1)

@@ -5,12 +5,16 @@ Backward reads the input. FLOPs per sample: forward 3·numel, backward 3·numel 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from .base import Elementwise
 
 
 class Elu(Elementwise):
     name = "elu"
-    attributes = {"alpha": {"type": "number", "default": 1.0, "description": "scale of the negative branch"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "alpha": {"type": "number", "default": 1.0, "description": "scale of the negative branch"}
+    }
     key_attributes = ("alpha",)
     cost = (3, 3)
 

@@ -8,14 +8,14 @@ FLOPs per sample: forward 0 (a gather); backward numel(y) (the scatter-add).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import INIT_ATTR, INT_POS, Op, Param, TensorType, check_dtype
 
 
 class Embedding(Op):
     name = "embedding"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "num_embeddings": {**INT_POS, "description": "table size (ids lie in [0, num_embeddings))"},
         "dim": {**INT_POS, "description": "vector size per id"},
         "init": {**INIT_ATTR, "default": "normal", "description": "table initializer (normal = N(0, 1))"},
@@ -27,7 +27,7 @@ class Embedding(Op):
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         check_dtype("embedding", ins[0], 0, "int64", "token ids")
-        return TensorType(ins[0].shape + (attrs["dim"],))
+        return TensorType((*ins[0].shape, attrs["dim"]))
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         n, d = attrs["num_embeddings"], attrs["dim"]

@@ -8,15 +8,19 @@ Backward reads the input. FLOPs per sample: forward 5·numel ("none") or 9·nume
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import Elementwise, TensorType
 
 
 class Gelu(Elementwise):
     name = "gelu"
-    attributes = {
-        "approximate": {"enum": ["none", "tanh"], "default": "none", "description": "exact erf or the tanh formula"}
+    attributes: ClassVar[dict[str, Any]] = {
+        "approximate": {
+            "enum": ["none", "tanh"],
+            "default": "none",
+            "description": "exact erf or the tanh formula",
+        }
     }
     key_attributes = ("approximate",)
 

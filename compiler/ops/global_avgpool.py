@@ -21,7 +21,9 @@ class GlobalAvgpool(Op):
         x = ins[0]
         float_input(x)
         if len(x.shape) < 2:
-            raise ShapeError(f"global_avgpool needs input 0 of shape [N, C, ...spatial], but input 0 is {x}", 0)
+            raise ShapeError(
+                f"global_avgpool needs input 0 of shape [N, C, ...spatial], but input 0 is {x}", 0
+            )
         return TensorType(x.shape[:1])
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:

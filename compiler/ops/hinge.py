@@ -8,7 +8,7 @@ FLOPs per sample: forward 4·C; backward 2·C.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import REDUCTION, Loss, TensorType, check_rank
 from .cross_entropy import class_labels
@@ -16,7 +16,7 @@ from .cross_entropy import class_labels
 
 class Hinge(Loss):
     name = "hinge"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "reduction": REDUCTION,
         "margin": {"type": "number", "default": 1.0, "description": "required score gap to the true class"},
     }

@@ -10,7 +10,7 @@ FLOPs per sample (n = numel): forward 7·n + 2·n with affine; backward 10·n + 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AFFINE, EPS, INT_POS, Op, Param, Saved, ShapeError, TensorType, float_input
 from .batchnorm1d import norm_flops, norm_params
@@ -18,7 +18,7 @@ from .batchnorm1d import norm_flops, norm_params
 
 class Layernorm(Op):
     name = "layernorm"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "normalized_axes": {**INT_POS, "default": 1, "description": "normalise over this many trailing axes"},
         "eps": EPS,
         "affine": AFFINE,

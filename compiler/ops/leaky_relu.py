@@ -5,12 +5,16 @@ Backward reads the input. FLOPs per sample: forward numel, backward 2·numel.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from .base import Elementwise
 
 
 class LeakyRelu(Elementwise):
     name = "leaky_relu"
-    attributes = {"negative_slope": {"type": "number", "default": 0.01, "description": "slope for x < 0"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "negative_slope": {"type": "number", "default": 0.01, "description": "slope for x < 0"}
+    }
     key_attributes = ("negative_slope",)
 
 

@@ -8,27 +8,28 @@ FLOPs per sample (m = rows per sample, k = in, n = out): forward 2·m·k·n
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
-from .base import INIT_ATTR, INT_POS, Op, bias_init, Param, ShapeError, TensorType, float_input
+from .base import INIT_ATTR, INT_POS, Op, Param, ShapeError, TensorType, bias_init, float_input
 
 
 class Linear(Op):
     name = "linear"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "out_features": {**INT_POS, "description": "size of each output row"},
         "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},
         "init": INIT_ATTR,
     }
     required = ("out_features",)
     key_attributes = ("out_features",)
+    example = ({"out_features": 128}, (TensorType((784,)),))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         x = ins[0]
         float_input(x)
         if not x.shape:
             raise ShapeError(f"linear needs an input with at least one per-sample axis, got {x}", 0)
-        return TensorType(x.shape[:-1] + (attrs["out_features"],))
+        return TensorType((*x.shape[:-1], attrs["out_features"]))
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         k, n = ins[0].shape[-1], attrs["out_features"]

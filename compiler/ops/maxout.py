@@ -8,14 +8,14 @@ input. FLOPs per sample: forward numel(x) comparisons; backward numel(y).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AXIS, Op, Saved, ShapeError, TensorType, float_input, norm_axis
 
 
 class Maxout(Op):
     name = "maxout"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "pieces": {"type": "integer", "minimum": 2, "description": "inputs per max group"},
         "axis": {**AXIS, "default": 0, "description": "per-sample axis split into groups"},
     }
@@ -29,8 +29,10 @@ class Maxout(Op):
         float_input(x)
         a = norm_axis(attrs["axis"], len(x.shape), "maxout axis")
         if x.shape[a] % k:
-            raise ShapeError(f"maxout pieces={k} must divide axis {a} of size {x.shape[a]} (input 0 is {x})", 0)
-        return TensorType(x.shape[:a] + (x.shape[a] // k,) + x.shape[a + 1 :])
+            raise ShapeError(
+                f"maxout pieces={k} must divide axis {a} of size {x.shape[a]} (input 0 is {x})", 0
+            )
+        return TensorType((*x.shape[:a], x.shape[a] // k, *x.shape[a + 1 :]))
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         return ins[0].numel, out.numel

@@ -11,7 +11,7 @@ FLOPs per sample: forward Ho·Wo·C·kh·kw comparisons; backward Ho·Wo·C (one
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import (
     PAIR_NONNEG,
@@ -31,10 +31,14 @@ from .base import (
 class Pool2d(Op):
     """Shared shape rule of maxpool2d and avgpool2d."""
 
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "kernel": {**PAIR_POS, "description": "window size: int or [height, width]"},
         "stride": {**PAIR_OR_NULL, "default": None, "description": "step: int or pair; null means = kernel"},
-        "padding": {**PAIR_NONNEG, "default": 0, "description": "implicit padding per side, at most kernel/2"},
+        "padding": {
+            **PAIR_NONNEG,
+            "default": 0,
+            "description": "implicit padding per side, at most kernel/2",
+        },
     }
     required = ("kernel",)
     key_attributes = ("kernel", "stride", "padding")
@@ -43,7 +47,11 @@ class Pool2d(Op):
     def geometry(self, attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
         """(kernel, stride, padding) pairs with the stride default resolved."""
         k = pair(attrs["kernel"])
-        return k, pair(attrs["stride"] if attrs["stride"] is not None else attrs["kernel"]), pair(attrs["padding"])
+        return (
+            k,
+            pair(attrs["stride"] if attrs["stride"] is not None else attrs["kernel"]),
+            pair(attrs["padding"]),
+        )
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         x = ins[0]

@@ -7,14 +7,14 @@ FLOPs per sample: forward = backward = numel(x).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AXES, Op, TensorType, axes_set, float_input
 
 
 class Mean(Op):
     name = "mean"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "axes": {**AXES, "description": "per-sample axes to average over (negative allowed)"},
         "keepdims": {"type": "boolean", "default": False, "description": "keep reduced axes with size 1"},
     }

@@ -21,15 +21,26 @@ h·Tq·Tk·4 bytes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from .base import INIT_ATTR, INT_POS, Op, Param, Saved, ShapeError, TensorType, bias_init, check_rank, float_input
+from .base import (
+    INIT_ATTR,
+    INT_POS,
+    Op,
+    Param,
+    Saved,
+    ShapeError,
+    TensorType,
+    bias_init,
+    check_rank,
+    float_input,
+)
 
 
 class MultiHeadAttention(Op):
     name = "multi_head_attention"
     arity = (1, 2)
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "num_heads": {**INT_POS, "description": "number of heads h; D must divide by it"},
         "causal": {"type": "boolean", "default": False, "description": "query i attends only to keys j ≤ i"},
         "bias": {"type": "boolean", "default": True, "description": "learned biases on the four projections"},
@@ -54,7 +65,9 @@ class MultiHeadAttention(Op):
             )
         d, h = q.shape[1], attrs["num_heads"]
         if d % h:
-            raise ShapeError(f"multi_head_attention num_heads={h} must divide the model size D={d} (input 0 is {q})", 0)
+            raise ShapeError(
+                f"multi_head_attention num_heads={h} must divide the model size D={d} (input 0 is {q})", 0
+            )
         return q.shape[0], kv.shape[0], d, h
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:

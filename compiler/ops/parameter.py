@@ -7,14 +7,16 @@ dw = Σ_batch dy; reads nothing. FLOPs per sample: forward numel, backward numel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import INIT_ATTR, Elementwise, Param, TensorType
 
 
 class Parameter(Elementwise):
     name = "parameter"
-    attributes = {"init": {**INIT_ATTR, "default": "zeros", "description": "initializer of w"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "init": {**INIT_ATTR, "default": "zeros", "description": "initializer of w"}
+    }
     reads_inputs = ()
     cost = (1, 1)
     example = ({}, (TensorType((65, 192)),))

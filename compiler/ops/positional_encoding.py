@@ -8,14 +8,16 @@ FLOPs per sample: forward T·D (the add; PE is a constant table); backward 0.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import INT_POS, Op, ShapeError, TensorType, check_rank, float_input
 
 
 class PositionalEncoding(Op):
     name = "positional_encoding"
-    attributes = {"max_len": {**INT_POS, "default": 5000, "description": "longest sequence allowed"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "max_len": {**INT_POS, "default": 5000, "description": "longest sequence allowed"}
+    }
     reads_inputs = ()
     example = ({}, (TensorType((64, 128)),))
 

@@ -7,14 +7,14 @@ x: [N, ...] → y: [N, *shape]; numel(shape) must equal numel(x) per sample.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import Movement, ShapeError, TensorType
 
 
 class Reshape(Movement):
     name = "reshape"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "shape": {
             "type": "array",
             "items": {"type": "integer", "minimum": -1},
@@ -32,7 +32,9 @@ class Reshape(Movement):
         known = math.prod(d for d in want if d != -1)
         if -1 in want:
             if x.numel % known:
-                raise ShapeError(f"reshape cannot view input 0 {x} ({x.numel} values per sample) as {want}", 0)
+                raise ShapeError(
+                    f"reshape cannot view input 0 {x} ({x.numel} values per sample) as {want}", 0
+                )
             want[want.index(-1)] = x.numel // known
         elif known != x.numel:
             raise ShapeError(

@@ -6,14 +6,14 @@ Example: the ViT class token is select axis 0 index 0 of [N, T, D] → [N, D].
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
 
 class Select(Movement):
     name = "select"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "axis": {**AXIS, "description": "per-sample axis to index (negative allowed)"},
         "index": {"type": "integer", "description": "position along the axis (negative counts from the end)"},
     }
@@ -25,7 +25,9 @@ class Select(Movement):
         x, i = ins[0], attrs["index"]
         a = norm_axis(attrs["axis"], len(x.shape), "select axis")
         if not -x.shape[a] <= i < x.shape[a]:
-            raise ShapeError(f"select index {i} is out of range for axis {a} of size {x.shape[a]} (input 0 is {x})", 0)
+            raise ShapeError(
+                f"select index {i} is out of range for axis {a} of size {x.shape[a]} (input 0 is {x})", 0
+            )
         return TensorType(x.shape[:a] + x.shape[a + 1 :], x.dtype)
 
 

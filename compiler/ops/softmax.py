@@ -6,14 +6,16 @@ FLOPs per sample: forward 5·numel (max, subtract, exp, sum, divide); backward 4
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AXIS, Elementwise, TensorType, norm_axis
 
 
 class Softmax(Elementwise):
     name = "softmax"
-    attributes = {"axis": {**AXIS, "default": -1, "description": "per-sample axis to normalise over"}}
+    attributes: ClassVar[dict[str, Any]] = {
+        "axis": {**AXIS, "default": -1, "description": "per-sample axis to normalise over"}
+    }
     key_attributes = ("axis",)
     reads_inputs = ()
     reads_output = True

@@ -5,14 +5,14 @@ The batch axis stays first. Backward applies the inverse permutation to dy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
 
 class Transpose(Movement):
     name = "transpose"
-    attributes = {
+    attributes: ClassVar[dict[str, Any]] = {
         "perm": {
             "type": "array",
             "items": AXIS,
