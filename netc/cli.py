@@ -76,11 +76,14 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
 def cmd_draw(a: argparse.Namespace) -> int:
     from . import load
-    from .compiler.report.draw import draw
+    from .compiler.report.draw import DrawError, draw
 
     net = load(a.spec)
     plan = net.compile(a.batch)
-    result = draw(plan, a.output, collapse=a.collapse, renderer=a.renderer)
+    try:
+        result = draw(plan, a.output, collapse=a.collapse, renderer=a.renderer)
+    except DrawError as e:  # a bad file name or a missing renderer: one clear line, exit 1
+        raise UsageError(f"netc draw: {e}") from None
     print(result.message)
     return 0
 

@@ -74,6 +74,7 @@ class _Expander:
         self.aliases: dict[str, str] = {}  # block instance name -> name of its output
         self.errors: list[Diagnostic] = []
         self.clusters: dict[str, str] = {}
+        self.names: set[str] = set()
         self.failed: set[str] = set()  # modules not created; references to them are not errors again
 
     # -- references -------------------------------------------------------
@@ -208,13 +209,29 @@ class _Expander:
             return False
         if bname in stack:
             path = " → ".join([*stack[stack.index(bname) :], bname])
-            self.errors.append(Diagnostic(f"block '{bname}' uses itself: {path}", doc.where(ptr + "/block"), ptr))
+            self.errors.append(
+                Diagnostic(
+                    f"block '{bname}' uses itself: {path}",
+                    doc.where(ptr + "/block"),
+                    ptr + "/block",
+                    "a block cannot contain an instance of itself, directly or through other blocks",
+                )
+            )
             return False
         body, bdoc, bptr = self.spec.blocks[bname]
         defaults = body.get("args") or {}
         args = {k: v for k, v in raw.items() if k not in INSTANCE_KEYS}
         bad = False
-        for k in args:
+        for k, v in args.items():
+            if env is None and isinstance(v, str) and v.startswith("$"):
+                bad = True
+                self.errors.append(
+                    Diagnostic(
+                        f"'{v}' in module '{name}': block arguments ($name) exist only inside a block",
+                        doc.where(ptr + pointer(k)),
+                        ptr + pointer(k),
+                    )
+                )
             if k not in defaults:
                 bad = True
                 self.errors.append(
@@ -303,6 +320,12 @@ class _Expander:
         is_loss: bool = False,
     ) -> None:
         op = raw["op"]
+        if name in self.names:
+            self.errors.append(
+                Diagnostic(f"module name '{name}' is used twice (a block instance makes it too)", doc.where(ptr, key=True), ptr)
+            )
+            return
+        self.names.add(name)
         if blocks:  # block modules were checked loosely ($args); check them now
             before = len(self.errors)
             for e in check_attributes(op, raw):
@@ -375,11 +398,11 @@ def _parts(ptr: str) -> list[str | int]:
 
 
 def sequence_to_modules(seq: list[dict[str, Any]], inputs: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """The ``sequence:`` shorthand as a modules mapping (each item reads the
-    previous one unless it says otherwise) and the pointer of each item."""
+    """The ``sequence:`` shorthand as a modules mapping: each item reads the
+    previous one (the first reads the first input) unless it says otherwise."""
     mods: dict[str, Any] = {}
     counts: dict[str, int] = {}
-    prev = inputs[0] if len(inputs) == 1 else None
+    prev: str | None = inputs[0]  # the first declared input (labels usually come later)
     for item in seq:
         kind = item.get("block") or item["op"]
         counts[kind] = counts.get(kind, 0) + 1
@@ -405,16 +428,6 @@ def expand(spec: Spec) -> Network:
                 ex.errors.append(Diagnostic(f"name '{item['name']}' is used twice", doc.where(p), p))
         # Point each generated module at its sequence item.
         ptrs = {n: pointer("sequence", i) for i, n in enumerate(mods)}
-        for n, body in mods.items():
-            if "in" not in body:
-                p = ptrs[n]
-                ex.errors.append(
-                    Diagnostic(
-                        f"sequence item '{n}' needs `in:`: the spec has {len(spec.inputs)} inputs",
-                        doc.where(p),
-                        p,
-                    )
-                )
         for n, raw in mods.items():
             ins = raw.get("in")
             refs = [ins] if isinstance(ins, str) else list(ins or [])
@@ -441,10 +454,10 @@ def expand(spec: Spec) -> Network:
                 sub = "/in" if isinstance(_raw_in(m), str) else pointer("in", i)
                 ex.errors.append(
                     Diagnostic(
-                        f"module '{m.name}' reads '{r}', which is no input or module",
+                        f"module '{m.name}' reads '{r}', which is not an input or a module",
                         m.where(sub),
                         m.ptr + sub,
-                        did_you_mean(r, visible + list(ex.aliases)),
+                        did_you_mean(r, visible + list(ex.aliases)) or _known(visible),
                     )
                 )
             resolved.append(q)
@@ -460,7 +473,10 @@ def expand(spec: Spec) -> Network:
             if q not in known:
                 ex.errors.append(
                     Diagnostic(
-                        f"output '{o}' is no module", doc.where(p), p, did_you_mean(o, visible + list(ex.aliases))
+                        f"output '{o}' is not a module",
+                        doc.where(p),
+                        p,
+                        did_you_mean(o, visible + list(ex.aliases)) or _known(visible),
                     )
                 )
             outputs.append(q)
@@ -480,6 +496,13 @@ def expand(spec: Spec) -> Network:
         clusters=ex.clusters,
         warnings=list(spec.warnings),
     )
+
+
+def _known(names: list[str]) -> str:
+    """A hint listing the names a reference may use (when a did-you-mean finds none)."""
+    names = list(dict.fromkeys(names))
+    more = f", ... ({len(names)} in all)" if len(names) > 12 else ""
+    return f"inputs and modules: {', '.join(names[:12])}{more}" if names else ""
 
 
 def _raw_in(m: Module) -> Any:

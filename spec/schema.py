@@ -296,7 +296,8 @@ def build_schema() -> dict[str, Any]:
             },
             "modules": {
                 "type": "object",
-                "propertyNames": {"pattern": NAME},
+                # Dotted names let `netc compile --expand` output load again.
+                "propertyNames": {"pattern": REF},
                 "additionalProperties": {"$ref": "#/$defs/module"},
                 "minProperties": 1,
             },

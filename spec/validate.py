@@ -100,6 +100,19 @@ def _subject(doc: Document, path: list[Any]) -> str:
     return f"section '{'.'.join(str(p) for p in path)}'"
 
 
+def _field(doc: Document, path: list[Any]) -> str:
+    """Readable name for the value at ``path``: "'kernel' in module 'c1' (conv2d)",
+    "item 1 of 'in' in module 'sum' (add)"."""
+    if not path:
+        return "the spec"
+    i = len(path) - 1
+    while i > 0 and isinstance(path[i], int):
+        i -= 1
+    idx = "/".join(str(p) for p in path[i + 1 :])
+    name = f"item {idx} of '{path[i]}'" if idx else f"'{path[i]}'"
+    return f"{name} in {_subject(doc, path[:i])}"
+
+
 def _opt(doc: Document, path: list[Any]) -> str:
     data: Any = doc.data
     for p in path:
@@ -112,11 +125,20 @@ def _allowed_keys(schema: dict[str, Any]) -> list[str]:
     return list(schema.get("properties", {}))
 
 
+_BOUNDS = {
+    "minimum": "at least",
+    "exclusiveMinimum": "greater than",
+    "maximum": "at most",
+    "exclusiveMaximum": "less than",
+}
+
+
 def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
     path = list(e.absolute_path)
     ptr = pointer(*path)
     v = e.validator
     subject = _subject(doc, path)
+    field_ = _field(doc, path)
     if v == "additionalProperties":
         allowed = _allowed_keys(e.schema)
         for key in e.instance:
@@ -136,7 +158,9 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
         unknown = [k for k in e.instance if k not in _allowed_keys(e.schema)] if isinstance(e.instance, dict) else []
         if any(did_you_mean(k, [missing]) for k in unknown):
             return  # reported as the misspelt key, with the did-you-mean
-        yield Diagnostic(f"{subject} is missing required key '{missing}'", doc.where(ptr), ptr)
+        what = "attribute" if isinstance(e.instance, dict) and "op" in e.instance and missing != "op" else "key"
+        hint = "write `netc: 1` as the first line" if not path and missing == "netc" else ""
+        yield Diagnostic(f"{subject} is missing required {what} '{missing}'", doc.where(ptr), ptr, hint)
         return
     if v == "enum" and path and path[-1] == "op":
         yield _op_diag(doc, path, e.instance, ptr)
@@ -144,8 +168,7 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
     if v == "enum":
         choices = e.validator_value
         yield Diagnostic(
-            f"{_describe(e.instance)} is not allowed for '{path[-1] if path else ''}' in {subject}; "
-            f"expected one of: {', '.join(map(str, choices))}",
+            f"{_describe(e.instance)} is not allowed for {field_}; expected one of: {', '.join(map(str, choices))}",
             doc.where(ptr),
             ptr,
             did_you_mean(e.instance, [str(c) for c in choices]),
@@ -162,11 +185,24 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
     if v == "type":
         expected = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
         names = " or ".join(TYPE_NAMES.get(t, t) for t in expected)
+        yield Diagnostic(f"{field_} must be {names}, got {_describe(e.instance)}", doc.where(ptr), ptr)
+        return
+    if v in _BOUNDS:
         yield Diagnostic(
-            f"'{path[-1] if path else 'spec'}' in {subject} must be {names}, got {_describe(e.instance)}",
+            f"{field_} must be {_BOUNDS[v]} {e.validator_value}, got {_describe(e.instance)}", doc.where(ptr), ptr
+        )
+        return
+    if v in ("minItems", "maxItems") and isinstance(e.instance, list):
+        n = e.validator_value
+        bound = "at least" if v == "minItems" else "at most"
+        yield Diagnostic(
+            f"{field_} must have {bound} {n} item{'s' if n != 1 else ''}, got {len(e.instance)}",
             doc.where(ptr),
             ptr,
         )
+        return
+    if v == "minProperties" and e.instance == {}:
+        yield Diagnostic(f"{field_} must not be empty", doc.where(ptr), ptr)
         return
     if v in ("oneOf", "anyOf"):
         if e.context:
@@ -175,27 +211,38 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
                 yield from _diag(doc, inner)
                 return
         yield Diagnostic(
-            f"'{path[-1] if path else 'spec'}' in {subject} has an invalid value {_describe(e.instance)}"
-            + _expect(e.schema),
+            f"{field_} has an invalid value {_describe(e.instance)}" + _expect(e.schema),
             doc.where(ptr),
             ptr,
         )
         return
-    if v == "pattern" and path and path[-1] == "in" or (len(path) >= 2 and path[-2] == "in"):
-        yield Diagnostic(f"{_describe(e.instance)} is not a valid module or input name", doc.where(ptr), ptr)
-        return
-    if v == "propertyNames" or v == "pattern":
-        bad = e.instance
-        kptr = ptr + pointer(bad) if v == "propertyNames" else ptr
+    schema_path = list(e.relative_schema_path)
+    if v == "pattern" and len(schema_path) >= 2 and schema_path[-2] == "propertyNames":
+        kptr = ptr + pointer(e.instance)
         yield Diagnostic(
-            f"{_describe(bad)} is not a valid name in {subject}: use letters, digits and _, "
+            f"{_describe(e.instance)} is not a valid name in {subject}: use letters, digits and _, "
             "not starting with a digit",
             doc.where(kptr, key=True),
             kptr,
         )
         return
-    where = f"'{path[-1]}' in {subject}" if path else subject
-    yield Diagnostic(f"{where}: {e.message}", doc.where(ptr), ptr)
+    if v == "pattern" and path and (path[-1] == "in" or (len(path) >= 2 and path[-2] == "in")):
+        yield Diagnostic(
+            f"{_describe(e.instance)} is not a valid module or input name ({field_})",
+            doc.where(ptr),
+            ptr,
+            "a name uses letters, digits and _, not starting with a digit; block members are named block.module",
+        )
+        return
+    if v == "pattern":
+        yield Diagnostic(
+            f"{_describe(e.instance)} is not a valid name ({field_}): use letters, digits and _, "
+            "not starting with a digit",
+            doc.where(ptr),
+            ptr,
+        )
+        return
+    yield Diagnostic(f"{field_}: {e.message}", doc.where(ptr), ptr)
 
 
 def _expect(schema: dict[str, Any]) -> str:
@@ -211,7 +258,12 @@ def _op_diag(doc: Document, path: list[Any], value: Any, ptr: str) -> Diagnostic
             f"'{value}' is a loss; declare it under `losses:`, not `{section}:`", doc.where(ptr), ptr
         )
     if isinstance(value, str) and in_losses and value in LAYERS:
-        return Diagnostic(f"'{value}' is not a loss; losses are: {', '.join(LOSSES)}", doc.where(ptr), ptr)
+        return Diagnostic(
+            f"'{value}' is a layer, not a loss; declare it under `modules:`",
+            doc.where(ptr),
+            ptr,
+            f"losses are: {', '.join(LOSSES)}",
+        )
     names = LOSSES if in_losses else LAYERS
     return Diagnostic(
         f"unknown op {_describe(value)} in {_subject(doc, path[:-1]).split(' (')[0]}",
@@ -285,13 +337,16 @@ def validate(doc: Document) -> Spec:
         stack += inc.includes
     data = doc.data
     has_mod, has_seq = "modules" in data, "sequence" in data
-    if has_mod == has_seq:
+    known = committed_schema()["properties"]
+    # A misspelt `modules:` is already reported with a did-you-mean; saying it is missing too is noise.
+    misspelt = any(k not in known and did_you_mean(k, ["modules", "sequence"]) for k in data)
+    if has_mod == has_seq and not (misspelt and not has_mod):
         errors.append(
             Diagnostic(
                 "a spec needs exactly one of `modules:` (a DAG) or `sequence:` (a chain)"
                 + (", not both" if has_mod else ""),
                 doc.where(pointer("sequence") if has_seq else ""),
-                "",
+                pointer("sequence") if has_seq else "",
             )
         )
     if errors:

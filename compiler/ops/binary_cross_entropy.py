@@ -1,4 +1,4 @@
-"""binary_cross_entropy: from logits, as torch.nn.BCEWithLogitsLoss (numerically stable):
+"""binary_cross_entropy: binary cross-entropy from logits, as torch.nn.BCEWithLogitsLoss (stable):
 ℓ = max(x, 0) - x·t + log(1 + exp(-|x|)), L = reduce(ℓ) → a batchless scalar.
 
 x (logits), t (float targets in [0, 1]): [N, ...] of one shape; "mean" averages over every element
