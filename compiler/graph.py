@@ -14,7 +14,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from ..spec.errors import Diagnostic, SpecError
+from ..spec.errors import Diagnostic, SpecError, pointer
 from ..spec.expand import Module, Network
 
 
@@ -81,14 +81,22 @@ def build_graph(net: Network) -> Graph:
     if len(order) < len(mods):
         remaining = set(mods) - {m.name for m in order}
         cyc = _cycle(mods, remaining)
-        first = mods[cyc[1]] if len(cyc) > 1 else mods[cyc[0]]
+        # Point at the read that goes back in the file (a module reading itself or a later
+        # module): every cycle has one, and it is usually the mistake.
+        producer, reader = next(
+            ((p, r) for p, r in zip(cyc, cyc[1:], strict=False) if index[r] <= index[p]), (cyc[0], cyc[-1])
+        )
+        m = mods[reader]
+        sub = "/in" if len(m.inputs) == 1 else pointer("in", m.inputs.index(producer))
         raise SpecError(
             [
                 Diagnostic(
                     f"the modules form a cycle: {' → '.join(cyc)}",
-                    first.where("/in"),
-                    first.ptr + "/in",
-                    "a network is a DAG: some module in the cycle must read something else",
+                    m.where(sub),
+                    m.ptr + sub,
+                    f"module '{reader}' reads its own output; a network must be a DAG"
+                    if reader == producer
+                    else f"module '{reader}' reads '{producer}', which depends on '{reader}'; a network must be a DAG",
                 )
             ]
         )
@@ -104,7 +112,11 @@ def build_graph(net: Network) -> Graph:
             continue
         warnings.append(
             Diagnostic(
-                f"the output of module '{m.name}' is never used", m.where(key=True), m.ptr, severity="warning"
+                f"the output of module '{m.name}' is never used",
+                m.where(key=True),
+                m.ptr,
+                "remove the module, or list it under `outputs:`",
+                severity="warning",
             )
         )
     for name in net.inputs:
@@ -112,7 +124,12 @@ def build_graph(net: Network) -> Graph:
             ptr = "/inputs/" + name
             warnings.append(
                 Diagnostic(
-                    f"input '{name}' is never read", net.doc.where(ptr, key=True), ptr, severity="warning"
+                    f"input '{name}' is never read",
+                    net.doc.where(ptr, key=True),
+                    ptr,
+                    "remove the input, or give it to a module's `in:`",
+                    severity="warning",
                 )
             )
+    warnings.sort(key=lambda d: (d.location.line, d.location.col) if d.location else (0, 0))
     return Graph(net, order, consumers, outputs, [*net.warnings, *warnings])

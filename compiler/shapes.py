@@ -8,6 +8,7 @@ are all reported in one run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..spec.errors import Diagnostic, SpecError, pointer
@@ -27,6 +28,24 @@ class Shaped:
 
 def _in_ptr(m: Module, i: int) -> str:
     return "/in" if len(m.inputs) == 1 else pointer("in", i)
+
+
+def _typed(t: TensorType) -> str:
+    return str(t) if t.dtype == "float32" else f"{t} {t.dtype}"
+
+
+def _name_inputs(message: str, names: list[str]) -> str:
+    """Name each input an op's message mentions, at its first mention: "input 1 'x' is [N, 4]"."""
+    seen: set[int] = set()
+
+    def name(mo: re.Match[str]) -> str:
+        i = int(mo.group(1))
+        if i in seen or i >= len(names):
+            return mo.group(0)
+        seen.add(i)
+        return f"{mo.group(0)} '{names[i]}'"
+
+    return re.sub(r"\binput (\d+)\b(?! ')", name, message)
 
 
 def infer_shapes(graph: Graph) -> Shaped:
@@ -62,27 +81,26 @@ def infer_shapes(graph: Graph) -> Shaped:
             ),
             None,
         )
+        shapes = ", ".join(f"'{i}' {_typed(t)}" for i, t in zip(m.inputs, ins, strict=True))
+        hint = f"its inputs: {shapes}"
         try:
             if bad_dtype is not None:
                 want = "int64" if bad_dtype in op.int_inputs else "float32"
-                raise ShapeError(
-                    f"input {bad_dtype} ('{m.inputs[bad_dtype]}') must be {want}, got {ins[bad_dtype].dtype}",
-                    bad_dtype,
-                )
+                name = m.inputs[bad_dtype]
+                if want == "float32":
+                    hint = "int64 values (class labels, token ids) feed an embedding, or a loss as its labels"
+                elif name in net.inputs:
+                    hint = f"declare input '{name}' with `dtype: int64`"
+                raise ShapeError(f"input {bad_dtype} '{name}' must be {want}, got {ins[bad_dtype].dtype}", bad_dtype)
             out = op.shape(m.attrs, ins)
             ps = op.params(m.attrs, ins)
         except ShapeError as e:
             sub = _in_ptr(m, e.input_index) if e.input_index is not None else ""
             ctx = m.note and f" (in {m.note})"
-            shapes = ", ".join(f"'{i}' {t}" for i, t in zip(m.inputs, ins, strict=True))
-            errors.append(
-                Diagnostic(
-                    f"module '{m.name}' ({m.op}): {e}{ctx}",
-                    m.where(sub),
-                    m.ptr + sub,
-                    f"its inputs: {shapes}",
-                )
-            )
+            text = _name_inputs(str(e), m.inputs)
+            # "module 'c1': conv2d kernel ..." rather than "module 'c1' (conv2d): conv2d kernel ..."
+            who = f"module '{m.name}'" if text.startswith(m.op + " ") else f"module '{m.name}' ({m.op})"
+            errors.append(Diagnostic(f"{who}: {text}{ctx}", m.where(sub), m.ptr + sub, hint))
             continue
         if not m.trainable:
             ps = [Param(p.name, p.shape, p.init, False, p.fan_in, p.fan_out) for p in ps]

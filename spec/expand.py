@@ -246,7 +246,12 @@ class _Expander:
             if v is None and k not in args:
                 bad = True
                 self.errors.append(
-                    Diagnostic(f"module '{name}' must give block argument '{k}' of '{bname}'", doc.where(ptr), ptr)
+                    Diagnostic(
+                        f"module '{name}' must give block argument '{k}' of '{bname}' (it has no default)",
+                        doc.where(ptr),
+                        ptr,
+                        f"add `{k}: ...` to module '{name}'",
+                    )
                 )
         if bad:
             return False

@@ -69,7 +69,15 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
     if node.tag not in _TAGS:
         # The node tree is walked by hand, so the safe loader's own refusal
         # of python/* tags never runs: refuse every tag a spec has no use for.
-        errors.append(Diagnostic(f"unsupported YAML tag {node.tag}", doc.values[ptr], ptr))
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        errors.append(
+            Diagnostic(
+                f"unsupported YAML tag {tag}",
+                doc.values[ptr],
+                ptr,
+                "a spec holds plain YAML: mappings, lists, strings, numbers, true/false and null",
+            )
+        )
         return None
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -100,6 +108,23 @@ def _walk_scalar_key(node: yaml.Node, loader: Any) -> Any:
     return loader.construct_object(node, deep=True)
 
 
+def _yaml_problem(e: yaml.MarkedYAMLError, text: str, mark: yaml.Mark | None) -> tuple[str, str]:
+    """PyYAML's problem in words a person can act on: (message, hint)."""
+    problem = e.problem or e.context or "invalid YAML"
+    lines = text.splitlines()
+    if mark is not None and mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+        return "found a tab character where YAML expects spaces", "YAML indents with spaces only"
+    if "expected key" in problem or "expected <block end>" in problem:
+        return problem, "check the indentation: the keys of one mapping must start in the same column"
+    if "mapping values are not allowed" in problem:
+        return problem, "a `key: value` cannot follow a value on the same line; is a comma, a newline or quoting missing?"
+    ctx = e.context_mark
+    if e.context and ctx is not None and (mark is None or ctx.line != mark.line):
+        where = e.context.removeprefix("while parsing ").removeprefix("while scanning ")
+        return problem, f"{where} starts at line {ctx.line + 1}, column {ctx.column + 1}; is something not closed?"
+    return problem, ""
+
+
 def parse(text: str, file: str = "<string>") -> Document:
     """Parse YAML text into a Document. Raises SpecError on bad YAML."""
     doc = Document(None, file)
@@ -109,7 +134,8 @@ def parse(text: str, file: str = "<string>") -> Document:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = _loc(file, mark) if mark else Location(file, 1, 1)
-        raise SpecError.one(f"YAML syntax error: {e.problem or e.context}", loc) from None
+        message, hint = _yaml_problem(e, text, mark)
+        raise SpecError.one(f"YAML syntax error: {message}", loc, hint=hint) from None
     except yaml.YAMLError as e:
         raise SpecError.one(f"YAML error: {e}", Location(file, 1, 1)) from None
     finally:
@@ -121,9 +147,9 @@ def parse(text: str, file: str = "<string>") -> Document:
     if errors:
         raise SpecError(errors)
     if not isinstance(doc.data, dict):
-        kind = type(doc.data).__name__ if doc.data is not None else "null"
+        kind = "a list" if isinstance(doc.data, list) else "null" if doc.data is None else f"the value {doc.data!r}"
         raise SpecError.one(
-            f"a spec must be a mapping of sections (netc, name, inputs, modules, ...), got a {kind}",
+            f"a spec must be a mapping of sections (netc, name, inputs, modules, ...), got {kind}",
             doc.values[""],
             hint="see docs/spec.md for the layout of a spec",
         )
@@ -153,8 +179,12 @@ def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
         ptr = pointer("include", i) if isinstance(doc.data["include"], list) else "/include"
         target = (path.parent / inc).resolve()
         if str(target) in (*_seen, resolved):
-            raise SpecError.one(f"include cycle: {name} includes {inc}", doc.where(ptr), ptr)
+            chain = [*_seen[_seen.index(str(target)) :], resolved] if str(target) in _seen else [resolved]
+            names = " → ".join(Path(p).name for p in [*chain, str(target)])
+            raise SpecError.one(
+                f"include cycle: {names}", doc.where(ptr), ptr, "a file cannot include itself, directly or indirectly"
+            )
         if not target.is_file():
-            raise SpecError.one(f"included file not found: {inc} (looked for {target})", doc.where(ptr), ptr)
+            raise SpecError.one(f"included file not found: {inc}", doc.where(ptr), ptr, f"looked for {target}")
         doc.includes.append(load(target, (*_seen, resolved)))
     return doc

@@ -210,8 +210,9 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
             if inner.validator not in ("type", "pattern"):
                 yield from _diag(doc, inner)
                 return
+        expect = "; expected an input or module name, or a list of them" if path[-1:] == ["in"] else _expect(e.schema)
         yield Diagnostic(
-            f"{field_} has an invalid value {_describe(e.instance)}" + _expect(e.schema),
+            f"{field_} has an invalid value {_describe(e.instance)}" + expect,
             doc.where(ptr),
             ptr,
         )

@@ -187,13 +187,16 @@ class Op:
             v = attrs.get(k)
             if v is None or v is False:
                 continue
-            parts.append(f"{k}={_fmt(v)}")
+            parts.append(f"{k}={_fmt(k, v)}")
         return " ".join(parts)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, list):
+def _fmt(key: str, v: Any) -> str:
+    # Window sizes read as 3x3; other lists (axes, perm, shape) stay lists.
+    if isinstance(v, list) and key in ("kernel", "stride", "dilation"):
         return "x".join(str(x) for x in v)
+    if isinstance(v, list):
+        return "[" + ",".join(str(x) for x in v) + "]"
     return str(v)
 
 

@@ -193,7 +193,7 @@ class _Group:
 def _module_node(plan: Plan, row: ModuleRow, outputs: set[str]) -> str:
     lines = _wrap(f"{row.op} {row.describe}".strip())
     small = [_params_text(row.params, row.trainable_params)]
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any]
     if row.is_loss:
         weight = plan.losses.get(row.name, 1.0)
         if weight != 1.0:
@@ -353,7 +353,12 @@ def _collapsed_body(plan: Plan, outputs: set[str]) -> list[str]:
             "→ " + shape_text(last.output_shape, last.batched),
         ]
         label = _html_label(inst, [f"block {block} · {n} module{'s' if n != 1 else ''}"], small)
-        kw: dict[str, Any] = {"shape": "box3d", "style": "filled", "fillcolor": BLOCK_COLOR, "margin": "0.15,0.1"}
+        kw: dict[str, Any] = {
+            "shape": "box3d",
+            "style": "filled",
+            "fillcolor": BLOCK_COLOR,
+            "margin": "0.15,0.1",
+        }
         if any(r.name in outputs for r in rows):
             kw.update(penwidth="2.5", peripheries="2")
         out.append(f"  {_q(inst)} {_attrs(label=label, **kw)};")

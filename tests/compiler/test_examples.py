@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 from jsonschema import Draft202012Validator
-from netc.spec.schema import include_schema
 from torch import nn
 
 import netc
+from netc.spec.schema import include_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCHEMA_FILE = (Path(__file__).resolve().parents[2] / "schemas" / "network.schema.json").resolve()

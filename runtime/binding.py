@@ -1,0 +1,62 @@
+"""The contract between the executor and an op's kernels.
+
+The executor builds one :class:`Binding` per module, once: views of the arena
+for the module's inputs, output, saved tensors and gradients, and views of
+the flat parameter and gradient buffers. A kernel module's ``bind_cpu(b)``
+returns two closures, ``forward()`` and ``backward()``, that call the jitted
+kernels on those prebound arrays; the executor replays the closures per
+batch, so nothing is allocated or looked up in the hot loop.
+
+Arrays carry the batch axis first: an input of per-sample shape [C, H, W] is
+an array [N, C, H, W].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Thunk = Callable[[], None]
+
+
+@dataclass
+class State:
+    """Mutable per-executor state that kernels read at call time (never
+    rebinding): training mode, and a counter that seeds random kernels so a
+    run is reproducible from (seed, step)."""
+
+    training: np.ndarray = field(default_factory=lambda: np.ones(1, np.int64))
+    seed: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # advanced per step
+
+    @property
+    def is_training(self) -> bool:
+        return bool(self.training[0])
+
+
+@dataclass
+class Binding:
+    module: str
+    attrs: dict[str, Any]
+    x: list[np.ndarray]  # inputs
+    y: np.ndarray  # output
+    p: dict[str, np.ndarray]  # parameters by short name ("w", "b", "running_mean", ...)
+    dp: dict[str, np.ndarray | None]  # their gradients; None for frozen ones
+    saved: dict[str, np.ndarray]  # extra saved tensors by short name ("mask", "argmax", ...)
+    dy: np.ndarray | None  # gradient of the output (None for losses: their seed is `weight`)
+    dx: list[np.ndarray | None]  # gradients to write for each input, None = not needed
+    acc: list[bool]  # add into dx[i] instead of overwriting
+    ws: np.ndarray  # workspace, uint8, shared by all steps
+    state: State
+    weight: float = 1.0  # losses: weight in the total loss
+    index: int = 0  # the module's position in the plan (distinct random streams)
+
+    def workspace(self, dtype: Any, n: int) -> np.ndarray:
+        """The first n elements of the workspace as ``dtype`` (call in bind, not in the hot loop)."""
+        return self.ws[: n * np.dtype(dtype).itemsize].view(dtype)
+
+
+def nothing() -> None:
+    """A backward for steps that have none to do."""
