@@ -407,6 +407,7 @@ def sequence_to_modules(seq: list[dict[str, Any]], inputs: list[str]) -> tuple[d
     previous one (the first reads the first input) unless it says otherwise."""
     mods: dict[str, Any] = {}
     counts: dict[str, int] = {}
+    names: list[str] = []  # one per item: a repeated name shows up twice
     prev: str | None = inputs[0]  # the first declared input (labels usually come later)
     for item in seq:
         kind = item.get("block") or item["op"]
@@ -416,8 +417,9 @@ def sequence_to_modules(seq: list[dict[str, Any]], inputs: list[str]) -> tuple[d
         if "in" not in body and prev is not None:
             body["in"] = prev
         mods[name] = body
+        names.append(name)
         prev = name
-    return mods, list(mods)
+    return mods, names
 
 
 def expand(spec: Spec) -> Network:
@@ -426,13 +428,18 @@ def expand(spec: Spec) -> Network:
     doc = spec.doc
     if spec.sequence is not None:
         mods, names = sequence_to_modules(spec.sequence, list(spec.inputs))
-        dup = {n for n in names if names.count(n) > 1}
-        for i, item in enumerate(spec.sequence):
-            if item.get("name") in dup or item.get("name") in spec.inputs:
-                p = pointer("sequence", i, "name")
-                ex.errors.append(Diagnostic(f"name '{item['name']}' is used twice", doc.where(p), p))
+        first: dict[str, int] = {}
+        for i, n in enumerate(names):
+            if n in first or n in spec.inputs:
+                p = pointer("sequence", i, "name") if "name" in spec.sequence[i] else pointer("sequence", i)
+                if n in first:
+                    msg = f"name '{n}' is used twice (first at line {doc.where(pointer('sequence', first[n])).line})"
+                else:
+                    msg = f"name '{n}' is the name of an input; modules and inputs need different names"
+                ex.errors.append(Diagnostic(msg, doc.where(p), p))
+            first.setdefault(n, i)
         # Point each generated module at its sequence item.
-        ptrs = {n: pointer("sequence", i) for i, n in enumerate(mods)}
+        ptrs = {n: pointer("sequence", i) for n, i in first.items()}
         for n, raw in mods.items():
             ins = raw.get("in")
             refs = [ins] if isinstance(ins, str) else list(ins or [])

@@ -64,6 +64,9 @@ def _loc(file: str, mark: yaml.Mark) -> Location:
 _TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
 
 
+_KINDS = {"/modules": "module", "/inputs": "input", "/losses": "loss", "/blocks": "block"}
+
+
 def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Diagnostic]) -> Any:
     doc.values[ptr] = _loc(doc.file, node.start_mark)
     if node.tag not in _TAGS:
@@ -85,9 +88,14 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
             key = _walk_scalar_key(knode, loader)
             kptr = ptr + pointer(key)
             if key in out:
+                first = doc.keys[kptr]
+                same_line = first.line == knode.start_mark.line + 1
+                kind = _KINDS.get(ptr) or ("module" if re.fullmatch(r"/blocks/[^/]+/modules", ptr) else "")
                 errors.append(
                     Diagnostic(
-                        f"duplicate key '{key}' (first at line {doc.keys[kptr].line})",
+                        (f"{kind} '{key}' is defined twice" if kind else f"duplicate key '{key}'")
+                        + f" (first at line {first.line}"
+                        + (f", column {first.col})" if same_line else ")"),
                         _loc(doc.file, knode.start_mark),
                         kptr,
                         "each name may appear once in a mapping",

@@ -185,7 +185,8 @@ class Op:
         parts = []
         for k in self.key_attributes:
             v = attrs.get(k)
-            if v is None or v is False:
+            default = self.attributes.get(k, {}).get("default", object())
+            if v is None or v is False or v == default:  # defaults are noise in a table
                 continue
             parts.append(f"{k}={_fmt(k, v)}")
         return " ".join(parts)
