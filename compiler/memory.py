@@ -129,9 +129,9 @@ def _lower_bound(sizes: dict[str, int], life: dict[str, list[int]]) -> int:
     return peak
 
 
-def _layout(plan: Plan, steps: list[Step], training: bool, batch: int) -> dict[str, Any]:
+def _layout(plan: Plan, steps: list[Step], training: bool, batch: int, fb: int) -> dict[str, Any]:
     life = _lifetimes(plan, steps, training)
-    sizes = {n: _align(plan.tensors[n].nbytes(batch)) for n in life}
+    sizes = {n: _align(plan.tensors[n].nbytes(batch, fb)) for n in life}
     offsets, size = _pack(sizes, life)
     return {"offsets": offsets, "bytes": size, "lower_bound": _lower_bound(sizes, life)}
 
@@ -143,15 +143,18 @@ def _workspace(plan: Plan, step: Step, batch: int) -> int:
     return OPS[step.op].workspace(step.attrs, ins, TensorType(tuple(o.shape), o.dtype, o.batched), batch)
 
 
-def assign_memory(plan: Plan, batch: int, optimizer: str | None = None) -> Plan:
-    """A copy of ``plan`` with arena offsets and the ledger for ``batch``."""
+def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_bytes: int = 4) -> Plan:
+    """A copy of ``plan`` with arena offsets and the ledger for ``batch``.
+    ``float_bytes`` is 4 (float32) except for float64 gradient checks."""
     optimizer = optimizer or plan.optimizer
-    steps = [replace(s, workspace=_align(_workspace(plan, s, batch))) for s in plan.steps]
+    fb = float_bytes
+    # Contracts state workspace in float32 bytes.
+    steps = [replace(s, workspace=_align(_workspace(plan, s, batch) * fb // 4)) for s in plan.steps]
     fwd = [s for s in steps if s.kind == "forward"]
-    infer = _layout(plan, fwd, False, batch)
-    train = _layout(plan, steps, True, batch)
-    params = sum(p.numel for p in plan.params) * 4
-    grads = sum(p.numel for p in plan.params if p.trainable) * 4
+    infer = _layout(plan, fwd, False, batch, fb)
+    train = _layout(plan, steps, True, batch, fb)
+    params = sum(p.numel for p in plan.params) * fb
+    grads = sum(p.numel for p in plan.params if p.trainable) * fb
     opt = grads * OPTIMIZER_SLOTS[optimizer]
     saved: set[str] = set()
     for s in steps:
@@ -162,11 +165,12 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None) -> Plan:
         if op.saves_output(s.attrs):
             saved.add(s.output)
         saved.update(s.saved)
-    activations = sum(plan.tensors[n].nbytes(batch) for n in saved)
+    activations = sum(plan.tensors[n].nbytes(batch, fb) for n in saved)
     ws_inf = max((s.workspace for s in fwd), default=0)
     ws = max((s.workspace for s in steps), default=0)
     ledger = {
         "batch": batch,
+        "float_bytes": fb,
         "optimizer": optimizer,
         "params_bytes": params,
         "grads_bytes": grads,

@@ -35,11 +35,13 @@ class Tensor:
     producer: str | None  # module name; None for spec inputs
     consumers: list[str] = field(default_factory=list)
 
-    def nbytes(self, batch: int) -> int:
+    def nbytes(self, batch: int, float_bytes: int = 4) -> int:
+        """Bytes at ``batch``; float tensors take ``float_bytes`` per element
+        (8 when the runtime computes in float64 for gradient checks)."""
         n = 1
         for d in self.shape:
             n *= d
-        size = 8 if self.dtype in ("int64", "float64") else 4
+        size = 8 if self.dtype == "int64" else float_bytes
         return n * size * (batch if self.batched else 1)
 
 

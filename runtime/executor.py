@@ -1,0 +1,175 @@
+"""The plan executor: one arena, steps bound once, replayed per batch.
+
+``Executor(plan, batch)`` allocates exactly what the plan's memory ledger
+states — the flat parameter, gradient and optimizer-state buffers, the
+activation arena and the shared workspace — binds every step to its kernels
+and to views of those buffers once, and then replays two flat lists of
+closures: forward and backward. Nothing is allocated per batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# Numba's OpenMP workers spin next to OpenBLAS and starve it (DESIGN.md §8);
+# the workqueue layer does not. Set before numba is imported.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+import numpy as np  # noqa: E402
+
+from ..compiler.memory import ALIGN, assign_memory  # noqa: E402
+from ..compiler.plan import OPTIMIZER_SLOTS, Plan  # noqa: E402
+from .binding import Binding, State, Thunk  # noqa: E402
+from .init import initialize  # noqa: E402
+from .kernels import kernel_module  # noqa: E402
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    """Zeroed uint8 buffer of exactly ``nbytes`` whose start is ALIGN-aligned."""
+    raw = np.zeros(nbytes + ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start : start + nbytes]
+
+
+class Executor:
+    """Runs a plan on the CPU at a fixed batch size."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        batch: int,
+        *,
+        dtype: Any = np.float32,
+        seed: int = 0,
+        optimizer: str | None = None,
+    ) -> None:
+        self.dtype = np.dtype(dtype)
+        fb = self.dtype.itemsize
+        opt = optimizer or plan.optimizer
+        self.plan = assign_memory(plan, batch, opt, float_bytes=fb)
+        self.batch = batch
+        led = self.plan.memory["ledger"]
+        n_params = sum(p.numel for p in self.plan.params)
+        n_grads = sum(p.numel for p in self.plan.params if p.trainable)
+        self.params = np.zeros(n_params, self.dtype)
+        self.grads = np.zeros(n_grads, self.dtype)
+        self.opt_state = np.zeros((OPTIMIZER_SLOTS[opt], n_grads), self.dtype)
+        self.arena = _aligned(led["training_arena_bytes"])
+        self.workspace = _aligned(max(led["workspace_bytes"], ALIGN))
+        self.allocated_bytes = (
+            self.params.nbytes + self.grads.nbytes + self.opt_state.nbytes + self.arena.nbytes
+            + (self.workspace.nbytes if led["workspace_bytes"] else 0)
+        )  # fmt: skip
+        self.state = State()
+        self.state.seed[0] = seed
+        initialize(self.plan, self.params, seed)
+        self._views: dict[str, np.ndarray] = {}
+        self._forward: list[Thunk] = []
+        self._backward: list[Thunk] = []
+        self._bind()
+
+    # -- buffers -----------------------------------------------------------
+    def view(self, name: str) -> np.ndarray:
+        """The arena view of a tensor (batch axis first)."""
+        if name in self._views:
+            return self._views[name]
+        t = self.plan.tensors[name]
+        dt = np.dtype(np.int64) if t.dtype == "int64" else self.dtype
+        off = self.plan.memory["training_offsets"][name]
+        shape = (self.batch, *t.shape) if t.batched else (tuple(t.shape) or (1,))
+        n = int(np.prod(shape))
+        v = self.arena[off : off + n * dt.itemsize].view(dt).reshape(shape)
+        self._views[name] = v
+        return v
+
+    def param(self, name: str) -> np.ndarray:
+        p = next(q for q in self.plan.params if q.name == name)
+        return self.params[p.offset : p.offset + p.numel].reshape(p.shape)
+
+    def grad(self, name: str) -> np.ndarray | None:
+        p = next(q for q in self.plan.params if q.name == name)
+        if p.grad_offset is None:
+            return None
+        return self.grads[p.grad_offset : p.grad_offset + p.numel].reshape(p.shape)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Parameter name -> view into the flat buffer (writes go through)."""
+        return {p.name: self.param(p.name) for p in self.plan.params}
+
+    # -- binding -------------------------------------------------------------
+    def _bind(self) -> None:
+        back = {s.module: s for s in self.plan.backward_steps}
+        bwd_thunks: dict[str, Thunk] = {}
+        for index, s in enumerate(self.plan.forward_steps):
+            bs = back.get(s.module)
+            short = {n: n.rsplit(".", 1)[1] for n in s.params}
+            ins = [self.view(i) for i in s.inputs]
+            y = self.view(s.output)
+            is_loss = s.output in self.plan.losses
+            if bs is not None and not is_loss:
+                dy: np.ndarray | None = self.view(bs.grad_output)
+            else:
+                dy = None if is_loss else y  # placeholder: backward never runs
+            b = Binding(
+                module=s.module,
+                attrs=s.attrs,
+                x=ins,
+                y=y,
+                p={short[n]: self.param(n) for n in s.params},
+                dp={short[n]: (self.grad(n) if bs is not None else None) for n in s.params},
+                saved={n.split(":", 1)[1]: self.view(n) for n in s.saved},
+                dy=dy,
+                dx=[self.view(g) if g else None for g in bs.grad_inputs] if bs else [None] * len(ins),
+                acc=list(bs.accumulate) if bs else [False] * len(ins),
+                ws=self.workspace,
+                state=self.state,
+                weight=s.weight,
+                index=index,
+            )
+            fwd, bwd = kernel_module(s.op).bind_cpu(b)
+            self._forward.append(fwd)
+            if bs is not None:
+                bwd_thunks[s.module] = bwd
+        self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
+        self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]
+
+    # -- running -------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        return self.state.is_training
+
+    @training.setter
+    def training(self, on: bool) -> None:
+        self.state.training[0] = int(on)
+
+    def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        for name in self.plan.inputs:
+            if name not in inputs:
+                continue  # e.g. labels at prediction time
+            dst = self.view(name)
+            src = np.asarray(inputs[name])
+            if src.shape != dst.shape:
+                raise ValueError(f"input '{name}': expected shape {dst.shape}, got {src.shape}")
+            dst[...] = src
+
+    def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        if inputs is not None:
+            self.set_inputs(inputs)
+        for f in self._forward:
+            f()
+
+    def backward(self) -> None:
+        for f in self._backward:
+            f()
+
+    def loss(self) -> float:
+        """The weighted total of all losses of the last forward pass."""
+        return float(sum(w * float(v[0]) for v, w in self._losses))
+
+    def losses(self) -> dict[str, float]:
+        return {n: float(self.view(n)[0]) for n in self.plan.losses}
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        return {n: self.view(n).copy() for n in self.plan.outputs}
