@@ -182,8 +182,10 @@ def _role(module_op: str, pname: str, trainable: bool) -> str:
     return "bias" if pname.startswith("b") else "weight"
 
 
-def build_plan(shaped: Shaped, optimizer: str = "sgd") -> Plan:
-    """Steps, tensors and parameters of a shaped graph (memory not yet assigned)."""
+def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False) -> Plan:
+    """Steps, tensors and parameters of a shaped graph (memory not yet assigned).
+    ``input_grads`` also computes gradients of the float spec inputs
+    (for gradient checks and saliency)."""
     graph = shaped.graph
     net = graph.net
     types = shaped.types
@@ -224,7 +226,7 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd") -> Plan:
         by_module.setdefault(p.module, []).append(p)
 
     # Which tensors need gradients, and which modules reach a loss.
-    requires: dict[str, bool] = dict.fromkeys(net.inputs, False)
+    requires = {n: input_grads and spec.get("dtype", "float32") != "int64" for n, spec in net.inputs.items()}
     for m in graph.order:
         own = any(p.trainable for p in by_module.get(m.name, []))
         requires[m.name] = own or any(requires[i] for i in m.inputs)

@@ -24,7 +24,7 @@ from .spec.expand import expand
 from .spec.load import load as load_document
 from .spec.validate import validate
 
-__all__ = ["Diagnostic", "Network", "Plan", "SpecError", "compile_file", "load"]
+__all__ = ["Diagnostic", "Model", "Network", "Plan", "SpecError", "compile_file", "load"]
 __version__ = "0.1.0"
 
 
@@ -52,11 +52,11 @@ class Network:
     def data(self) -> dict | None:
         return self.expanded.data
 
-    def compile(self, batch: int = 32, optimizer: str | None = None) -> Plan:
+    def compile(self, batch: int = 32, optimizer: str | None = None, input_grads: bool = False) -> Plan:
         """The costed plan at ``batch`` with the ledger for ``optimizer``
         (default: the spec's train.optimizer type)."""
         opt = optimizer or self.expanded.train.get("optimizer", {}).get("type", "sgd")
-        return assign_memory(build_plan(self.shaped, opt), batch)
+        return assign_memory(build_plan(self.shaped, opt, input_grads), batch)
 
 
 def load(path: str | Path) -> Network:
@@ -69,3 +69,12 @@ def load(path: str | Path) -> Network:
 
 def compile_file(path: str | Path, batch: int = 32, optimizer: str | None = None) -> Plan:
     return load(path).compile(batch, optimizer)
+
+
+def __getattr__(name: str) -> object:
+    # The runtime imports numba; keep `import netc` (and validate/compile) free of it.
+    if name == "Model":
+        from .model import Model
+
+        return Model
+    raise AttributeError(f"module 'netc' has no attribute '{name}'")

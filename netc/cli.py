@@ -88,6 +88,47 @@ def cmd_draw(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gradcheck(a: argparse.Namespace) -> int:
+    from . import load
+
+    plan = load(a.spec).compile(a.batch, input_grads=True)
+    from .runtime.check import gradcheck
+
+    try:
+        rows = gradcheck(plan, a.batch, samples=a.samples)
+    except ValueError as e:
+        raise UsageError(f"netc gradcheck: {e}") from None
+    width = max(len(r.name) for r in rows)
+    print(f"{'tensor':<{width}}  {'kind':<9}  {'checked':>7}  {'max rel. error':>14}")
+    bad = 0
+    for r in rows:
+        flag = "" if r.max_rel_error <= a.tol else "  FAIL"
+        bad += bool(flag)
+        print(f"{r.name:<{width}}  {r.kind:<9}  {r.checked:>7}  {r.max_rel_error:>14.2e}{flag}")
+    verdict = f"{bad} of {len(rows)} over the tolerance {a.tol:g}" if bad else f"all within {a.tol:g}"
+    print(f"float64 central differences, eps 1e-6, batch {a.batch}: {verdict}")
+    return 1 if bad else 0
+
+
+def cmd_profile(a: argparse.Namespace) -> int:
+    from . import load
+
+    plan = load(a.spec).compile(a.batch)
+    from .runtime.check import profile
+
+    rows = profile(plan, a.batch, a.repeats)
+    total = sum(r.forward_s + r.backward_s for r in rows) or 1.0
+    width = max(len(r.module) for r in rows)
+    print(f"{'module':<{width}}  {'op':<20}  {'forward ms':>10}  {'backward ms':>11}  {'share':>6}")
+    for r in rows:
+        share = (r.forward_s + r.backward_s) / total
+        print(f"{r.module:<{width}}  {r.op:<20}  {r.forward_s * 1e3:>10.3f}  {r.backward_s * 1e3:>11.3f}  {share:>6.1%}")
+    fwd = sum(r.forward_s for r in rows)
+    print(f"step {total * 1e3:.2f} ms (forward {fwd * 1e3:.2f}, backward {(total - fwd) * 1e3:.2f}); "
+          f"median of {a.repeats} at batch {a.batch}; {a.batch / total:,.0f} samples/s")  # fmt: skip
+    return 0
+
+
 def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text)
@@ -122,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--renderer", choices=["auto", "system", "pypi", "none"], default="auto", help=argparse.SUPPRESS
     )
     d.set_defaults(func=cmd_draw)
+
+    g = sub.add_parser("gradcheck", help="analytic vs finite-difference gradients on your network")
+    g.add_argument("spec")
+    g.add_argument("--batch", type=_positive, default=2)
+    g.add_argument("--samples", type=_positive, default=6, help="elements checked per tensor (6)")
+    g.add_argument("--tol", type=float, default=1e-4, help="largest relative error allowed (1e-4)")
+    g.set_defaults(func=cmd_gradcheck)
+
+    pr = sub.add_parser("profile", help="forward and backward time per module")
+    pr.add_argument("spec")
+    pr.add_argument("--batch", type=_positive, default=32)
+    pr.add_argument("--repeats", type=_positive, default=10)
+    pr.set_defaults(func=cmd_profile)
     return p
 
 

@@ -1,0 +1,103 @@
+"""`netc.Model`: a compiled plan bound to the runtime, with weights.
+
+    model = netc.Model(netc.load("examples/lenet5.yaml").compile(batch=64))
+    out = model.predict({"image": images})      # any number of samples
+    model.forward(batch); model.backward()      # one step, gradients in model.gradients()
+    model.save_weights("w.npz"); model.load_weights("w.npz")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compiler.plan import Plan
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used with this model."""
+
+
+class Model:
+    def __init__(self, plan: Plan, device: str = "cpu", *, seed: int = 0, dtype: Any = np.float32) -> None:
+        if device != "cpu":
+            raise ValueError(f"device '{device}' is not available yet; use 'cpu'")
+        from .runtime.executor import Executor
+
+        batch = plan.memory["ledger"]["batch"] if plan.memory else 32
+        self.plan = plan
+        self.device = device
+        self.executor = Executor(plan, batch, dtype=dtype, seed=seed)
+        self.batch = batch
+
+    # -- one step ------------------------------------------------------------
+    def forward(self, inputs: Mapping[str, np.ndarray], training: bool = True) -> dict[str, np.ndarray]:
+        """Run the forward pass on exactly one batch; returns outputs and losses."""
+        ex = self.executor
+        ex.training = training
+        ex.forward(inputs)
+        return {**ex.outputs(), **ex.losses()}
+
+    def backward(self) -> None:
+        """Gradients of the weighted loss total of the last forward pass."""
+        self.executor.backward()
+
+    def loss(self) -> float:
+        return self.executor.loss()
+
+    # -- inference -------------------------------------------------------------
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for any number of samples, in evaluation mode, batch by batch
+        (the last batch is zero-padded; evaluation mode keeps samples independent)."""
+        ex = self.executor
+        ex.training = False
+        feed = {k: np.asarray(v) for k, v in inputs.items() if k in self.plan.inputs}
+        n = len(next(iter(feed.values())))
+        chunks: dict[str, list[np.ndarray]] = {o: [] for o in self.plan.outputs}
+        for start in range(0, n, self.batch):
+            part = {}
+            for k, v in feed.items():
+                chunk = v[start : start + self.batch]
+                if len(chunk) < self.batch:
+                    pad = np.zeros((self.batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                part[k] = chunk
+            ex.forward(part)
+            take = min(self.batch, n - start)
+            for o in self.plan.outputs:
+                chunks[o].append(ex.view(o)[:take].copy())
+        return {o: np.concatenate(c) for o, c in chunks.items()}
+
+    # -- weights ---------------------------------------------------------------
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Parameter name ("conv1.w") -> array view; writing into it changes the model."""
+        return self.executor.parameters()
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        ex = self.executor
+        return {p.name: ex.grad(p.name) for p in self.plan.params if p.trainable}
+
+    def save_weights(self, path: str | Path) -> None:
+        """All parameters (running statistics included) as a .npz, no pickle."""
+        np.savez(path, **{k: np.array(v) for k, v in self.parameters().items()})
+
+    def load_weights(self, path: str | Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"cannot read weights from {path}: {e}") from None
+        params = self.parameters()
+        missing = sorted(set(params) - set(data))
+        extra = sorted(set(data) - set(params))
+        if missing or extra:
+            raise WeightsError(
+                f"{path} does not match this network: missing {missing or 'none'}, unexpected {extra or 'none'}"
+            )
+        for k, v in params.items():
+            if data[k].shape != v.shape:
+                raise WeightsError(f"{path}: '{k}' has shape {list(data[k].shape)}, the network wants {list(v.shape)}")
+            v[...] = data[k]

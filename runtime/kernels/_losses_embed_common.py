@@ -1,0 +1,128 @@
+"""Helpers shared by the loss and embedding kernels: flat views, the reduction scale, the
+generic kernels and binding of a pointwise loss, the batch-broadcast add and its gradients, and
+the out-of-range flag.
+
+The generic kernels take the op's scalar functions (njit dispatchers) as arguments; numba
+specializes them per function. Numba's on-disk cache keys a kernel on its own file only, so after
+editing this file clear the ``__pycache__`` of the kernels that call into it.
+
+Kernels cannot raise cheaply, so an op that reads integer ids or labels validates them in the
+kernel and, on a bad one, writes ``flag = [1, value]`` into a small array bound once; the
+Python closure checks ``flag[0]`` after the call and raises a ``ValueError`` naming the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from ..binding import Binding, Thunk, nothing
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """A 1-d view of a C-contiguous array (never a copy: kernels write through it)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"kernel arrays must be C-contiguous, got strides {a.strides} for shape {a.shape}")
+    return a.reshape(-1)
+
+
+def as_rows(a: np.ndarray, cols: int) -> np.ndarray:
+    """A 2-d [rows, cols] view of a C-contiguous array."""
+    return flat(a).reshape(-1, cols)
+
+
+def or_empty(a: np.ndarray | None, dtype: Any, ndim: int = 1) -> np.ndarray:
+    """``a``, or an empty array of the same rank that the kernels read as "not needed"."""
+    return a if a is not None else np.zeros((0,) * ndim, dtype)
+
+
+def reduction_scale(b: Binding, count: int) -> float:
+    """The factor that turns the sum of the per-element losses into the reduced loss."""
+    return 1.0 / count if b.attrs["reduction"] == "mean" else 1.0
+
+
+# -- out-of-range ids ----------------------------------------------------------------------------
+
+
+def new_flag() -> np.ndarray:
+    """[bad?, the first bad value]."""
+    return np.zeros(2, np.int64)
+
+
+@njit(cache=True)
+def check_ids(ids, hi, flag):
+    """Flag the first id outside [0, hi); True when all are valid. Serial, so the value reported
+    does not depend on the thread count."""
+    flag[0] = 0
+    for i in range(ids.size):
+        v = ids[i]
+        if v < 0 or v >= hi:
+            flag[0] = 1
+            flag[1] = v
+            return False
+    return True
+
+
+def checked(call: Thunk, flag: np.ndarray, what: str, module: str, hi: int) -> Thunk:
+    """Wrap a kernel call so a flagged id raises after it."""
+
+    def run() -> None:
+        call()
+        if flag[0]:
+            raise ValueError(f"{module}: {what} {int(flag[1])} out of range [0, {hi})")
+
+    return run
+
+
+# -- pointwise losses (mse, l1, binary_cross_entropy) -------------------------------------------
+
+
+@njit(cache=True)
+def pointwise_forward(loss, x, t, y, scale):
+    """y[0] = scale · Σ loss(x, t), summed in float64."""
+    s = 0.0
+    for i in range(x.size):
+        s += loss(x[i], t[i])
+    y[0] = s * scale
+
+
+@njit(cache=True)
+def pointwise_backward(grad_x, grad_t, x, t, dx, dt, g, acc_x, acc_t):
+    """dx = g·grad_x(x, t), dt = g·grad_t(x, t) (added when acc_*, skipped when empty)."""
+    if dx.size:
+        if acc_x:
+            for i in range(x.size):
+                dx[i] += g * grad_x(x[i], t[i])
+        else:
+            for i in range(x.size):
+                dx[i] = g * grad_x(x[i], t[i])
+    if dt.size:
+        if acc_t:
+            for i in range(x.size):
+                dt[i] += g * grad_t(x[i], t[i])
+        else:
+            for i in range(x.size):
+                dt[i] = g * grad_t(x[i], t[i])
+
+
+def bind_pointwise_loss(b: Binding, forward: Callable, backward: Callable) -> tuple[Thunk, Thunk]:
+    """Bind a loss over two inputs of one shape: ``forward(x, t, y, scale)`` writes the reduced
+    loss into y[0]; ``backward(x, t, dx, dt, g, acc_x, acc_t)`` writes g·∂ℓ/∂x and g·∂ℓ/∂t (an
+    empty dx or dt is skipped), with g = weight·scale."""
+    x, t, y = flat(b.x[0]), flat(b.x[1]), b.y.reshape(-1)
+    scale = reduction_scale(b, x.size)
+    g = x.dtype.type(b.weight * scale)  # in the arrays' dtype, so float32 loops stay float32
+    dx = or_empty(None if b.dx[0] is None else flat(b.dx[0]), x.dtype)
+    dt = or_empty(None if b.dx[1] is None else flat(b.dx[1]), x.dtype)
+    acc_x, acc_t = bool(b.acc[0]), bool(b.acc[1])
+
+    def fwd() -> None:
+        forward(x, t, y, scale)
+
+    def bwd() -> None:
+        backward(x, t, dx, dt, g, acc_x, acc_t)
+
+    return fwd, (bwd if dx.size or dt.size else nothing)
