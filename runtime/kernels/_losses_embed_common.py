@@ -1,10 +1,10 @@
 """Helpers shared by the loss and embedding kernels: flat views, the reduction scale, the
-generic kernels and binding of a pointwise loss, the batch-broadcast add and its gradients, and
-the out-of-range flag.
+binding of a pointwise loss, the batch-broadcast add and its gradients, and the out-of-range flag.
 
-The generic kernels take the op's scalar functions (njit dispatchers) as arguments; numba
-specializes them per function. Numba's on-disk cache keys a kernel on its own file only, so after
-editing this file clear the ``__pycache__`` of the kernels that call into it.
+Numba's on-disk cache keys a kernel on its own source file only: after editing a jitted helper
+here, clear the ``__pycache__`` of the kernels that call it. (Generic kernels that take the
+scalar functions as arguments were tried and dropped: numba 0.68 refuses to cache a caller that
+passes a dispatcher to a function writing into an array.)
 
 Kernels cannot raise cheaply, so an op that reads integer ids or labels validates them in the
 kernel and, on a bad one, writes ``flag = [1, value]`` into a small array bound once; the
@@ -66,11 +66,11 @@ def check_ids(ids, hi, flag):
     return True
 
 
-def checked(call: Thunk, flag: np.ndarray, what: str, module: str, hi: int) -> Thunk:
-    """Wrap a kernel call so a flagged id raises after it."""
+def checked(kernel: Callable, args: tuple, flag: np.ndarray, what: str, module: str, hi: int) -> Thunk:
+    """A thunk calling ``kernel(*args)`` that raises if the kernel flagged an id."""
 
     def run() -> None:
-        call()
+        kernel(*args)
         if flag[0]:
             raise ValueError(f"{module}: {what} {int(flag[1])} out of range [0, {hi})")
 
@@ -78,34 +78,6 @@ def checked(call: Thunk, flag: np.ndarray, what: str, module: str, hi: int) -> T
 
 
 # -- pointwise losses (mse, l1, binary_cross_entropy) -------------------------------------------
-
-
-@njit(cache=True)
-def pointwise_forward(loss, x, t, y, scale):
-    """y[0] = scale · Σ loss(x, t), summed in float64."""
-    s = 0.0
-    for i in range(x.size):
-        s += loss(x[i], t[i])
-    y[0] = s * scale
-
-
-@njit(cache=True)
-def pointwise_backward(grad_x, grad_t, x, t, dx, dt, g, acc_x, acc_t):
-    """dx = g·grad_x(x, t), dt = g·grad_t(x, t) (added when acc_*, skipped when empty)."""
-    if dx.size:
-        if acc_x:
-            for i in range(x.size):
-                dx[i] += g * grad_x(x[i], t[i])
-        else:
-            for i in range(x.size):
-                dx[i] = g * grad_x(x[i], t[i])
-    if dt.size:
-        if acc_t:
-            for i in range(x.size):
-                dt[i] += g * grad_t(x[i], t[i])
-        else:
-            for i in range(x.size):
-                dt[i] = g * grad_t(x[i], t[i])
 
 
 def bind_pointwise_loss(b: Binding, forward: Callable, backward: Callable) -> tuple[Thunk, Thunk]:
@@ -126,3 +98,40 @@ def bind_pointwise_loss(b: Binding, forward: Callable, backward: Callable) -> tu
         backward(x, t, dx, dt, g, acc_x, acc_t)
 
     return fwd, (bwd if dx.size or dt.size else nothing)
+
+
+# -- per-sample tables broadcast over the batch (parameter, positional_encoding, cls_token) -------
+
+
+@njit(cache=True)
+def add_table(x, w, y):
+    """y[n, :] = x[n, :] + w for every sample n (x, y: [N, S]; w: [S])."""
+    for n in range(x.shape[0]):
+        for s in range(x.shape[1]):
+            y[n, s] = x[n, s] + w[s]
+
+
+@njit(cache=True)
+def pass_grad(dy, dx, acc):
+    """dx = dy, or dx += dy when acc (2-d, any strides)."""
+    for n in range(dy.shape[0]):
+        if acc:
+            for s in range(dy.shape[1]):
+                dx[n, s] += dy[n, s]
+        else:
+            for s in range(dy.shape[1]):
+                dx[n, s] = dy[n, s]
+
+
+@njit(cache=True)
+def batch_sum(dy, dw):
+    """dw = Σ_n dy[n, :] (dy: [N, S], any strides; dw: [S])."""
+    dw[:] = 0
+    for n in range(dy.shape[0]):
+        for s in range(dy.shape[1]):
+            dw[s] += dy[n, s]
+
+
+def per_sample(a: np.ndarray) -> np.ndarray:
+    """A [N, S] view of a C-contiguous batch array."""
+    return flat(a).reshape(a.shape[0], -1)

@@ -100,7 +100,7 @@ def col2im(colsf, dxf, geo):
 @njit(cache=True)
 def forward_cpu(x, w2, bias, y, cols, geo):
     # x [N, C·H·W]; w2 [O, K]; bias [O] or empty; y [N, O, Ho·Wo]; cols [C·kh·kw, Ho·Wo]; geo: ints
-    c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, groups = geo
+    c, h, w, kh, kw, sh, sw, _, _, pt, pl, ho, wo, groups = geo
     n_out = w2.shape[0]
     og = n_out // groups
     k = w2.shape[1]
@@ -123,8 +123,8 @@ def forward_cpu(x, w2, bias, y, cols, geo):
 @njit(cache=True)
 def backward_cpu(x, w2, dy, dx, dw2, db, cols, tmp, acc_dx, geo):
     # dy [N, O, Ho·Wo]; dx [N, C·H·W] or empty; dw2 [O, K] or empty; db [O] or empty;
-    # tmp [O/groups, K]: one group's dW of one sample, added into dw2
-    c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, groups = geo
+    # tmp [K, O/groups]: one group's dWᵀ of one sample, added into dw2
+    c, h, w, kh, kw, sh, sw, _, _, pt, pl, ho, wo, groups = geo
     n_out = w2.shape[0]
     og = n_out // groups
     k = w2.shape[1]
@@ -144,22 +144,25 @@ def backward_cpu(x, w2, dy, dx, dw2, db, cols, tmp, acc_dx, geo):
             if not direct:
                 im2col(x[n], colsf, geo)
             for g in range(groups):
-                dyg = dy[n, g * og : (g + 1) * og]
-                srcg = src[g * k : (g + 1) * k]
-                if n == 0:
-                    np.dot(dyg, srcg.T, out=dw2[g * og : (g + 1) * og])
-                else:
-                    np.dot(dyg, srcg.T, out=tmp)
-                    dw2[g * og : (g + 1) * og] += tmp
+                # dW_gᵀ = cols_g @ dy_gᵀ: this orientation runs ~1.5x faster in OpenBLAS than dy_g @ cols_gᵀ
+                np.dot(src[g * k : (g + 1) * k], dy[n, g * og : (g + 1) * og].T, out=tmp)
+                for o in range(og):
+                    dwo = dw2[g * og + o]
+                    if n == 0:
+                        for q in range(k):
+                            dwo[q] = tmp[q, o]
+                    else:
+                        for q in range(k):
+                            dwo[q] += tmp[q, o]
         if dx.size:
             dxn = dx[n]
-            if direct and not acc_dx:
-                dx2 = dxn.reshape(c, h * w)
-                for g in range(groups):
-                    np.dot(w2[g * og : (g + 1) * og].T, dy[n, g * og : (g + 1) * og], out=dx2[g * k : (g + 1) * k])
-                continue
+            into_dx = direct and not acc_dx  # 1x1: dcols is dx[n] itself
+            dst = dxn.reshape(c, h * w) if into_dx else cols
             for g in range(groups):
-                np.dot(w2[g * og : (g + 1) * og].T, dy[n, g * og : (g + 1) * og], out=cols[g * k : (g + 1) * k])
+                wg = w2[g * og : (g + 1) * og]
+                np.dot(wg.T, dy[n, g * og : (g + 1) * og], out=dst[g * k : (g + 1) * k])
+            if into_dx:
+                continue
             if direct:
                 dxn += colsf
                 continue
@@ -181,7 +184,7 @@ def geometry(b: Binding) -> tuple[int, ...]:
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
-    c, h, w, kh, kw, *_, ho, wo, groups = geo
+    c, _, _, kh, kw, *_, ho, wo, groups = geo
     n = b.x[0].shape[0]
     wt = b.p["w"]
     dt = wt.dtype
@@ -201,6 +204,6 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dw2 = dwt.reshape(w2.shape) if dwt is not None else np.zeros((0, w2.shape[1]), dt)
     db = b.dp.get("b")
     db = db if db is not None else empty
-    tmp = np.empty((o // groups, w2.shape[1]), dt)  # prebound once: one sample's dW of one group
+    tmp = np.empty((w2.shape[1], o // groups), dt)  # prebound once: one sample's dWᵀ of one group
     acc = b.acc[0]
     return fwd, lambda: backward_cpu(x, w2, dy, dx, dw2, db, cols, tmp, acc, geo)

@@ -1,0 +1,22 @@
+"""Helpers shared by the pooling kernels (maxpool2d, avgpool2d): window geometry."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from ...compiler.ops.maxpool2d import OP as POOL
+from ..binding import Binding
+
+
+def pool_geometry(b: Binding) -> tuple[int, ...]:
+    """(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo) of a pooling binding (stride default resolved)."""
+    (kh, kw), (sh, sw), (ph, pw) = POOL.geometry(b.attrs)
+    h, w = b.x[0].shape[2], b.x[0].shape[3]
+    return (h, w, kh, kw, sh, sw, ph, pw, b.y.shape[2], b.y.shape[3])
+
+
+@njit(cache=True)
+def window(i, s, p, k, size):
+    """[start, end) of output i's window along one axis, clipped to the unpadded input."""
+    start = i * s - p
+    return max(start, 0), min(start + k, size)

@@ -1,0 +1,49 @@
+"""add kernels: y = x0 + x1 + … (flat, one shape); every dx_i = dy (or += dy).
+
+The inputs travel as one tuple so a module with k inputs is one kernel call; the sum runs
+in input order, ((x0 + x1) + x2) + …, as PyTorch's chained adds round.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..binding import Binding, Thunk, nothing
+from ._elementwise_common import flat, or_empty
+
+
+@njit(cache=True)
+def forward_cpu(xs, y):  # xs: a tuple of flat arrays
+    a, b = xs[0], xs[1]
+    for i in range(y.size):
+        y[i] = a[i] + b[i]
+    for k in range(2, len(xs)):
+        c = xs[k]
+        for i in range(y.size):
+            y[i] += c[i]
+
+
+@njit(cache=True)
+def backward_cpu(dy, dxs, acc):  # dxs: flat arrays, empty where not needed
+    for k in range(len(dxs)):
+        dx = dxs[k]
+        if dx.size == 0:
+            continue
+        if acc[k]:
+            for i in range(dx.size):
+                dx[i] += dy[i]
+        else:
+            for i in range(dx.size):
+                dx[i] = dy[i]
+
+
+def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    xs, y = tuple(flat(a) for a in b.x), flat(b.y)
+    fwd = lambda: forward_cpu(xs, y)  # noqa: E731
+    if b.dy is None or all(g is None for g in b.dx):
+        return fwd, nothing
+    dy = flat(b.dy)
+    dxs = tuple(flat(or_empty(g, y)) for g in b.dx)
+    acc = np.array(b.acc, np.bool_)
+    return fwd, lambda: backward_cpu(dy, dxs, acc)

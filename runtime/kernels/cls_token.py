@@ -1,0 +1,41 @@
+"""cls_token kernels: y[:, 0] = w[0], y[:, 1:] = x; dx = dy[:, 1:], dw = Σ_batch dy[:, 0].
+
+Arrays are viewed per sample as rows ([N, (T+1)·D] for y), so the token is the first D
+columns of each row and the sequence the rest."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from ..binding import Binding, Thunk, nothing
+from ._losses_embed_common import batch_sum, or_empty, pass_grad, per_sample
+
+
+@njit(cache=True)
+def forward_cpu(x, w, y):
+    d = w.size
+    for n in range(x.shape[0]):
+        for c in range(d):
+            y[n, c] = w[c]
+        for c in range(x.shape[1]):
+            y[n, d + c] = x[n, c]
+
+
+@njit(cache=True)
+def backward_cpu(dy, dx, dw, acc_dx):
+    d = dw.shape[0] if dw.size else dy.shape[1] - dx.shape[1]
+    if dx.size:
+        pass_grad(dy[:, d:], dx, acc_dx)
+    if dw.size:
+        batch_sum(dy[:, :d], dw)
+
+
+def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    x, y, w = per_sample(b.x[0]), per_sample(b.y), b.p["w"].reshape(-1)
+    fwd = lambda: forward_cpu(x, w, y)  # noqa: E731
+    dx = or_empty(None if b.dx[0] is None else per_sample(b.dx[0]), w.dtype, 2)
+    dw = or_empty(None if b.dp.get("w") is None else b.dp["w"].reshape(-1), w.dtype)
+    if not dx.size and not dw.size:
+        return fwd, nothing
+    dy, acc = per_sample(b.dy), bool(b.acc[0])
+    return fwd, lambda: backward_cpu(dy, dx, dw, acc)

@@ -1,0 +1,264 @@
+"""multi_head_attention kernels: projections and per-(sample, head) attention through BLAS GEMM.
+
+Q, K, V and the context C are kept in the contract's layout [N·T, D] (head j = columns
+[j·dh, (j+1)·dh)). A head's slice is a strided 2-D view (row stride D, unit column stride), which
+BLAS takes as is through its leading dimension, so ``gemm`` below calls ?gemm directly (SciPy's
+BLAS, the one np.dot uses) instead of np.dot: np.dot in numba copies non-contiguous operands and
+cannot accumulate (no beta), while gemm(…, beta=1) sums the three input-gradient products into dx
+with no temporary.
+
+    forward   Q = xq W_qᵀ + b_q, K = xkv W_kᵀ + b_k, V = xkv W_vᵀ + b_v
+              per (n, j): A = softmax(Q_j K_jᵀ / √dh  [+ causal mask])  → saved "attn"
+                          C_j = A V_j
+              y = C W_oᵀ + b_o
+    backward  dW_o = dyᵀ C, db_o = Σ dy, dC = dy W_o
+              per (n, j): dA = dC_j V_jᵀ, dV_j = Aᵀ dC_j, dS = A ⊙ (dA - rowsum(dA ⊙ A)),
+                          dQ_j = dS K_j / √dh, dK_j = dSᵀ Q_j / √dh
+              dW_p = dPᵀ x_p, db_p = Σ dP, dx_p (+)= dP W_p
+
+Scratch: backward writes dC and then dQ over the saved context, dK over the saved k and dV over
+the saved v (each head slice is dead once its own gradient is written), and dA/dS into the
+workspace (one [Tq, Tk] block). So the saved tensors hold gradients after backward; forward
+rewrites them. The kernels are serial: BLAS has the threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import llvmlite.binding as llb
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+from ..binding import Binding, Thunk, nothing
+
+# Cached kernels reference BLAS by these symbol names, resolved in every process at import.
+for _name in ("sgemm", "dgemm"):
+    llb.add_symbol(f"netc_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
+
+
+@intrinsic
+def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Fortran ?gemm (column-major) on the data of arrays a, b, c; s or d chosen by a's dtype."""
+    if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.void(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, sig, args):
+        dt = sig.args[6].dtype
+        vp = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [vp] * 13)
+        fn = cgutils.get_or_insert_function(
+            builder.module, fnty, "netc_sgemm" if dt == types.float32 else "netc_dgemm"
+        )
+
+        def ref(val):  # Fortran takes every argument by reference
+            slot = cgutils.alloca_once(builder, val.type)
+            builder.store(val, slot)
+            return builder.bitcast(slot, vp)
+
+        def integer(i, width):
+            return builder.trunc(context.cast(builder, args[i], sig.args[i], types.int64), ir.IntType(width))
+
+        def real(i):
+            return context.cast(builder, args[i], sig.args[i], dt)
+
+        def data(i):
+            return builder.bitcast(context.make_array(sig.args[i])(context, builder, args[i]).data, vp)
+
+        argv = [
+            ref(integer(0, 8)),
+            ref(integer(1, 8)),
+            ref(integer(2, 32)),
+            ref(integer(3, 32)),
+            ref(integer(4, 32)),
+            ref(real(5)),
+            data(6),
+            ref(integer(7, 32)),
+            data(8),
+            ref(integer(9, 32)),
+            ref(real(10)),
+            data(11),
+            ref(integer(12, 32)),
+        ]
+        builder.call(fn, argv)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def gemm(a, b, c, ta, tb, alpha, beta):
+    """c = alpha·op(a)·op(b) + beta·c for row-major 2-D views with unit column stride (any row
+    stride); op(a) = aᵀ when ta. Row-major c is column-major cᵀ = op(b)ᵀ op(a)ᵀ, hence the swap."""
+    isz = a.itemsize
+    m, n = c.shape
+    k = a.shape[0] if ta else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    lda = max(a.strides[0] // isz, a.shape[1], 1)
+    ldb = max(b.strides[0] // isz, b.shape[1], 1)
+    ldc = max(c.strides[0] // isz, n, 1)
+    _xgemm(84 if tb else 78, 84 if ta else 78, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+@njit(cache=True)
+def project(x, w, b, out):
+    """out = x wᵀ + b (linear layer; b may be empty)."""
+    beta = 0.0
+    if b.size:
+        for r in range(out.shape[0]):
+            out[r, :] = b
+        beta = 1.0
+    gemm(x, w, out, False, True, 1.0, beta)
+
+
+@njit(cache=True)
+def column_sums(x, out):
+    if out.size:
+        out[:] = 0
+        for r in range(x.shape[0]):
+            out += x[r]
+
+
+@njit(cache=True)
+def softmax_rows(s, causal):
+    """Row softmax of already scaled scores in place; with causal, row i keeps columns j ≤ i."""
+    tq, tk = s.shape
+    for i in range(tq):
+        lim = min(i + 1, tk) if causal else tk
+        mx = s[i, 0]
+        for j in range(1, lim):
+            mx = max(mx, s[i, j])
+        tot = 0.0
+        for j in range(lim):
+            e = np.exp(s[i, j] - mx)
+            s[i, j] = e
+            tot += e
+        r = 1 / tot
+        for j in range(lim):
+            s[i, j] *= r
+        for j in range(lim, tk):
+            s[i, j] = 0
+
+
+@njit(cache=True)
+def softmax_rows_backward(a, da):
+    """da ← a ⊙ (da - rowsum(da ⊙ a)): the gradient of the scaled scores, in place."""
+    tq, tk = a.shape
+    for i in range(tq):
+        dot = 0.0
+        for j in range(tk):
+            dot += da[i, j] * a[i, j]
+        for j in range(tk):
+            da[i, j] = a[i, j] * (da[i, j] - dot)
+
+
+@njit(cache=True)
+def forward_cpu(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, attn, ctx, y, scale, causal):
+    # xq, q, ctx, y: [N·Tq, D]; xkv, k, v: [N·Tk, D]; attn: [N, h, Tq, Tk]
+    n, h, tq, tk = attn.shape
+    dh = wq.shape[0] // h
+    project(xq, wq, bq, q)
+    project(xkv, wk, bk, k)
+    project(xkv, wv, bv, v)
+    for s in range(n):
+        rq, rk = s * tq, s * tk
+        for j in range(h):
+            c0 = j * dh
+            a = attn[s, j]
+            gemm(q[rq : rq + tq, c0 : c0 + dh], k[rk : rk + tk, c0 : c0 + dh], a, False, True, scale, 0.0)
+            softmax_rows(a, causal)
+            gemm(a, v[rk : rk + tk, c0 : c0 + dh], ctx[rq : rq + tq, c0 : c0 + dh], False, False, 1.0, 0.0)
+    project(ctx, wo, bo, y)
+
+
+@njit(cache=True)
+def backward_cpu(
+    xq, xkv, wq, wk, wv, wo, q, k, v, attn, ctx, dy, ws, dxq, dxkv, dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
+    scale, self_attn, acc_q, acc_kv,
+):  # fmt: skip
+    n, h, tq, tk = attn.shape
+    dh = wq.shape[0] // h
+    if dwo.size:
+        gemm(dy, ctx, dwo, True, False, 1.0, 0.0)
+    column_sums(dy, dbo)
+    gemm(dy, wo, ctx, False, False, 1.0, 0.0)  # ctx ← dC
+    for s in range(n):
+        rq, rk = s * tq, s * tk
+        for j in range(h):
+            c0 = j * dh
+            a = attn[s, j]
+            qh = q[rq : rq + tq, c0 : c0 + dh]
+            kh = k[rk : rk + tk, c0 : c0 + dh]
+            vh = v[rk : rk + tk, c0 : c0 + dh]
+            dch = ctx[rq : rq + tq, c0 : c0 + dh]
+            gemm(dch, vh, ws, False, True, 1.0, 0.0)  # dA
+            gemm(a, dch, vh, True, False, 1.0, 0.0)  # v ← dV
+            softmax_rows_backward(a, ws)  # dS (the 1/√dh goes into the next two products)
+            gemm(ws, kh, dch, False, False, scale, 0.0)  # ctx ← dQ
+            gemm(ws, qh, kh, True, False, scale, 0.0)  # k ← dK
+    column_sums(ctx, dbq)
+    column_sums(k, dbk)
+    column_sums(v, dbv)
+    if dwq.size:
+        gemm(ctx, xq, dwq, True, False, 1.0, 0.0)
+    if dwk.size:
+        gemm(k, xkv, dwk, True, False, 1.0, 0.0)
+    if dwv.size:
+        gemm(v, xkv, dwv, True, False, 1.0, 0.0)
+    if dxq.size:
+        gemm(ctx, wq, dxq, False, False, 1.0, 1.0 if acc_q else 0.0)
+        if self_attn:
+            gemm(k, wk, dxq, False, False, 1.0, 1.0)
+            gemm(v, wv, dxq, False, False, 1.0, 1.0)
+    if dxkv.size:
+        gemm(k, wk, dxkv, False, False, 1.0, 1.0 if acc_kv else 0.0)
+        gemm(v, wv, dxkv, False, False, 1.0, 1.0)
+
+
+def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    n, tq, d = b.x[0].shape
+    tk = b.x[-1].shape[1]
+    h = b.attrs["num_heads"]
+    causal = bool(b.attrs["causal"])
+    self_attn = len(b.x) == 1
+    dt = b.y.dtype
+    scale = 1.0 / math.sqrt(d // h)
+
+    def rows(a: np.ndarray) -> np.ndarray:
+        return a.reshape(-1, d)
+
+    def param(name: str, ndim: int) -> np.ndarray:
+        g = b.p.get(name)
+        return g if g is not None else np.zeros((0,) * ndim, dt)
+
+    def grad(g: np.ndarray | None, ndim: int = 2) -> np.ndarray:
+        return g if g is not None else np.zeros((0,) * ndim, dt)
+
+    xq, xkv = rows(b.x[0]), rows(b.x[-1])
+    w = [b.p[f"w_{p}"] for p in "qkvo"]
+    bias = [param(f"b_{p}", 1) for p in "qkvo"]
+    q, k, v, ctx = (rows(b.saved[s]) for s in ("q", "k", "v", "context"))
+    attn = b.saved["attn"]
+    y = rows(b.y)
+    fwd = lambda: forward_cpu(xq, xkv, *w, *bias, q, k, v, attn, ctx, y, scale, causal)  # noqa: E731
+    if b.dy is None:
+        return fwd, nothing
+    dy = rows(b.dy)
+    ws = b.workspace(dt, tq * tk).reshape(tq, tk)
+    dxq = rows(b.dx[0]) if b.dx[0] is not None else grad(None)
+    dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else grad(None)
+    dw = [grad(b.dp.get(f"w_{p}")) for p in "qkvo"]
+    db = [grad(b.dp.get(f"b_{p}"), 1) for p in "qkvo"]
+    acc_q, acc_kv = bool(b.acc[0]), bool(b.acc[-1])
+
+    def bwd() -> None:
+        backward_cpu(
+            xq, xkv, *w, q, k, v, attn, ctx, dy, ws, dxq, dxkv, *dw, *db, scale, self_attn, acc_q, acc_kv
+        )
+
+    return fwd, bwd

@@ -1,0 +1,42 @@
+"""positional_encoding kernels: y = x + PE, the sinusoid table computed once at bind time for
+the bound sequence length T (in float64, then cast to the arrays' dtype):
+PE[t, 2i] = sin(t / 10000^(2i/D)), PE[t, 2i+1] = cos(t / 10000^(2i/D)). dx = dy."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..binding import Binding, Thunk, nothing
+from ._losses_embed_common import add_table, pass_grad, per_sample
+
+
+def table(t: int, d: int, dtype: np.dtype) -> np.ndarray:
+    """The [t, d] sinusoid table."""
+    pos = np.arange(t, dtype=np.float64)[:, None]
+    angle = pos / 10000.0 ** (np.arange(0, d, 2, dtype=np.float64) / d)
+    pe = np.empty((t, d), np.float64)
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle)
+    return pe.astype(dtype)
+
+
+@njit(cache=True)
+def forward_cpu(x, pe, y):
+    add_table(x, pe, y)
+
+
+@njit(cache=True)
+def backward_cpu(dy, dx, acc_dx):
+    pass_grad(dy, dx, acc_dx)
+
+
+def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    _, t, d = b.x[0].shape
+    x, y = per_sample(b.x[0]), per_sample(b.y)
+    pe = table(t, d, x.dtype).reshape(-1)
+    fwd = lambda: forward_cpu(x, pe, y)  # noqa: E731
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx, acc = per_sample(b.dy), per_sample(b.dx[0]), bool(b.acc[0])
+    return fwd, lambda: backward_cpu(dy, dx, acc)

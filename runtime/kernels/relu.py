@@ -1,0 +1,40 @@
+"""relu kernels: y = max(x, 0); dx = dy where y > 0 (backward reads the output only)."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from ..binding import Binding, Thunk
+from ._elementwise_common import bind_unary
+
+
+def relu(x):  # scalar functions are shared with the CUDA backend
+    return 0.0 if x <= 0.0 else x  # NaN passes through, as in torch
+
+
+def relu_grad(y, dy):
+    return dy if y > 0.0 else 0.0
+
+
+_f = njit(cache=True)(relu)
+_g = njit(cache=True)(relu_grad)
+
+
+@njit(cache=True)
+def forward_cpu(x, y):
+    for i in range(x.size):
+        y[i] = _f(x[i])
+
+
+@njit(cache=True)
+def backward_cpu(y, dy, dx, acc):
+    if acc:
+        for i in range(dx.size):
+            dx[i] += _g(y[i], dy[i])
+    else:
+        for i in range(dx.size):
+            dx[i] = _g(y[i], dy[i])
+
+
+def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    return bind_unary(b, forward_cpu, backward_cpu, True)

@@ -1,0 +1,230 @@
+"""Parity (vs PyTorch) and gradient checks of the conv group: conv2d, maxpool2d, avgpool2d,
+global_avgpool."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from harness import OpRun, gradcheck
+
+from netc.runtime.kernels import kernel_module
+
+RTOL, ATOL = 1e-4, 1e-4
+
+
+def t(a: np.ndarray, grad: bool = False) -> torch.Tensor:
+    return torch.tensor(a, requires_grad=grad)
+
+
+def close(got: np.ndarray, want: torch.Tensor | np.ndarray, what: str) -> None:
+    want = want.detach().numpy() if isinstance(want, torch.Tensor) else want
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+def rebind(run: OpRun) -> None:
+    """Bind again after editing run.binding (acc flags, frozen parameters)."""
+    run.forward, run.backward = kernel_module(run.binding.module).bind_cpu(run.binding)
+
+
+# -- conv2d -----------------------------------------------------------------------------------------
+
+CONV_CASES = [
+    # (attributes, per-sample input shape)
+    ({"out_channels": 4, "kernel": 3, "padding": 1}, (3, 7, 8)),
+    ({"out_channels": 4, "kernel": [3, 2], "stride": 2, "padding": "valid", "bias": False}, (3, 9, 8)),
+    ({"out_channels": 4, "kernel": 3, "padding": "same", "dilation": 2}, (3, 7, 8)),
+    ({"out_channels": 3, "kernel": 4, "padding": "same"}, (2, 6, 7)),  # odd pixel bottom/right
+    ({"out_channels": 6, "kernel": 3, "stride": [2, 1], "padding": [0, 2, 1, 0], "groups": 3}, (3, 8, 7)),
+    (
+        {"out_channels": 5, "kernel": [2, 3], "stride": [1, 3], "padding": [1, 2], "dilation": [2, 1]},
+        (3, 8, 9),
+    ),
+    ({"out_channels": 8, "kernel": 3, "padding": 1, "groups": 4}, (4, 6, 6)),  # depthwise, multiplier 2
+    ({"out_channels": 4, "kernel": 3, "stride": 2, "padding": 1, "groups": 4, "bias": False}, (4, 7, 7)),
+    ({"out_channels": 5, "kernel": 1}, (3, 5, 6)),  # 1x1: no im2col
+    ({"out_channels": 4, "kernel": 1, "stride": 2, "padding": 1, "groups": 2}, (4, 5, 6)),
+]
+
+
+def torch_conv(
+    attrs: dict[str, Any], x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+) -> torch.Tensor:
+    p = attrs.get("padding", 0)
+    kw = {
+        "stride": attrs.get("stride", 1),
+        "dilation": attrs.get("dilation", 1),
+        "groups": attrs.get("groups", 1),
+    }
+    if (
+        isinstance(p, list) and len(p) == 4
+    ):  # [top, bottom, left, right]; F.pad takes (left, right, top, bottom)
+        return F.conv2d(F.pad(x, (p[2], p[3], p[0], p[1])), w, b, padding=0, **kw)
+    return F.conv2d(x, w, b, padding=p, **kw)
+
+
+def conv_run(
+    attrs: dict[str, Any], shape: tuple[int, ...], n: int = 2, dtype: Any = np.float32, seed: int = 0
+):
+    x = np.random.default_rng(seed + 10).standard_normal((n, *shape))
+    return OpRun("conv2d", attrs, [x], dtype=dtype, seed=seed)
+
+
+def conv_parity(run: OpRun, attrs: dict[str, Any]) -> None:
+    xt = t(run.x[0], True)
+    wt = t(run.params["w"], True)
+    bt = t(run.params["b"], True) if "b" in run.params else None
+    yt = torch_conv(attrs, xt, wt, bt)
+    yt.backward(t(run.dy))
+    close(run.y, yt, "y")
+    if run.dx[0] is not None:
+        close(run.dx[0], xt.grad, "dx")
+    if run.dp["w"] is not None:
+        close(run.dp["w"], wt.grad, "dw")
+    if bt is not None and run.dp["b"] is not None:
+        close(run.dp["b"], bt.grad, "db")
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize(("attrs", "shape"), CONV_CASES)
+def test_conv2d_parity(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    run = conv_run(attrs, shape, n=3)
+    run.run()
+    conv_parity(run, attrs)
+    run.run()  # a second step gives the same (parameter gradients overwrite, not accumulate)
+    conv_parity(run, attrs)
+
+
+@pytest.mark.parametrize(("attrs", "shape"), [CONV_CASES[i] for i in (0, 4, 5, 6, 8)])
+def test_conv2d_gradcheck(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    gradcheck(conv_run(attrs, shape, dtype=np.float64))
+
+
+@pytest.mark.parametrize("case", [0, 8])  # im2col path and 1x1 direct path
+def test_conv2d_accumulates_dx(case: int) -> None:
+    attrs, shape = CONV_CASES[case]
+    run = conv_run(attrs, shape)
+    run.binding.acc[0] = True
+    rebind(run)
+    before = np.random.default_rng(5).standard_normal(run.dx[0].shape).astype(np.float32)
+    run.dx[0][:] = before
+    run.run()
+    xt = t(run.x[0], True)
+    torch_conv(attrs, xt, t(run.params["w"]), t(run.params["b"])).backward(t(run.dy))
+    close(run.dx[0], before + xt.grad.numpy(), "dx accumulated")
+
+
+def test_conv2d_frozen_weight_and_no_dx() -> None:
+    attrs, shape = CONV_CASES[0]
+    run = OpRun("conv2d", attrs, [np.random.default_rng(3).standard_normal((2, *shape))], need_dx=[False])
+    run.binding.dp["w"] = None
+    run.dp["w"] = None
+    rebind(run)
+    run.run()
+    conv_parity(run, attrs)
+
+
+# -- pooling ----------------------------------------------------------------------------------------
+
+
+def distinct(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Values without ties, spaced 0.01 apart (maxpool's argmax is unambiguous, finite differences
+    do not cross a kink)."""
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) - np.prod(shape) / 2) * 0.01
+
+
+POOL_CASES = [
+    ({"kernel": 2}, (3, 6, 8)),
+    ({"kernel": 3, "stride": 2, "padding": 1}, (2, 7, 6)),
+    ({"kernel": [3, 2], "stride": [1, 2], "padding": [1, 0]}, (2, 5, 7)),
+    ({"kernel": [2, 4], "stride": 1, "padding": [1, 2]}, (1, 4, 5)),
+]
+
+
+def pool_torch_args(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {"kernel_size": attrs["kernel"], "stride": attrs.get("stride"), "padding": attrs.get("padding", 0)}
+
+
+@pytest.mark.parametrize(("attrs", "shape"), POOL_CASES)
+def test_maxpool2d_parity(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    run = OpRun("maxpool2d", attrs, [distinct((3, *shape))]).run()
+    xt = t(run.x[0], True)
+    yt, idx = F.max_pool2d(xt, return_indices=True, **pool_torch_args(attrs))
+    yt.backward(t(run.dy))
+    close(run.y, yt, "y")
+    np.testing.assert_array_equal(run.saved["argmax"], idx.numpy())
+    close(run.dx[0], xt.grad, "dx")
+
+
+def test_maxpool2d_all_padding_window_and_accumulate() -> None:
+    # -inf inputs: the argmax stays on the window's first cell inside the input, as PyTorch
+    x = distinct((2, 2, 5, 5))
+    x[0, 0, :2, :2] = -np.inf
+    attrs = {"kernel": 3, "stride": 2, "padding": 1}
+    run = OpRun("maxpool2d", attrs, [x])
+    run.binding.acc[0] = True
+    rebind(run)
+    before = np.ones_like(run.dx[0])
+    run.dx[0][:] = before
+    run.run()
+    xt = t(run.x[0], True)
+    yt, idx = F.max_pool2d(xt, return_indices=True, **pool_torch_args(attrs))
+    yt.backward(t(run.dy))
+    np.testing.assert_array_equal(run.saved["argmax"], idx.numpy())
+    close(run.dx[0], before + xt.grad.numpy(), "dx accumulated")
+
+
+@pytest.mark.parametrize("include", [True, False])
+@pytest.mark.parametrize(("attrs", "shape"), POOL_CASES)
+def test_avgpool2d_parity(attrs: dict[str, Any], shape: tuple[int, ...], include: bool) -> None:
+    attrs = {**attrs, "count_include_pad": include}
+    run = OpRun("avgpool2d", attrs, [np.random.default_rng(1).standard_normal((3, *shape))]).run()
+    xt = t(run.x[0], True)
+    yt = F.avg_pool2d(xt, count_include_pad=include, **pool_torch_args(attrs))
+    yt.backward(t(run.dy))
+    close(run.y, yt, "y")
+    close(run.dx[0], xt.grad, "dx")
+
+
+def test_avgpool2d_accumulates_dx() -> None:
+    attrs = {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}
+    run = OpRun("avgpool2d", attrs, [np.random.default_rng(2).standard_normal((2, 2, 5, 6))])
+    run.binding.acc[0] = True
+    rebind(run)
+    run.dx[0][:] = 1.0
+    run.run()
+    xt = t(run.x[0], True)
+    F.avg_pool2d(xt, count_include_pad=False, **pool_torch_args(attrs)).backward(t(run.dy))
+    close(run.dx[0], 1.0 + xt.grad.numpy(), "dx accumulated")
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (4, 6), (2, 3, 2, 2)])
+def test_global_avgpool_parity(shape: tuple[int, ...]) -> None:
+    run = OpRun("global_avgpool", {}, [np.random.default_rng(4).standard_normal((3, *shape))]).run()
+    xt = t(run.x[0], True)
+    yt = xt.flatten(2).mean(dim=2)
+    yt.backward(t(run.dy))
+    close(run.y, yt, "y")
+    close(run.dx[0], xt.grad, "dx")
+    run.binding.acc[0] = True
+    rebind(run)
+    run.backward()
+    close(run.dx[0], 2 * xt.grad.numpy(), "dx accumulated")
+
+
+@pytest.mark.parametrize(
+    ("op", "attrs"),
+    [
+        ("maxpool2d", POOL_CASES[1][0]),
+        ("maxpool2d", POOL_CASES[2][0]),
+        ("avgpool2d", {**POOL_CASES[1][0], "count_include_pad": False}),
+        ("avgpool2d", POOL_CASES[3][0]),
+        ("global_avgpool", {}),
+    ],
+)
+def test_pool_gradcheck(op: str, attrs: dict[str, Any]) -> None:
+    gradcheck(OpRun(op, attrs, [distinct((2, 2, 5, 6), seed=7)], dtype=np.float64))

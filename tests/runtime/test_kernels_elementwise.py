@@ -1,0 +1,315 @@
+"""Parity (vs PyTorch) and gradient checks of the elementwise group: activations, dropout,
+add/mul, the data-movement ops (identity, flatten, reshape, transpose, concat, select), mean,
+maxout, softmax and log_softmax."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from netc.runtime.kernels import kernel_module
+
+from harness import OpRun, gradcheck
+
+RTOL, ATOL = 1e-4, 1e-5
+N = 3  # batch
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def rebind(run: OpRun) -> None:
+    """Bind again after editing run.binding (acc flags, index)."""
+    run.forward, run.backward = kernel_module(run.binding.module).bind_cpu(run.binding)
+
+
+def away_from_zero(x: np.ndarray, gap: float = 0.1) -> np.ndarray:
+    """Keep values off a kink at 0 (relu family) so finite differences stay on one side."""
+    return np.where(x >= 0, x + gap, x - gap)
+
+
+def parity(
+    op: str,
+    attrs: dict[str, Any],
+    inputs: list[np.ndarray],
+    twin: Callable[..., torch.Tensor],
+    need_dx: list[bool] | None = None,
+    atol: float = ATOL,
+) -> OpRun:
+    """Forward and backward of an OpRun (float32) against PyTorch fed the same arrays and dy."""
+    run = OpRun(op, attrs, inputs, need_dx=need_dx).run()
+    ts = [torch.tensor(a, requires_grad=run.dx[i] is not None) for i, a in enumerate(run.x)]
+    out = twin(*ts)
+    np.testing.assert_allclose(run.y, out.detach().numpy(), rtol=RTOL, atol=atol, err_msg=f"{op} y")
+    if run.dy is not None and any(g is not None for g in run.dx):
+        out.backward(torch.tensor(run.dy))
+        for i, g in enumerate(run.dx):
+            if g is not None:
+                np.testing.assert_allclose(g, ts[i].grad.numpy(), rtol=RTOL, atol=atol, err_msg=f"{op} dx{i}")
+    return run
+
+
+def check_acc(op: str, attrs: dict[str, Any], inputs: list[np.ndarray], seed: int = 0) -> None:
+    """With acc set, backward adds into whatever dx holds."""
+    ref = OpRun(op, attrs, inputs, seed=seed).run()
+    run = OpRun(op, attrs, inputs, dy=ref.dy, seed=seed)
+    run.binding.acc[:] = [True] * len(inputs)
+    rebind(run)
+    before = [rng(7).standard_normal(g.shape).astype(g.dtype) for g in run.dx]
+    for g, b in zip(run.dx, before, strict=True):
+        g[...] = b
+    run.run()
+    for i, (g, b) in enumerate(zip(run.dx, before, strict=True)):
+        np.testing.assert_allclose(g, b + ref.dx[i], rtol=1e-6, atol=1e-6, err_msg=f"{op} acc dx{i}")
+
+
+# -- unary activations ---------------------------------------------------------------------------
+
+X = rng(1).standard_normal((N, 4, 5)) * 2
+X[0, 0, :] = [-40.0, -12.0, 1e-5, 12.0, 40.0]  # saturation and the small-|x| branches
+
+UNARY = [
+    ("relu", {}, F.relu),
+    ("leaky_relu", {}, lambda x: F.leaky_relu(x, 0.01)),
+    ("leaky_relu", {"negative_slope": 0.2}, lambda x: F.leaky_relu(x, 0.2)),
+    ("elu", {}, F.elu),
+    ("elu", {"alpha": 0.5}, lambda x: F.elu(x, 0.5)),
+    ("gelu", {}, F.gelu),
+    ("gelu", {"approximate": "tanh"}, lambda x: F.gelu(x, approximate="tanh")),
+    ("sigmoid", {}, torch.sigmoid),
+    ("tanh", {}, torch.tanh),
+]
+
+
+@pytest.mark.parametrize(("op", "attrs", "twin"), UNARY, ids=[f"{o}{a}" for o, a, _ in UNARY])
+def test_unary_parity(op, attrs, twin):
+    parity(op, attrs, [X], twin)
+
+
+@pytest.mark.parametrize(("op", "attrs", "twin"), UNARY, ids=[f"{o}{a}" for o, a, _ in UNARY])
+def test_unary_gradcheck(op, attrs, twin):
+    x = away_from_zero(rng(2).standard_normal((N, 7)) * 1.5)
+    gradcheck(OpRun(op, attrs, [x], dtype=np.float64))
+
+
+def test_tanh_small_and_large_inputs_are_accurate():
+    x = np.array([[0.0, 1e-30, -1e-7, 1e-3, 0.0199, -0.0201, -0.3, 5.0, -20.0, 400.0, -400.0]])
+    run = OpRun("tanh", {}, [x], dtype=np.float64).run()
+    np.testing.assert_allclose(run.y, np.tanh(x), rtol=4e-15, atol=0)
+    run = OpRun("sigmoid", {}, [x * 100], dtype=np.float64).run()
+    np.testing.assert_allclose(run.y, torch.sigmoid(torch.tensor(x * 100)).numpy(), rtol=1e-15, atol=0)
+
+
+# -- add, mul ---------------------------------------------------------------------------------------
+
+
+def test_add_two_and_three_inputs():
+    a, b, c = (rng(s).standard_normal((N, 4, 5)) for s in (3, 4, 5))
+    parity("add", {}, [a, b], lambda x, y: x + y)
+    parity("add", {}, [a, b, c], lambda x, y, z: x + y + z, need_dx=[True, False, True])
+    gradcheck(OpRun("add", {}, [a, b, c], dtype=np.float64))
+
+
+def test_mul():
+    a, b = (rng(s).standard_normal((N, 6)) for s in (3, 4))
+    parity("mul", {}, [a, b], lambda x, y: x * y)
+    parity("mul", {}, [a, b], lambda x, y: x * y, need_dx=[False, True])
+    gradcheck(OpRun("mul", {}, [a, b], dtype=np.float64))
+
+
+# -- data movement ----------------------------------------------------------------------------------
+
+MOVES = [
+    ("identity", {}, (4, 5), lambda x: x * 1),
+    ("flatten", {}, (2, 3, 4), lambda x: torch.flatten(x, 1)),
+    ("flatten", {"start_axis": 1}, (2, 3, 4), lambda x: torch.flatten(x, 2)),
+    ("flatten", {"start_axis": -1}, (2, 3, 4), lambda x: x * 1),
+    ("reshape", {"shape": [-1, 6]}, (2, 3, 4), lambda x: x.reshape(N, -1, 6)),
+    ("transpose", {"perm": [1, 0]}, (4, 5), lambda x: x.permute(0, 2, 1)),
+    ("transpose", {"perm": [2, 0, 1]}, (3, 4, 5), lambda x: x.permute(0, 3, 1, 2)),
+    ("transpose", {"perm": [0, 2, 1, 3]}, (2, 3, 4, 5), lambda x: x.permute(0, 1, 3, 2, 4)),
+    ("transpose", {"perm": [-1, 1, 0]}, (3, 1, 4), lambda x: x.permute(0, 3, 2, 1)),
+    ("transpose", {"perm": [0, 1]}, (3, 4), lambda x: x * 1),
+    ("transpose", {"perm": [3, 4, 0, 1, 2]}, (2, 3, 2, 2, 3), lambda x: x.permute(0, 4, 5, 1, 2, 3)),
+    ("select", {"axis": 0, "index": 0}, (5, 6), lambda x: x.select(1, 0)),
+    ("select", {"axis": -1, "index": -2}, (3, 4, 5), lambda x: x.select(3, -2)),
+    ("select", {"axis": 1, "index": 2}, (3, 4, 5), lambda x: x.select(2, 2)),
+]
+
+
+@pytest.mark.parametrize(("op", "attrs", "shape", "twin"), MOVES, ids=[f"{o}{a}" for o, a, _, _ in MOVES])
+def test_movement(op, attrs, shape, twin):
+    x = rng(6).standard_normal((N, *shape))
+    parity(op, attrs, [x], twin)
+    gradcheck(OpRun(op, attrs, [x], dtype=np.float64), samples=6)
+
+
+def test_movement_of_int64_tensors():
+    x = rng(6).integers(0, 100, (N, 3, 4))
+    run = OpRun("transpose", {"perm": [1, 0]}, [x]).run()
+    np.testing.assert_array_equal(run.y, x.transpose(0, 2, 1))
+    run = OpRun("select", {"axis": 1, "index": 1}, [x]).run()
+    np.testing.assert_array_equal(run.y, x[:, :, 1])
+    run = OpRun("concat", {"axis": 1}, [x, x]).run()
+    np.testing.assert_array_equal(run.y, np.concatenate([x, x], 2))
+
+
+@pytest.mark.parametrize(
+    ("axis", "shapes", "need"),
+    [(0, [(3, 4), (2, 4)], None), (-1, [(3, 2), (3, 4), (3, 1)], [True, False, True]), (1, [(2, 3, 2)] * 2, None)],
+)
+def test_concat(axis, shapes, need):
+    xs = [rng(i).standard_normal((N, *s)) for i, s in enumerate(shapes)]
+    dim = axis % len(shapes[0]) + 1
+    parity("concat", {"axis": axis}, xs, lambda *ts: torch.cat(ts, dim), need_dx=need)
+    gradcheck(OpRun("concat", {"axis": axis}, xs, dtype=np.float64), samples=6)
+
+
+# -- mean, maxout, softmax ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("axes", "keepdims", "shape"),
+    [
+        ([0], False, (5, 6)),
+        ([1], True, (3, 4, 5)),
+        ([-1], False, (3, 4, 5)),
+        ([0, 2], False, (3, 4, 5)),
+        ([2, 0], True, (3, 4, 5, 2)),
+        ([0, 1, 2], False, (3, 4, 5)),
+        ([0, 2, 4], False, (2, 3, 2, 3, 2)),
+    ],
+)
+def test_mean(axes, keepdims, shape):
+    x = rng(8).standard_normal((N, *shape))
+    dims = [a % len(shape) + 1 for a in axes]
+    attrs = {"axes": axes, "keepdims": keepdims}
+    parity("mean", attrs, [x], lambda t: t.mean(dim=dims, keepdim=keepdims))
+    gradcheck(OpRun("mean", attrs, [x], dtype=np.float64), samples=6)
+
+
+def maxout_twin(axis: int, pieces: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    def f(x: torch.Tensor) -> torch.Tensor:
+        d = axis % (x.ndim - 1) + 1
+        return x.unflatten(d, (x.shape[d] // pieces, pieces)).max(dim=d + 1).values
+
+    return f
+
+
+@pytest.mark.parametrize(("pieces", "axis", "shape"), [(2, 0, (8,)), (3, 1, (2, 6, 3)), (4, -1, (3, 8))])
+def test_maxout(pieces, axis, shape):
+    x = rng(9).standard_normal((N, *shape))
+    attrs = {"pieces": pieces, "axis": axis}
+    run = parity("maxout", attrs, [x], maxout_twin(axis, pieces))
+    assert run.saved["argmax"].min() >= 0 and run.saved["argmax"].max() < pieces
+    gradcheck(OpRun("maxout", attrs, [x], dtype=np.float64), samples=8)
+
+
+SOFTMAX = [(-1, (4, 7)), (0, (5, 3, 4)), (1, (2, 6, 3))]
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize(("axis", "shape"), SOFTMAX)
+def test_softmax(op, axis, shape):
+    x = rng(10).standard_normal((N, *shape)) * 3
+    x[0] += 1000.0  # stability: exp of a large logit must not overflow
+    fn = F.softmax if op == "softmax" else F.log_softmax
+    parity(op, {"axis": axis}, [x], lambda t: fn(t, dim=axis % len(shape) + 1), atol=1e-4)
+    gradcheck(OpRun(op, {"axis": axis}, [x[1:]], dtype=np.float64), samples=8)
+
+
+# -- accumulation -----------------------------------------------------------------------------------
+
+ACC = [
+    ("relu", {}, [(4, 5)]),
+    ("gelu", {}, [(4, 5)]),
+    ("softmax", {"axis": 0}, [(4, 5)]),
+    ("log_softmax", {}, [(4, 5)]),
+    ("add", {}, [(4, 5)] * 3),
+    ("mul", {}, [(4, 5)] * 2),
+    ("identity", {}, [(4, 5)]),
+    ("transpose", {"perm": [1, 0]}, [(4, 5)]),
+    ("concat", {"axis": 1}, [(4, 2), (4, 3)]),
+    ("select", {"axis": 1, "index": 1}, [(4, 5)]),
+    ("mean", {"axes": [0]}, [(4, 5)]),
+    ("maxout", {"pieces": 2, "axis": 1}, [(4, 6)]),
+    ("dropout", {"p": 0.4}, [(4, 5)]),
+]
+
+
+@pytest.mark.parametrize(("op", "attrs", "shapes"), ACC, ids=[o for o, _, _ in ACC])
+def test_backward_accumulates_with_acc(op, attrs, shapes):
+    check_acc(op, attrs, [rng(i).standard_normal((N, *s)) for i, s in enumerate(shapes)])
+
+
+# -- dropout ----------------------------------------------------------------------------------------
+
+
+def dropout_run(p: float, shape: tuple[int, ...] = (64, 4096), **kw: Any) -> OpRun:
+    return OpRun("dropout", {"p": p}, [np.ones(shape)], **kw).run()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_statistics(p):
+    run = dropout_run(p, seed=3)
+    n, scale = run.y.size, 1 / (1 - p)
+    kept = run.saved["mask"] != 0
+    se = np.sqrt(p * (1 - p) / n)
+    assert abs(kept.mean() - (1 - p)) < 4 * se
+    np.testing.assert_allclose(run.saved["mask"][kept], scale, rtol=1e-6)
+    np.testing.assert_array_equal(run.y, run.saved["mask"])  # x is ones
+    assert abs(run.y.mean() - 1.0) < 4 * np.sqrt(p / (1 - p) / n)  # the mean is preserved
+    np.testing.assert_allclose(run.dx[0], run.dy * run.saved["mask"], rtol=1e-6)
+    # neighbouring elements are independent: keep(i) and keep(i+1) agree as often as chance says
+    agree = (kept[:, 1:] == kept[:, :-1]).mean()
+    assert abs(agree - (p * p + (1 - p) ** 2)) < 6 * se
+
+
+def test_dropout_on_random_input_and_gradcheck():
+    x = rng(11).standard_normal((N, 50))
+    run = OpRun("dropout", {"p": 0.3}, [x]).run()
+    np.testing.assert_allclose(run.y, x * run.saved["mask"], rtol=1e-6)
+    gradcheck(OpRun("dropout", {"p": 0.3}, [x], dtype=np.float64))
+
+
+def test_dropout_identity_when_p0_or_eval():
+    x = rng(12).standard_normal((N, 40)).astype(np.float32)
+    for run in (dropout_run(0.0, (N, 40)), OpRun("dropout", {"p": 0.7}, [x], training=False).run()):
+        np.testing.assert_array_equal(run.y, run.x[0])
+        np.testing.assert_array_equal(run.dx[0], run.dy)
+
+
+def test_dropout_reads_mode_and_seed_at_call_time():
+    run = OpRun("dropout", {"p": 0.5}, [np.ones((N, 1000))], seed=1)
+    run.state.training[0] = 0
+    run.forward()
+    np.testing.assert_array_equal(run.y, 1.0)
+    run.state.training[0] = 1
+    run.forward()
+    first = run.y.copy()
+    assert (first == 0).any()
+    run.state.seed[0] = 2
+    run.forward()
+    assert (run.y != first).any()
+
+
+def test_dropout_masks_are_reproducible_and_distinct():
+    def mask(seed: int, index: int = 0, dtype: Any = np.float32) -> np.ndarray:
+        run = OpRun("dropout", {"p": 0.5}, [np.ones((8, 500))], dtype=dtype)
+        run.state.seed[0] = seed  # any int64, negative too
+        run.binding.index = index
+        rebind(run)
+        run.forward()
+        return run.saved["mask"] != 0
+
+    a = mask(5)
+    np.testing.assert_array_equal(a, mask(5))
+    np.testing.assert_array_equal(a, mask(5, dtype=np.float64))  # the same bits whatever the dtype
+    for other in (mask(6), mask(5, index=1), mask(-5)):
+        assert 0.45 < (a == other).mean() < 0.55  # independent streams agree half the time
