@@ -66,7 +66,9 @@ def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[
             for g in s.grad_inputs:
                 touch(g, t)
     end = len(steps) - 1
-    for name in [*plan.outputs, *plan.losses]:  # the host reads these after the step
+    # The host reads outputs and losses after the step; inputs stay intact so a
+    # step can be replayed on the same batch (gradient checks, repeated forward).
+    for name in [*plan.inputs, *plan.outputs, *plan.losses]:
         if name in life:
             life[name][1] = end
     return life

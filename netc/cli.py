@@ -106,7 +106,7 @@ def cmd_gradcheck(a: argparse.Namespace) -> int:
         bad += bool(flag)
         print(f"{r.name:<{width}}  {r.kind:<9}  {r.checked:>7}  {r.max_rel_error:>14.2e}{flag}")
     verdict = f"{bad} of {len(rows)} over the tolerance {a.tol:g}" if bad else f"all within {a.tol:g}"
-    print(f"float64 central differences, eps 1e-6, batch {a.batch}: {verdict}")
+    print(f"float64 central differences, eps 1e-5, batch {a.batch}: {verdict}")
     return 1 if bad else 0
 
 
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gradcheck", help="analytic vs finite-difference gradients on your network")
     g.add_argument("spec")
-    g.add_argument("--batch", type=_positive, default=2)
+    g.add_argument("--batch", type=_positive, default=4)
     g.add_argument("--samples", type=_positive, default=6, help="elements checked per tensor (6)")
     g.add_argument("--tol", type=float, default=1e-4, help="largest relative error allowed (1e-4)")
     g.set_defaults(func=cmd_gradcheck)

@@ -22,6 +22,7 @@ from .validate import Spec, _diag, check_attributes
 
 COMMON_KEYS = ("op", "in", "doc", "trainable", "lr_mult", "name", "weight")
 INSTANCE_KEYS = ("block", "in", "repeat", "doc", "name")
+MAX_MODULES = 100_000  # a guard against `repeat: 1000000000`, which would otherwise never finish
 
 
 @dataclass
@@ -258,6 +259,16 @@ class _Expander:
         env2 = {**defaults, **args}
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         repeat = raw.get("repeat", 1)
+        if len(self.modules) + repeat * len(body["modules"]) > MAX_MODULES:
+            self.errors.append(
+                Diagnostic(
+                    f"module '{name}' repeats block '{bname}' {repeat} times: more than the "
+                    f"{MAX_MODULES} modules netc compiles",
+                    doc.where(ptr + "/repeat"),
+                    ptr + "/repeat",
+                )
+            )
+            return False
         if repeat > 1 and len(inputs) != 1:
             self.errors.append(
                 Diagnostic(
@@ -389,7 +400,7 @@ def _arith(text: str, env: dict[str, Any]) -> Any:
 
     try:
         out = ev(ast.parse(_ARG_RE.sub(r"\1", text), mode="eval").body)
-    except (TypeError, ZeroDivisionError, SyntaxError):
+    except (TypeError, ZeroDivisionError, SyntaxError, OverflowError):  # 1.5 * 10**400 overflows a float
         return text
     return int(out) if isinstance(out, float) and out.is_integer() else out
 

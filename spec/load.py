@@ -65,10 +65,30 @@ _TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float",
 
 
 _KINDS = {"/modules": "module", "/inputs": "input", "/losses": "loss", "/blocks": "block"}
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"  # `name: 2024-01-31` is read as the text written
+MAX_DEPTH = 64
+MAX_VALUES = 200_000  # YAML aliases can make a short file expand exponentially ("billion laughs")
+_PLAIN = "a spec holds plain YAML: mappings, lists, strings, numbers, true/false and null"
 
 
 def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Diagnostic]) -> Any:
     doc.values[ptr] = _loc(doc.file, node.start_mark)
+    if len(doc.values) > MAX_VALUES:
+        raise SpecError.one(
+            f"the spec holds more than {MAX_VALUES} values",
+            doc.values[ptr],
+            ptr,
+            "YAML aliases (*name) that repeat other aliases multiply quickly",
+        )
+    if ptr.count("/") > MAX_DEPTH:
+        raise SpecError.one(
+            f"the spec nests more than {MAX_DEPTH} levels deep here",
+            doc.values[ptr],
+            ptr,
+            "is a bracket left open, or a YAML alias (*name) used inside its own anchor (&name)?",
+        )
+    if node.tag == _TIMESTAMP and isinstance(node, yaml.ScalarNode):
+        return node.value
     if node.tag not in _TAGS:
         # The node tree is walked by hand, so the safe loader's own refusal
         # of python/* tags never runs: refuse every tag a spec has no use for.
@@ -78,14 +98,16 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
                 f"unsupported YAML tag {tag}",
                 doc.values[ptr],
                 ptr,
-                "a spec holds plain YAML: mappings, lists, strings, numbers, true/false and null",
+                _PLAIN,
             )
         )
         return None
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
-            key = _walk_scalar_key(knode, loader)
+            key = _key(knode, doc, ptr, errors)
+            if key is None:
+                continue
             kptr = ptr + pointer(key)
             if key in out:
                 first = doc.keys[kptr]
@@ -107,13 +129,27 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(v, loader, doc, ptr + pointer(i), errors) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, KeyError):  # `!!int abc`, `!!map x`
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        errors.append(Diagnostic(f"cannot read {node.value!r} as {tag}", doc.values[ptr], ptr))
+        return None
 
 
-def _walk_scalar_key(node: yaml.Node, loader: Any) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        return str(loader.construct_object(node, deep=True))
-    return loader.construct_object(node, deep=True)
+def _key(node: yaml.Node, doc: Document, ptr: str, errors: list[Diagnostic]) -> str | None:
+    """A mapping key as the text written: keys are names, so `1:`, `on:` and `null:` stay the
+    strings they look like. None (and an error) for a key that is not a plain scalar."""
+    if isinstance(node, yaml.ScalarNode) and node.tag in (*_TAGS, _TIMESTAMP):
+        return node.value
+    if node.tag == "tag:yaml.org,2002:merge":
+        message, hint = "YAML merge keys (<<) are not supported", "reuse a group of modules with a block"
+    elif isinstance(node, yaml.ScalarNode):
+        message, hint = f"unsupported YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')}", _PLAIN
+    else:
+        message, hint = "a mapping key must be a name, not a list or a mapping", ""
+    errors.append(Diagnostic(message, _loc(doc.file, node.start_mark), ptr, hint))
+    return None
 
 
 def _yaml_problem(e: yaml.MarkedYAMLError, text: str, mark: yaml.Mark | None) -> tuple[str, str]:

@@ -9,6 +9,7 @@ Defaults are filled here by netc, not by the validator.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -155,9 +156,19 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
         return
     if v == "required":
         missing = e.message.split("'")[1] if "'" in e.message else e.message
-        unknown = [k for k in e.instance if k not in _allowed_keys(e.schema)] if isinstance(e.instance, dict) else []
-        if any(did_you_mean(k, [missing]) for k in unknown):
-            return  # reported as the misspelt key, with the did-you-mean
+        allowed = _allowed_keys(e.schema)
+        unknown = [k for k in e.instance if k not in allowed] if isinstance(e.instance, dict) else []
+        misspelt = difflib.get_close_matches(missing, [str(k) for k in unknown], n=1, cutoff=0.6)
+        for k in misspelt:  # the same diagnostic as additionalProperties gives, where that applies
+            kptr = ptr + pointer(k)
+            yield Diagnostic(
+                f"unknown {'attribute' if 'op' in e.instance else 'key'} '{k}' in {subject}",
+                doc.where(kptr, key=True),
+                kptr,
+                did_you_mean(k, allowed) or f"allowed: {', '.join(allowed)}",
+            )
+        if misspelt:
+            return
         what = "attribute" if isinstance(e.instance, dict) and "op" in e.instance and missing != "op" else "key"
         hint = "write `netc: 1` as the first line" if not path and missing == "netc" else ""
         yield Diagnostic(f"{subject} is missing required {what} '{missing}'", doc.where(ptr), ptr, hint)

@@ -1,11 +1,19 @@
-"""Helpers shared by the pooling kernels (maxpool2d, avgpool2d): window geometry."""
+"""Helpers shared by the conv group's kernels: no-copy reshapes, pooling window geometry."""
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ...compiler.ops.maxpool2d import OP as POOL
 from ..binding import Binding
+
+
+def view(a: np.ndarray, *shape: int) -> np.ndarray:
+    """a reshaped without copying (raises if it would copy: a kernel must write into the arena)."""
+    v = a.view()
+    v.shape = shape
+    return v
 
 
 def pool_geometry(b: Binding) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ from numba import njit, uint64
 from ...compiler.ops.base import pair
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
+from ._conv_common import view
 
 
 @njit(cache=True)
@@ -120,7 +121,7 @@ def forward_cpu(x, w2, bias, y, cols, geo):
                     yo[p] += bo
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})  # lets db's float64 sums vectorize
 def backward_cpu(x, w2, dy, dx, dw2, db, cols, tmp, acc_dx, geo):
     # dy [N, O, Ho·Wo]; dx [N, C·H·W] or empty; dw2 [O, K] or empty; db [O] or empty;
     # tmp [K, O/groups]: one group's dWᵀ of one sample, added into dw2
@@ -189,19 +190,19 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     wt = b.p["w"]
     dt = wt.dtype
     o = wt.shape[0]
-    w2 = wt.reshape(o, -1)
-    x = b.x[0].reshape(n, -1)
-    y = b.y.reshape(n, o, ho * wo)
+    w2 = view(wt, o, -1)
+    x = view(b.x[0], n, -1)
+    y = view(b.y, n, o, ho * wo)
     empty = np.zeros(0, dt)
     bias = b.p.get("b", empty)
     cols = b.workspace(dt, c * kh * kw * ho * wo).reshape(c * kh * kw, ho * wo)
     fwd = lambda: forward_cpu(x, w2, bias, y, cols, geo)  # noqa: E731
     if b.dy is None:
         return fwd, nothing
-    dy = b.dy.reshape(y.shape)
-    dx = b.dx[0].reshape(x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
+    dy = view(b.dy, *y.shape)
+    dx = view(b.dx[0], *x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
     dwt = b.dp.get("w")
-    dw2 = dwt.reshape(w2.shape) if dwt is not None else np.zeros((0, w2.shape[1]), dt)
+    dw2 = view(dwt, *w2.shape) if dwt is not None else np.zeros((0, w2.shape[1]), dt)
     db = b.dp.get("b")
     db = db if db is not None else empty
     tmp = np.empty((w2.shape[1], o // groups), dt)  # prebound once: one sample's dWᵀ of one group

@@ -1,10 +1,11 @@
 """dropout kernels: inverted dropout, y = x ⊙ m / (1 - p) in training, y = x in inference.
 
-Randomness is counter-based: element i of module ``index`` at seed s keeps its value when
-the top 53 bits of splitmix64(key(s, index) + (i + 1)·γ) are at least p·2^53, so a mask is
-bitwise reproducible for any thread count and any backend. Forward saves m / (1 - p) in
-``mask``; backward is dx = dy ⊙ mask (dx = dy in inference). The training flag and seed are
-read from the state arrays on every call.
+Randomness is counter-based (splitmix64's finaliser ``mix64``, increment γ): with the stream
+key k = mix64(mix64(s + γ) ^ index·M2) of module ``index`` at seed s, flat element i is kept
+when the top 53 bits of mix64(k + (i + 1)·γ) are at least p·2^53. A mask is therefore a pure
+function of (seed, index, i): bitwise reproducible for any thread count and any backend.
+Forward saves m / (1 - p) in ``mask``; backward is dx = dy ⊙ mask (dx = dy in inference).
+The training flag and seed are read from the state arrays on every call.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def mix64(z):  # scalar functions are shared with the CUDA backend
     return z ^ (z >> _S31)
 
 
-_mix64 = njit(cache=True)(mix64)
+_mix64 = njit(cache=True, inline="always")(mix64)
 
 
 @njit(cache=True)

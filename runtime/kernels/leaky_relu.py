@@ -16,8 +16,9 @@ def leaky_relu_grad(x, dy, slope):
     return dy if x > 0.0 else dy * slope
 
 
-_f = njit(cache=True)(leaky_relu)
-_g = njit(cache=True)(leaky_relu_grad)
+# inline="always": inlined before LLVM sees the loop, which then vectorizes
+_f = njit(cache=True, inline="always")(leaky_relu)
+_g = njit(cache=True, inline="always")(leaky_relu_grad)
 
 
 @njit(cache=True)

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
-from ._conv_common import pool_geometry, window
+from ._conv_common import pool_geometry, view, window
 
 
 @njit(cache=True)
@@ -51,13 +51,13 @@ def backward_cpu(dy, argmax, dx, acc_dx):
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = pool_geometry(b)
     n, c, h, w = b.x[0].shape
-    x = b.x[0].reshape(n * c, h * w)
-    y = b.y.reshape(n * c, -1)
-    argmax = b.saved["argmax"].reshape(y.shape)
+    x = view(b.x[0], n * c, h * w)
+    y = view(b.y, n * c, -1)
+    argmax = view(b.saved["argmax"], *y.shape)
     fwd = lambda: forward_cpu(x, y, argmax, geo)  # noqa: E731
     if b.dx[0] is None:
         return fwd, nothing
-    dy = b.dy.reshape(y.shape)
-    dx = b.dx[0].reshape(x.shape)
+    dy = view(b.dy, *y.shape)
+    dx = view(b.dx[0], *x.shape)
     acc = b.acc[0]
     return fwd, lambda: backward_cpu(dy, argmax, dx, acc)

@@ -16,8 +16,9 @@ def relu_grad(y, dy):
     return dy if y > 0.0 else 0.0
 
 
-_f = njit(cache=True)(relu)
-_g = njit(cache=True)(relu_grad)
+# inline="always": inlined before LLVM sees the loop, which then vectorizes
+_f = njit(cache=True, inline="always")(relu)
+_g = njit(cache=True, inline="always")(relu_grad)
 
 
 @njit(cache=True)

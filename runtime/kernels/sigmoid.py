@@ -1,20 +1,22 @@
 """sigmoid kernels: y = 1 / (1 + exp(-x)) without overflow; dx = dy · y · (1 - y) (reads the output).
 
-The forward loop runs in parallel (one libm exp per element); the backward is cheap and serial.
+exp is ``fast_exp`` (vectorizes; libm's exp does not), and error_model="numpy" drops the
+zero-division check that would keep the loop scalar. The forward has a parallel twin for
+large tensors; backward is cheap.
 """
 
 from __future__ import annotations
 
-import math
-
 from numba import njit, prange
 
 from ..binding import Binding, Thunk
-from ._elementwise_common import bind_unary
+from ._elementwise_common import bind_unary, fast_exp
+
+exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
 
 def sigmoid(x):  # scalar functions are shared with the CUDA backend
-    e = math.exp(-abs(x))  # in (0, 1]: never overflows
+    e = exp(-abs(x))  # in (0, 1]: never overflows
     r = 1.0 / (1.0 + e)
     return r if x >= 0.0 else e * r
 
@@ -23,17 +25,27 @@ def sigmoid_grad(y, dy):
     return dy * y * (1.0 - y)
 
 
-_f = njit(cache=True)(sigmoid)
-_g = njit(cache=True)(sigmoid_grad)
+_jit = njit(cache=True, error_model="numpy")
+# inline="always": inlined before LLVM sees the loop, which then vectorizes (LLVM alone does not
+# inline bodies this large)
+_scalar = njit(cache=True, error_model="numpy", inline="always")
+_f = _scalar(sigmoid)
+_g = _scalar(sigmoid_grad)
 
 
-@njit(cache=True, parallel=True)
+@_jit
 def forward_cpu(x, y):
+    for i in range(x.size):
+        y[i] = _f(x[i])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def forward_cpu_parallel(x, y):
     for i in prange(x.size):
         y[i] = _f(x[i])
 
 
-@njit(cache=True)
+@_jit
 def backward_cpu(y, dy, dx, acc):
     if acc:
         for i in range(dx.size):
@@ -44,4 +56,4 @@ def backward_cpu(y, dy, dx, acc):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, forward_cpu, backward_cpu, True)
+    return bind_unary(b, forward_cpu, backward_cpu, True, parallel=(forward_cpu_parallel, None))

@@ -1,8 +1,9 @@
 """softmax kernels along a per-sample axis, numerically stable (the row max is subtracted).
 
 Arrays are viewed as [outer, size, inner] around the axis; each (outer, inner) pair is one
-row of ``size`` values with stride ``inner`` (1 for the last axis). Rows run in parallel over
-``outer`` (one libm exp per element). Sums accumulate in float64.
+row of ``size`` values with stride ``inner`` (1 for the last axis). Sums accumulate in
+float64. Each element costs a libm exp, so the drivers have parallel twins over ``outer``,
+used for large tensors (``PARALLEL_MIN``).
 Backward: dx = y ⊙ (dy - Σ dy ⊙ y), reading the output only.
 """
 
@@ -16,39 +17,59 @@ from ..binding import Binding, Thunk
 from ._elementwise_common import bind_rows
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
+def _forward_slice(x, y, o):
+    for j in range(x.shape[2]):
+        m = x[o, 0, j]
+        for d in range(1, x.shape[1]):
+            m = max(m, x[o, d, j])
+        s = 0.0
+        for d in range(x.shape[1]):
+            e = math.exp(x[o, d, j] - m)
+            y[o, d, j] = e
+            s += e
+        r = 1.0 / s
+        for d in range(x.shape[1]):
+            y[o, d, j] *= r
+
+
+@njit(cache=True)
+def _backward_slice(y, dy, dx, acc, o):
+    for j in range(y.shape[2]):
+        s = 0.0
+        for d in range(y.shape[1]):
+            s += dy[o, d, j] * y[o, d, j]
+        if acc:
+            for d in range(y.shape[1]):
+                dx[o, d, j] += y[o, d, j] * (dy[o, d, j] - s)
+        else:
+            for d in range(y.shape[1]):
+                dx[o, d, j] = y[o, d, j] * (dy[o, d, j] - s)
+
+
+@njit(cache=True)
 def forward_cpu(x, y):  # x, y [outer, size, inner]
-    outer, size, inner = x.shape
-    for o in prange(outer):
-        for j in range(inner):
-            m = x[o, 0, j]
-            for d in range(1, size):
-                m = max(m, x[o, d, j])
-            s = 0.0
-            for d in range(size):
-                e = math.exp(x[o, d, j] - m)
-                y[o, d, j] = e
-                s += e
-            r = 1.0 / s
-            for d in range(size):
-                y[o, d, j] *= r
+    for o in range(x.shape[0]):
+        _forward_slice(x, y, o)
+
+
+@njit(cache=True)
+def backward_cpu(y, dy, dx, acc):
+    for o in range(y.shape[0]):
+        _backward_slice(y, dy, dx, acc, o)
 
 
 @njit(cache=True, parallel=True)
-def backward_cpu(y, dy, dx, acc):
-    outer, size, inner = y.shape
-    for o in prange(outer):
-        for j in range(inner):
-            s = 0.0
-            for d in range(size):
-                s += dy[o, d, j] * y[o, d, j]
-            if acc:
-                for d in range(size):
-                    dx[o, d, j] += y[o, d, j] * (dy[o, d, j] - s)
-            else:
-                for d in range(size):
-                    dx[o, d, j] = y[o, d, j] * (dy[o, d, j] - s)
+def forward_cpu_parallel(x, y):
+    for o in prange(x.shape[0]):
+        _forward_slice(x, y, o)
+
+
+@njit(cache=True, parallel=True)
+def backward_cpu_parallel(y, dy, dx, acc):
+    for o in prange(y.shape[0]):
+        _backward_slice(y, dy, dx, acc, o)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_rows(b, forward_cpu, backward_cpu)
+    return bind_rows(b, (forward_cpu, forward_cpu_parallel), (backward_cpu, backward_cpu_parallel))

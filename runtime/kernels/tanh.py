@@ -1,18 +1,19 @@
 """tanh kernels: y = tanh(x); dx = dy · (1 - y²) (reads the output).
 
-tanh is computed as (1 - e) / (1 + e) with e = exp(-2|x|): about 3x faster here than libm's
-tanh, and within a few float64 ulps everywhere (a Taylor polynomial covers |x| < 0.02,
-where 1 - e would cancel). The forward loop runs in parallel; the backward is cheap and serial.
+tanh is computed as (1 - e) / (1 + e) with e = exp(-2|x|), exp being ``fast_exp``, so the
+loop vectorizes (libm's tanh is a call, about 15 ns here). It stays within a few float64
+ulps everywhere: a Taylor polynomial covers |x| < 0.02, where 1 - e would cancel. The
+forward has a parallel twin for large tensors; backward is cheap.
 """
 
 from __future__ import annotations
 
-import math
-
 from numba import njit, prange
 
 from ..binding import Binding, Thunk
-from ._elementwise_common import bind_unary
+from ._elementwise_common import bind_unary, fast_exp
+
+exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
 
 def tanh(x):  # scalar functions are shared with the CUDA backend
@@ -20,7 +21,7 @@ def tanh(x):  # scalar functions are shared with the CUDA backend
     if a < 0.02:  # Taylor to x⁷: truncation below 1e-15 relative here
         x2 = x * x
         return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 - x2 * (17.0 / 315.0))))
-    e = math.exp(-2.0 * a)
+    e = exp(-2.0 * a)
     r = (1.0 - e) / (1.0 + e)
     return r if x >= 0.0 else -r
 
@@ -29,17 +30,27 @@ def tanh_grad(y, dy):
     return dy * (1.0 - y * y)
 
 
-_f = njit(cache=True)(tanh)
-_g = njit(cache=True)(tanh_grad)
+_jit = njit(cache=True, error_model="numpy")
+# inline="always": inlined before LLVM sees the loop, which then vectorizes (LLVM alone does not
+# inline bodies this large)
+_scalar = njit(cache=True, error_model="numpy", inline="always")
+_f = _scalar(tanh)
+_g = _scalar(tanh_grad)
 
 
-@njit(cache=True, parallel=True)
+@_jit
 def forward_cpu(x, y):
+    for i in range(x.size):
+        y[i] = _f(x[i])
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def forward_cpu_parallel(x, y):
     for i in prange(x.size):
         y[i] = _f(x[i])
 
 
-@njit(cache=True)
+@_jit
 def backward_cpu(y, dy, dx, acc):
     if acc:
         for i in range(dx.size):
@@ -50,4 +61,4 @@ def backward_cpu(y, dy, dx, acc):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, forward_cpu, backward_cpu, True)
+    return bind_unary(b, forward_cpu, backward_cpu, True, parallel=(forward_cpu_parallel, None))

@@ -117,9 +117,10 @@ def test_conv2d_accumulates_dx(case: int) -> None:
     close(run.dx[0], before + xt.grad.numpy(), "dx accumulated")
 
 
-def test_conv2d_frozen_weight_and_no_dx() -> None:
+@pytest.mark.parametrize("need_dx", [True, False])
+def test_conv2d_frozen_weight(need_dx: bool) -> None:
     attrs, shape = CONV_CASES[0]
-    run = OpRun("conv2d", attrs, [np.random.default_rng(3).standard_normal((2, *shape))], need_dx=[False])
+    run = OpRun("conv2d", attrs, [np.random.default_rng(3).standard_normal((2, *shape))], need_dx=[need_dx])
     run.binding.dp["w"] = None
     run.dp["w"] = None
     rebind(run)

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from netc.runtime.kernels import kernel_module
-
 from harness import OpRun, gradcheck
+
+from netc.runtime.kernels import _elementwise_common, kernel_module
 
 RTOL, ATOL = 1e-4, 1e-5
 N = 3  # batch
@@ -106,6 +105,40 @@ def test_tanh_small_and_large_inputs_are_accurate():
     np.testing.assert_allclose(run.y, torch.sigmoid(torch.tensor(x * 100)).numpy(), rtol=1e-15, atol=0)
 
 
+def test_gelu_float32_rational_erf_matches_libm():
+    from netc.runtime.kernels import gelu
+
+    x = np.linspace(-12, 12, 20001).astype(np.float32)
+    exact, fast = np.empty_like(x), np.empty_like(x)
+    gelu.forward_cpu(x, exact, gelu.ERF)
+    gelu.forward_cpu(x, fast, gelu.ERF_RATIONAL)
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
+    dy = np.ones_like(x)
+    gelu.backward_cpu(x, dy, exact, False, gelu.ERF)
+    gelu.backward_cpu(x, dy, fast, False, gelu.ERF_RATIONAL)
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
+
+
+PARALLEL = [
+    ("elu", {}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("sigmoid", {}),
+    ("tanh", {}),
+    ("softmax", {"axis": 0}),
+    ("log_softmax", {}),
+]
+
+
+@pytest.mark.parametrize(("op", "attrs"), PARALLEL, ids=[f"{o}{a}" for o, a in PARALLEL])
+def test_parallel_twins_match_serial_bitwise(op, attrs, monkeypatch):
+    serial = OpRun(op, attrs, [X]).run()
+    monkeypatch.setattr(_elementwise_common, "PARALLEL_MIN", 1)
+    par = OpRun(op, attrs, [X], dy=serial.dy).run()
+    np.testing.assert_array_equal(par.y, serial.y)
+    np.testing.assert_array_equal(par.dx[0], serial.dx[0])
+
+
 # -- add, mul ---------------------------------------------------------------------------------------
 
 
@@ -162,7 +195,11 @@ def test_movement_of_int64_tensors():
 
 @pytest.mark.parametrize(
     ("axis", "shapes", "need"),
-    [(0, [(3, 4), (2, 4)], None), (-1, [(3, 2), (3, 4), (3, 1)], [True, False, True]), (1, [(2, 3, 2)] * 2, None)],
+    [
+        (0, [(3, 4), (2, 4)], None),
+        (-1, [(3, 2), (3, 4), (3, 1)], [True, False, True]),
+        (1, [(2, 3, 2)] * 2, None),
+    ],
 )
 def test_concat(axis, shapes, need):
     xs = [rng(i).standard_normal((N, *s)) for i, s in enumerate(shapes)]

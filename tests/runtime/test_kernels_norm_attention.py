@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from harness import OpRun, gradcheck
 from torch import nn
 
 from netc.runtime.kernels import kernel_module
-
-from harness import OpRun, gradcheck
 
 RTOL, ATOL = 1e-4, 1e-4
 
@@ -195,7 +194,9 @@ MHA_CASES = [
 ]
 
 
-def mha_run(attrs: dict[str, Any], tq: int, tk: int | None, d: int, n: int = 3, dtype: Any = np.float32) -> OpRun:
+def mha_run(
+    attrs: dict[str, Any], tq: int, tk: int | None, d: int, n: int = 3, dtype: Any = np.float32
+) -> OpRun:
     xs = [rand((n, tq, d), 21)] + ([rand((n, tk, d), 22)] if tk is not None else [])
     params = {f"w_{p}": rand((d, d), 30 + i, 0.4) for i, p in enumerate("qkvo")}
     if attrs.get("bias", True):
@@ -230,7 +231,11 @@ def test_mha_parity(attrs: dict[str, Any], tq: int, tk: int | None, d: int) -> N
     close(run.y, yt, "y")
     close(run.saved["attn"], wt, "saved attn")
     x, p = run.x, run.params
-    bias = {k: p[k] for k in ("b_q", "b_k", "b_v")} if run.attrs["bias"] else dict.fromkeys(("b_q", "b_k", "b_v"), 0)
+    bias = (
+        {k: p[k] for k in ("b_q", "b_k", "b_v")}
+        if run.attrs["bias"]
+        else dict.fromkeys(("b_q", "b_k", "b_v"), 0)
+    )
     close(run.saved["q"], x[0] @ p["w_q"].T + bias["b_q"], "saved q")
     close(run.saved["k"], x[-1] @ p["w_k"].T + bias["b_k"], "saved k")
     close(run.saved["v"], x[-1] @ p["w_v"].T + bias["b_v"], "saved v")
