@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from ..compiler.ops import LAYERS, LOSSES, OPS
@@ -52,12 +52,22 @@ class Spec:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
+# JSON Schema counts 3.0 as an integer; a shape rule given 3.0 would compute float shapes
+# (and crash on slicing), so `kernel: 3.0` is an error here, not a silent integer.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+    ),
+)
+
+
 @functools.cache
 def _validator(include: bool) -> Draft202012Validator:
     schema = committed_schema()
     if include:
         schema = {**schema, "required": ["netc"]}
-    return Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def schema_is_current() -> bool:
@@ -306,7 +316,7 @@ def check_attributes(op: str, attrs: dict[str, Any]) -> list[ValidationError]:
 @functools.cache
 def _op_validator(op: str) -> Draft202012Validator:
     schema = committed_schema()
-    return Draft202012Validator({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/op.{op}"})
+    return _Validator({"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/op.{op}"})
 
 
 def _sort(ds: list[Diagnostic]) -> list[Diagnostic]:

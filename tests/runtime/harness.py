@@ -16,6 +16,11 @@ from netc.compiler.ops.base import TensorType
 from netc.runtime.binding import Binding, State
 from netc.runtime.kernels import kernel_module
 
+# Which ops the kernel tests ran in float32 (parity with torch) and through a
+# finite-difference gradcheck; tests/runtime/conftest.py checks coverage.
+RAN_FLOAT32: set[str] = set()
+GRADCHECKED: set[str] = set()
+
 
 class OpRun:
     def __init__(
@@ -32,6 +37,9 @@ class OpRun:
         weight: float = 1.0,
     ) -> None:
         contract = OPS[op]
+        self.op = op
+        if np.dtype(dtype) == np.float32:
+            RAN_FLOAT32.add(op)
         self.contract = contract
         self.attrs = contract.fill_defaults(attrs)
         rng = np.random.default_rng(seed)
@@ -44,7 +52,12 @@ class OpRun:
         self.params = {}
         for p in contract.params(self.attrs, types):
             given = (params or {}).get(p.name)
-            arr = given if given is not None else rng.standard_normal(p.shape) * 0.5 + (1.0 if p.init == "ones" else 0)
+            if given is not None:
+                arr = given
+            elif p.name == "running_var":  # a variance must be positive
+                arr = rng.uniform(0.5, 1.5, p.shape)
+            else:
+                arr = rng.standard_normal(p.shape) * 0.5 + (1.0 if p.init == "ones" else 0)
             self.params[p.name] = np.ascontiguousarray(arr, dtype=dtype)
         self.dp = {
             p.name: np.zeros(p.shape, dtype) if p.trainable else None for p in contract.params(self.attrs, types)
@@ -104,6 +117,7 @@ def gradcheck(run: OpRun, samples: int = 12, eps: float = 1e-6, rtol: float = 1e
     """Finite-difference check (float64) of every input and parameter gradient
     of an OpRun: the scalar is sum(y * dy) (or the loss itself)."""
     rng = np.random.default_rng(1)
+    GRADCHECKED.add(run.op)
 
     def scalar() -> float:
         run.forward()
