@@ -211,7 +211,7 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    out: dict[str, Any] = {"threads": torch.get_num_threads(), "version": torch.__version__}
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "versions": {"torch": torch.__version__}}
     if a.net == "gemm":
         x, y = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
         c = torch.empty(GEMM_N, GEMM_N)
@@ -268,7 +268,8 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             for k, v in random_inputs(plan, batch, seed=0).items()
         }
 
-    out: dict[str, Any] = {"threads": numba.get_num_threads()}
+    versions = {"numpy": np.__version__, "numba": numba.__version__}
+    out: dict[str, Any] = {"threads": numba.get_num_threads(), "versions": versions}
     if a.mode == "kernel":
         k = KERNELS[a.net]
         with tempfile.TemporaryDirectory() as d:
@@ -323,7 +324,8 @@ def numpy_worker(a: argparse.Namespace) -> dict[str, Any]:
     y = rng.standard_normal((GEMM_N, GEMM_N), dtype=np.float32)
     c = np.empty_like(x)
     times = timed(lambda: np.dot(x, y, out=c), a.steps, a.repeats, a.warmup)
-    return {"gflops": 2 * GEMM_N**3 * a.steps / statistics.median(times) / 1e9, "openblas": openblas_cores()}
+    gflops = 2 * GEMM_N**3 * a.steps / statistics.median(times) / 1e9
+    return {"gflops": gflops, "openblas": openblas_cores(), "versions": {"numpy": np.__version__}}
 
 
 def run_worker(a: argparse.Namespace) -> int:
@@ -359,14 +361,7 @@ def spawn(framework: str, net: str, batch: int, mode: str, steps: int, repeats: 
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-@dataclass
-class Job:
-    key: tuple[str, int, str]  # (net, batch, mode)
-    steps: int
-
-
-def fmt_rate(v: float | None) -> str:
-    return "—" if v is None else f"{v:,.0f}"
+Results = dict[tuple, dict[str, list[dict]]]  # row key -> framework -> one result per round
 
 
 def median_of(results: list[dict], field: str) -> float | None:
@@ -379,15 +374,126 @@ def spread(results: list[dict], field: str) -> str:
     return f"{max(vals) / min(vals):.2f}" if len(vals) > 1 and min(vals) > 0 else "—"
 
 
-def errors(results: list[dict]) -> list[str]:
-    return sorted({r["error"] for r in results if "error" in r})
+def fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def csv_ints(text: str) -> set[int]:
+    try:
+        return {int(t) for t in text.split(",")}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def run_rounds(names: list[str], batches: set[int] | None, rounds: int, quick: bool) -> Results:
+    """Every measurement once per round, each in its own worker process; the
+    framework that goes first alternates from round to round."""
+    repeats, warmup, scale = (1, 1, 0.05) if quick else (3, 3, 1.0)
+    jobs: list[tuple[tuple, tuple]] = []  # (row key, spawn arguments but the framework)
+    for n in (n for n in names if n in NETS):
+        net = NETS[n]
+        for b in (b for b in net.batches if batches is None or b in batches):
+            for mode, samples in (("train", net.samples), ("infer", 3 * net.samples)):
+                jobs.append(((n, b, mode), (n, b, mode, max(2, math.ceil(samples * scale / b)))))
+    kernels = [n for n in names if n in KERNELS]
+    for k in kernels:
+        jobs.append(((k,), (k, KERNELS[k].batch, "kernel", 2 if quick else KERNELS[k].steps)))
+    res: Results = {key: {"netc": [], "torch": []} for key, _ in jobs}
+    if kernels:
+        jobs.append((("gemm",), ("gemm", GEMM_N, "kernel", 2 if quick else 10)))
+        res[("gemm",)] = {"numpy": [], "torch": []}
+    for r in range(rounds):
+        for key, job in jobs:
+            frameworks = list(res[key])
+            for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
+                out = spawn(fw, *job, repeats, warmup)
+                res[key][fw].append(out)
+                shown = out.get("error") or fmt(out.get("samples_per_s", out.get("gflops")), ",.1f")
+                print(f"  round {r + 1}/{rounds} {fw:<5} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
+    return res
+
+
+def render(
+    res: Results, command: str, rounds: int, quick: bool, load0: float, wall: float
+) -> tuple[str, bool]:
+    """The markdown report, and whether any worker failed."""
+    every = [r for v in res.values() for rs in v.values() for r in rs]
+    cores = sorted({f"{lib} {core}" for r in every for lib, core in r.get("openblas", {}).items()})
+    versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
+    lines = [
+        "# netc vs PyTorch CPU eager: throughput",
+        "",
+        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
+        f"{os.cpu_count()} cores · python {platform.python_version()} · {', '.join(versions)}",
+        "",
+        f"{THREADS} threads per worker process; median of {rounds} alternating round(s), each the median of "
+        f"{1 if quick else 3} timed repeat(s){' (--quick: smoke figures)' if quick else ''}",
+        "",
+        f"command: `{command}`",
+        "",
+        f"OPENBLAS_CORETYPE: {os.environ.get('OPENBLAS_CORETYPE', 'unset')}"
+        + (f" (OpenBLAS core in use: {', '.join(cores)})" if cores else ""),
+        "",
+        f"load average (1 min): {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; above about 0.5 other "
+        f"processes share the {os.cpu_count()} cores and the figures are noisy. Wall {wall:.0f} s.",
+        "",
+    ]
+    nets = [k for k in res if len(k) == 3]
+    if nets:
+        lines += [
+            "| net | batch | mode | netc samples/s | torch samples/s | netc/torch | target "
+            "| spread netc / torch (max/min over rounds) |",
+            "|---|---:|---|---:|---:|---:|---|---|",
+        ]
+        for key in nets:
+            n, b, mode = key
+            nr, tr = res[key]["netc"], res[key]["torch"]
+            nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
+            ratio = nv / tv if nv and tv else None
+            target = NETS[n].target
+            met = "" if ratio is None else " ✓" if ratio >= target else " ✗"
+            shown = "—" if ratio is None else f"{ratio:.2f}x"
+            lines.append(
+                f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
+                f"| ≥ {target:.1f}x{met} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
+            )
+        lines.append("")
+    kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
+    if kernels:
+        ceiling = median_of(res[("gemm",)]["numpy"], "gflops")
+        tgemm = median_of(res[("gemm",)]["torch"], "gflops")
+
+        def share(v: float | None) -> str:
+            return "—" if v is None or not ceiling else f"{v / ceiling:.0%}"
+
+        lines += [
+            f"GEMM ceiling: NumPy float32 np.dot {GEMM_N}² {fmt(ceiling, '.1f')} GFLOP/s; "
+            f"torch.mm {GEMM_N}² {fmt(tgemm, '.1f')} GFLOP/s ({share(tgemm)} of NumPy's)",
+            "",
+            "| layer, forward + backward (dx and dW) | netc GFLOP/s | share of NumPy GEMM "
+            "| torch GFLOP/s | share of NumPy GEMM |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for (k,) in kernels:
+            nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
+            lines.append(
+                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {share(nv)} | {fmt(tv, '.1f')} | {share(tv)} |"
+            )
+        lines.append("")
+    failed = sorted(
+        {f"{' '.join(map(str, k))} ({fw}): {r['error']}" for k, v in res.items() for fw, rs in v.items()
+         for r in rs if "error" in r}
+    )  # fmt: skip
+    if failed:
+        lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
+    return "\n".join(lines), bool(failed)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: a twentieth of the steps, one round")
     ap.add_argument("--only", help="comma-separated nets and kernels (" + ", ".join([*NETS, *KERNELS]) + ")")
-    ap.add_argument("--batches", help="comma-separated batch sizes to keep (default: each net's own)")
+    ap.add_argument("--batches", type=csv_ints, help="comma-separated batch sizes to keep (default: all)")
     ap.add_argument("--rounds", type=int, help="alternating netc/torch rounds (default 3, quick 1)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput.md", help="markdown output")
     ap.add_argument("--worker", choices=["netc", "torch", "numpy"], help=argparse.SUPPRESS)
@@ -400,135 +506,21 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.worker:
         return run_worker(a)
-
     names = [n.strip() for n in a.only.split(",")] if a.only else [*NETS, *KERNELS]
     unknown = [n for n in names if n not in NETS and n not in KERNELS]
     if unknown:
         print(f"throughput.py: unknown --only {unknown}; choose from {[*NETS, *KERNELS]}", file=sys.stderr)
         return 1
     rounds = a.rounds or (1 if a.quick else 3)
-    repeats, warmup, scale = (1, 1, 0.05) if a.quick else (3, 3, 1.0)
-    keep = {int(b) for b in a.batches.split(",")} if a.batches else None
-
-    jobs = []
-    for n in (n for n in names if n in NETS):
-        net = NETS[n]
-        for b in (b for b in net.batches if keep is None or b in keep):
-            for mode, samples in (("train", net.samples), ("infer", 3 * net.samples)):
-                jobs.append(Job((n, b, mode), max(2, math.ceil(samples * scale / b))))
-    kernels = [n for n in names if n in KERNELS]
-
-    args = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python benchmarks/throughput.py", *args])
-    coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
-    load0 = os.getloadavg()
-    started = time.time()
-    res: dict[tuple, dict[str, list[dict]]] = {j.key: {"netc": [], "torch": []} for j in jobs}
-    kres: dict[str, dict[str, list[dict]]] = {k: {"netc": [], "torch": []} for k in kernels}
-    gemm: dict[str, list[dict]] = {"numpy": [], "torch": []}
-    for r in range(rounds):
-        order = ("netc", "torch") if r % 2 == 0 else ("torch", "netc")
-        for j in jobs:
-            for fw in order:
-                out = spawn(fw, *j.key, j.steps, repeats, warmup)
-                res[j.key][fw].append(out)
-                rate = fmt_rate(out.get("samples_per_s")) if "error" not in out else out["error"]
-                n, b, mode = j.key
-                print(f"  round {r + 1}/{rounds} {fw:<5} {n} b{b} {mode}: {rate}", file=sys.stderr)
-        for k in kernels:
-            steps = 2 if a.quick else KERNELS[k].steps
-            for fw in order:
-                kres[k][fw].append(spawn(fw, k, KERNELS[k].batch, "kernel", steps, repeats, warmup))
-        if kernels:
-            steps = 2 if a.quick else 10
-            for fw in ("numpy", "torch") if r % 2 == 0 else ("torch", "numpy"):
-                gemm[fw].append(spawn(fw, "gemm", GEMM_N, "kernel", steps, repeats, warmup))
-
-    lines = [
-        "# netc vs PyTorch CPU eager: throughput",
-        "",
-        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
-        f"{os.cpu_count()} cores · "
-        f"python {platform.python_version()} · {THREADS} threads per worker process · "
-        f"median of {rounds} alternating round(s), each the median of {repeats} timed repeat(s)",
-        "",
-        f"command: `{command}`",
-        "",
-        f"OPENBLAS_CORETYPE: {coretype}" + openblas_line(res, kres, gemm),
-        "",
-        f"load average (1 min) at start {load0[0]:.2f}, at end {os.getloadavg()[0]:.2f} "
-        f"(above ~0.5 the figures are noisy: other processes share the {os.cpu_count()} cores); "
-        f"wall {time.time() - started:.0f} s",
-        "",
-    ]
-    if jobs:
-        lines += [
-            "| net | batch | mode | netc samples/s | torch samples/s | netc/torch | target | "
-            "spread netc / torch (max/min over rounds) |",
-            "|---|---:|---|---:|---:|---:|---|---|",
-        ]
-        for j in jobs:
-            n, b, mode = j.key
-            nr, tr = res[j.key]["netc"], res[j.key]["torch"]
-            nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
-            ratio = nv / tv if nv and tv else None
-            target = NETS[n].target
-            verdict = "" if ratio is None else (" ✓" if ratio >= target else " ✗")
-            lines.append(
-                f"| {n} | {b} | {mode} | {fmt_rate(nv)} | {fmt_rate(tv)} | "
-                f"{'—' if ratio is None else f'{ratio:.2f}x'} | ≥ {target:.1f}x{verdict} | "
-                f"{spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
-            )
-        lines.append("")
-    if kernels:
-        ceiling = median_of(gemm["numpy"], "gflops")
-        tgemm = median_of(gemm["torch"], "gflops")
-
-        def share(v: float | None) -> str:
-            return "—" if v is None or not ceiling else f"{v / ceiling:.0%}"
-
-        lines += [
-            f"NumPy float32 GEMM {GEMM_N}² (the ceiling): {fmt_g(ceiling)} GFLOP/s; "
-            f"torch.mm {GEMM_N}²: {fmt_g(tgemm)} GFLOP/s ({share(tgemm)} of the ceiling)",
-            "",
-            "| layer, forward + backward (dx and dW) | netc GFLOP/s | share of NumPy GEMM | "
-            "torch GFLOP/s | share of NumPy GEMM |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for k in kernels:
-            nv, tv = median_of(kres[k]["netc"], "gflops"), median_of(kres[k]["torch"], "gflops")
-            lines.append(f"| {KERNELS[k].shape} | {fmt_g(nv)} | {share(nv)} | {fmt_g(tv)} | {share(tv)} |")
-        lines.append("")
-    failed = [f"{k}: {fw}: {e}" for k, v in {**res, **kres, **gemm_as(gemm)}.items()
-              for fw, rs in v.items() for e in errors(rs)]  # fmt: skip
-    if failed:
-        lines += ["Failures:", "", *(f"- {f}" for f in failed), ""]
-    text = "\n".join(lines)
+    command = " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
+    load0, started = os.getloadavg()[0], time.time()
+    res = run_rounds(names, a.batches, rounds, a.quick)
+    text, failed = render(res, command, rounds, a.quick, load0, time.time() - started)
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(text)
+    a.out.write_text(text + "\n")
     print(f"(written to {a.out})", file=sys.stderr)
     return 1 if failed else 0
-
-
-def fmt_g(v: float | None) -> str:
-    return "—" if v is None else f"{v:.1f}"
-
-
-def gemm_as(gemm: dict[str, list[dict]]) -> dict[str, dict[str, list[dict]]]:
-    return {"gemm": gemm}
-
-
-def openblas_line(*groups: dict) -> str:
-    """The OpenBLAS core types the workers reported (what the setting resolved to)."""
-    cores: set[str] = set()
-    for g in groups:
-        for v in g.values():
-            for rs in v.values() if isinstance(v, dict) else [v]:
-                for r in rs:
-                    found = r.get("openblas", {}).items()
-                    cores.update(f"{lib} {core}" for lib, core in found)
-    return f" (OpenBLAS core in use: {', '.join(sorted(cores))})" if cores else ""
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ merged axes for transpose and mean (so one compiled kernel serves every
 rank). The copy kernels serve identity, flatten and reshape, whose plan
 gives them buffers of their own.
 
-One scalar function lives here too, ``fast_exp``, an exp that vectorizes: libm's exp is a
-call LLVM cannot vectorize (no SVML here), which made every exp-based activation cost 2-5 ns
-per element. Numba's on-disk cache checks the timestamp of the caller's file only, so after
-editing ``fast_exp`` delete the callers' caches (``__pycache__/*.nbi``, ``*.nbc``).
+Jitted functions that kernels call live here too: ``fast_exp``, an exp that vectorizes
+(libm's exp is a call LLVM cannot vectorize, there being no SVML here, which made every
+exp-based activation cost 2-5 ns per element), and the row reductions of softmax. Numba's
+on-disk cache checks the timestamp of the caller's file only, so after editing any of them
+delete the callers' caches (``__pycache__/*.nbi``, ``*.nbc``).
 """
 
 from __future__ import annotations
@@ -175,19 +176,55 @@ def bind_unary(
     return fwd, lambda: g(src, dy, dx, acc, *attrs)
 
 
-def bind_rows(b: Binding, forward: tuple, backward: tuple) -> tuple[Thunk, Thunk]:
-    """Bind a normalisation along ``axis`` on [outer, size, inner] views: ``forward`` and
-    ``backward`` are (serial, parallel) pairs of ``f(x, y)`` and ``g(y, dy, dx, acc)``."""
+def bind_rows(b: Binding, forward, backward) -> tuple[Thunk, Thunk]:
+    """Bind a normalisation along ``axis``: ``forward(x, y, x2, y2)`` and
+    ``backward(y, dy, dx, acc, y2, dy2, dx2)`` get each array as [outer, size, inner] and as
+    [outer, size·inner] (contiguous rows when inner is 1)."""
     x = b.x[0]
     shape = around_axis(x, b.attrs["axis"] % (x.ndim - 1))
-    x3, y3 = x.reshape(shape), b.y.reshape(shape)
-    f = pick(*forward, x.size)
-    fwd = lambda: f(x3, y3)  # noqa: E731
+    rows = (shape[0], shape[1] * shape[2])
+    x3, y3, x2, y2 = x.reshape(shape), b.y.reshape(shape), x.reshape(rows), b.y.reshape(rows)
+    fwd = lambda: forward(x3, y3, x2, y2)  # noqa: E731
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
-    g = pick(*backward, x.size)
     dy3, dx3, acc = b.dy.reshape(shape), b.dx[0].reshape(shape), b.acc[0]
-    return fwd, lambda: g(y3, dy3, dx3, acc)
+    dy2, dx2 = b.dy.reshape(rows), b.dx[0].reshape(rows)
+    return fwd, lambda: backward(y3, dy3, dx3, acc, y2, dy2, dx2)
+
+
+# -- row reductions (softmax, log_softmax): reassociated adds, so the loops vectorize ----------
+
+
+@njit(cache=True)
+def row_max(x):
+    m = x[0]
+    for i in range(1, x.size):
+        m = max(m, x[i])
+    return m
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def row_sum(x):
+    s = 0.0
+    for i in range(x.size):
+        s += x[i]
+    return s
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def row_dot(x, y):
+    s = 0.0
+    for i in range(x.size):
+        s += x[i] * y[i]
+    return s
+
+
+@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def row_sum_exp(x, m):
+    s = 0.0
+    for i in range(x.size):
+        s += fast_exp(x[i] - m)
+    return s
 
 
 # -- plain copies (identity, flatten, reshape) --------------------------------------------------------

@@ -1,7 +1,9 @@
-"""linear kernels: y = x Wᵀ + b through BLAS (np.dot inside @njit).
+"""linear kernels: y = x Wᵀ + b through BLAS.
 
 x is viewed as a matrix [rows, in] once at bind time (all leading axes,
-batch included, are rows), so every call is one GEMM.
+batch included, are rows), so forward is one GEMM and backward three.
+``gemm`` with beta=1 adds dx into an existing gradient (a tensor read by
+several modules) without a temporary.
 """
 
 from __future__ import annotations
@@ -10,27 +12,25 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from ._blas import gemm, project
 
 
 @njit(cache=True)
-def forward_cpu(x, w, b, y):  # noqa: ANN001 — numba kernels take arrays
-    np.dot(x, w.T, out=y)
-    if b.size:
-        y += b
+def forward_cpu(x, w, b, y):
+    project(x, w, b, y)
 
 
 @njit(cache=True)
 def backward_cpu(x, w, dy, dx, dw, db, acc_dx):
-    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (or += when x feeds several modules)
+    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules)
     if dw.size:
-        np.dot(dy.T, x, out=dw)
+        gemm(dy, x, dw, True, False, 1.0, 0.0)
     if db.size:
-        db[:] = dy.sum(axis=0)
+        db[:] = 0.0
+        for r in range(dy.shape[0]):
+            db += dy[r]
     if dx.size:
-        if acc_dx:
-            dx += np.dot(dy, w)
-        else:
-            np.dot(dy, w, out=dx)
+        gemm(dy, w, dx, False, False, 1.0, 1.0 if acc_dx else 0.0)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:

@@ -1,21 +1,42 @@
 """log_softmax kernels along a per-sample axis: y = x - max - log Σ exp(x - max).
 
-Same [outer, size, inner] row layout and parallel twins as softmax.
-Backward: dx = dy - exp(y) · Σ dy, reading the output only.
+Same [outer, size, inner] layout as softmax, with contiguous, vectorized rows for the last
+axis (inner = 1). Backward: dx = dy - exp(y) · Σ dy, reading the output only.
 """
 
 from __future__ import annotations
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
 from ..binding import Binding, Thunk
-from ._elementwise_common import bind_rows
+from ._elementwise_common import bind_rows, fast_exp, row_max, row_sum, row_sum_exp
+
+_jit = njit(cache=True, error_model="numpy")
 
 
-@njit(cache=True)
-def _forward_slice(x, y, o):
+@_jit
+def _forward_row(x, y):
+    m = row_max(x)
+    shift = m + math.log(row_sum_exp(x, m))
+    for d in range(x.size):
+        y[d] = x[d] - shift
+
+
+@_jit
+def _backward_row(y, dy, dx, acc):
+    s = row_sum(dy)
+    if acc:
+        for d in range(y.size):
+            dx[d] += dy[d] - fast_exp(y[d]) * s
+    else:
+        for d in range(y.size):
+            dx[d] = dy[d] - fast_exp(y[d]) * s
+
+
+@_jit
+def _forward_strided(x, y, o):
     for j in range(x.shape[2]):
         m = x[o, 0, j]
         for d in range(1, x.shape[1]):
@@ -28,8 +49,8 @@ def _forward_slice(x, y, o):
             y[o, d, j] = x[o, d, j] - shift
 
 
-@njit(cache=True)
-def _backward_slice(y, dy, dx, acc, o):
+@_jit
+def _backward_strided(y, dy, dx, acc, o):
     for j in range(y.shape[2]):
         s = 0.0
         for d in range(y.shape[1]):
@@ -42,29 +63,23 @@ def _backward_slice(y, dy, dx, acc, o):
                 dx[o, d, j] = dy[o, d, j] - math.exp(y[o, d, j]) * s
 
 
-@njit(cache=True)
-def forward_cpu(x, y):  # x, y [outer, size, inner]
+@_jit
+def forward_cpu(x, y, x2, y2):  # x, y [outer, size, inner]; x2, y2 the same as [outer, size·inner]
     for o in range(x.shape[0]):
-        _forward_slice(x, y, o)
+        if x.shape[2] == 1:
+            _forward_row(x2[o], y2[o])
+        else:
+            _forward_strided(x, y, o)
 
 
-@njit(cache=True)
-def backward_cpu(y, dy, dx, acc):
+@_jit
+def backward_cpu(y, dy, dx, acc, y2, dy2, dx2):
     for o in range(y.shape[0]):
-        _backward_slice(y, dy, dx, acc, o)
-
-
-@njit(cache=True, parallel=True)
-def forward_cpu_parallel(x, y):
-    for o in prange(x.shape[0]):
-        _forward_slice(x, y, o)
-
-
-@njit(cache=True, parallel=True)
-def backward_cpu_parallel(y, dy, dx, acc):
-    for o in prange(y.shape[0]):
-        _backward_slice(y, dy, dx, acc, o)
+        if y.shape[2] == 1:
+            _backward_row(y2[o], dy2[o], dx2[o], acc)
+        else:
+            _backward_strided(y, dy, dx, acc, o)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_rows(b, (forward_cpu, forward_cpu_parallel), (backward_cpu, backward_cpu_parallel))
+    return bind_rows(b, forward_cpu, backward_cpu)

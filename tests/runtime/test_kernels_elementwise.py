@@ -125,8 +125,6 @@ PARALLEL = [
     ("gelu", {"approximate": "tanh"}),
     ("sigmoid", {}),
     ("tanh", {}),
-    ("softmax", {"axis": 0}),
-    ("log_softmax", {}),
 ]
 
 

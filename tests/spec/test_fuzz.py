@@ -314,6 +314,65 @@ def test_edited_text_compiles_or_raises_spec_error(seeds, data):
     run_pipeline(out)
 
 
+# -- one op, random attributes and input types -------------------------------------------------------
+
+
+def _attribute_values(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Plausible and implausible values for one attribute: small and huge ints, lists, bools,
+    floats, null, and every enum value and default the schema names."""
+    named: list[Any] = []
+
+    def walk(s: Any) -> None:
+        if isinstance(s, dict):
+            named.extend(s.get("enum", []))
+            if "default" in s:
+                named.append(s["default"])
+            for v in s.values():
+                walk(v)
+        elif isinstance(s, list):
+            for v in s:
+                walk(v)
+
+    walk(schema)
+    ints = st.integers(-3, 12) | st.sampled_from(INTS)
+    options = [ints, st.lists(ints, max_size=5), st.booleans(), st.floats(-2, 2), st.none()]
+    return st.one_of(*options, *([st.sampled_from(named)] if named else []))
+
+
+@st.composite
+def one_op_specs(draw: Any) -> dict[str, Any]:
+    from netc.compiler.ops import OPS
+
+    name = draw(st.sampled_from(sorted(OPS)), label="op")
+    op = OPS[name]
+    lo, hi = op.arity_range()
+    n = draw(st.integers(max(lo - 1, 1), (hi if hi is not None else lo + 2) + 1))
+    dims = st.integers(1, 6) | st.sampled_from([2**31, 10**20])
+    inputs = {
+        f"i{k}": {"shape": draw(st.lists(dims, max_size=4)), "dtype": draw(st.sampled_from(["float32", "int64"]))}
+        for k in range(n)
+    }
+    module = {"op": name, "in": list(inputs) if n > 1 else "i0"}
+    for attr, schema in op.attributes.items():
+        if attr in op.required or draw(st.booleans()):
+            module[attr] = draw(_attribute_values(schema))
+    doc: dict[str, Any] = {"netc": 1, "inputs": inputs}
+    if op.is_loss:
+        doc["modules"] = {"pre": {"op": "identity", "in": "i0"}}
+        doc["losses"] = {"m": module}
+    else:
+        doc["modules"] = {"m": module}
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=one_op_specs())
+def test_every_op_with_random_attributes_and_inputs_compiles_or_raises_spec_error(tmp_path_factory, doc):
+    out = tmp_path_factory.getbasetemp() / "one_op.yaml"
+    out.write_text(_dump(doc), encoding="utf-8")
+    run_pipeline(out)
+
+
 @pytest.mark.parametrize("name", sorted(INLINE))
 def test_every_prefix_of_a_valid_spec_compiles_or_raises_spec_error(tmp_path, name):
     """A spec cut off anywhere (a half-saved file) is a SpecError, never a crash."""
