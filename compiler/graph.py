@@ -11,6 +11,7 @@ users who want graph algorithms.
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,7 @@ def build_graph(net: Network) -> Graph:
         # Point at the read that goes back in the file (a module reading itself or a later
         # module): every cycle has one, and it is usually the mistake.
         producer, reader = next(
-            ((p, r) for p, r in zip(cyc, cyc[1:], strict=False) if index[r] <= index[p]), (cyc[0], cyc[-1])
+            ((p, r) for p, r in itertools.pairwise(cyc) if index[r] <= index[p]), (cyc[0], cyc[-1])
         )
         m = mods[reader]
         sub = "/in" if len(m.inputs) == 1 else pointer("in", m.inputs.index(producer))
@@ -96,7 +97,8 @@ def build_graph(net: Network) -> Graph:
                     m.ptr + sub,
                     f"module '{reader}' reads its own output; a network must be a DAG"
                     if reader == producer
-                    else f"module '{reader}' reads '{producer}', which depends on '{reader}'; a network must be a DAG",
+                    else f"module '{reader}' reads '{producer}', which depends on '{reader}'; "
+                    "a network must be a DAG",
                 )
             ]
         )

@@ -91,7 +91,8 @@ def infer_shapes(graph: Graph) -> Shaped:
                     hint = "int64 values (class labels, token ids) feed an embedding, or a loss as its labels"
                 elif name in net.inputs:
                     hint = f"declare input '{name}' with `dtype: int64`"
-                raise ShapeError(f"input {bad_dtype} '{name}' must be {want}, got {ins[bad_dtype].dtype}", bad_dtype)
+                got = ins[bad_dtype].dtype
+                raise ShapeError(f"input {bad_dtype} '{name}' must be {want}, got {got}", bad_dtype)
             out = op.shape(m.attrs, ins)
             ps = op.params(m.attrs, ins)
         except ShapeError as e:

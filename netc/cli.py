@@ -133,7 +133,8 @@ def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text)
     except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror}") from None
+        why = f"the folder {path.parent} does not exist" if not path.parent.is_dir() else e.strerror
+        raise UsageError(f"netc: cannot write {path}: {why}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -444,7 +444,8 @@ def expand(spec: Spec) -> Network:
             if n in first or n in spec.inputs:
                 p = pointer("sequence", i, "name") if "name" in spec.sequence[i] else pointer("sequence", i)
                 if n in first:
-                    msg = f"name '{n}' is used twice (first at line {doc.where(pointer('sequence', first[n])).line})"
+                    line = doc.where(pointer("sequence", first[n])).line
+                    msg = f"name '{n}' is used twice (first at line {line})"
                 else:
                     msg = f"name '{n}' is the name of an input; modules and inputs need different names"
                 ex.errors.append(Diagnostic(msg, doc.where(p), p))

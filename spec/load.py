@@ -85,7 +85,7 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
             f"the spec nests more than {MAX_DEPTH} levels deep here",
             doc.values[ptr],
             ptr,
-            "is a bracket left open, or a YAML alias (*name) used inside its own anchor (&name)?",
+            "a spec needs a few levels of nesting, not dozens",
         )
     if node.tag == _TIMESTAMP and isinstance(node, yaml.ScalarNode):
         return node.value
@@ -137,6 +137,35 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
         return None
 
 
+def _scalar(v: Any) -> str:
+    return "null" if v is None else "true" if v is True else "false" if v is False else repr(v)
+
+
+def _self_containing(root: yaml.Node | None) -> yaml.Node | None:
+    """A node that contains itself (an alias inside its own anchor), or None. Depth-first with
+    an explicit stack; shared nodes are visited once, so aliases cannot make it slow."""
+    if root is None:
+        return None
+    on_path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            done.add(id(node))
+            continue
+        if id(node) in on_path:
+            return node
+        if id(node) in done or isinstance(node, yaml.ScalarNode):
+            continue
+        on_path.add(id(node))
+        stack.append((node, True))
+        children = [c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else node.value
+        stack += [(c, False) for c in reversed(children)]
+    return None
+
+
 def _key(node: yaml.Node, doc: Document, ptr: str, errors: list[Diagnostic]) -> str | None:
     """A mapping key as the text written: keys are names, so `1:`, `on:` and `null:` stay the
     strings they look like. None (and an error) for a key that is not a plain scalar."""
@@ -156,16 +185,19 @@ def _yaml_problem(e: yaml.MarkedYAMLError, text: str, mark: yaml.Mark | None) ->
     """PyYAML's problem in words a person can act on: (message, hint)."""
     problem = e.problem or e.context or "invalid YAML"
     lines = text.splitlines()
-    if mark is not None and mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    if mark is not None and line[mark.column : mark.column + 1] == "\t":
         return "found a tab character where YAML expects spaces", "YAML indents with spaces only"
     if "expected key" in problem or "expected <block end>" in problem:
         return problem, "check the indentation: the keys of one mapping must start in the same column"
     if "mapping values are not allowed" in problem:
-        return problem, "a `key: value` cannot follow a value on the same line; is a comma, a newline or quoting missing?"
+        hint = "a `key: value` cannot follow a value on one line; is a comma, a newline or a quote missing?"
+        return problem, hint
     ctx = e.context_mark
     if e.context and ctx is not None and (mark is None or ctx.line != mark.line):
         where = e.context.removeprefix("while parsing ").removeprefix("while scanning ")
-        return problem, f"{where} starts at line {ctx.line + 1}, column {ctx.column + 1}; is something not closed?"
+        start = f"line {ctx.line + 1}, column {ctx.column + 1}"
+        return problem, f"{where} starts at {start}; is something not closed?"
     return problem, ""
 
 
@@ -184,6 +216,12 @@ def parse(text: str, file: str = "<string>") -> Document:
         raise SpecError.one(f"YAML error: {e}", Location(file, 1, 1)) from None
     finally:
         loader.dispose()
+    looped = _self_containing(node)
+    if looped is not None:
+        raise SpecError.one(
+            "a YAML alias (*name) is used inside its own anchor (&name), so this value would nest forever",
+            _loc(file, looped.start_mark),
+        )
     if node is None:
         raise SpecError.one("the spec file is empty", Location(file, 1, 1), hint="start with `netc: 1`")
     errors: list[Diagnostic] = []
@@ -191,7 +229,7 @@ def parse(text: str, file: str = "<string>") -> Document:
     if errors:
         raise SpecError(errors)
     if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else "null" if doc.data is None else f"the value {doc.data!r}"
+        kind = "a list" if isinstance(doc.data, list) else f"the value {_scalar(doc.data)}"
         raise SpecError.one(
             f"a spec must be a mapping of sections (netc, name, inputs, modules, ...), got {kind}",
             doc.values[""],
@@ -205,11 +243,23 @@ def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError.one(f"no such spec file: {name}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError.one(f"cannot read spec file {name}: {e}") from None
+    except IsADirectoryError:
+        raise SpecError.one(f"{name} is a folder, not a spec file") from None
+    except OSError as e:
+        raise SpecError.one(f"cannot read spec file {name}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError.one(
+            f"the file is not UTF-8 text: byte 0x{raw[e.start]:02x} cannot be read",
+            Location(name, line, col),
+            hint="save the file as UTF-8",
+        ) from None
     doc = parse(text, name)
     incs = doc.data.get("include", [])
     if isinstance(incs, str):
@@ -225,10 +275,10 @@ def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
         if str(target) in (*_seen, resolved):
             chain = [*_seen[_seen.index(str(target)) :], resolved] if str(target) in _seen else [resolved]
             names = " → ".join(Path(p).name for p in [*chain, str(target)])
-            raise SpecError.one(
-                f"include cycle: {names}", doc.where(ptr), ptr, "a file cannot include itself, directly or indirectly"
-            )
+            hint = "a file cannot include itself, directly or indirectly"
+            raise SpecError.one(f"include cycle: {names}", doc.where(ptr), ptr, hint)
         if not target.is_file():
-            raise SpecError.one(f"included file not found: {inc}", doc.where(ptr), ptr, f"looked for {target}")
+            where = doc.where(ptr)
+            raise SpecError.one(f"included file not found: {inc}", where, ptr, f"looked for {target}")
         doc.includes.append(load(target, (*_seen, resolved)))
     return doc

@@ -179,7 +179,8 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
             )
         if misspelt:
             return
-        what = "attribute" if isinstance(e.instance, dict) and "op" in e.instance and missing != "op" else "key"
+        is_op = isinstance(e.instance, dict) and "op" in e.instance and missing != "op"
+        what = "attribute" if is_op else "key"
         hint = "write `netc: 1` as the first line" if not path and missing == "netc" else ""
         yield Diagnostic(f"{subject} is missing required {what} '{missing}'", doc.where(ptr), ptr, hint)
         return
@@ -189,7 +190,8 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
     if v == "enum":
         choices = e.validator_value
         yield Diagnostic(
-            f"{_describe(e.instance)} is not allowed for {field_}; expected one of: {', '.join(map(str, choices))}",
+            f"{_describe(e.instance)} is not allowed for {field_}; "
+            f"expected one of: {', '.join(map(str, choices))}",
             doc.where(ptr),
             ptr,
             did_you_mean(e.instance, [str(c) for c in choices]),
@@ -209,9 +211,8 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
         yield Diagnostic(f"{field_} must be {names}, got {_describe(e.instance)}", doc.where(ptr), ptr)
         return
     if v in _BOUNDS:
-        yield Diagnostic(
-            f"{field_} must be {_BOUNDS[v]} {e.validator_value}, got {_describe(e.instance)}", doc.where(ptr), ptr
-        )
+        bound = f"{_BOUNDS[v]} {e.validator_value}"
+        yield Diagnostic(f"{field_} must be {bound}, got {_describe(e.instance)}", doc.where(ptr), ptr)
         return
     if v in ("minItems", "maxItems") and isinstance(e.instance, list):
         n = e.validator_value
@@ -231,7 +232,8 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
             if inner.validator not in ("type", "pattern"):
                 yield from _diag(doc, inner)
                 return
-        expect = "; expected an input or module name, or a list of them" if path[-1:] == ["in"] else _expect(e.schema)
+        refs = "; expected an input or module name, or a list of them"
+        expect = refs if path[-1:] == ["in"] else _expect(e.schema)
         yield Diagnostic(
             f"{field_} has an invalid value {_describe(e.instance)}" + expect,
             doc.where(ptr),
@@ -253,7 +255,8 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
             f"{_describe(e.instance)} is not a valid module or input name ({field_})",
             doc.where(ptr),
             ptr,
-            "a name uses letters, digits and _, not starting with a digit; block members are named block.module",
+            "a name uses letters, digits and _, not starting with a digit; "
+            "block members are named block.module",
         )
         return
     if v == "pattern":

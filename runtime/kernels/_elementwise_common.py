@@ -144,36 +144,16 @@ def reduction_layout(shape: tuple[int, ...], reduced: set[int]) -> tuple[int, ..
     return tuple(sizes)
 
 
-# Kernels whose elements each cost a libm call (exp, erf: a few ns without SVML) have a
-# parallel twin, used from this many elements on: below it a parallel region's start-up
-# (workqueue or OpenMP) costs more than the second core saves. Cheap ops are always serial.
-PARALLEL_MIN = 16384
-
-
-def pick(serial, parallel, n: int):
-    """The parallel twin of a kernel for n elements when there is one and n is large enough."""
-    return parallel if parallel is not None and n >= PARALLEL_MIN else serial
-
-
-def bind_unary(
-    b: Binding,
-    forward,
-    backward,
-    reads_output: bool,
-    *attrs,
-    parallel: tuple = (None, None),
-) -> tuple[Thunk, Thunk]:
+def bind_unary(b: Binding, forward, backward, reads_output: bool, *attrs) -> tuple[Thunk, Thunk]:
     """Bind a unary elementwise op over flat views: ``forward(x, y, *attrs)`` and
-    ``backward(x or y, dy, dx, acc, *attrs)``; ``parallel`` holds their parallel twins (or None)."""
+    ``backward(x or y, dy, dx, acc, *attrs)``."""
     x, y = flat(b.x[0]), flat(b.y)
-    f = pick(forward, parallel[0], x.size)
-    fwd = lambda: f(x, y, *attrs)  # noqa: E731
+    fwd = lambda: forward(x, y, *attrs)  # noqa: E731
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
-    g = pick(backward, parallel[1], x.size)
     src = y if reads_output else x
     dy, dx, acc = flat(b.dy), flat(b.dx[0]), b.acc[0]
-    return fwd, lambda: g(src, dy, dx, acc, *attrs)
+    return fwd, lambda: backward(src, dy, dx, acc, *attrs)
 
 
 def bind_rows(b: Binding, forward, backward) -> tuple[Thunk, Thunk]:

@@ -1,13 +1,12 @@
 """elu kernels: y = x if x > 0 else alpha · (exp(x) - 1); dx = dy or dy · alpha · exp(x).
 
 Backward reads the input. exp is ``fast_exp``, so the loops vectorize; exp(x) - 1 is
-replaced by its Taylor polynomial for |x| < 0.02, where the subtraction would cancel. Both
-directions have parallel twins for large tensors (``PARALLEL_MIN``).
+replaced by its Taylor polynomial for |x| < 0.02, where the subtraction would cancel.
 """
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
 
 from ..binding import Binding, Thunk
 from ._elementwise_common import bind_unary, fast_exp
@@ -52,23 +51,5 @@ def backward_cpu(x, dy, dx, acc, alpha):
             dx[i] = _g(x[i], dy[i], alpha)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def forward_cpu_parallel(x, y, alpha):
-    for i in prange(x.size):
-        y[i] = _f(x[i], alpha)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def backward_cpu_parallel(x, dy, dx, acc, alpha):
-    if acc:
-        for i in prange(dx.size):
-            dx[i] += _g(x[i], dy[i], alpha)
-    else:
-        for i in prange(dx.size):
-            dx[i] = _g(x[i], dy[i], alpha)
-
-
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    alpha = float(b.attrs["alpha"])
-    twins = (forward_cpu_parallel, backward_cpu_parallel)
-    return bind_unary(b, forward_cpu, backward_cpu, False, alpha, parallel=twins)
+    return bind_unary(b, forward_cpu, backward_cpu, False, float(b.attrs["alpha"]))

@@ -8,7 +8,6 @@ dy/dx = s + 2 x s (1 - s) u' with s = σ(2u).
 exp is ``fast_exp``, and float32 arrays take erf from a rational fit (``erf_rational``, error
 below 1e-7), so with no libm call left the float32 loops vectorize (the exact forward runs
 about 10x faster than with libm's erf here). float64 (the gradient checks) keeps libm's erf.
-Every kernel has a parallel twin, used for large tensors (``PARALLEL_MIN``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..binding import Binding, Thunk
 from ._elementwise_common import bind_unary, fast_exp
@@ -96,72 +95,43 @@ def _g_erf_r(x, dy):
 
 
 @_jit
-def _backward_slice(x, dy, dx, acc, form, lo, hi):
+def forward_cpu(x, y, form):
     if form == TANH:
-        if acc:
-            for i in range(lo, hi):
-                dx[i] += _g_tanh(x[i], dy[i])
-        else:
-            for i in range(lo, hi):
-                dx[i] = _g_tanh(x[i], dy[i])
-    elif form == ERF_RATIONAL:
-        if acc:
-            for i in range(lo, hi):
-                dx[i] += _g_erf_r(x[i], dy[i])
-        else:
-            for i in range(lo, hi):
-                dx[i] = _g_erf_r(x[i], dy[i])
-    elif acc:
-        for i in range(lo, hi):
-            dx[i] += _g_erf(x[i], dy[i])
-    else:
-        for i in range(lo, hi):
-            dx[i] = _g_erf(x[i], dy[i])
-
-
-@_jit
-def _forward_slice(x, y, form, lo, hi):
-    if form == TANH:
-        for i in range(lo, hi):
+        for i in range(x.size):
             y[i] = _f_tanh(x[i])
     elif form == ERF_RATIONAL:
-        for i in range(lo, hi):
+        for i in range(x.size):
             y[i] = _f_erf_r(x[i])
     else:
-        for i in range(lo, hi):
+        for i in range(x.size):
             y[i] = _f_erf(x[i])
 
 
 @_jit
-def forward_cpu(x, y, form):
-    _forward_slice(x, y, form, 0, x.size)
-
-
-@_jit
 def backward_cpu(x, dy, dx, acc, form):
-    _backward_slice(x, dy, dx, acc, form, 0, dx.size)
-
-
-# The parallel twins split the flat range into CHUNKS contiguous slices (vectorized inside).
-CHUNKS = 64
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def forward_cpu_parallel(x, y, form):
-    n = x.size
-    for c in prange(CHUNKS):
-        _forward_slice(x, y, form, c * n // CHUNKS, (c + 1) * n // CHUNKS)
-
-
-@njit(cache=True, error_model="numpy", parallel=True)
-def backward_cpu_parallel(x, dy, dx, acc, form):
-    n = dx.size
-    for c in prange(CHUNKS):
-        _backward_slice(x, dy, dx, acc, form, c * n // CHUNKS, (c + 1) * n // CHUNKS)
+    if form == TANH:
+        if acc:
+            for i in range(dx.size):
+                dx[i] += _g_tanh(x[i], dy[i])
+        else:
+            for i in range(dx.size):
+                dx[i] = _g_tanh(x[i], dy[i])
+    elif form == ERF_RATIONAL:
+        if acc:
+            for i in range(dx.size):
+                dx[i] += _g_erf_r(x[i], dy[i])
+        else:
+            for i in range(dx.size):
+                dx[i] = _g_erf_r(x[i], dy[i])
+    elif acc:
+        for i in range(dx.size):
+            dx[i] += _g_erf(x[i], dy[i])
+    else:
+        for i in range(dx.size):
+            dx[i] = _g_erf(x[i], dy[i])
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     exact = ERF_RATIONAL if b.x[0].dtype == np.float32 else ERF
     form = TANH if b.attrs["approximate"] == "tanh" else exact
-    twins = (forward_cpu_parallel, backward_cpu_parallel)
-    return bind_unary(b, forward_cpu, backward_cpu, False, form, parallel=twins)
+    return bind_unary(b, forward_cpu, backward_cpu, False, form)

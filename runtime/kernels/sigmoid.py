@@ -1,13 +1,12 @@
 """sigmoid kernels: y = 1 / (1 + exp(-x)) without overflow; dx = dy · y · (1 - y) (reads the output).
 
 exp is ``fast_exp`` (vectorizes; libm's exp does not), and error_model="numpy" drops the
-zero-division check that would keep the loop scalar. The forward has a parallel twin for
-large tensors; backward is cheap.
+zero-division check that would keep the loop scalar.
 """
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
 
 from ..binding import Binding, Thunk
 from ._elementwise_common import bind_unary, fast_exp
@@ -39,12 +38,6 @@ def forward_cpu(x, y):
         y[i] = _f(x[i])
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def forward_cpu_parallel(x, y):
-    for i in prange(x.size):
-        y[i] = _f(x[i])
-
-
 @_jit
 def backward_cpu(y, dy, dx, acc):
     if acc:
@@ -56,4 +49,4 @@ def backward_cpu(y, dy, dx, acc):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, forward_cpu, backward_cpu, True, parallel=(forward_cpu_parallel, None))
+    return bind_unary(b, forward_cpu, backward_cpu, True)

@@ -2,13 +2,12 @@
 
 tanh is computed as (1 - e) / (1 + e) with e = exp(-2|x|), exp being ``fast_exp``, so the
 loop vectorizes (libm's tanh is a call, about 15 ns here). It stays within a few float64
-ulps everywhere: a Taylor polynomial covers |x| < 0.02, where 1 - e would cancel. The
-forward has a parallel twin for large tensors; backward is cheap.
+ulps everywhere: a Taylor polynomial covers |x| < 0.02, where 1 - e would cancel.
 """
 
 from __future__ import annotations
 
-from numba import njit, prange
+from numba import njit
 
 from ..binding import Binding, Thunk
 from ._elementwise_common import bind_unary, fast_exp
@@ -44,12 +43,6 @@ def forward_cpu(x, y):
         y[i] = _f(x[i])
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def forward_cpu_parallel(x, y):
-    for i in prange(x.size):
-        y[i] = _f(x[i])
-
-
 @_jit
 def backward_cpu(y, dy, dx, acc):
     if acc:
@@ -61,4 +54,4 @@ def backward_cpu(y, dy, dx, acc):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, forward_cpu, backward_cpu, True, parallel=(forward_cpu_parallel, None))
+    return bind_unary(b, forward_cpu, backward_cpu, True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from harness import OpRun, gradcheck
 
-from netc.runtime.kernels import _elementwise_common, kernel_module
+from netc.runtime.kernels import kernel_module
 
 RTOL, ATOL = 1e-4, 1e-5
 N = 3  # batch
@@ -117,24 +117,6 @@ def test_gelu_float32_rational_erf_matches_libm():
     gelu.backward_cpu(x, dy, exact, False, gelu.ERF)
     gelu.backward_cpu(x, dy, fast, False, gelu.ERF_RATIONAL)
     np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
-
-
-PARALLEL = [
-    ("elu", {}),
-    ("gelu", {}),
-    ("gelu", {"approximate": "tanh"}),
-    ("sigmoid", {}),
-    ("tanh", {}),
-]
-
-
-@pytest.mark.parametrize(("op", "attrs"), PARALLEL, ids=[f"{o}{a}" for o, a in PARALLEL])
-def test_parallel_twins_match_serial_bitwise(op, attrs, monkeypatch):
-    serial = OpRun(op, attrs, [X]).run()
-    monkeypatch.setattr(_elementwise_common, "PARALLEL_MIN", 1)
-    par = OpRun(op, attrs, [X], dy=serial.dy).run()
-    np.testing.assert_array_equal(par.y, serial.y)
-    np.testing.assert_array_equal(par.dx[0], serial.dx[0])
 
 
 # -- add, mul ---------------------------------------------------------------------------------------

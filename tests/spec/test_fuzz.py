@@ -349,7 +349,10 @@ def one_op_specs(draw: Any) -> dict[str, Any]:
     n = draw(st.integers(max(lo - 1, 1), (hi if hi is not None else lo + 2) + 1))
     dims = st.integers(1, 6) | st.sampled_from([2**31, 10**20])
     inputs = {
-        f"i{k}": {"shape": draw(st.lists(dims, max_size=4)), "dtype": draw(st.sampled_from(["float32", "int64"]))}
+        f"i{k}": {
+            "shape": draw(st.lists(dims, max_size=4)),
+            "dtype": draw(st.sampled_from(["float32", "int64"])),
+        }
         for k in range(n)
     }
     module = {"op": name, "in": list(inputs) if n > 1 else "i0"}

@@ -38,7 +38,11 @@ def test_unsafe_tags_are_refused():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "the spec file is empty"), ("- a\n- b\n", "a spec must be a mapping"), ("a: [1\n", "YAML syntax error")],
+    [
+        ("", "the spec file is empty"),
+        ("- a\n- b\n", "a spec must be a mapping"),
+        ("a: [1\n", "YAML syntax error"),
+    ],
 )
 def test_bad_documents(text, message):
     with pytest.raises(SpecError) as e:
