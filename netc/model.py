@@ -32,6 +32,7 @@ class Model:
         self.device = device
         self.executor = Executor(plan, batch, dtype=dtype, seed=seed)
         self.batch = batch
+        self._optimizer: Any = None
 
     # -- one step ------------------------------------------------------------
     def forward(self, inputs: Mapping[str, np.ndarray], training: bool = True) -> dict[str, np.ndarray]:
@@ -47,6 +48,21 @@ class Model:
 
     def loss(self) -> float:
         return self.executor.loss()
+
+    def train_step(self, inputs: Mapping[str, np.ndarray], **hyper: Any) -> float:
+        """Forward, backward and one optimizer update (the plan's optimizer:
+        sgd, momentum or adam; ``hyper`` sets lr, momentum, betas, ...).
+        Returns the weighted total loss."""
+        if self._optimizer is None:
+            from .runtime.optim import Optimizer, segments
+
+            ex = self.executor
+            self._optimizer = Optimizer(self.plan.optimizer, ex.params, ex.grads, segments(self.plan),
+                                        state=ex.opt_state, **hyper)  # fmt: skip
+        self.forward(inputs, training=True)
+        self.backward()
+        self._optimizer.step()
+        return self.loss()
 
     # -- inference -------------------------------------------------------------
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
