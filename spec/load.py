@@ -188,6 +188,8 @@ def _yaml_problem(e: yaml.MarkedYAMLError, text: str, mark: yaml.Mark | None) ->
     line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
     if mark is not None and line[mark.column : mark.column + 1] == "\t":
         return "found a tab character where YAML expects spaces", "YAML indents with spaces only"
+    if "another document" in problem:
+        return "a second YAML document starts here", "a spec is one YAML document: remove the `---` line"
     if "expected key" in problem or "expected <block end>" in problem:
         return problem, "check the indentation: the keys of one mapping must start in the same column"
     if "mapping values are not allowed" in problem:
@@ -212,6 +214,11 @@ def parse(text: str, file: str = "<string>") -> Document:
         loc = _loc(file, mark) if mark else Location(file, 1, 1)
         message, hint = _yaml_problem(e, text, mark)
         raise SpecError.one(f"YAML syntax error: {message}", loc, hint=hint) from None
+    except yaml.reader.ReaderError as e:
+        pos = min(max(int(e.position), 0), len(text))
+        loc = Location(file, text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1)
+        ch = e.character if isinstance(e.character, int) else ord(e.character[:1] or "\0")
+        raise SpecError.one(f"YAML error: {e.reason} (character #x{ch:04x})", loc) from None
     except yaml.YAMLError as e:
         raise SpecError.one(f"YAML error: {e}", Location(file, 1, 1)) from None
     finally:

@@ -128,6 +128,31 @@ def test_conv2d_frozen_weight(need_dx: bool) -> None:
     conv_parity(run, attrs)
 
 
+def test_conv2d_single_sample_and_blas_threads_restored() -> None:
+    # one sample (one thread block); OpenBLAS's thread count is back to what it was after each call
+    from netc.runtime.kernels import conv2d
+
+    attrs, shape = CONV_CASES[4]
+    run = conv_run(attrs, shape, n=1)
+    before = conv2d._BLAS[1]() if conv2d._BLAS else None
+    run.run()
+    conv_parity(run, attrs)
+    assert (conv2d._BLAS[1]() if conv2d._BLAS else None) == before
+
+
+def test_conv2d_uses_a_larger_workspace_for_all_threads() -> None:
+    from netc.runtime.kernels import conv2d
+
+    attrs, shape = CONV_CASES[2]
+    run = conv_run(attrs, shape, n=3)
+    run.binding.ws = np.zeros(run.binding.ws.size * 4, np.uint8)
+    rebind(run)
+    run.run()
+    conv_parity(run, attrs)
+    if conv2d._BLAS is not None:  # several threads: the column matrices all lie in the workspace
+        assert np.any(run.binding.ws[run.binding.ws.size // 4 :])
+
+
 # -- pooling ----------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_committed_schema_is_current():
     assert committed_schema() == build_schema(), (
         "schemas/network.schema.json is stale; regenerate it with\n"
-        "  python -c \"from netc.spec.schema import render; print(render(), end='')\" > schemas/network.schema.json"
+        "  python -c \"from netc.spec.schema import render; print(render(), end='')\""
+        " > schemas/network.schema.json"
     )
 
 
