@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="shapes, parameters, FLOPs and the memory ledger")
     c.add_argument("spec")
     c.add_argument("--batch", type=_positive, default=32, help="batch size for the memory ledger (32)")
-    c.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], help="optimizer state in the ledger")
+    c.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"], help="optimizer state in the ledger")
     c.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
     c.add_argument("-o", "--output", metavar="PLAN.json", help="write the full plan as JSON")
     c.add_argument("--expand", action="store_true", help="print the flattened spec (blocks inlined)")

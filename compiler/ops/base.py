@@ -288,7 +288,7 @@ def window_out(
     ph, pw = x.shape[-2] + pads[0] + pads[1], x.shape[-1] + pads[2] + pads[3]
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     if eh > ph or ew > pw:
-        dil = f" (dilated {eh}x{ew})" if dilation else ""
+        dil = f" (dilated {eh}x{ew})" if (dh, dw) != (1, 1) else ""
         raise ShapeError(
             f"{opname} kernel {kh}x{kw}{dil} is larger than the padded input {ph}x{pw} (input 0 is {x})", 0
         )

@@ -115,7 +115,7 @@ def col2im(colsf, dxf, geo):
 @njit(cache=True)
 def is_direct(geo):
     """A 1x1, stride-1, unpadded convolution: x[n] already is its column matrix [C, H·W]."""
-    c, h, w, kh, kw, sh, sw, _, _, pt, pl, ho, wo, _ = geo
+    _, h, w, kh, kw, sh, sw, _, _, pt, pl, ho, wo, _ = geo
     return kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and ho == h and wo == w
 
 
@@ -266,7 +266,7 @@ def geometry(b: Binding) -> tuple[int, ...]:
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
-    c, _, _, kh, kw, *_, ho, wo, groups = geo
+    c, _, _, kh, kw, *_, ho, wo, _ = geo
     n = b.x[0].shape[0]
     wt = b.p["w"]
     dt = wt.dtype

@@ -280,7 +280,7 @@ ERRORS = [
         {"out_channels": 2, "kernel": 5},
         [T((1, 3, 3))],
         re.escape(
-            "conv2d kernel 5x5 (dilated 5x5) is larger than the padded input 3x3 (input 0 is [N, 1, 3, 3])"
+            "conv2d kernel 5x5 is larger than the padded input 3x3 (input 0 is [N, 1, 3, 3])"
         ),
     ),
     (
