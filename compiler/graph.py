@@ -107,7 +107,9 @@ def build_graph(net: Network) -> Graph:
     if net.outputs is not None:
         outputs = list(net.outputs)
     else:
-        outputs = [m.name for m in order if not m.is_loss and not any(not mods[c].is_loss for c in consumers[m.name])]
+        outputs = [
+            m.name for m in order if not m.is_loss and not any(not mods[c].is_loss for c in consumers[m.name])
+        ]
     loss_inputs = {i for m in order if m.is_loss for i in m.inputs}
     for m in order:
         if m.is_loss or consumers[m.name] or m.name in outputs or m.name in loss_inputs:

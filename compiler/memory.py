@@ -88,7 +88,7 @@ def _pack(sizes: dict[str, int], life: dict[str, list[int]]) -> tuple[dict[str, 
         for name in sorted(starts.get(t, []), key=lambda n: -sizes[n]):
             need = sizes[name]
             best = None
-            for i, (off, size) in enumerate(free):
+            for i, (_, size) in enumerate(free):
                 if size >= need and (best is None or size < free[best][1]):
                     best = i
             if best is None:

@@ -193,7 +193,9 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False
     for name, t in types.items():
         producer = None if name in net.inputs else name
         kind = "input" if producer is None else "activation"
-        tensors[name] = Tensor(name, list(t.shape), t.dtype, t.batched, kind, producer, list(graph.consumers[name]))
+        tensors[name] = Tensor(
+            name, list(t.shape), t.dtype, t.batched, kind, producer, list(graph.consumers[name])
+        )
     for m in graph.losses:
         tensors[m.name].kind = "loss"
 

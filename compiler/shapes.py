@@ -51,7 +51,8 @@ def _name_inputs(message: str, names: list[str]) -> str:
 def infer_shapes(graph: Graph) -> Shaped:
     net = graph.net
     types = {
-        name: TensorType(tuple(spec["shape"]), spec.get("dtype", "float32")) for name, spec in net.inputs.items()
+        name: TensorType(tuple(spec["shape"]), spec.get("dtype", "float32"))
+        for name, spec in net.inputs.items()
     }
     params: dict[str, list[Param]] = {}
     flops: dict[str, tuple[int, int]] = {}
@@ -74,11 +75,7 @@ def infer_shapes(graph: Graph) -> Shaped:
             continue
         ins = [types[i] for i in m.inputs]
         bad_dtype = next(
-            (
-                i
-                for i, t in enumerate(ins)
-                if (t.dtype == "int64") != (i in op.int_inputs)
-            ),
+            (i for i, t in enumerate(ins) if (t.dtype == "int64") != (i in op.int_inputs)),
             None,
         )
         shapes = ", ".join(f"'{i}' {_typed(t)}" for i, t in zip(m.inputs, ins, strict=True))

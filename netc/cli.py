@@ -122,7 +122,10 @@ def cmd_profile(a: argparse.Namespace) -> int:
     print(f"{'module':<{width}}  {'op':<20}  {'forward ms':>10}  {'backward ms':>11}  {'share':>6}")
     for r in rows:
         share = (r.forward_s + r.backward_s) / total
-        print(f"{r.module:<{width}}  {r.op:<20}  {r.forward_s * 1e3:>10.3f}  {r.backward_s * 1e3:>11.3f}  {share:>6.1%}")
+        print(
+            f"{r.module:<{width}}  {r.op:<20}  {r.forward_s * 1e3:>10.3f}  "
+            f"{r.backward_s * 1e3:>11.3f}  {share:>6.1%}"
+        )
     fwd = sum(r.forward_s for r in rows)
     print(f"step {total * 1e3:.2f} ms (forward {fwd * 1e3:.2f}, backward {(total - fwd) * 1e3:.2f}); "
           f"median of {a.repeats} at batch {a.batch}; {a.batch / total:,.0f} samples/s")  # fmt: skip
@@ -149,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="shapes, parameters, FLOPs and the memory ledger")
     c.add_argument("spec")
     c.add_argument("--batch", type=_positive, default=32, help="batch size for the memory ledger (32)")
-    c.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"], help="optimizer state in the ledger")
+    c.add_argument(
+        "--optimizer",
+        choices=["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"],
+        help="optimizer state in the ledger",
+    )
     c.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
     c.add_argument("-o", "--output", metavar="PLAN.json", help="write the full plan as JSON")
     c.add_argument("--expand", action="store_true", help="print the flattened spec (blocks inlined)")

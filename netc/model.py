@@ -1,9 +1,9 @@
 """`netc.Model`: a compiled plan bound to the runtime, with weights.
 
-    model = netc.Model(netc.load("examples/lenet5.yaml").compile(batch=64))
-    out = model.predict({"image": images})      # any number of samples
-    model.forward(batch); model.backward()      # one step, gradients in model.gradients()
-    model.save_weights("w.npz"); model.load_weights("w.npz")
+model = netc.Model(netc.load("examples/lenet5.yaml").compile(batch=64))
+out = model.predict({"image": images})      # any number of samples
+model.forward(batch); model.backward()      # one step, gradients in model.gradients()
+model.save_weights("w.npz"); model.load_weights("w.npz")
 """
 
 from __future__ import annotations
@@ -111,9 +111,12 @@ class Model:
         extra = sorted(set(data) - set(params))
         if missing or extra:
             raise WeightsError(
-                f"{path} does not match this network: missing {missing or 'none'}, unexpected {extra or 'none'}"
+                f"{path} does not match this network: "
+                f"missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
         for k, v in params.items():
             if data[k].shape != v.shape:
-                raise WeightsError(f"{path}: '{k}' has shape {list(data[k].shape)}, the network wants {list(v.shape)}")
+                raise WeightsError(
+                    f"{path}: '{k}' has shape {list(data[k].shape)}, the network wants {list(v.shape)}"
+                )
             v[...] = data[k]

@@ -44,7 +44,9 @@ class GradRow:
     max_rel_error: float
 
 
-def gradcheck(plan: Plan, batch: int = 4, samples: int = 6, eps: float = 1e-5, seed: int = 0) -> list[GradRow]:
+def gradcheck(
+    plan: Plan, batch: int = 4, samples: int = 6, eps: float = 1e-5, seed: int = 0
+) -> list[GradRow]:
     """Analytic vs central-difference gradients of the total loss, float64,
     training mode (dropout masks stay fixed: they derive from the seed)."""
     if not plan.losses:
@@ -66,9 +68,7 @@ def gradcheck(plan: Plan, batch: int = 4, samples: int = 6, eps: float = 1e-5, s
     ex.backward()
     rng = np.random.default_rng(seed + 2)
     targets = [(p.name, "parameter", ex.param(p.name), ex.grad(p.name)) for p in plan.params if p.trainable]
-    targets += [
-        (n, "input", ex.view(n), ex.view(f"d:{n}")) for n in plan.inputs if f"d:{n}" in plan.tensors
-    ]
+    targets += [(n, "input", ex.view(n), ex.view(f"d:{n}")) for n in plan.inputs if f"d:{n}" in plan.tensors]
     grads = {name: g.copy() for name, _, _, g in targets}
     rows = []
     for name, kind, arr, _ in targets:
@@ -122,6 +122,11 @@ def profile(plan: Plan, batch: int, repeats: int = 10, seed: int = 0) -> list[Ti
             if r:
                 bw[s.module].append(time.perf_counter() - t)
     return [
-        TimeRow(s.module, s.op, statistics.median(fw[s.module]), statistics.median(bw[s.module]) if bw.get(s.module) else 0.0)
+        TimeRow(
+            s.module,
+            s.op,
+            statistics.median(fw[s.module]),
+            statistics.median(bw[s.module]) if bw.get(s.module) else 0.0,
+        )
         for s in plan.forward_steps
     ]

@@ -17,13 +17,13 @@ from typing import Any
 # the workqueue layer does not. Set before numba is imported.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from ..compiler.memory import ALIGN, assign_memory  # noqa: E402
-from ..compiler.plan import OPTIMIZER_SLOTS, Plan  # noqa: E402
-from .binding import Binding, State, Thunk  # noqa: E402
-from .init import initialize  # noqa: E402
-from .kernels import kernel_module  # noqa: E402
+from ..compiler.memory import ALIGN, assign_memory
+from ..compiler.plan import OPTIMIZER_SLOTS, Plan
+from .binding import Binding, State, Thunk
+from .init import initialize
+from .kernels import kernel_module
 
 
 def _aligned(nbytes: int) -> np.ndarray:

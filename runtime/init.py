@@ -15,7 +15,9 @@ import numpy as np
 from ..compiler.plan import Plan
 
 
-def init_tensor(init: str, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+def init_tensor(
+    init: str, shape: tuple[int, ...], fan_in: int, fan_out: int, rng: np.random.Generator
+) -> np.ndarray:
     if init == "kaiming_uniform":
         return np.sqrt(6.0 / fan_in) * rng.uniform(-1.0, 1.0, shape)
     if init == "kaiming_normal":

@@ -24,10 +24,7 @@ def sgd_update(p, g, buf, segs, lr, momentum, dampening, nesterov, weight_decay,
         for i in range(n):
             d = g[go + i] + wd * p[po + i]
             if momentum != 0.0:
-                if first:
-                    b = d
-                else:
-                    b = momentum * buf[go + i] + (1.0 - dampening) * d
+                b = d if first else momentum * buf[go + i] + (1.0 - dampening) * d
                 buf[go + i] = b
                 d = d + momentum * b if nesterov else b
             p[po + i] -= slr * d

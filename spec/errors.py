@@ -50,7 +50,9 @@ class SpecError(Exception):
         return "\n".join(str(d) for d in self.diagnostics)
 
     @classmethod
-    def one(cls, message: str, location: Location | None = None, pointer: str = "", hint: str = "") -> SpecError:
+    def one(
+        cls, message: str, location: Location | None = None, pointer: str = "", hint: str = ""
+    ) -> SpecError:
         return cls([Diagnostic(message, location, pointer, hint)])
 
 

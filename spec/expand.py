@@ -204,7 +204,8 @@ class _Expander:
                     f"unknown block '{bname}' in module '{name}'",
                     doc.where(ptr + "/block"),
                     ptr + "/block",
-                    did_you_mean(bname, self.spec.blocks) or f"blocks: {', '.join(self.spec.blocks) or 'none'}",
+                    did_you_mean(bname, self.spec.blocks)
+                    or f"blocks: {', '.join(self.spec.blocks) or 'none'}",
                 )
             )
             return False
@@ -338,7 +339,11 @@ class _Expander:
         op = raw["op"]
         if name in self.names:
             self.errors.append(
-                Diagnostic(f"module name '{name}' is used twice (a block instance makes it too)", doc.where(ptr, key=True), ptr)
+                Diagnostic(
+                    f"module name '{name}' is used twice (a block instance makes it too)",
+                    doc.where(ptr, key=True),
+                    ptr,
+                )
             )
             return
         self.names.add(name)

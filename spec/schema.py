@@ -23,9 +23,16 @@ _ARGNAME = r"\$[A-Za-z_][A-Za-z0-9_]*"
 ARG = rf"^{_ARGNAME}( *(\*|//|/|%|\+|-) *({_ARGNAME}|[0-9]+))*$"
 
 _COMMON = {
-    "in": {"$ref": "#/$defs/refs", "description": "input name(s): spec inputs or other modules, in any order"},
+    "in": {
+        "$ref": "#/$defs/refs",
+        "description": "input name(s): spec inputs or other modules, in any order",
+    },
     "doc": {"type": "string", "description": "free text shown in drawings"},
-    "trainable": {"type": "boolean", "default": True, "description": "false freezes this module's parameters"},
+    "trainable": {
+        "type": "boolean",
+        "default": True,
+        "description": "false freezes this module's parameters",
+    },
     "lr_mult": {"type": "number", "minimum": 0, "default": 1.0, "description": "learning-rate multiplier"},
 }
 _LOSS_COMMON = {
@@ -182,11 +189,24 @@ def build_schema() -> dict[str, Any]:
     defs: dict[str, Any] = {
         "name": {"type": "string", "pattern": NAME},
         "ref": {"type": "string", "pattern": REF},
-        "refs": {"oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1}]},
-        "arg": {"type": "string", "pattern": ARG, "description": "a block argument, e.g. $c, or arithmetic on arguments, e.g. $c * 4"},
+        "refs": {
+            "oneOf": [
+                {"$ref": "#/$defs/ref"},
+                {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1},
+            ]
+        },
+        "arg": {
+            "type": "string",
+            "pattern": ARG,
+            "description": "a block argument, e.g. $c, or arithmetic on arguments, e.g. $c * 4",
+        },
         "input": _obj(
             {
-                "shape": {"type": "array", "items": _POSINT, "description": "per-sample shape (no batch axis)"},
+                "shape": {
+                    "type": "array",
+                    "items": _POSINT,
+                    "description": "per-sample shape (no batch axis)",
+                },
                 "dtype": {"enum": ["float32", "int64"], "default": "float32"},
                 "doc": {"type": "string"},
             },

@@ -323,7 +323,9 @@ def _op_validator(op: str) -> Draft202012Validator:
 
 
 def _sort(ds: list[Diagnostic]) -> list[Diagnostic]:
-    return sorted(ds, key=lambda d: (d.location.file, d.location.line, d.location.col) if d.location else ("", 0, 0))
+    return sorted(
+        ds, key=lambda d: (d.location.file, d.location.line, d.location.col) if d.location else ("", 0, 0)
+    )
 
 
 def _fill(defaults_schema: dict[str, Any], value: dict[str, Any] | None) -> dict[str, Any]:
@@ -337,7 +339,9 @@ def _fill(defaults_schema: dict[str, Any], value: dict[str, Any] | None) -> dict
     return out
 
 
-def _collect_blocks(doc: Document, errors: list[Diagnostic], out: dict[str, tuple[dict, Document, str]]) -> None:
+def _collect_blocks(
+    doc: Document, errors: list[Diagnostic], out: dict[str, tuple[dict, Document, str]]
+) -> None:
     for inc in doc.includes:
         _collect_blocks(inc, errors, out)
     for name, body in (doc.data.get("blocks") or {}).items():
@@ -345,7 +349,9 @@ def _collect_blocks(doc: Document, errors: list[Diagnostic], out: dict[str, tupl
         if name in out:
             first = out[name][1].where(out[name][2], key=True)
             errors.append(
-                Diagnostic(f"block '{name}' is defined twice (first at {first})", doc.where(ptr, key=True), ptr)
+                Diagnostic(
+                    f"block '{name}' is defined twice (first at {first})", doc.where(ptr, key=True), ptr
+                )
             )
             continue
         out[name] = (body, doc, ptr)
@@ -379,7 +385,7 @@ def validate(doc: Document) -> Spec:
 
     blocks: dict[str, tuple[dict, Document, str]] = {}
     _collect_blocks(doc, errors, blocks)
-    for name in (data.get("modules") or {}):
+    for name in data.get("modules") or {}:
         if name in data["inputs"]:
             ptr = pointer("modules", name)
             errors.append(
@@ -389,7 +395,9 @@ def validate(doc: Document) -> Spec:
         if name in (data.get("modules") or {}) or name in data["inputs"]:
             ptr = pointer("losses", name)
             errors.append(
-                Diagnostic(f"loss '{name}' has the same name as a module or input", doc.where(ptr, key=True), ptr)
+                Diagnostic(
+                    f"loss '{name}' has the same name as a module or input", doc.where(ptr, key=True), ptr
+                )
             )
     if errors:
         raise SpecError(_sort(errors))

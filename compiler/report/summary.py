@@ -65,21 +65,33 @@ def summary_table(plan: Plan) -> str:
     totals; the memory ledger in readable units."""
     head = ("module", "op", "output shape", "params", "fwd FLOPs/sample")
     rows = [
-        (r.name, r.op + (f" ({r.describe})" if r.describe else ""), _shape(r), f"{r.params:,}", human_count(r.forward_flops))
+        (
+            r.name,
+            r.op + (f" ({r.describe})" if r.describe else ""),
+            _shape(r),
+            f"{r.params:,}",
+            human_count(r.forward_flops),
+        )
         for r in plan.modules
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     right = {3, 4}
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     rule = "─" * (sum(widths) + 2 * (len(widths) - 1))
     out = [f"netc plan: {plan.name}", rule, line(head), rule, *(line(r) for r in rows), rule]
     total, trainable = plan.total_params, plan.trainable_params
-    out.append(f"params        {total:,} total · {trainable:,} trainable · {total - trainable:,} non-trainable")
     out.append(
-        f"FLOPs/sample  {human_count(plan.forward_flops)} forward · {human_count(plan.backward_flops)} backward"
+        f"params        {total:,} total · {trainable:,} trainable · {total - trainable:,} non-trainable"
+    )
+    out.append(
+        f"FLOPs/sample  {human_count(plan.forward_flops)} forward · "
+        f"{human_count(plan.backward_flops)} backward"
         " (1 multiply-add = 2 FLOPs)"
     )
     if plan.memory:

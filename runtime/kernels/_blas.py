@@ -93,5 +93,3 @@ def project(x, w, b, out):
             out[r, :] = b
         beta = 1.0
     gemm(x, w, out, False, True, 1.0, beta)
-
-

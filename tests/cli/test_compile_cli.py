@@ -19,7 +19,14 @@ def test_validate_ok(capsys):
 def test_compile_json_has_the_promised_keys(capsys):
     assert main(["compile", str(LENET), "--json", "--batch", "8", "--optimizer", "adam"]) == 0
     d = json.loads(capsys.readouterr().out)
-    for k in ("name", "total_params", "trainable_params", "non_trainable_params", "forward_flops", "backward_flops"):
+    for k in (
+        "name",
+        "total_params",
+        "trainable_params",
+        "non_trainable_params",
+        "forward_flops",
+        "backward_flops",
+    ):
         assert isinstance(d[k], int | str)
     mem = d["memory"]
     for k in (

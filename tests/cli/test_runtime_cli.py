@@ -23,7 +23,9 @@ def test_gradcheck_fails_loudly_when_the_tolerance_cannot_be_met(capsys):
 
 
 def test_gradcheck_needs_a_loss(spec_file, capsys):
-    p = spec_file("netc: 1\ninputs: {x: {shape: [3]}}\nmodules:\n  fc: {op: linear, in: x, out_features: 2}\n")
+    p = spec_file(
+        "netc: 1\ninputs: {x: {shape: [3]}}\nmodules:\n  fc: {op: linear, in: x, out_features: 2}\n"
+    )
     assert main(["gradcheck", str(p)]) == 1
     assert "needs a loss" in capsys.readouterr().err
 

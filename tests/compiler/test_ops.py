@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from netc.compiler.ops import OPS
 from netc.compiler.ops.base import DTYPE_BYTES, ShapeError, TensorType
-from torch import nn
 
 # torch notes that an even "same" kernel pads a copy of the input; irrelevant to shapes
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -279,9 +280,7 @@ ERRORS = [
         "conv2d",
         {"out_channels": 2, "kernel": 5},
         [T((1, 3, 3))],
-        re.escape(
-            "conv2d kernel 5x5 is larger than the padded input 3x3 (input 0 is [N, 1, 3, 3])"
-        ),
+        re.escape("conv2d kernel 5x5 is larger than the padded input 3x3 (input 0 is [N, 1, 3, 3])"),
     ),
     (
         "conv2d",

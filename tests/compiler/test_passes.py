@@ -52,7 +52,12 @@ def test_fan_out_gradients_are_summed(spec_file):
     plan = _plan(spec_file, FANOUT)
     back = plan.backward_steps
     assert [s.module for s in back] == ["ce", "logits", "s", "c", "b", "a"]
-    writes = [(s.module, g, acc) for s in back for g, acc in zip(s.grad_inputs, s.accumulate) if g == "d:a"]
+    writes = [
+        (s.module, g, acc)
+        for s in back
+        for g, acc in zip(s.grad_inputs, s.accumulate, strict=True)
+        if g == "d:a"
+    ]
     # s, c and b all read a: the first in backward order writes, the rest add.
     assert writes == [("s", "d:a", False), ("c", "d:a", True), ("b", "d:a", True)]
     # Spec inputs need no gradient; int labels never get one.
@@ -63,7 +68,9 @@ def test_fan_out_gradients_are_summed(spec_file):
 def test_no_backward_where_no_trainable_parameter_is_reached(spec_file):
     plan = _plan(spec_file, FANOUT)
     assert "side" not in {s.module for s in plan.backward_steps}  # reaches no loss
-    frozen = FANOUT.replace("a: {op: linear, in: x, out_features: 4}", "a: {op: linear, in: x, out_features: 4, trainable: false}")
+    frozen = FANOUT.replace(
+        "a: {op: linear, in: x, out_features: 4}", "a: {op: linear, in: x, out_features: 4, trainable: false}"
+    )
     plan = _plan(spec_file, frozen)
     assert [s.module for s in plan.backward_steps] == ["ce", "logits"]
     assert plan.trainable_params == 15 and plan.total_params == 35
@@ -125,7 +132,9 @@ def test_ledger_of_a_small_mlp_by_hand(spec_file):
     # Saved for backward: x (fc1's dW), relu's output, fc2's input (the same
     # relu output), fc2's logits and the labels (cross-entropy).
     assert led["activations_bytes"] == 8 * (10 + 20 + 5) * 4 + 8 * 8
-    assert led["training_peak_bytes"] == 2 * n_params * 4 + led["training_arena_bytes"] + led["workspace_bytes"]
+    assert (
+        led["training_peak_bytes"] == 2 * n_params * 4 + led["training_arena_bytes"] + led["workspace_bytes"]
+    )
     assert led["inference_peak_bytes"] == n_params * 4 + led["inference_arena_bytes"]
 
 

@@ -44,7 +44,9 @@ class OpRun:
         self.attrs = contract.fill_defaults(attrs)
         rng = np.random.default_rng(seed)
         n = inputs[0].shape[0]
-        types = [TensorType(tuple(a.shape[1:]), "int64" if a.dtype == np.int64 else "float32") for a in inputs]
+        types = [
+            TensorType(tuple(a.shape[1:]), "int64" if a.dtype == np.int64 else "float32") for a in inputs
+        ]
         out = contract.shape(self.attrs, types)
         self.x = [a if a.dtype == np.int64 else np.ascontiguousarray(a, dtype=dtype) for a in inputs]
         shape = (n, *out.shape) if out.batched else out.shape
@@ -60,16 +62,21 @@ class OpRun:
                 arr = rng.standard_normal(p.shape) * 0.5 + (1.0 if p.init == "ones" else 0)
             self.params[p.name] = np.ascontiguousarray(arr, dtype=dtype)
         self.dp = {
-            p.name: np.zeros(p.shape, dtype) if p.trainable else None for p in contract.params(self.attrs, types)
+            p.name: np.zeros(p.shape, dtype) if p.trainable else None
+            for p in contract.params(self.attrs, types)
         }
         self.saved = {
-            s.name: np.zeros((n, *s.shape) if s.batched else s.shape, np.int64 if s.dtype == "int64" else dtype)
+            s.name: np.zeros(
+                (n, *s.shape) if s.batched else s.shape, np.int64 if s.dtype == "int64" else dtype
+            )
             for s in contract.saved(self.attrs, types, out)
         }
         if contract.is_loss:
             self.dy = None
         else:
-            self.dy = np.ascontiguousarray(dy if dy is not None else rng.standard_normal(self.y.shape), dtype=dtype)
+            self.dy = np.ascontiguousarray(
+                dy if dy is not None else rng.standard_normal(self.y.shape), dtype=dtype
+            )
         need = need_dx or [t.dtype != "int64" and i not in contract.int_inputs for i, t in enumerate(types)]
         self.dx = [np.zeros_like(a) if need[i] else None for i, a in enumerate(self.x)]
         ws = contract.workspace(self.attrs, types, out, n) * np.dtype(dtype).itemsize // 4
@@ -113,7 +120,9 @@ def numeric_grad(f, x: np.ndarray, idx: list[tuple[int, ...]], eps: float = 1e-6
     return out
 
 
-def gradcheck(run: OpRun, samples: int = 12, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-7) -> None:
+def gradcheck(
+    run: OpRun, samples: int = 12, eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-7
+) -> None:
     """Finite-difference check (float64) of every input and parameter gradient
     of an OpRun: the scalar is sum(y * dy) (or the loss itself)."""
     rng = np.random.default_rng(1)
@@ -129,7 +138,10 @@ def gradcheck(run: OpRun, samples: int = 12, eps: float = 1e-6, rtol: float = 1e
     targets += [(f"d{k}", run.params[k], g) for k, g in run.dp.items() if g is not None]
     for name, arr, grad in targets:
         analytic = grad.copy()
-        flat = [np.unravel_index(j, arr.shape) for j in rng.choice(arr.size, min(samples, arr.size), replace=False)]
+        flat = [
+            np.unravel_index(j, arr.shape)
+            for j in rng.choice(arr.size, min(samples, arr.size), replace=False)
+        ]
         num = numeric_grad(scalar, arr, flat, eps)
         ana = np.array([analytic[i] for i in flat])
         np.testing.assert_allclose(ana, num, rtol=rtol, atol=atol, err_msg=name)
