@@ -18,9 +18,15 @@ Conventions every contract follows
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+#: CPU threads whose private scratch the workspace budget covers (conv2d runs
+#: one block of samples per thread). NETC_THREADS overrides; kernels use no
+#: more threads than the workspace they are given holds.
+THREADS = max(1, int(os.environ.get("NETC_THREADS", "2")))
 
 DTYPE_BYTES = {"float32": 4, "float64": 8, "int64": 8}
 

@@ -27,6 +27,7 @@ from .base import (
     INT_POS,
     PAIR_NONNEG,
     PAIR_POS,
+    THREADS,
     Op,
     Param,
     ShapeError,
@@ -117,8 +118,11 @@ class Conv2d(Op):
         return 2 * macs + bias, 4 * macs + bias
 
     def workspace(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType, batch: int) -> int:
-        _, kh, kw, ho, wo = self._geometry(attrs, ins[0])
-        return ins[0].shape[0] * kh * kw * ho * wo * 4
+        """Per thread (up to THREADS, at most one per sample): one sample's
+        im2col columns [C·kh·kw, Ho·Wo] and a private dWᵀ partial [C/g·kh·kw, O]."""
+        cg, kh, kw, ho, wo = self._geometry(attrs, ins[0])
+        per_thread = ins[0].shape[0] * kh * kw * ho * wo + cg * kh * kw * attrs["out_channels"]
+        return min(batch, THREADS) * per_thread * 4
 
 
 OP = Conv2d()

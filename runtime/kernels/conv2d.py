@@ -125,19 +125,13 @@ def forward_sample(xn, w2, bias, yn, cols, geo):
     c, h, w = geo[0], geo[1], geo[2]
     groups = geo[13]
     og, k = w2.shape[0] // groups, w2.shape[1]
-    src = xn.reshape(c, h * w) if is_direct(geo) else cols
-    if not is_direct(geo):
+    direct = is_direct(geo)
+    src = xn.reshape(c, h * w) if direct else cols
+    if not direct:
         im2col(xn, cols.reshape(-1), geo)
     for g in range(groups):
-        gemm(
-            w2[g * og : (g + 1) * og],
-            src[g * k : (g + 1) * k],
-            yn[g * og : (g + 1) * og],
-            False,
-            False,
-            1.0,
-            0.0,
-        )
+        gs = slice(g * og, (g + 1) * og)
+        gemm(w2[gs], src[g * k : (g + 1) * k], yn[gs], False, False, 1.0, 0.0)
     if bias.size:
         for o in range(yn.shape[0]):
             bo = bias[o]
@@ -276,14 +270,16 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     y = view(b.y, n, o, ho * wo)
     empty = np.zeros(0, dt)
     bias = b.p.get("b", empty)
-    nt = max(1, min(n, numba.get_num_threads())) if _BLAS is not None else 1
     size = c * kh * kw * ho * wo
-    if b.ws.nbytes >= nt * size * np.dtype(dt).itemsize:
-        both = view(b.workspace(dt, nt * size), nt, c * kh * kw, ho * wo)
-        cols, more_cols = both[0], both[1:]
-    else:  # the contract's workspace holds one column matrix: threads 2..T get their own here
-        cols = view(b.workspace(dt, size), c * kh * kw, ho * wo)
-        more_cols = np.empty((nt - 1, c * kh * kw, ho * wo), dt)
+    k = w2.shape[1]
+    # Threads: as many as numba has, one per sample at most, and no more than
+    # the workspace (sized by the contract) holds private scratch for.
+    fits = b.ws.nbytes // ((size + k * o) * np.dtype(dt).itemsize)
+    nt = max(1, min(n, numba.get_num_threads(), fits)) if _BLAS is not None else 1
+    scratch = b.workspace(dt, nt * (size + k * o))
+    both = view(scratch[: nt * size], nt, c * kh * kw, ho * wo)
+    cols, more_cols = both[0], both[1:]
+    dwt = view(scratch[nt * size :], nt, k, o)  # per-thread dWᵀ partials
     wrap = one_blas_thread if nt > 1 else (lambda f: f)
     fwd = wrap(lambda: forward_cpu(x, w2, bias, y, cols, more_cols, geo))
     if b.dy is None:
@@ -292,8 +288,9 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dx = view(b.dx[0], *x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
     gw = b.dp.get("w")
     dw2 = view(gw, *w2.shape) if gw is not None else np.zeros((0, w2.shape[1]), dt)
+    if gw is None:
+        dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
     db = b.dp.get("b")
     db = db if db is not None else empty
-    dwt = np.empty((nt, w2.shape[1], dw2.shape[0]), dt)  # per-thread dWᵀ partials, prebound
     acc = b.acc[0]
     return fwd, wrap(lambda: backward_cpu(x, w2, dy, dx, dw2, db, cols, more_cols, dwt, acc, geo))
