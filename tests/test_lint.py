@@ -13,5 +13,7 @@ def test_ruff_check():
 
 
 def test_ruff_format():
-    r = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", str(ROOT)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", str(ROOT)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
