@@ -4,6 +4,7 @@
     python benchmarks/throughput.py --quick         # smoke run: few steps, one round
     python benchmarks/throughput.py --only mlp,conv # a subset (nets: mlp lenet5 resnet_mini
                                                     #   transformer_layer; kernels: conv linear)
+    python benchmarks/throughput.py --quick --only mlp --batches 64 --out /tmp/t.md   # the test's smoke run
 
 For each net and batch it measures (a) a training step — forward, loss,
 backward and an SGD-momentum update (lr 0.01, momentum 0.9) — and (b)
@@ -149,6 +150,16 @@ def openblas_cores() -> dict[str, str]:
     return found
 
 
+def threading_layer() -> str:
+    """numba's threading layer, once a parallel kernel has run ("none" if none has)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "none"
+
+
 def torch_twin(net: str) -> Any:
     """The PyTorch module equivalent to a benchmark net's spec."""
     from torch import nn
@@ -254,12 +265,16 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
+    # The executor picks numba's threading layer (workqueue) before numba is
+    # imported; importing numba first would leave the OpenMP default, about 3x
+    # slower next to OpenBLAS here. So netc's runtime comes first, as in a user's script.
+    from netc.runtime.executor import Executor  # isort: skip
+
     import numba
     import numpy as np
 
     import netc
     from netc.runtime.check import random_inputs
-    from netc.runtime.executor import Executor
     from netc.runtime.optim import Optimizer, segments
 
     def feed_of(plan: Any, batch: int) -> dict[str, np.ndarray]:
@@ -291,6 +306,7 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
         return {
             **out,
             "openblas": openblas_cores(),
+            "threading_layer": threading_layer(),
             "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9,
         }
     plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum")
@@ -313,6 +329,7 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
         ex.training = False
         times = timed(lambda: ex.forward(data), a.steps, a.repeats, a.warmup)
     out["openblas"] = openblas_cores()
+    out["threading_layer"] = threading_layer()
     return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
 
 
@@ -420,14 +437,16 @@ def render(
     every = [r for v in res.values() for rs in v.values() for r in rs]
     cores = sorted({f"{lib} {core}" for r in every for lib, core in r.get("openblas", {}).items()})
     versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
+    layers = sorted({r["threading_layer"] for r in every if "threading_layer" in r})
     lines = [
         "# netc vs PyTorch CPU eager: throughput",
         "",
         f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
         f"{os.cpu_count()} cores · python {platform.python_version()} · {', '.join(versions)}",
         "",
-        f"{THREADS} threads per worker process; median of {rounds} alternating round(s), each the median of "
-        f"{1 if quick else 3} timed repeat(s){' (--quick: smoke figures)' if quick else ''}",
+        f"{THREADS} threads per worker process (numba threading layer: {', '.join(layers) or '—'}); "
+        f"median of {rounds} alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
+        + (" (--quick: smoke figures)" if quick else ""),
         "",
         f"command: `{command}`",
         "",

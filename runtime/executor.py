@@ -13,10 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-# Numba's OpenMP workers spin next to OpenBLAS and starve it (DESIGN.md §8);
-# the workqueue layer does not. Set before numba is imported.
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
-
+import numba
 import numpy as np
 
 from ..compiler.memory import ALIGN, assign_memory
@@ -24,6 +21,13 @@ from ..compiler.plan import OPTIMIZER_SLOTS, Plan
 from .binding import Binding, State, Thunk
 from .init import initialize
 from .kernels import kernel_module
+
+# Numba's OpenMP workers spin next to OpenBLAS and starve it (DESIGN.md §8);
+# the workqueue layer does not. numba reads NUMBA_THREADING_LAYER only at its
+# first import, which a user's script may already have done, so set the config
+# itself (it counts until the first parallel kernel runs).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 def _aligned(nbytes: int) -> np.ndarray:

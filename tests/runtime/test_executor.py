@@ -89,3 +89,18 @@ def test_save_and_load_weights_round_trip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(netc.model.WeightsError, match="cannot read weights"):
         b.load_weights(tmp_path / "bad.npz")
+
+
+def test_workqueue_threading_layer_even_if_numba_was_imported_first():
+    # OpenMP workers spin beside OpenBLAS and starve it (DESIGN.md §8).
+    import subprocess
+    import sys
+
+    code = (
+        "import numba, numpy as np, netc\n"
+        f"m = netc.Model(netc.load({str(ROOT / 'examples' / 'lenet5.yaml')!r}).compile(4))\n"
+        "m.predict({'image': np.zeros((4, 1, 28, 28), np.float32)})\n"
+        "assert numba.threading_layer() == 'workqueue', numba.threading_layer()\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
