@@ -104,3 +104,24 @@ def test_workqueue_threading_layer_even_if_numba_was_imported_first():
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+@pytest.mark.parametrize("name", ["transformer_encoder", "lenet5"])
+def test_same_bits_across_processes(name):
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, netc\n"
+        "from netc.runtime.executor import Executor\n"
+        "from netc.runtime.check import random_inputs\n"
+        f"plan = netc.load({str(ROOT / 'examples' / f'{name}.yaml')!r}).compile(8)\n"
+        "ex = Executor(plan, 8, seed=3)\n"
+        "ex.forward(random_inputs(plan, 8, seed=5)); ex.backward()\n"
+        "print(hashlib.sha1(ex.grads.tobytes() + ex.params.tobytes()).hexdigest(), repr(ex.loss()))\n"
+    )
+    outs = {
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+        for _ in "ab"
+    }
+    assert len(outs) == 1, outs
