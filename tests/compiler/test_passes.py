@@ -144,3 +144,15 @@ def test_memory_pass_is_pure_and_batch_scales(spec_file):
     big = assign_memory(plan, 64)
     assert plan.to_json() == before
     assert big.memory["ledger"]["activations_bytes"] > plan.memory["ledger"]["activations_bytes"]
+
+
+def test_graph_as_networkx(spec_file):
+    import networkx as nx
+
+    net = netc.load(spec_file(FANOUT))
+    g = net.graph.to_networkx()
+    assert nx.is_directed_acyclic_graph(g)
+    assert set(g.predecessors("s")) == {"a", "b", "c"}
+    assert g.nodes["ce"]["kind"] == "loss" and g.nodes["x"]["kind"] == "input"
+    order = [m.name for m in net.graph.order]
+    assert all(order.index(u) < order.index(v) for u, v in g.edges if u in order)
