@@ -14,20 +14,67 @@ from numba import njit
 from ..compiler.plan import Plan
 
 
+@njit(cache=True, fastmath={"contract"})
+def _sgd_segment(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
+    # One branch-free loop per case, so each vectorizes; scalars are cast to
+    # the parameter dtype so float32 stays float32 in the loop.
+    lr, momentum, keep, wd = (
+        p.dtype.type(lr),
+        p.dtype.type(momentum),
+        p.dtype.type(1.0 - dampening),
+        p.dtype.type(wd),
+    )
+    n = p.size
+    if momentum == 0.0:
+        for i in range(n):
+            p[i] -= lr * (g[i] + wd * p[i])
+    elif first:  # PyTorch: the first step's buffer is the gradient itself
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            buf[i] = d
+            p[i] -= lr * (d + momentum * d if nesterov else d)
+    elif nesterov:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            b = momentum * buf[i] + keep * d
+            buf[i] = b
+            p[i] -= lr * (d + momentum * b)
+    else:
+        for i in range(n):
+            b = momentum * buf[i] + keep * (g[i] + wd * p[i])
+            buf[i] = b
+            p[i] -= lr * b
+
+
 @njit(cache=True)
 def sgd_update(p, g, buf, segs, lr, momentum, dampening, nesterov, weight_decay, first):
     # segs: rows of (param offset, grad offset, size, lr_mult * 1e6, decay flag)
     for s in range(segs.shape[0]):
-        po, go, n, mult, decay = segs[s, 0], segs[s, 1], segs[s, 2], segs[s, 3] / 1e6, segs[s, 4]
-        slr = lr * mult
-        wd = weight_decay if decay else 0.0
-        for i in range(n):
-            d = g[go + i] + wd * p[po + i]
-            if momentum != 0.0:
-                b = d if first else momentum * buf[go + i] + (1.0 - dampening) * d
-                buf[go + i] = b
-                d = d + momentum * b if nesterov else b
-            p[po + i] -= slr * d
+        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
+        slr = lr * segs[s, 3] / 1e6
+        wd = weight_decay if segs[s, 4] else 0.0
+        b = buf[go : go + n] if buf.size else buf
+        _sgd_segment(p[po : po + n], g[go : go + n], b, slr, momentum, dampening, nesterov, wd, first)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _adam_segment(p, g, m, v, lr, b1, b2, eps, wd, decoupled, c1, c2):
+    t = p.dtype.type
+    lr, b1, b2, eps, wd = t(lr), t(b1), t(b2), t(eps), t(wd)
+    ic1, isc2 = t(1.0 / c1), t(1.0 / np.sqrt(c2))
+    one = t(1.0)
+    if decoupled:
+        for i in range(p.size):
+            gi = g[i]
+            m[i] = b1 * m[i] + (one - b1) * gi
+            v[i] = b2 * v[i] + (one - b2) * gi * gi
+            p[i] = p[i] * (one - lr * wd) - lr * (m[i] * ic1) / (np.sqrt(v[i]) * isc2 + eps)
+    else:
+        for i in range(p.size):
+            gi = g[i] + wd * p[i]
+            m[i] = b1 * m[i] + (one - b1) * gi
+            v[i] = b2 * v[i] + (one - b2) * gi * gi
+            p[i] -= lr * (m[i] * ic1) / (np.sqrt(v[i]) * isc2 + eps)
 
 
 @njit(cache=True)
@@ -35,18 +82,11 @@ def adam_update(p, g, m, v, segs, lr, b1, b2, eps, weight_decay, decoupled, t):
     c1 = 1.0 - b1**t
     c2 = 1.0 - b2**t
     for s in range(segs.shape[0]):
-        po, go, n, mult, decay = segs[s, 0], segs[s, 1], segs[s, 2], segs[s, 3] / 1e6, segs[s, 4]
-        slr = lr * mult
-        wd = weight_decay if decay else 0.0
-        for i in range(n):
-            gi = g[go + i]
-            if decoupled:
-                p[po + i] -= slr * wd * p[po + i]
-            else:
-                gi += wd * p[po + i]
-            m[go + i] = b1 * m[go + i] + (1.0 - b1) * gi
-            v[go + i] = b2 * v[go + i] + (1.0 - b2) * gi * gi
-            p[po + i] -= slr * (m[go + i] / c1) / (np.sqrt(v[go + i] / c2) + eps)
+        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
+        slr = lr * segs[s, 3] / 1e6
+        wd = weight_decay if segs[s, 4] else 0.0
+        _adam_segment(p[po : po + n], g[go : go + n], m[go : go + n], v[go : go + n], slr, b1, b2, eps, wd,
+                      decoupled, c1, c2)  # fmt: skip
 
 
 def segments(plan: Plan, no_decay: tuple[str, ...] = ()) -> np.ndarray:
