@@ -46,7 +46,6 @@ def test_unknown_name_is_one_clear_error():
 
 @pytest.mark.parametrize("name", ["mlp", "lenet5", "resnet_mini", "transformer_layer"])
 def test_torch_twin_has_the_specs_parameter_count(name):
-    pytest.importorskip("torch")
     tp = _throughput()
     plan = netc.load(tp.NETS[name].spec).compile(2, "momentum")
     twin = tp.torch_twin(name)
