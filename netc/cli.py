@@ -132,6 +132,158 @@ def cmd_profile(a: argparse.Namespace) -> int:
     return 0
 
 
+def _lr(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def _nonneg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        raise UsageError("netc: --device cuda: the CUDA backend is not available yet; use --device cpu")
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    _check_device(a.device)
+    from .runtime.run import run
+
+    overrides = {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed}
+    r = run(a.spec, overrides, out=a.out, resume=a.resume, overfit_batch=a.overfit_batch,
+            progress=not a.quiet, plots=not a.no_plots)  # fmt: skip
+    if r.status in ("overfit", "overfit_failed"):
+        print(r.message)
+        return 0 if r.status == "overfit" else 1
+    if r.status == "diverged":
+        print(f"netc run: {r.message}", file=sys.stderr)
+        return 1
+    if r.status == "interrupted":
+        print(f"{r.message}\nresume with: netc run {a.spec} --resume {r.run_dir}", file=sys.stderr)
+        return 130
+    if r.message:
+        print(r.message)
+    last = r.history[-1] if r.history else {}
+    shown = {k: v for k, v in last.items() if k.startswith(("train_", "val_")) and isinstance(v, float)}
+    best = f" (best epoch {r.best['epoch']}, restored)" if r.best else ""
+    print(f"done: {r.epoch} epochs, {r.step} steps{best}; "
+          + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))  # fmt: skip
+    if r.best:
+        print("best: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                   for k, v in r.best.items()))  # fmt: skip
+    print(f"run directory: {r.run_dir} (metrics.jsonl, plots/, checkpoints/, weights.safetensors)")
+    return 0
+
+
+def _setup_with_weights(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    _check_device(a.device)
+    from .runtime.run import build, load_weights
+
+    s = build(Path(a.spec), overrides={"batch_size": a.batch_size})
+    norm, run_dir = load_weights(s, a.checkpoint)
+    return s, norm, run_dir
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    s, norm, run_dir = _setup_with_weights(a)
+    from .runtime.run import eval_split, evaluate
+
+    ds, name = eval_split(s, norm, a.split, a.data)
+    e = evaluate(s, ds, "eval")
+    print(f"{a.spec} on {name} ({e.samples} samples):")
+    for k, v in e.metrics.items():
+        print(f"  {k.removeprefix('eval_'):<12} {v:.4f}")
+    if e.confusion is not None:
+        from .runtime.plots import plot_confusion
+
+        k = len(e.confusion)
+        if k <= 20:
+            print("confusion matrix (rows: true class, columns: predicted):")
+            w = max(len(str(int(e.confusion.max()))), len(str(k - 1))) + 1
+            print(" " * 4 + "".join(f"{j:>{w}}" for j in range(k)))
+            for i, row in enumerate(e.confusion):
+                print(f"{i:>3} " + "".join(f"{int(c):>{w}}" for c in row))
+        out = Path(a.output) if a.output else run_dir / "confusion.png"
+        try:
+            plot_confusion(e.confusion, out)
+        except OSError as err:
+            raise UsageError(f"netc eval: cannot write {out}: {err.strerror}") from None
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    s, norm, _ = _setup_with_weights(a)
+    import numpy as np
+
+    from .runtime.run import predict
+
+    out = predict(s, norm, a.input)
+    n = len(next(iter(out.values())))
+    if a.output:
+        path = Path(a.output)
+        if path.suffix == ".csv":
+            cols = [v.reshape(n, -1) for v in out.values()]
+            names = [f"{k}[{i}]" if v.shape[1] > 1 else k for k, v in zip(out, cols, strict=True)
+                     for i in range(v.shape[1])]  # fmt: skip
+            body = np.concatenate([c.astype(np.float64) for c in cols], axis=1)
+            try:
+                np.savetxt(path, body, delimiter=",", header=",".join(names), comments="", fmt="%.8g")
+            except OSError as e:
+                raise UsageError(f"netc predict: cannot write {path}: {e.strerror}") from None
+        elif path.suffix == ".npz":
+            try:
+                np.savez(path, **out)
+            except OSError as e:
+                raise UsageError(f"netc predict: cannot write {path}: {e.strerror}") from None
+        else:
+            raise UsageError(f"netc predict: -o {path}: write .npz or .csv")
+        print(f"wrote {path}: {', '.join(f'{k} {list(v.shape)}' for k, v in out.items())}")
+        return 0
+    classes = [k for k in out if k.endswith("_class")]
+    for i in range(min(n, 20)):
+        if classes:
+            print(f"{i}: " + "  ".join(f"{k.removesuffix('_class')} -> {int(out[k][i])}" for k in classes))
+        else:
+            print(f"{i}: " + "  ".join(f"{k} {np.array2string(out[k][i], precision=4)}" for k in out))
+    if n > 20:
+        print(f"... {n - 20} more (use -o FILE.npz or FILE.csv to save all {n})")
+    return 0
+
+
+def cmd_lr_find(a: argparse.Namespace) -> int:
+    _check_device(a.device)
+    from .runtime.plots import plot_lr_find, suggest_lr
+    from .runtime.run import build, find_lr
+
+    s = build(Path(a.spec), overrides={"batch_size": a.batch_size, "seed": a.seed})
+    lrs, losses = find_lr(s, a.steps)
+    lr = suggest_lr(lrs, losses)
+    out = Path(a.output)
+    try:
+        plot_lr_find(lrs, losses, lr, out)
+    except OSError as e:
+        raise UsageError(f"netc lr-find: cannot write {out}: {e.strerror}") from None
+    print(f"LR range test: {len(lrs)} minibatches, learning rate {lrs[0]:.1e} to {lrs[-1]:.1e}; wrote {out}")
+    if lr is None:
+        print("no suggestion: the loss did not fall over the range (check the data and the loss)")
+        return 0
+    print(f"suggested learning rate: {lr:.3g} (steepest descent of the smoothed loss)")
+    return 0
+
+
 def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text)
@@ -184,6 +336,51 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch", type=_positive, default=32)
     pr.add_argument("--repeats", type=_positive, default=10)
     pr.set_defaults(func=cmd_profile)
+
+    device = {"choices": ["cpu", "cuda", "auto"], "default": "cpu", "help": "where to run (cpu)"}
+    r = sub.add_parser("run", help="train the network on the spec's data")
+    r.add_argument("spec")
+    r.add_argument("--epochs", type=_positive, help="override train.epochs")
+    r.add_argument("--batch-size", type=_positive, help="override train.batch_size")
+    r.add_argument("--lr", type=_lr, help="override train.optimizer.lr")
+    r.add_argument("--seed", type=_nonneg, help="override train.seed")
+    r.add_argument("--out", metavar="DIR", help="run directory (default runs/<name>)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    r.add_argument("--overfit-batch", action="store_true", help="train on one minibatch until its loss is ~0")
+    r.add_argument("--device", **device)
+    r.add_argument("--quiet", action="store_true", help="no progress display")
+    r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="metrics (and a confusion matrix) of trained weights")
+    e.add_argument("spec")
+    e.add_argument("--checkpoint", required=True, metavar="PATH", help="run dir, checkpoint or weights file")
+    e.add_argument(
+        "--data", metavar="FILE", help="evaluate on this .npz/.csv/IDX file instead of the spec's data"
+    )
+    e.add_argument("--split", choices=["train", "val", "test", "all"], help="which split of the spec's data")
+    e.add_argument("--batch-size", type=_positive, default=256)
+    e.add_argument("-o", "--output", metavar="PNG", help="confusion matrix image (default RUN/confusion.png)")
+    e.add_argument("--device", **device)
+    e.set_defaults(func=cmd_eval)
+
+    pd = sub.add_parser("predict", help="outputs of trained weights on new inputs")
+    pd.add_argument("spec")
+    pd.add_argument("--checkpoint", required=True, metavar="PATH", help="run dir, checkpoint or weights file")
+    pd.add_argument("--input", required=True, metavar="FILE", help=".npz, .npy, .csv or IDX file of inputs")
+    pd.add_argument("-o", "--output", metavar="FILE", help="write all outputs to FILE.npz or FILE.csv")
+    pd.add_argument("--batch-size", type=_positive, default=256)
+    pd.add_argument("--device", **device)
+    pd.set_defaults(func=cmd_predict)
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test: loss vs LR, and a suggested LR")
+    lf.add_argument("spec")
+    lf.add_argument("--steps", type=_positive, default=100, help="minibatches, LR from 1e-7 to 10 (100)")
+    lf.add_argument("--batch-size", type=_positive, help="override train.batch_size")
+    lf.add_argument("--seed", type=_nonneg, help="override train.seed")
+    lf.add_argument("-o", "--output", default="lr_find.png", metavar="PNG", help="the plot (lr_find.png)")
+    lf.add_argument("--device", **device)
+    lf.set_defaults(func=cmd_lr_find)
     return p
 
 
@@ -201,6 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 1
+    except Exception as e:
+        # Data, checkpoint and run errors are a person's to fix: one line, no traceback.
+        # The runtime is imported lazily (it pulls in numba), hence the name check.
+        if type(e).__name__ in ("DataError", "CheckpointError", "TrainError", "WeightsError"):
+            print(f"netc: {e}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,10 @@ model = netc.Model(netc.load("examples/lenet5.yaml").compile(batch=64))
 out = model.predict({"image": images})      # any number of samples
 model.forward(batch); model.backward()      # one step, gradients in model.gradients()
 model.save_weights("w.npz"); model.load_weights("w.npz")
+
+model = netc.Model.from_spec("examples/digits_mlp.yaml")    # the spec's train and data sections
+result = model.fit(epochs=5)                 # or model.fit({"x": X, "label": y}, val=..., lr=0.1)
+model.evaluate({"x": X_test, "label": y_test})   # {"loss": ..., "accuracy": ...}
 """
 
 from __future__ import annotations
@@ -33,6 +37,79 @@ class Model:
         self.executor = Executor(plan, batch, dtype=dtype, seed=seed)
         self.batch = batch
         self._optimizer: Any = None
+        self.setup: Any = None  # the spec behind the model, when built with from_spec
+
+    @classmethod
+    def from_spec(cls, path: str | Path, *, batch: int | None = None, seed: int | None = None) -> Model:
+        """A model of a spec file, sized and seeded by its train section (or the arguments),
+        that ``fit`` trains on the spec's data by default."""
+        from .runtime.run import build
+
+        s = build(Path(path), overrides={"batch_size": batch, "seed": seed})
+        m = cls.__new__(cls)
+        m.plan, m.device, m.executor, m.batch, m._optimizer, m.setup = (
+            s.plan,
+            "cpu",
+            s.ex,
+            s.ex.batch,
+            None,
+            s,
+        )
+        return m
+
+    # -- training ------------------------------------------------------------------
+    def fit(
+        self,
+        data: Mapping[str, np.ndarray] | None = None,
+        val: Mapping[str, np.ndarray] | None = None,
+        *,
+        out: str | Path | None = None,
+        progress: bool = True,
+        **train: Any,
+    ) -> Any:
+        """Train with the spec's train section; keywords override it (``epochs``,
+        ``lr``, ``seed``, ``optimizer={...}``, ``schedule={...}``, ...). ``data``
+        and ``val`` are arrays by input name; without ``data`` the spec's data
+        section is loaded, split and normalized as declared. ``out`` keeps a run
+        directory (metrics, plots, checkpoints). Returns the run's Result."""
+        from .runtime.data import Dataset
+        from .runtime.run import datasets, new_run_dir
+        from .runtime.train import Trainer, TrainError
+
+        cfg = dict(self.setup.train_cfg) if self.setup else {"optimizer": {"type": self.plan.optimizer}}
+        lr = train.pop("lr", None)
+        cfg.update(train)
+        if lr is not None:
+            cfg["optimizer"] = {**cfg["optimizer"], "lr": lr}
+        if cfg.setdefault("batch_size", self.batch) != self.batch:
+            raise TrainError(f"batch_size {cfg['batch_size']}: this model runs batches of {self.batch}")
+        norm = None
+        inputs = self.setup.net.expanded.inputs if self.setup else None
+        if data is None:
+            if self.setup is None:
+                raise TrainError(
+                    "fit() needs data: this model was not built from a spec (use Model.from_spec)"
+                )
+            tr, va, _, norm = datasets(self.setup)
+            va = va if val is None else Dataset.from_arrays(dict(val), inputs)
+        else:
+            tr = Dataset.from_arrays(dict(data), inputs)
+            va = None if val is None else Dataset.from_arrays(dict(val), inputs)
+        run_dir = new_run_dir(self.plan.name, str(out)) if out is not None else None
+        aug = self.setup.data_cfg.get("augment") if self.setup and data is None else None
+        t = Trainer(
+            self.executor, cfg, tr, va, run_dir=run_dir, normalizer=norm, augment=aug, progress=progress
+        )
+        return t.fit()
+
+    def evaluate(self, data: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Loss terms and metrics (accuracy, MAE, RMSE) over any number of samples, in evaluation mode."""
+        from .runtime.data import Dataset
+        from .runtime.train import Evaluator, Meter
+
+        inputs = self.setup.net.expanded.inputs if self.setup else None
+        m = Evaluator(self.executor).evaluate(Dataset.from_arrays(dict(data), inputs), Meter(self.plan), "x")
+        return {k[2:]: v for k, v in m.items()}
 
     # -- one step ------------------------------------------------------------
     def forward(self, inputs: Mapping[str, np.ndarray], training: bool = True) -> dict[str, np.ndarray]:
