@@ -375,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lf = sub.add_parser("lr-find", help="learning-rate range test: loss vs LR, and a suggested LR")
     lf.add_argument("spec")
-    lf.add_argument("--steps", type=_positive, default=100, help="minibatches, LR from 1e-7 to 10 (100)")
+    lf.add_argument("--steps", type=_positive, default=200, help="minibatches, LR from 1e-7 to 10 (200)")
     lf.add_argument("--batch-size", type=_positive, help="override train.batch_size")
     lf.add_argument("--seed", type=_nonneg, help="override train.seed")
     lf.add_argument("-o", "--output", default="lr_find.png", metavar="PNG", help="the plot (lr_find.png)")

@@ -212,7 +212,7 @@ def load_weights(s: Setup, path: str | Path) -> tuple[Normalizer | None, Path]:
     if mode is None:
         cfg = run_dir / "config.json"
         mode = json.loads(cfg.read_text())["data"].get("normalize", "none") if cfg.exists() else "none"
-    stats = {k[5:]: v for k, v in ckpt.tensors.items() if k.startswith("data.")}
+    stats = {k[5:]: v for k, v in ckpt.tensors.items() if k.startswith("data/")}
     norm = Normalizer.from_state(mode, stats) if stats or mode == "none" else None
     return norm, run_dir
 
@@ -282,7 +282,7 @@ def predict(s: Setup, norm: Normalizer | None, input_file: str) -> dict[str, np.
     return out
 
 
-def find_lr(s: Setup, steps: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def find_lr(s: Setup, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:
     train, _, _, norm = datasets(s)
     t = Trainer(s.ex, s.train_cfg, train, None, normalizer=norm, progress=False, plots=False)
     return lr_find(t, steps=steps)

@@ -437,12 +437,10 @@ class Trainer:
         }
 
     def _tensors(self) -> dict[str, np.ndarray]:
-        t = {k: np.ascontiguousarray(v) for k, v in self.ex.parameters().items()}
-        if self.ex.opt_state.size:
-            t["optim.state"] = self.ex.opt_state
-        if self.normalizer is not None:
-            t.update({f"data.{k}": v for k, v in self.normalizer.state().items()})
-        return t
+        from .checkpoint import training_tensors
+
+        extra = {f"data/{k}": v for k, v in self.normalizer.state().items()} if self.normalizer else None
+        return training_tensors(self.plan, self.ex.params, self.ex.opt_state, extra)
 
     def save(self, tag: str) -> Path | None:
         if self.run_dir is None:
@@ -459,14 +457,14 @@ class Trainer:
         from .checkpoint import write_safetensors
 
         write_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self.ex.parameters())
+        # (a plain tensors file, rewritten atomically: only the final restore reads it)
 
     def restore(self, ckpt: Any) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
-        m, t = ckpt.meta, ckpt.tensors
-        for k, v in self.ex.parameters().items():
-            v[...] = t[k]
-        if self.ex.opt_state.size:
-            self.ex.opt_state[...] = t["optim.state"]
+        from .checkpoint import restore_training_tensors
+
+        m = ckpt.meta
+        restore_training_tensors(ckpt, self.plan, self.ex.params, self.ex.opt_state)
         self.optimizer.load_state_dict(m["optimizer"])
         self.schedule.load_state_dict(m["schedule"])
         self.epoch, self.cursor, self.step, self.micro = m["epoch"], m["cursor"], m["step"], m["micro"]
@@ -666,7 +664,8 @@ class Trainer:
         if self.run_dir is not None:
             from .checkpoint import write_safetensors
 
-            write_safetensors(self.run_dir / "weights.safetensors", self._tensors())
+            mode = {"normalize": self.normalizer.mode} if self.normalizer else None
+            write_safetensors(self.run_dir / "weights.safetensors", self._tensors(), mode)
             self._plot()
         return Result(status, self.epoch, self.step, self.history, best, self.run_dir, message)
 
