@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .compiler.graph import Graph, build_graph
 from .compiler.memory import assign_memory
-from .compiler.plan import Plan, build_plan
+from .compiler.plan import Plan, build_plan, optimizer_key
 from .compiler.shapes import Shaped, infer_shapes
 from .spec.errors import Diagnostic, SpecError
 from .spec.expand import Network as ExpandedNetwork
@@ -55,7 +55,7 @@ class Network:
     def compile(self, batch: int = 32, optimizer: str | None = None, input_grads: bool = False) -> Plan:
         """The costed plan at ``batch`` with the ledger for ``optimizer``
         (default: the spec's train.optimizer type)."""
-        opt = optimizer or self.expanded.train.get("optimizer", {}).get("type", "sgd")
+        opt = optimizer or optimizer_key(self.expanded.train.get("optimizer"))
         return assign_memory(build_plan(self.shaped, opt, input_grads), batch)
 
 

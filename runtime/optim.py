@@ -1,17 +1,60 @@
-"""Optimizers as fused kernels over the one flat gradient buffer.
+"""Optimizers, gradient clipping and L1/L2 penalties as fused kernels over the
+flat parameter and gradient buffers.
 
 Every trainable parameter lives in one contiguous buffer (its gradient in
 another, its optimizer state in one more per slot), so an update is one loop
 over all parameters. Per-parameter learning-rate multipliers and weight-decay
-exemptions come in as a per-element-segment table built once.
+exemptions come in as a per-element-segment table built once (``segments``).
+
+Each optimizer matches ``torch.optim`` (same defaults, same update order):
+sgd/momentum (``SGD``), adam (``Adam``), adamw (``AdamW``), rmsprop
+(``RMSprop``) and adagrad (``Adagrad``). State slots, in order, per type:
+
+- sgd, momentum: momentum_buffer (only when momentum > 0)
+- adam, adamw: exp_avg, exp_avg_sq
+- rmsprop: square_avg, grad_avg (centered only), momentum_buffer (momentum > 0 only)
+- adagrad: sum
+
+The L2 penalty convention (``penalty``) is ``l2 / 2 * ||w||^2`` so that its
+gradient is ``l2 * w``; the L1 penalty is ``l1 * sum |w|`` with gradient
+``l1 * sign(w)`` (0 at 0, as autograd gives for ``abs``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-from ..compiler.plan import Plan
+from ..compiler.plan import OPTIMIZER_SLOTS, Plan, optimizer_key
+
+# PyTorch's defaults, per optimizer type (torch 2.x).
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "momentum": {"lr": 1e-3, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
+    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2},
+    "rmsprop": {
+        "lr": 1e-2,
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "centered": False,
+    },
+    "adagrad": {
+        "lr": 1e-2,
+        "lr_decay": 0.0,
+        "weight_decay": 0.0,
+        "initial_accumulator_value": 0.0,
+        "eps": 1e-10,
+    },
+}
+
+
+# -- sgd ------------------------------------------------------------------------
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -57,6 +100,9 @@ def sgd_update(p, g, buf, segs, lr, momentum, dampening, nesterov, weight_decay,
         _sgd_segment(p[po : po + n], g[go : go + n], b, slr, momentum, dampening, nesterov, wd, first)
 
 
+# -- adam / adamw ---------------------------------------------------------------
+
+
 @njit(cache=True, fastmath={"contract"})
 def _adam_segment(p, g, m, v, lr, b1, b2, eps, wd, decoupled, c1, c2):
     t = p.dtype.type
@@ -89,18 +135,209 @@ def adam_update(p, g, m, v, segs, lr, b1, b2, eps, weight_decay, decoupled, t):
                       decoupled, c1, c2)  # fmt: skip
 
 
-def segments(plan: Plan, no_decay: tuple[str, ...] = ()) -> np.ndarray:
-    """The (offset, grad offset, size, lr_mult·1e6, decay) table of trainable parameters."""
+# -- rmsprop --------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath={"contract"})
+def _rmsprop_segment(p, g, sq, ga, buf, lr, alpha, eps, wd, momentum, centered):
+    # torch.optim.RMSprop: sq = alpha sq + (1-alpha) g^2; centered keeps the
+    # gradient average ga (updated as torch's lerp) and divides by
+    # sqrt(sq - ga^2) + eps; momentum accumulates g / denominator in buf.
+    t = p.dtype.type
+    lr, a, w, eps, wd, mom = t(lr), t(alpha), t(1.0 - alpha), t(eps), t(wd), t(momentum)
+    n = p.size
+    if centered and momentum > 0.0:
+        for i in range(n):
+            gi = g[i] + wd * p[i]
+            s = a * sq[i] + w * gi * gi
+            sq[i] = s
+            m = ga[i] + w * (gi - ga[i])
+            ga[i] = m
+            b = mom * buf[i] + gi / (np.sqrt(s - m * m) + eps)
+            buf[i] = b
+            p[i] -= lr * b
+    elif centered:
+        for i in range(n):
+            gi = g[i] + wd * p[i]
+            s = a * sq[i] + w * gi * gi
+            sq[i] = s
+            m = ga[i] + w * (gi - ga[i])
+            ga[i] = m
+            p[i] -= lr * gi / (np.sqrt(s - m * m) + eps)
+    elif momentum > 0.0:
+        for i in range(n):
+            gi = g[i] + wd * p[i]
+            s = a * sq[i] + w * gi * gi
+            sq[i] = s
+            b = mom * buf[i] + gi / (np.sqrt(s) + eps)
+            buf[i] = b
+            p[i] -= lr * b
+    else:
+        for i in range(n):
+            gi = g[i] + wd * p[i]
+            s = a * sq[i] + w * gi * gi
+            sq[i] = s
+            p[i] -= lr * gi / (np.sqrt(s) + eps)
+
+
+@njit(cache=True)
+def rmsprop_update(p, g, sq, ga, buf, segs, lr, alpha, eps, weight_decay, momentum, centered):
+    # ga and buf are empty when the configuration does not keep them.
+    for s in range(segs.shape[0]):
+        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
+        slr = lr * segs[s, 3] / 1e6
+        wd = weight_decay if segs[s, 4] else 0.0
+        a = ga[go : go + n] if ga.size else ga
+        b = buf[go : go + n] if buf.size else buf
+        _rmsprop_segment(p[po : po + n], g[go : go + n], sq[go : go + n], a, b, slr, alpha, eps, wd, momentum,
+                         centered)  # fmt: skip
+
+
+# -- adagrad --------------------------------------------------------------------
+
+
+@njit(cache=True, fastmath={"contract"})
+def _adagrad_segment(p, g, acc, clr, eps, wd):
+    t = p.dtype.type
+    clr, eps, wd = t(clr), t(eps), t(wd)
+    for i in range(p.size):
+        gi = g[i] + wd * p[i]
+        s = acc[i] + gi * gi
+        acc[i] = s
+        p[i] -= clr * gi / (np.sqrt(s) + eps)
+
+
+@njit(cache=True)
+def adagrad_update(p, g, acc, segs, lr, lr_decay, eps, weight_decay, t):
+    # torch.optim.Adagrad: the step's lr is lr / (1 + (t - 1) lr_decay).
+    clr = lr / (1.0 + (t - 1) * lr_decay)
+    for s in range(segs.shape[0]):
+        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
+        wd = weight_decay if segs[s, 4] else 0.0
+        _adagrad_segment(p[po : po + n], g[go : go + n], acc[go : go + n], clr * segs[s, 3] / 1e6, eps, wd)
+
+
+# -- clipping and penalties -----------------------------------------------------
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def global_norm(g: np.ndarray) -> float:
+    """The 2-norm of the whole buffer, accumulated in float64 (reassociation
+    lets the sum vectorize; the order of a sum of squares does not matter)."""
+    acc = 0.0
+    for i in range(g.size):
+        x = np.float64(g[i])
+        acc += x * x
+    return np.sqrt(acc)
+
+
+@njit(cache=True)
+def clip_by_norm(g: np.ndarray, max_norm: float) -> float:
+    """Scale ``g`` in place so its global norm is at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_`` does (coefficient max_norm / (norm + 1e-6),
+    applied only when below 1). Returns the norm before clipping; a non-finite
+    norm leaves ``g`` as it is so the caller can see and report it."""
+    total = global_norm(g)
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        c = g.dtype.type(coef)
+        for i in range(g.size):
+            g[i] *= c
+    return total
+
+
+@njit(cache=True)
+def clip_by_value(g: np.ndarray, value: float) -> None:
+    """Clamp ``g`` in place to [-value, value] (``torch.nn.utils.clip_grad_value_``)."""
+    hi = g.dtype.type(value)
+    lo = -hi
+    for i in range(g.size):
+        x = g[i]
+        g[i] = lo if x < lo else (hi if x > hi else x)  # NaN passes through, as torch.clamp
+
+
+@njit(cache=True, fastmath={"contract"})
+def penalty(p: np.ndarray, g: np.ndarray, segs: np.ndarray, l1: float, l2: float) -> float:
+    """Add the gradient of ``l1 * sum|w| + l2 / 2 * sum w^2`` over the segments'
+    parameters into ``g`` and return that penalty (float64), to add to the loss.
+    Pass ``weight_segments(plan)`` so biases and norm parameters go unpenalized."""
+    t = p.dtype.type
+    a, b = t(l1), t(l2)
+    total = 0.0
+    for s in range(segs.shape[0]):
+        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
+        for i in range(n):
+            w = p[po + i]
+            g[go + i] += a * np.sign(w) + b * w
+            wd = np.float64(w)
+            total += l1 * abs(wd) + 0.5 * l2 * wd * wd
+    return total
+
+
+# -- parameter table ------------------------------------------------------------
+
+
+def segments(plan: Plan, no_decay: Iterable[str] = (), roles: Iterable[str] | None = None) -> np.ndarray:
+    """The (offset, grad offset, size, lr_mult·1e6, decay) table of trainable
+    parameters; ``no_decay`` names roles exempt from weight decay (bias, norm),
+    ``roles`` keeps only parameters of those roles (weight, bias, norm)."""
+    exempt = set(no_decay)
+    keep = None if roles is None else set(roles)
     rows = [
-        (p.offset, p.grad_offset, p.numel, round(p.lr_mult * 1e6), 0 if p.role in no_decay else 1)
+        (p.offset, p.grad_offset, p.numel, round(p.lr_mult * 1e6), 0 if p.role in exempt else 1)
         for p in plan.params
-        if p.trainable
+        if p.trainable and (keep is None or p.role in keep)
     ]
     return np.array(rows, dtype=np.int64).reshape(-1, 5)
 
 
+def weight_segments(plan: Plan) -> np.ndarray:
+    """The segments of trainable role=="weight" parameters: what L1/L2 penalize."""
+    return segments(plan, roles=("weight",))
+
+
+# -- the optimizer --------------------------------------------------------------
+
+
+def _parse_kind(kind: str) -> tuple[str, dict[str, Any]]:
+    """A type name, or a ledger key (``rmsprop_centered``): the type and the
+    settings the key implies."""
+    if kind in OPTIMIZER_DEFAULTS:
+        return kind, {}
+    if kind in OPTIMIZER_SLOTS and kind.startswith("rmsprop"):
+        return "rmsprop", {"centered": True} if "centered" in kind else {}
+    raise ValueError(
+        f"train.optimizer.type: unknown optimizer {kind!r}; expected one of: {', '.join(OPTIMIZER_DEFAULTS)}"
+    )
+
+
+def _check(kind: str, h: dict[str, Any]) -> None:
+    """The ranges torch.optim enforces, as errors naming the spec field."""
+
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"train.optimizer.{field}: {why} (got {h[field]!r}) for optimizer '{kind}'")
+
+    for f in ("lr", "momentum", "dampening", "weight_decay", "eps", "lr_decay", "initial_accumulator_value"):
+        if f in h and not h[f] >= 0:
+            raise bad(f, "must be at least 0")
+    if "alpha" in h and not 0 <= h["alpha"] < 1:
+        raise bad("alpha", "must be in [0, 1)")
+    if "betas" in h and (len(h["betas"]) != 2 or not all(0 <= b < 1 for b in h["betas"])):
+        raise bad("betas", "must be two numbers in [0, 1)")
+    if h.get("nesterov") and (h["momentum"] <= 0 or h["dampening"] != 0):
+        raise bad("nesterov", "needs momentum > 0 and dampening 0")
+
+
 class Optimizer:
-    """One optimizer over an executor's flat buffers."""
+    """One optimizer over an executor's flat buffers.
+
+    ``Optimizer(kind, params, grads, segs, state=..., **hyper)`` takes a type
+    (sgd, momentum, adam, adamw, rmsprop, adagrad) or a ledger key
+    (``rmsprop_centered``, ...) and the type's hyperparameters; absent ones take
+    PyTorch's defaults (``OPTIMIZER_DEFAULTS``). ``state`` is the
+    (slots, grads.size) buffer the memory ledger accounts for; a larger one is
+    accepted (its leading rows are used).
+    """
 
     def __init__(
         self,
@@ -109,37 +346,109 @@ class Optimizer:
         grads: np.ndarray,
         segs: np.ndarray,
         state: np.ndarray | None = None,
-        **hp: float,
+        **hp: Any,
     ) -> None:
+        kind, implied = _parse_kind(kind)
+        defaults = OPTIMIZER_DEFAULTS[kind]
+        wrong = sorted(set(hp) - set(defaults))
+        if wrong:
+            known = ", ".join(defaults)
+            raise TypeError(f"optimizer '{kind}' takes no {', '.join(wrong)} (its hyperparameters: {known})")
         self.kind = kind
         self.p, self.g, self.segs = params, grads, segs
-        self.hp = {"lr": 0.01, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0,
-                   "betas": (0.9, 0.999), "eps": 1e-8, **hp}  # fmt: skip
-        if kind == "momentum" and not hp.get("momentum"):
-            self.hp["momentum"] = 0.9
-        slots = {"sgd": 1 if self.hp["momentum"] else 0, "momentum": 1, "adam": 2, "adamw": 2}[kind]
-        # The executor passes the state buffer the memory ledger accounts for.
+        self.hp: dict[str, Any] = {**defaults, **implied, **{k: v for k, v in hp.items() if v is not None}}
+        _check(kind, self.hp)
+        self.key = optimizer_key({"type": kind, **self.hp})
+        slots = OPTIMIZER_SLOTS[self.key]
         self.state = state if state is not None else np.zeros((slots, grads.size), grads.dtype)
-        if self.state.shape != (slots, grads.size):
-            raise ValueError(f"optimizer '{kind}' needs state {(slots, grads.size)}, got {self.state.shape}")
+        if self.state.ndim != 2 or self.state.shape[0] < slots or self.state.shape[1] != grads.size:
+            raise ValueError(
+                f"optimizer '{self.key}' needs state {(slots, grads.size)}, got {self.state.shape} "
+                "(compile the plan with netc.compiler.plan.optimizer_key(train.optimizer))"
+            )
+        self.slots = slots
         self.t = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Mapping[str, Any] | None,
+        params: np.ndarray,
+        grads: np.ndarray,
+        segs: np.ndarray,
+        state: np.ndarray | None = None,
+    ) -> Optimizer:
+        """From the spec's ``train.optimizer`` mapping. Fields another type
+        reads (the schema's filled-in defaults, ``no_decay``, which ``segs``
+        already applies) are ignored here."""
+        cfg = dict(cfg or {})
+        kind = cfg.pop("type", "sgd")  # a ledger key (plan.optimizer) works too
+        own = OPTIMIZER_DEFAULTS[_parse_kind(kind)[0]]
+        hp = {k: v for k, v in cfg.items() if k in own}
+        if "betas" in hp:
+            hp["betas"] = tuple(hp["betas"])
+        return cls(kind, params, grads, segs, state=state, **hp)
+
+    @property
+    def slot_names(self) -> list[str]:
+        """What each state row holds (torch's state key names)."""
+        if self.kind in ("sgd", "momentum"):
+            return ["momentum_buffer"] if self.slots else []
+        if self.kind in ("adam", "adamw"):
+            return ["exp_avg", "exp_avg_sq"]
+        if self.kind == "adagrad":
+            return ["sum"]
+        names = ["square_avg"]
+        if self.hp["centered"]:
+            names.append("grad_avg")
+        if self.hp["momentum"] > 0:
+            names.append("momentum_buffer")
+        return names
 
     @property
     def lr(self) -> float:
+        """The base learning rate (each parameter's is this times its lr_mult)."""
         return float(self.hp["lr"])
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self.hp["lr"] = value
+        self.hp["lr"] = float(value)
 
     def step(self) -> None:
+        """One update of every trainable parameter from the gradient buffer."""
         self.t += 1
-        h = self.hp
+        h, st = self.hp, self.state
         if self.kind in ("sgd", "momentum"):
-            buf = self.state[0] if self.state.shape[0] else self.g[:0]
+            buf = st[0] if self.slots else self.g[:0]
             sgd_update(self.p, self.g, buf, self.segs, h["lr"], h["momentum"], h["dampening"],
                        bool(h["nesterov"]), h["weight_decay"], self.t == 1)  # fmt: skip
-        else:
+        elif self.kind in ("adam", "adamw"):
             b1, b2 = h["betas"]
-            adam_update(self.p, self.g, self.state[0], self.state[1], self.segs, h["lr"], b1, b2, h["eps"],
+            adam_update(self.p, self.g, st[0], st[1], self.segs, h["lr"], b1, b2, h["eps"],
                         h["weight_decay"], self.kind == "adamw", self.t)  # fmt: skip
+        elif self.kind == "rmsprop":
+            centered, mom = bool(h["centered"]), float(h["momentum"])
+            ga = st[1] if centered else self.g[:0]
+            buf = st[1 + centered] if mom > 0 else self.g[:0]
+            rmsprop_update(self.p, self.g, st[0], ga, buf, self.segs, h["lr"], h["alpha"], h["eps"],
+                           h["weight_decay"], mom, centered)  # fmt: skip
+        else:
+            if self.t == 1:
+                # Filled at the first step, not at construction, so a state
+                # buffer restored from a checkpoint first is never overwritten.
+                st[0].fill(h["initial_accumulator_value"])
+            adagrad_update(self.p, self.g, st[0], self.segs, h["lr"], h["lr_decay"], h["eps"],
+                           h["weight_decay"], self.t)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """The JSON-able scalars needed to resume; the state arrays themselves
+        live in ``state`` (rows named by ``slot_names``), saved by the checkpoint."""
+        return {"type": self.kind, "key": self.key, "t": self.t, "lr": self.lr}
+
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
+        saved = d.get("key", d.get("type"))
+        if saved != self.key:
+            raise ValueError(f"checkpoint optimizer state is for '{saved}', this run uses '{self.key}'")
+        self.t = int(d["t"])
+        if "lr" in d:
+            self.lr = float(d["lr"])

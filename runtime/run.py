@@ -135,8 +135,16 @@ def _saved_config(d: Path) -> dict[str, Any]:
 
 
 def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> None:
-    now = {"epochs": saved["epochs"], "batch_size": saved["batch_size"], "seed": saved.get("seed", 0),
-           "lr": saved["optimizer"].get("lr")}  # fmt: skip
+    from .optim import OPTIMIZER_DEFAULTS
+
+    opt = saved["optimizer"]
+    lr = opt.get("lr", OPTIMIZER_DEFAULTS[opt["type"]].get("lr"))
+    now = {
+        "epochs": saved["epochs"],
+        "batch_size": saved["batch_size"],
+        "seed": saved.get("seed", 0),
+        "lr": lr,
+    }
     for k, v in overrides.items():
         if v is not None and now.get(k) != v:
             flag = "--" + k.replace("_", "-")

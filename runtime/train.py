@@ -165,8 +165,11 @@ def feed(ex: Executor, ds: Dataset, idx: np.ndarray) -> None:
     """Gather samples ``idx`` straight into the executor's input views (no temporaries)."""
     for name, arr in ds.arrays.items():
         if name in ex.plan.inputs:
-            dst = ex.view(name)
-            np.take(arr, idx, axis=0, out=dst[: len(idx)])
+            dst = ex.view(name)[: len(idx)]
+            if arr.dtype == dst.dtype:
+                np.take(arr, idx, axis=0, out=dst)
+            else:  # e.g. float32 data into a float64 executor
+                dst[...] = arr[idx]
 
 
 class Evaluator:
@@ -246,7 +249,11 @@ class Progress:
         self.stream.flush()
 
     def epoch_end(self, epoch: int, record: dict[str, Any], note: str = "") -> None:
-        if not self.enabled:
+        # About 20 lines for a long run: the first, the last, every k-th and each new best.
+        every = max(self.epochs // 20, 1)
+        if not self.enabled or not (epoch in (1, self.epochs) or epoch % every == 0 or note):
+            if self.live:
+                self.stream.write("\r")
             return
         keys = [k for k in record if k.startswith(("train_", "val_")) and isinstance(record[k], float)]
         text = "  ".join(f"{k} {record[k]:.4f}" for k in keys)

@@ -48,7 +48,7 @@ SCHEDULES = [
 ]  # fmt: skip
 SOURCES = [
     "mnist", "digits", "iris", "breast_cancer", "wine", "diabetes",
-    "npz", "csv", "idx", "xor", "spirals", "blobs",
+    "npz", "csv", "idx", "xor", "spirals", "blobs", "majority",
 ]  # fmt: skip
 
 _NUM = {"type": "number"}
@@ -66,18 +66,90 @@ def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any)
     return out
 
 
+# Fields each optimizer and schedule type reads; a field another type reads is
+# rejected (through the per-type if/then below) rather than silently ignored.
+OPTIMIZER_FIELDS = {
+    "sgd": ["lr", "momentum", "dampening", "nesterov", "weight_decay"],
+    "momentum": ["lr", "momentum", "dampening", "nesterov", "weight_decay"],
+    "adam": ["lr", "betas", "eps", "weight_decay"],
+    "adamw": ["lr", "betas", "eps", "weight_decay"],
+    "rmsprop": ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"],
+    "adagrad": ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"],
+}
+# type -> (required fields, optional fields); runtime/schedules.py checks the same table.
+SCHEDULE_FIELDS: dict[str, tuple[list[str], list[str]]] = {
+    "constant": ([], []),
+    "step": (["step_size"], ["gamma", "per"]),
+    "multistep": (["milestones"], ["gamma", "per"]),
+    "exponential": (["gamma"], ["per"]),
+    "inverse_sqrt": ([], ["per"]),
+    "cosine": ([], ["T_max", "eta_min", "per"]),
+    "cosine_restarts": (["T_0"], ["T_mult", "eta_min", "per"]),
+    "cyclic": (["max_lr"], ["base_lr", "step_size_up", "step_size_down", "mode", "gamma", "per"]),
+    "one_cycle": ([], ["max_lr", "pct_start", "anneal_strategy", "div_factor", "final_div_factor", "per"]),
+    "reduce_on_plateau": ([], ["monitor", "mode", "factor", "patience", "threshold", "cooldown", "min_lr"]),
+}
+_CYCLIC_MODES = ["triangular", "triangular2", "exp_range"]
+_PLATEAU_MODES = ["min", "max"]
+
+
+def _per_type(fields: dict[str, list[str]], common: list[str], required: dict[str, list[str]],
+              override: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """if type == T then only T's fields (and its required ones)."""
+    out = []
+    for t, names in fields.items():
+        props: dict[str, Any] = {k: True for k in [*common, *names]}
+        props.update(override.get(t, {}))
+        then: dict[str, Any] = {"properties": props, "additionalProperties": False}
+        if required.get(t):
+            then["required"] = required[t]
+        out.append({"if": {"properties": {"type": {"const": t}}, "required": ["type"]}, "then": then})
+    return out
+
+
 def _train_schema() -> dict[str, Any]:
+    # No defaults for lr, momentum, eps, weight_decay: each optimizer applies
+    # PyTorch's own (sgd lr 1e-3, rmsprop eps 1e-8, adagrad eps 1e-10, adamw
+    # weight_decay 1e-2, ...), which one schema default cannot express.
     optimizer = _obj(
         {
             "type": {"enum": OPTIMIZERS, "default": "sgd"},
-            "lr": {**_POSNUM, "default": 0.01},
-            "momentum": {"type": "number", "minimum": 0, "default": 0.9},
+            "lr": {
+                **_POSNUM,
+                "description": "learning rate (default: 1e-3 sgd/momentum/adam/adamw, 1e-2 rmsprop/adagrad)",
+            },
+            "momentum": {
+                "type": "number",
+                "minimum": 0,
+                "description": "momentum factor (default 0.9 for type momentum, else 0)",
+            },
             "dampening": {"type": "number", "minimum": 0, "default": 0.0},
             "nesterov": {"type": "boolean", "default": False},
-            "weight_decay": {"type": "number", "minimum": 0, "default": 0.0},
+            "weight_decay": {
+                "type": "number",
+                "minimum": 0,
+                "description": "L2 penalty on the gradient; decoupled for adamw (default 1e-2 adamw, else 0)",
+            },
             "betas": {"type": "array", "items": _FRAC, "minItems": 2, "maxItems": 2, "default": [0.9, 0.999]},
-            "eps": {**_POSNUM, "default": 1e-8},
-            "alpha": {**_FRAC, "default": 0.99},
+            "eps": {**_POSNUM, "description": "denominator term (default 1e-10 adagrad, else 1e-8)"},
+            "alpha": {**_FRAC, "default": 0.99, "description": "rmsprop: smoothing constant"},
+            "centered": {
+                "type": "boolean",
+                "default": False,
+                "description": "rmsprop: normalize by the variance",
+            },
+            "lr_decay": {
+                "type": "number",
+                "minimum": 0,
+                "default": 0.0,
+                "description": "adagrad: lr / (1 + (t-1) lr_decay)",
+            },
+            "initial_accumulator_value": {
+                "type": "number",
+                "minimum": 0,
+                "default": 0.0,
+                "description": "adagrad",
+            },
             "no_decay": {
                 "type": "array",
                 "items": {"enum": ["bias", "norm"]},
@@ -86,27 +158,65 @@ def _train_schema() -> dict[str, Any]:
             },
         },
         ["type"],
+        allOf=_per_type(OPTIMIZER_FIELDS, ["type", "no_decay"], {}, {}),
     )
+    sched_fields = {t: r + o for t, (r, o) in SCHEDULE_FIELDS.items()}
     schedule = _obj(
         {
             "type": {"enum": SCHEDULES, "default": "constant"},
-            "warmup": {**_NONNEG, "default": 0, "description": "linear warmup steps"},
-            "step_size": _POSINT,
-            "milestones": {"type": "array", "items": _POSINT},
-            "gamma": _POSNUM,
-            "eta_min": {"type": "number", "minimum": 0},
+            "warmup": {
+                **_NONNEG,
+                "default": 0,
+                "description": "linear warmup optimizer steps (multiplies the schedule)",
+            },
+            "per": {
+                "enum": ["step", "epoch"],
+                "description": "what the schedule counts (default: epoch for step, multistep, exponential; "
+                "step for the others)",
+            },
+            "step_size": {**_POSINT, "description": "step: decay every step_size epochs (or steps)"},
+            "milestones": {"type": "array", "items": _POSINT, "minItems": 1},
+            "gamma": {**_POSNUM, "description": "decay factor (step, multistep 0.1; cyclic exp_range 1)"},
+            "eta_min": {"type": "number", "minimum": 0, "description": "cosine floor (0)"},
+            "T_max": {**_POSINT, "description": "cosine half period (default: the whole run)"},
             "T_0": _POSINT,
             "T_mult": _POSINT,
-            "base_lr": _POSNUM,
-            "max_lr": _POSNUM,
+            "base_lr": {**_POSNUM, "description": "cyclic lower bound (default: the optimizer's lr)"},
+            "max_lr": {
+                **_POSNUM,
+                "description": "cyclic upper bound; one_cycle peak (default: the optimizer's lr)",
+            },
             "step_size_up": _POSINT,
+            "step_size_down": _POSINT,
             "pct_start": _FRAC,
-            "mode": {"enum": ["min", "max", "triangular", "triangular2", "exp_range"]},
+            "anneal_strategy": {"enum": ["cos", "linear"]},
+            "div_factor": {**_POSNUM, "description": "one_cycle: initial lr = max_lr / div_factor (25)"},
+            "final_div_factor": {
+                **_POSNUM,
+                "description": "one_cycle: final lr = initial lr / final_div_factor (1e4)",
+            },
+            "mode": {"enum": [*_PLATEAU_MODES, *_CYCLIC_MODES]},
             "factor": _FRAC,
             "patience": _NONNEG,
-            "monitor": {"type": "string"},
+            "threshold": {
+                "type": "number",
+                "minimum": 0,
+                "description": "reduce_on_plateau: relative (1e-4)",
+            },
+            "cooldown": _NONNEG,
+            "min_lr": {"type": "number", "minimum": 0},
+            "monitor": {"type": "string", "description": "reduce_on_plateau: the metric (val_loss)"},
         },
         ["type"],
+        allOf=_per_type(
+            sched_fields,
+            ["type", "warmup"],
+            {t: r for t, (r, _) in SCHEDULE_FIELDS.items()},
+            {
+                "cyclic": {"mode": {"enum": _CYCLIC_MODES}},
+                "reduce_on_plateau": {"mode": {"enum": _PLATEAU_MODES}},
+            },
+        ),
     )
     return _obj(
         {
@@ -133,10 +243,28 @@ def _train_schema() -> dict[str, Any]:
 
 
 def _data_schema() -> dict[str, Any]:
+    # docs/data.md is the reference for every field; descriptions here feed editor completion.
+    column = {"oneOf": [{"type": "string"}, _NONNEG]}
     return _obj(
         {
-            "source": {"enum": SOURCES},
-            "path": {"type": "string"},
+            "source": {"enum": SOURCES, "description": "where the samples come from (docs/data.md)"},
+            "path": {
+                "type": "string",
+                "description": "npz, csv, idx: the data file (idx: images), relative to the spec's folder",
+            },
+            "labels": {
+                "type": "string",
+                "description": "idx: the labels file, relative to the spec's folder",
+            },
+            "header": {
+                "type": "boolean",
+                "description": "csv: whether the first row names the columns (default: detected)",
+            },
+            "delimiter": {
+                "type": "string",
+                "minLength": 1,
+                "description": "csv: the column separator (default ,)",
+            },
             "split": _obj({"val": {**_FRAC, "default": 0.1}, "test": _FRAC}),
             "normalize": {"enum": ["none", "standardize", "minmax"], "default": "none"},
             "augment": _obj(
@@ -144,16 +272,21 @@ def _data_schema() -> dict[str, Any]:
                     "hflip": {"type": "boolean", "default": False},
                     "crop_padding": _NONNEG,
                     "noise_std": {"type": "number", "minimum": 0},
-                }
+                },
+                description="image inputs [C, H, W] only: random flips, shifted crops, Gaussian noise",
             ),
             "columns": {
                 "type": "object",
-                "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "array", "items": _NONNEG}]},
-                "description": "spec input name -> array key (npz) or column indices (csv)",
+                "additionalProperties": {
+                    "oneOf": [column, {"type": "array", "items": column, "minItems": 1}]
+                },
+                "description": "spec input name -> array key (npz, idx: images/labels, built-ins: x/y) "
+                "or column indices or header names (csv)",
             },
-            "samples": _POSINT,
-            "noise": {"type": "number", "minimum": 0},
-            "limit": _POSINT,
+            "samples": {**_POSINT, "description": "synthetic sources: how many samples to generate"},
+            "noise": {"type": "number", "minimum": 0, "description": "synthetic sources: noise level"},
+            "limit": {**_POSINT, "description": "keep a seeded random subset of this many samples"},
+            "seed": {**_NONNEG, "default": 0, "description": "seeds synthetic data and `limit`"},
         },
         ["source"],
     )
