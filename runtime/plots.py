@@ -483,7 +483,13 @@ def suggest_lr(lrs: np.ndarray, losses: np.ndarray) -> float | None:
     if lr.size < LR_FIND_MIN_POINTS:
         return None
     slope = np.gradient(smoothed, np.log10(lr))
-    i = int(np.argmin(slope))
+    # The first points are minibatch noise that the bias-corrected EMA has not
+    # yet averaged out; their "descent" is luck (fastai skips them the same way).
+    # Descent only counts before the smoothed loss's minimum: past it the
+    # loss is climbing out (the tail may not reach the 4x divergence cut).
+    skip = min(10, lr.size // 4)
+    end = max(int(np.argmin(smoothed)) + 1, skip + 1)
+    i = skip + int(np.argmin(slope[skip:end]))
     # A flat curve's slope is rounding noise around zero, not a descent.
     tol = 1e-9 * float(np.abs(smoothed).max())
     return float(lr[i]) if slope[i] < -tol else None

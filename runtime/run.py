@@ -207,7 +207,9 @@ def load_weights(s: Setup, path: str | Path) -> tuple[Normalizer | None, Path]:
     """Put a checkpoint's (or a weights file's) parameters into the executor;
     returns the normalizer saved with it and the run directory it belongs to."""
     p = Path(path)
-    if p.suffix == ".safetensors" and not p.with_suffix(".json").exists():
+    if (p / "weights.safetensors").exists():  # a finished run: its final (best) weights
+        p = p / "weights.safetensors"
+    if p.suffix == ".safetensors" and p.parent.name != "checkpoints":
         tensors, meta = read_safetensors(p)
         ckpt = Checkpoint(tensors, dict(meta), p)
     else:
@@ -292,5 +294,6 @@ def predict(s: Setup, norm: Normalizer | None, input_file: str) -> dict[str, np.
 
 def find_lr(s: Setup, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:
     train, _, _, norm = datasets(s)
-    t = Trainer(s.ex, s.train_cfg, train, None, normalizer=norm, progress=False, plots=False)
+    cfg = {k: v for k, v in s.train_cfg.items() if k not in ("early_stopping", "schedule")}
+    t = Trainer(s.ex, cfg, train, None, normalizer=norm, progress=False, plots=False)
     return lr_find(t, steps=steps)

@@ -412,7 +412,8 @@ class Trainer:
         self._gnorm_sum = 0.0
         self._epoch_t = 0.0
         self.progress = Progress(self.epochs, self.batches_per_epoch, progress)
-        self.callbacks: list[Callable[[Trainer, dict[str, Any]], None]] = []
+        self.callbacks: list[Callable[[Trainer, dict[str, Any]], None]] = []  # after each epoch
+        self.step_callbacks: list[Callable[[Trainer], None]] = []  # after each optimizer step
 
     # -- checkpoints -------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -578,6 +579,8 @@ class Trainer:
                 boundary = self.micro % self.accumulate == 0
                 if boundary:
                     self._optimizer_step()
+                    for scb in self.step_callbacks:
+                        scb(self)
                 if self.progress.live:
                     self.progress.update(self.epoch + 1, self.cursor, self.meter.metrics("train"))
                 if flag[0] and boundary:
@@ -734,7 +737,7 @@ def lr_find(
     lrs, losses = [], []
     factor = (end / start) ** (1 / max(steps - 1, 1))
     n = trainer.batches_per_epoch
-    best = math.inf
+    best, avg = math.inf, 0.0
     for i in range(steps):
         lr = start * factor**i
         epoch, b = divmod(i, n)
@@ -744,8 +747,10 @@ def lr_find(
             break
         lrs.append(lr)
         losses.append(loss)
-        best = min(best, loss)
-        if loss > 4 * best and i > 10:
+        avg = 0.98 * avg + 0.02 * loss  # stop on the smoothed loss: one noisy batch is no divergence
+        smooth = avg / (1 - 0.98 ** (i + 1))
+        best = min(best, smooth)
+        if smooth > 4 * best and i > 10:
             break
         trainer.optimizer.lr = lr
         trainer.optimizer.step()
