@@ -379,8 +379,16 @@ class Trainer:
                 f"train.batch_size {self.batch} is larger than the training split ({len(train)} samples); "
                 "lower --batch-size"
             )
-        self.batches_per_epoch = len(train) // self.batch  # the partial last batch is dropped
-        self.steps_per_epoch = max(self.batches_per_epoch // self.accumulate, 1)
+        # The partial last batch is dropped, and so are batches that would not
+        # fill an accumulation group: every epoch ends on an optimizer step, so
+        # no half-accumulated gradient ever has to go into a checkpoint.
+        self.steps_per_epoch = len(train) // self.batch // self.accumulate
+        if self.steps_per_epoch < 1:
+            raise TrainError(
+                f"train.accumulate {self.accumulate} x batch_size {self.batch} is more than the training "
+                f"split ({len(train)} samples)"
+            )
+        self.batches_per_epoch = self.steps_per_epoch * self.accumulate
         self.epochs = int(cfg.get("epochs", 10))
         opt_cfg = dict(cfg.get("optimizer") or {"type": "sgd"})
         no_decay = tuple(opt_cfg.get("no_decay", ()))
