@@ -171,7 +171,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"netc run: {r.message}", file=sys.stderr)
         return 1
     if r.status == "interrupted":
-        print(f"{r.message}\nresume with: netc run {a.spec} --resume {r.run_dir}", file=sys.stderr)
+        import shlex
+
+        cmd = f"netc run {shlex.quote(str(a.spec))} --resume {shlex.quote(str(r.run_dir))}"
+        print(f"{r.message}\nresume with: {cmd}", file=sys.stderr)
         return 130
     if r.message:
         print(r.message)

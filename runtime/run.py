@@ -130,8 +130,12 @@ def _saved_config(d: Path) -> dict[str, Any]:
         raise TrainError(f"--resume {d}: no such run directory")
     try:
         return json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrainError(f"--resume {d}: cannot read {f.name} ({e}); is this a netc run directory?") from None
+    except OSError as e:
+        raise TrainError(f"--resume {d}: no {f.name} ({e.strerror}); is this a netc run directory?") from None
+    except json.JSONDecodeError as e:
+        raise TrainError(
+            f"--resume {d}: {f.name} is not valid JSON ({e}); is this a netc run directory?"
+        ) from None
 
 
 def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> None:

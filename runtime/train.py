@@ -315,7 +315,7 @@ class Result:
 def _catch_sigint(flag: list[bool]) -> Iterator[None]:
     """Ctrl-C sets a flag the loop checks between steps, so a checkpoint is
     never written from inside a half-done step."""
-    if sys.gettrace() is not None or not _main_thread():
+    if not _main_thread():  # signal handlers can only be installed from the main thread
         yield
         return
     old = signal.getsignal(signal.SIGINT)
@@ -520,7 +520,8 @@ class Trainer:
                     np.linalg.norm(g[p.grad_offset : p.grad_offset + p.numel])
                     for p in self.plan.params
                     if p.trainable
-                ]
+                ],
+                np.float64,  # float64 sums, as a resume restores them from JSON: the same bits either way
             )
             self._norm_sums = norms if self._norm_sums is None else self._norm_sums + norms
             self._norm_count += 1
@@ -596,6 +597,8 @@ class Trainer:
                     return self._interrupted()
             self._epoch_t = time.perf_counter() - t0
             record = self._end_epoch()
+            if bad := self._non_finite(record):  # before the record and checkpoint of a broken state
+                return self._diverged(bad[1], bad[0], f"at the end of epoch {self.epoch + 1}", record["lr"])
             improved, stop = self._watch(record)
             self.epoch += 1
             self.cursor = 0
@@ -694,13 +697,27 @@ class Trainer:
         return Result("interrupted", self.epoch, self.step, self.history, {}, self.run_dir,
                       f"interrupted at epoch {self.epoch + 1}, step {self.step}{where}")  # fmt: skip
 
-    def _diverged(self, loss: float) -> Result:
+    def _non_finite(self, record: dict[str, Any]) -> tuple[str, float] | None:
+        """(what, value) when an epoch's metrics or the weights are NaN or infinite: the last
+        step can leave weights whose validation loss is NaN although every training loss was finite."""
+        for k, v in record.items():
+            if k.startswith(("train_", "val_")) and isinstance(v, float) and not math.isfinite(v):
+                return k, v
+        finite = np.isfinite(self.ex.params)
+        if not finite.all():
+            return "a weight", float(self.ex.params[~finite][0])
+        return None
+
+    def _diverged(
+        self, loss: float, what: str = "the loss", where: str = "", lr: float | None = None
+    ) -> Result:
         self._plot()
-        msg = (
-            f"the loss became {loss} at epoch {self.epoch + 1}, step {self.step + 1} "
-            f"(learning rate {self.schedule.lr:.3g}); try a lower learning rate (--lr). "
-        )
-        msg += "The last good checkpoint is kept." if self.run_dir is not None else ""
+        where = where or f"at epoch {self.epoch + 1}, step {self.step + 1}"
+        lr = self.schedule.lr if lr is None else lr
+        msg = f"{what} became {loss} {where} (learning rate {lr:.3g}); try a lower learning rate (--lr)."
+        if self.run_dir is not None:
+            kept = (self.run_dir / "checkpoints" / "latest.json").exists()
+            msg += " The last good checkpoint is kept." if kept else " No checkpoint was written before it."
         return Result("diverged", self.epoch, self.step, self.history, {}, self.run_dir, msg)
 
     def _plot(self) -> None:

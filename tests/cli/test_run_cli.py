@@ -1,0 +1,301 @@
+"""`netc run`, `eval`, `predict` and `lr-find` in-process through ``netc.cli.main``: Ctrl-C and
+the resume command, divergence, --overfit-batch, every kind of bad input (one message, exit 1,
+no traceback, the run directory untouched) and the files the commands write."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from netc.cli import main
+from netc.runtime import run as rr
+from netc.runtime import train as tr
+
+QUIET = ["--quiet", "--no-plots"]
+
+SPEC = """
+netc: 1
+name: tiny
+inputs:
+  x: {shape: [2]}
+  label: {shape: [], dtype: int64}
+modules:
+  fc1: {op: linear, in: x, out_features: 8}
+  act: {op: relu, in: fc1}
+  logits: {op: linear, in: act, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+train:
+  optimizer: {type: adam, lr: 0.01}
+  batch_size: 8
+  epochs: 2
+  seed: 1
+data: {source: npz, path: DATA, split: {val: 0.2}}
+"""
+
+
+def _spec(d: Path, name: str, data: str = "data.npz", text: str = SPEC) -> Path:
+    p = d / name
+    p.write_text(text.replace("DATA", data))
+    return p
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A folder with a spec, its data, bad data files and one finished run ("good")."""
+    d = tmp_path_factory.mktemp("ws")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2)).astype(np.float32)
+    label = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    np.savez(d / "data.npz", x=x, label=label)
+    np.savez(d / "wrong_shape.npz", x=rng.normal(size=(40, 3)).astype(np.float32), label=label)
+    nan = x.copy()
+    nan[5, 1] = np.nan
+    np.savez(d / "nan.npz", x=nan, label=label)
+    np.savez(d / "range.npz", x=x, label=label + 2)
+    (d / "bad.npz").write_bytes(b"PK\x03\x04 this is no zip archive")
+    (d / "bad.csv").write_text("1.0,2.0,0\n3.0,abc,1\n")
+    np.savez(d / "predict_wrong.npz", x=rng.normal(size=(5, 7)).astype(np.float32))
+    np.savez(d / "inputs.npz", x=rng.normal(size=(11, 2)).astype(np.float32))
+    spec = _spec(d, "spec.yaml")
+    for name in ("missing", "bad", "wrong_shape", "nan", "range"):
+        _spec(d, f"{name}.yaml", f"{name}.npz")
+    _spec(d, "csv.yaml", text=SPEC.replace("source: npz, path: DATA", "source: csv, path: bad.csv"))
+    _spec(d, "nodata.yaml", text=SPEC.split("data:")[0])
+    _spec(
+        d,
+        "other_modules.yaml",
+        text=SPEC.replace("fc1", "hidden").replace("out_features: 8", "out_features: 9"),
+    )
+    assert main(["run", str(spec), "--out", str(d / "good"), *QUIET]) == 0
+    (d / "fresh" / "checkpoints").mkdir(parents=True)  # a run killed before its first checkpoint
+    shutil.copy(d / "good" / "config.json", d / "fresh")
+    return SimpleNamespace(dir=d, spec=spec, good=d / "good")
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _one_message(err: str) -> str:
+    """The one message of a failed command (its detail lines indented under it)."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("(see `netc")]
+    assert lines and all(ln.startswith("  ") for ln in lines[1:]), err
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def step_hook(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Callbacks run after each optimizer step of every Trainer that runtime.run builds."""
+    hooks: list = []
+
+    class Hooked(tr.Trainer):
+        def __init__(self, *a: Any, **k: Any) -> None:
+            super().__init__(*a, **k)
+            self.step_callbacks.extend(hooks)
+
+    monkeypatch.setattr(rr, "Trainer", Hooked)
+    return hooks
+
+
+# -- Ctrl-C and --resume ----------------------------------------------------------------------------
+def test_ctrl_c_prints_the_resume_command_exits_130_and_the_command_resumes(ws, tmp_path, capsys, step_hook):
+    step_hook.append(lambda t: t.step == 3 and os.kill(os.getpid(), signal.SIGINT))
+    d = tmp_path / "cut"
+    assert main(["run", str(ws.spec), "--out", str(d), "--no-plots"]) == 130
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert "interrupted at epoch 1, step 3 (checkpoint step-00000003.json)" in err
+    line = err.strip().splitlines()[-1]
+    assert line == f"resume with: netc run {ws.spec} --resume {d}"
+    assert not (d / "weights.safetensors").exists()
+
+    step_hook.clear()
+    assert main([*line.removeprefix("resume with: netc ").split(), *QUIET]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("done: 2 epochs, 8 steps") and err == ""
+    assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
+
+
+def test_resume_keeps_the_configuration_a_contradicting_flag_is_refused(ws, tmp_path, capsys):
+    d = tmp_path / "good"
+    shutil.copytree(ws.good, d)
+    before = _files(d)
+    assert main(["run", str(ws.spec), "--resume", str(d), "--epochs", "5", *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    assert msg.startswith("netc: --epochs 5: the run in") and "was started with epochs 2" in msg
+    assert _files(d) == before
+
+
+# -- divergence and --overfit-batch ----------------------------------------------------------------
+def test_divergence_is_one_message_suggesting_a_lower_lr_and_exit_1(ws, tmp_path, capsys):
+    text = SPEC.replace(
+        "batch_size: 8", "batch_size: 8\n  schedule: {type: multistep, milestones: [1], gamma: 1.0e+30}"
+    )
+    spec = _spec(tmp_path, "diverge.yaml", str(ws.dir / "data.npz"), text)
+    d = tmp_path / "run"
+    assert main(["run", str(spec), "--out", str(d), "--epochs", "3", *QUIET]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    msg = _one_message(err)
+    assert msg.startswith("netc run: the loss became nan at epoch 2")
+    assert "try a lower learning rate (--lr)" in msg and "The last good checkpoint is kept." in msg
+    assert not (d / "weights.safetensors").exists()
+    assert (d / "checkpoints" / "epoch-0001.json").exists()
+    # the kept checkpoint is usable: eval loads it
+    assert main(["eval", str(spec), "--checkpoint", str(d), "-o", str(tmp_path / "cm.png")]) == 0
+
+
+def test_overfit_batch_reaches_a_tiny_loss_and_exits_0(ws, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(ws.spec), "--overfit-batch", "--lr", "0.05", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    m = re.fullmatch(r"overfit one batch of 8: loss (\S+) -> (\S+) in (\d+) steps\n", out)
+    assert m, out
+    assert float(m[2]) < 1e-3 < float(m[1]) and int(m[3]) <= 1000
+    assert not (tmp_path / "runs").exists()  # a sanity check writes no run directory
+
+
+# -- bad input: one message, exit 1, no traceback ------------------------------------------------------
+# name -> (arguments, with {dir}, {spec}, {good}, {out} filled in; words the message must hold)
+BAD = {
+    "missing_data_file": (["run", "{dir}/missing.yaml"], ["missing.npz: file not found", "data.path"]),
+    "malformed_npz": (["run", "{dir}/bad.yaml"], ["bad.npz: malformed .npz file"]),
+    "csv_not_a_number": (["run", "{dir}/csv.yaml"], ["bad.csv:2:2: not a number: 'abc'"]),
+    "wrong_shape": (["run", "{dir}/wrong_shape.yaml"], ["input 'x' expects per-sample shape [2]", "[3]"]),
+    "nan_in_data": (["run", "{dir}/nan.yaml"], ["nan.npz array 'x'", "NaN at sample 5"]),
+    "label_out_of_range": (["run", "{dir}/range.yaml"], ["range.npz array 'label'", "outside [0, 3)"]),
+    "epochs_zero": (["run", "{spec}", "--epochs", "0"], ["--epochs: expected a positive integer, got 0"]),
+    "lr_negative": (["run", "{spec}", "--lr", "-1"], ["--lr: expected a positive number, got -1"]),
+    "lr_word": (["run", "{spec}", "--lr", "abc"], ["--lr: expected a positive number, got 'abc'"]),
+    "unknown_flag": (["run", "{spec}", "--frobnicate"], ["unrecognized arguments: --frobnicate"]),
+    "resume_not_a_run": (["run", "{spec}", "--resume", "{dir}"], ["config.json", "netc run directory"]),
+    "resume_missing": (["run", "{spec}", "--resume", "{dir}/nowhere"], ["nowhere: no such run directory"]),
+    "resume_before_a_checkpoint": (
+        ["run", "{spec}", "--resume", "{dir}/fresh"],
+        ["no checkpoints in", "fresh"],
+    ),
+    "resume_other_modules": (
+        ["run", "{dir}/other_modules.yaml", "--resume", "{good}"],
+        [
+            "does not fit this spec",
+            "modules only in the checkpoint: fc1",
+            "modules only in this spec: hidden",
+        ],
+    ),
+    "out_is_a_run": (["run", "{spec}", "--out", "{good}"], ["already holds a run", "--resume"]),
+    "device_cuda": (["run", "{spec}", "--device", "cuda"], ["--device cuda", "not available"]),
+    "no_data_section": (["run", "{dir}/nodata.yaml"], ["nodata.yaml: the spec has no data section"]),
+    "eval_missing_checkpoint": (
+        ["eval", "{spec}", "--checkpoint", "{dir}/nowhere"],
+        ["nowhere does not exist"],
+    ),
+    "predict_missing_checkpoint": (
+        ["predict", "{spec}", "--checkpoint", "{dir}/nowhere", "--input", "{dir}/inputs.npz"],
+        ["nowhere does not exist"],
+    ),
+    "predict_wrong_shape": (
+        ["predict", "{spec}", "--checkpoint", "{good}", "--input", "{dir}/predict_wrong.npz"],
+        ["input 'x' expects per-sample shape [2]", "predict_wrong.npz", "[7]"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_message_and_exit_1(case, ws, tmp_path, capsys):
+    args, words = BAD[case]
+    good = tmp_path / "good"  # a copy: nothing may change in it
+    shutil.copytree(ws.good, good)
+    before = _files(good)
+    out = tmp_path / "new-run"
+    fill = {"dir": str(ws.dir), "spec": str(ws.spec), "good": str(good)}
+    argv = [a.format(**fill) for a in args]
+    if argv[0] == "run" and "--out" not in argv and "--resume" not in argv:
+        argv += ["--out", str(out)]
+    assert main([*argv, *QUIET] if argv[0] == "run" else argv) == 1
+    captured = capsys.readouterr()
+    msg = _one_message(captured.err)
+    assert msg.startswith("netc"), msg
+    for w in words:
+        assert w in msg, (w, msg)
+    assert captured.out == ""
+    assert _files(good) == before
+    assert not out.exists()  # nothing half-made
+
+
+def test_resume_with_a_corrupt_checkpoint_is_refused_naming_the_file(ws, tmp_path, capsys):
+    d = tmp_path / "good"
+    shutil.copytree(ws.good, d)
+    (tensors,) = (d / "checkpoints").glob("epoch-0002.*.safetensors")
+    data = bytearray(tensors.read_bytes())
+    data[-6] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    before = _files(d)
+    assert main(["run", str(ws.spec), "--resume", str(d), *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    assert msg.startswith(f"netc: {tensors} is corrupted: sha256 ") and "epoch-0002.json" in msg
+    assert _files(d) == before
+
+
+# -- what eval, predict and lr-find write --------------------------------------------------------------
+def _records(d: Path) -> list[dict]:
+    return [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_eval_prints_the_metrics_and_writes_a_confusion_png(ws, tmp_path, capsys):
+    png = tmp_path / "cm.png"
+    assert main(["eval", str(ws.spec), "--checkpoint", str(ws.good), "-o", str(png)]) == 0
+    out = capsys.readouterr().out
+    last = _records(ws.good)[-1]
+    assert "on val (8 samples):" in out
+    assert f"  loss         {last['val_loss']:.4f}\n" in out
+    assert f"  accuracy     {last['val_accuracy']:.4f}\n" in out
+    rows = out.split("columns: predicted):\n")[1].splitlines()[1:4]
+    counts = np.array([[int(c) for c in row.split()[1:]] for row in rows])
+    assert counts.shape == (3, 3) and counts.sum() == 8
+    assert np.trace(counts) == round(last["val_accuracy"] * 8)
+    assert f"wrote {png}" in out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_writes_npz_and_csv_with_the_right_shapes(ws, tmp_path, capsys):
+    npz, csv = tmp_path / "p.npz", tmp_path / "p.csv"
+    inputs = str(ws.dir / "inputs.npz")
+    assert (
+        main(["predict", str(ws.spec), "--checkpoint", str(ws.good), "--input", inputs, "-o", str(npz)]) == 0
+    )
+    assert capsys.readouterr().out == f"wrote {npz}: logits [11, 3], logits_class [11]\n"
+    with np.load(npz) as f:
+        logits, cls = f["logits"], f["logits_class"]
+    assert logits.shape == (11, 3) and cls.shape == (11,)
+    np.testing.assert_array_equal(cls, logits.argmax(axis=1))
+    assert (
+        main(["predict", str(ws.spec), "--checkpoint", str(ws.good), "--input", inputs, "-o", str(csv)]) == 0
+    )
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "logits[0],logits[1],logits[2],logits_class"
+    table = np.loadtxt(csv, delimiter=",", skiprows=1)
+    assert table.shape == (11, 4)
+    np.testing.assert_allclose(table[:, :3], logits, rtol=1e-6)
+    np.testing.assert_array_equal(table[:, 3], cls)
+
+
+def test_lr_find_writes_a_png_and_suggests_a_learning_rate(ws, tmp_path, capsys):
+    png = tmp_path / "lr.png"
+    assert main(["lr-find", str(ws.spec), "--steps", "40", "-o", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("LR range test: ") and f"wrote {png}" in out
+    m = re.search(r"suggested learning rate: (\S+) ", out)
+    assert m, out
+    assert 1e-7 <= float(m[1]) <= 10
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
