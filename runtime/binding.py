@@ -9,6 +9,11 @@ batch, so nothing is allocated or looked up in the hot loop.
 
 Arrays carry the batch axis first: an input of per-sample shape [C, H, W] is
 an array [N, C, H, W].
+
+The CUDA executor builds the same Binding with numba device arrays in place of
+the NumPy arrays (same shapes and dtypes, views of the device arena and flat
+buffers) and calls the kernel module's ``bind_cuda(b)``; ``state`` stays on
+the host and the closures read it at call time (docs/cuda.md).
 """
 
 from __future__ import annotations
@@ -52,9 +57,13 @@ class Binding:
     state: State
     weight: float = 1.0  # losses: weight in the total loss
     index: int = 0  # the module's position in the plan (distinct random streams)
+    # Host-side validations a device kernel cannot raise cheaply (bad labels, ids): each raises a
+    # ValueError naming the module. The CUDA executor runs them when a loss comes back non-finite.
+    checks: list[Callable[[], None]] = field(default_factory=list)
 
-    def workspace(self, dtype: Any, n: int) -> np.ndarray:
-        """The first n elements of the workspace as ``dtype`` (call in bind, not in the hot loop)."""
+    def workspace(self, dtype: Any, n: int) -> Any:
+        """The first n elements of the workspace as ``dtype`` (call in bind, not in the hot loop).
+        A NumPy array on the CPU, a device array under ``bind_cuda`` (both slice and view alike)."""
         return self.ws[: n * np.dtype(dtype).itemsize].view(dtype)
 
 

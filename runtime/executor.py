@@ -10,14 +10,14 @@ closures: forward and backward. Nothing is allocated per batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numba
 import numpy as np
 
 from ..compiler.memory import ALIGN, assign_memory
-from ..compiler.plan import OPTIMIZER_SLOTS, Plan
+from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk
 from .init import initialize
 from .kernels import kernel_module
@@ -28,6 +28,49 @@ from .kernels import kernel_module
 # itself (it counts until the first parallel kernel runs).
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+
+
+def step_bindings(
+    plan: Plan,
+    view: Callable[[str], Any],
+    param: Callable[[str], Any],
+    grad: Callable[[str], Any],
+    ws: Any,
+    state: State,
+) -> Iterator[tuple[Step, Binding]]:
+    """Each forward step of ``plan`` with its Binding, built from the executor's views (``view``:
+    tensor name -> arena view; ``param``/``grad``: parameter name -> view of the flat buffers).
+    Shared by the CPU and CUDA executors, whose views are NumPy and device arrays."""
+    back = {s.module: s for s in plan.backward_steps}
+    for index, s in enumerate(plan.forward_steps):
+        bs = back.get(s.module)
+        short = {n: n.rsplit(".", 1)[1] for n in s.params}
+        ins = [view(i) for i in s.inputs]
+        y = view(s.output)
+        is_loss = s.output in plan.losses
+        if bs is not None and not is_loss:
+            dy: Any = view(bs.grad_output)
+        else:
+            dy = None if is_loss else y  # placeholder: backward never runs
+        yield (
+            s,
+            Binding(
+                module=s.module,
+                attrs=s.attrs,
+                x=ins,
+                y=y,
+                p={short[n]: param(n) for n in s.params},
+                dp={short[n]: (grad(n) if bs is not None else None) for n in s.params},
+                saved={n.split(":", 1)[1]: view(n) for n in s.saved},
+                dy=dy,
+                dx=[view(g) if g else None for g in bs.grad_inputs] if bs else [None] * len(ins),
+                acc=list(bs.accumulate) if bs else [False] * len(ins),
+                ws=ws,
+                state=state,
+                weight=s.weight,
+                index=index,
+            ),
+        )
 
 
 def _aligned(nbytes: int) -> np.ndarray:
@@ -104,37 +147,12 @@ class Executor:
 
     # -- binding -------------------------------------------------------------
     def _bind(self) -> None:
-        back = {s.module: s for s in self.plan.backward_steps}
+        back = {s.module for s in self.plan.backward_steps}
         bwd_thunks: dict[str, Thunk] = {}
-        for index, s in enumerate(self.plan.forward_steps):
-            bs = back.get(s.module)
-            short = {n: n.rsplit(".", 1)[1] for n in s.params}
-            ins = [self.view(i) for i in s.inputs]
-            y = self.view(s.output)
-            is_loss = s.output in self.plan.losses
-            if bs is not None and not is_loss:
-                dy: np.ndarray | None = self.view(bs.grad_output)
-            else:
-                dy = None if is_loss else y  # placeholder: backward never runs
-            b = Binding(
-                module=s.module,
-                attrs=s.attrs,
-                x=ins,
-                y=y,
-                p={short[n]: self.param(n) for n in s.params},
-                dp={short[n]: (self.grad(n) if bs is not None else None) for n in s.params},
-                saved={n.split(":", 1)[1]: self.view(n) for n in s.saved},
-                dy=dy,
-                dx=[self.view(g) if g else None for g in bs.grad_inputs] if bs else [None] * len(ins),
-                acc=list(bs.accumulate) if bs else [False] * len(ins),
-                ws=self.workspace,
-                state=self.state,
-                weight=s.weight,
-                index=index,
-            )
+        for s, b in step_bindings(self.plan, self.view, self.param, self.grad, self.workspace, self.state):
             fwd, bwd = kernel_module(s.op).bind_cpu(b)
             self._forward.append(fwd)
-            if bs is not None:
+            if s.module in back:
                 bwd_thunks[s.module] = bwd
         self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
         self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]

@@ -18,17 +18,27 @@ sgd/momentum (``SGD``), adam (``Adam``), adamw (``AdamW``), rmsprop
 The L2 penalty convention (``penalty``) is ``l2 / 2 * ||w||^2`` so that its
 gradient is ``l2 * w``; the L1 penalty is ``l1 * sum |w|`` with gradient
 ``l1 * sign(w)`` (0 at 0, as autograd gives for ``abs``).
+
+On the GPU (the CUDA executor's device buffers) the same updates run as one
+``@cuda.jit`` launch per step over every trainable element: a thread finds its
+element's segment by binary search in a device copy of the segments table, and
+does the CPU kernel's arithmetic in the parameters' dtype. ``Optimizer(...)``
+given device arrays is a ``CudaOptimizer`` (same interface). Clipping and the
+global norm have device twins (``clip_by_value_cuda``, ``clip_by_norm_cuda``,
+``global_norm_cuda``) whose norm is a deterministic two-pass reduction.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import cuda, njit
 
 from ..compiler.plan import OPTIMIZER_SLOTS, Plan, optimizer_key
+from .kernels import _cuda
 
 # PyTorch's defaults, per optimizer type (torch 2.x).
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -336,8 +346,14 @@ class Optimizer:
     (``rmsprop_centered``, ...) and the type's hyperparameters; absent ones take
     PyTorch's defaults (``OPTIMIZER_DEFAULTS``). ``state`` is the
     (slots, grads.size) buffer the memory ledger accounts for; a larger one is
-    accepted (its leading rows are used).
+    accepted (its leading rows are used). Device arrays (a CUDA executor's
+    buffers) make it a ``CudaOptimizer``.
     """
+
+    def __new__(cls, kind: str, params: Any, *args: Any, **kw: Any) -> Optimizer:
+        if cls is Optimizer and _cuda.is_device_array(params):
+            return super().__new__(CudaOptimizer)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -360,7 +376,7 @@ class Optimizer:
         _check(kind, self.hp)
         self.key = optimizer_key({"type": kind, **self.hp})
         slots = OPTIMIZER_SLOTS[self.key]
-        self.state = state if state is not None else np.zeros((slots, grads.size), grads.dtype)
+        self.state = state if state is not None else self._zeros((slots, grads.size), grads.dtype)
         if self.state.ndim != 2 or self.state.shape[0] < slots or self.state.shape[1] != grads.size:
             raise ValueError(
                 f"optimizer '{self.key}' needs state {(slots, grads.size)}, got {self.state.shape} "
@@ -368,6 +384,10 @@ class Optimizer:
             )
         self.slots = slots
         self.t = 0
+
+    @staticmethod
+    def _zeros(shape: tuple[int, int], dtype: Any) -> Any:
+        return np.zeros(shape, dtype)
 
     @classmethod
     def from_config(
@@ -452,3 +472,202 @@ class Optimizer:
         self.t = int(d["t"])
         if "lr" in d:
             self.lr = float(d["lr"])
+
+
+# -- on the GPU -----------------------------------------------------------------
+#
+# One thread per trainable element (grid-stride). ``starts`` holds the running
+# element count before each segment (S + 1 entries, the last the total), so a
+# thread's segment is a binary search; scalars are cast to the parameters' dtype
+# as the CPU kernels do, so float32 updates stay float32.
+
+
+@cuda.jit(device=True)
+def _locate(segs, starts, i):
+    """(parameter index, gradient index, segment) of trainable element i."""
+    lo, hi = 0, starts.size - 1  # starts[lo] <= i < starts[hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if starts[mid] <= i:
+            lo = mid
+        else:
+            hi = mid
+    j = i - starts[lo]
+    return segs[lo, 0] + j, segs[lo, 1] + j, lo
+
+
+@cuda.jit
+def sgd_update_cuda(p, g, buf, segs, starts, lr, momentum, dampening, nesterov, weight_decay, first):
+    t = p.dtype.type
+    mom, keep = t(momentum), t(1.0 - dampening)
+    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
+        pi, gi, s = _locate(segs, starts, i)
+        slr = t(lr * segs[s, 3] / 1e6)
+        wd = t(weight_decay if segs[s, 4] else 0.0)
+        d = g[gi] + wd * p[pi]
+        if momentum == 0.0:
+            p[pi] -= slr * d
+        elif first:  # PyTorch: the first step's buffer is the gradient itself
+            buf[gi] = d
+            p[pi] -= slr * (d + mom * d if nesterov else d)
+        else:
+            b = mom * buf[gi] + keep * d
+            buf[gi] = b
+            p[pi] -= slr * (d + mom * b if nesterov else b)
+
+
+@cuda.jit
+def adam_update_cuda(p, g, m, v, segs, starts, lr, b1, b2, eps, weight_decay, decoupled, ic1, isc2):
+    t = p.dtype.type
+    b1, b2, eps, ic1, isc2 = t(b1), t(b2), t(eps), t(ic1), t(isc2)
+    one = t(1.0)
+    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
+        pi, gi, s = _locate(segs, starts, i)
+        slr = t(lr * segs[s, 3] / 1e6)
+        wd = t(weight_decay if segs[s, 4] else 0.0)
+        gr = g[gi] if decoupled else g[gi] + wd * p[pi]
+        mi = b1 * m[gi] + (one - b1) * gr
+        vi = b2 * v[gi] + (one - b2) * gr * gr
+        m[gi] = mi
+        v[gi] = vi
+        step = slr * (mi * ic1) / (math.sqrt(vi) * isc2 + eps)
+        if decoupled:
+            p[pi] = p[pi] * (one - slr * wd) - step
+        else:
+            p[pi] -= step
+
+
+@cuda.jit
+def rmsprop_update_cuda(p, g, sq, ga, buf, segs, starts, lr, alpha, eps, weight_decay, momentum, centered):
+    # ga and buf are empty when the configuration does not keep them (as on the CPU)
+    t = p.dtype.type
+    a, w, eps, mom = t(alpha), t(1.0 - alpha), t(eps), t(momentum)
+    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
+        pi, gi, s = _locate(segs, starts, i)
+        slr = t(lr * segs[s, 3] / 1e6)
+        wd = t(weight_decay if segs[s, 4] else 0.0)
+        gr = g[gi] + wd * p[pi]
+        sv = a * sq[gi] + w * gr * gr
+        sq[gi] = sv
+        if centered:
+            mv = ga[gi] + w * (gr - ga[gi])
+            ga[gi] = mv
+            den = math.sqrt(sv - mv * mv) + eps
+        else:
+            den = math.sqrt(sv) + eps
+        if momentum > 0.0:
+            b = mom * buf[gi] + gr / den
+            buf[gi] = b
+            p[pi] -= slr * b
+        else:
+            p[pi] -= slr * gr / den
+
+
+@cuda.jit
+def adagrad_update_cuda(p, g, acc, segs, starts, clr, eps, weight_decay):
+    t = p.dtype.type
+    eps = t(eps)
+    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
+        pi, gi, s = _locate(segs, starts, i)
+        slr = t(clr * segs[s, 3] / 1e6)
+        wd = t(weight_decay if segs[s, 4] else 0.0)
+        gr = g[gi] + wd * p[pi]
+        sv = acc[gi] + gr * gr
+        acc[gi] = sv
+        p[pi] -= slr * gr / (math.sqrt(sv) + eps)
+
+
+class CudaOptimizer(Optimizer):
+    """``Optimizer`` over device buffers (a ``CudaExecutor``'s params, grads, opt_state): the same
+    hyperparameters, state rows, ``lr``, ``step()``, ``state_dict``/``load_state_dict``; ``segs`` is
+    the host table of ``segments(plan)``, copied to the device once."""
+
+    def __init__(self, kind: str, params: Any, grads: Any, segs: np.ndarray, state: Any = None,
+                 **hp: Any) -> None:  # fmt: skip
+        super().__init__(kind, params, grads, segs, state, **hp)
+        table = np.ascontiguousarray(segs, np.int64).reshape(-1, 5)
+        starts = np.concatenate([[0], np.cumsum(table[:, 2])]).astype(np.int64)
+        self._total = int(starts[-1])
+        self._segs_d = cuda.to_device(table if len(table) else np.zeros((1, 5), np.int64))
+        self._starts_d = cuda.to_device(starts)
+        self._none = _cuda.empty(grads.dtype)  # stands in for a state row this configuration lacks
+
+    @staticmethod
+    def _zeros(shape: tuple[int, int], dtype: Any) -> Any:
+        z = cuda.device_array(shape, dtype)
+        _cuda.zero(z)
+        return z
+
+    def step(self) -> None:
+        """One update of every trainable parameter from the gradient buffer: one launch."""
+        self.t += 1
+        if self._total == 0:
+            return
+        h, st, none = self.hp, self.state, self._none
+        blocks, threads = _cuda.grid_1d(self._total)
+        p, g, segs, starts = self.p, self.g, self._segs_d, self._starts_d
+        if self.kind in ("sgd", "momentum"):
+            buf = st[0] if self.slots else none
+            sgd_update_cuda[blocks, threads](p, g, buf, segs, starts, float(h["lr"]), float(h["momentum"]),
+                                             float(h["dampening"]), bool(h["nesterov"]),
+                                             float(h["weight_decay"]), self.t == 1)  # fmt: skip
+        elif self.kind in ("adam", "adamw"):
+            b1, b2 = (float(b) for b in h["betas"])
+            ic1, isc2 = 1.0 / (1.0 - b1**self.t), 1.0 / math.sqrt(1.0 - b2**self.t)
+            adam_update_cuda[blocks, threads](p, g, st[0], st[1], segs, starts, float(h["lr"]), b1, b2,
+                                              float(h["eps"]), float(h["weight_decay"]), self.kind == "adamw",
+                                              ic1, isc2)  # fmt: skip
+        elif self.kind == "rmsprop":
+            centered, mom = bool(h["centered"]), float(h["momentum"])
+            ga = st[1] if centered else none
+            buf = st[1 + centered] if mom > 0 else none
+            rmsprop_update_cuda[blocks, threads](p, g, st[0], ga, buf, segs, starts, float(h["lr"]),
+                                                 float(h["alpha"]), float(h["eps"]), float(h["weight_decay"]),
+                                                 mom, centered)  # fmt: skip
+        else:
+            if self.t == 1:  # as on the CPU: at the first step, so a restored state is kept
+                _cuda.fill(st[0], h["initial_accumulator_value"])
+            clr = float(h["lr"]) / (1.0 + (self.t - 1) * float(h["lr_decay"]))
+            adagrad_update_cuda[blocks, threads](p, g, st[0], segs, starts, clr, float(h["eps"]),
+                                                 float(h["weight_decay"]))  # fmt: skip
+
+
+@cuda.jit
+def _clip_value_kernel(g, value):
+    hi = g.dtype.type(value)
+    lo = -hi
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        x = g[i]
+        g[i] = lo if x < lo else (hi if x > hi else x)  # NaN passes through, as torch.clamp
+
+
+def clip_by_value_cuda(g: Any, value: float) -> None:
+    """``clip_by_value`` on a flat device gradient buffer."""
+    if g.size:
+        blocks, threads = _cuda.grid_1d(g.size)
+        _clip_value_kernel[blocks, threads](g, float(value))
+
+
+@cuda.jit
+def _scale_to_norm_kernel(g, sumsq, max_norm):
+    # The norm stays on the device: no host round trip between the reduction and the scaling.
+    coef = max_norm / (math.sqrt(sumsq[0]) + 1e-6)
+    if coef < 1.0:  # False for a NaN norm: g is left as it is, as on the CPU
+        c = g.dtype.type(coef)
+        for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+            g[i] *= c
+
+
+def global_norm_cuda(g: Any, reducer: _cuda.Reducer) -> float:
+    """``global_norm`` of a flat device buffer (float64 sum of squares, deterministic)."""
+    reducer.sum(g, square=True)
+    return math.sqrt(reducer.value())
+
+
+def clip_by_norm_cuda(g: Any, max_norm: float, reducer: _cuda.Reducer) -> None:
+    """``clip_by_norm`` on a flat device buffer, without a host sync: the squared norm before
+    clipping is left in ``reducer.result`` (``math.sqrt(reducer.value())`` fetches the norm)."""
+    if g.size:
+        reducer.sum(g, square=True)
+        blocks, threads = _cuda.grid_1d(g.size)
+        _scale_to_norm_kernel[blocks, threads](g, reducer.result, float(max_norm))

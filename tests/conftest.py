@@ -20,6 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
+def _cuda_runnable() -> bool:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return True
+    from netc.runtime.device import cuda_usable
+
+    return cuda_usable()[0]
+
+
+# tests/cuda runs kernels on a GPU or under numba's CUDA simulator, which must be switched on before
+# numba is first imported; without either, test_cuda_simulator.py runs that folder in a subprocess
+# with the simulator on, so a plain `pytest` covers it all the same.
+collect_ignore_glob = [] if _cuda_runnable() else ["cuda/*"]
+
+
 @pytest.fixture
 def spec_file(tmp_path: Path) -> Callable[..., Path]:
     """Write a dedented YAML spec into tmp_path and return its path."""

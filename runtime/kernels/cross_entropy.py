@@ -7,6 +7,12 @@ contract saves nothing but the inputs) and writes dx_c = g·(exp(x_c - max) / Σ
 Rows run in parallel when the logits are large enough to pay for waking the threads; the
 per-row losses then go to a private [R] array and are summed serially, so the loss does not
 depend on the thread count. Labels outside [0, C) raise ValueError after the call.
+
+On the GPU one block reduces each row (``_cuda.block_max`` / ``block_sum``, fixed order) into a
+per-row loss buffer that ``_cuda.device_sum`` then reduces: deterministic, no atomics. A bad label
+cannot be raised from a kernel without a device-to-host copy every step, so the row's loss becomes
+NaN (and its gradient skips the label term); the check registered in ``b.checks``, which the CUDA
+executor runs when a loss comes back non-finite, finds the label on the host and raises.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda import THREADS  # a shared array's shape must be a global int of this module
 from ._losses_embed_common import as_rows, check_ids, checked, flat, new_flag, reduction_scale
 
 #: logits elements from which the row loops run in parallel: on 2 cores the parallel loops took
@@ -120,3 +128,87 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dx, acc = as_rows(b.dx[0], c), bool(b.acc[0])
     return fwd, checked(bwd_kernel, (x, labels, dx, eps, g, acc, flag), flag, "label", where, c)
+
+
+@cuda.jit(device=True)
+def _row_max_sumexp_cuda(buf, x, r):
+    # (max, Σ exp(x - max)) of row r, computed by the whole block
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    m = -math.inf
+    for j in range(t, x.shape[1], nt):
+        m = max(m, x[r, j])
+    m = _cuda.block_max(buf, m)
+    s = 0.0
+    for j in range(t, x.shape[1], nt):
+        s += math.exp(x[r, j] - m)
+    return m, _cuda.block_sum(buf, s)
+
+
+@cuda.jit
+def forward_cuda(x, labels, eps, rows):
+    # block r: rows[r] = lse(x_r) - (1 - ε)·x_r[label] - ε·mean(x_r); NaN for a label outside [0, C)
+    buf = cuda.shared.array(THREADS, np.float64)
+    r, t, c = cuda.blockIdx.x, cuda.threadIdx.x, x.shape[1]
+    m, s = _row_max_sumexp_cuda(buf, x, r)
+    lin = 0.0
+    if eps != 0.0:
+        for j in range(t, c, cuda.blockDim.x):
+            lin += x[r, j]
+        lin = eps * _cuda.block_sum(buf, lin) / c
+    if t == 0:
+        label = labels[r]
+        if label < 0 or label >= c:
+            rows[r] = math.nan
+        else:
+            rows[r] = m + math.log(s) - (1.0 - eps) * x[r, label] - lin
+
+
+@cuda.jit
+def backward_cuda(x, labels, dx, eps, g, acc):
+    # block r: dx_r = g·(softmax(x_r) - q_r), q = (1 - ε)·onehot(label) + ε/C
+    buf = cuda.shared.array(THREADS, np.float64)
+    r, c = cuda.blockIdx.x, x.shape[1]
+    m, s = _row_max_sumexp_cuda(buf, x, r)
+    gs = g / s
+    off = g * eps / c
+    label = labels[r]
+    for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
+        v = math.exp(x[r, j] - m) * gs - off
+        if j == label:
+            v -= g * (1.0 - eps)
+        if acc:
+            dx[r, j] += v
+        else:
+            dx[r, j] = v
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    c = b.x[0].shape[b.x[0].ndim - 1]  # the simulator refuses shape[-1]
+    x, labels, y = _cuda.rows(b.x[0], c), _cuda.flat(b.x[1]), _cuda.flat(b.y)
+    n_rows = x.shape[0]
+    eps = float(b.attrs["label_smoothing"])
+    scale = reduction_scale(b, labels.size)
+    g = float(b.weight * scale)
+    threads = _cuda.reduce_threads(c)
+    row_loss = cuda.device_array(n_rows, np.float64)  # bind-time scratch, like the CPU's `rows`
+    partials = _cuda.new_partials()
+
+    def fwd() -> None:
+        forward_cuda[n_rows, threads](x, labels, eps, row_loss)
+        _cuda.device_sum(row_loss, y, partials, scale=scale)
+
+    def check() -> None:
+        host = labels.copy_to_host()
+        bad = (host < 0) | (host >= c)
+        if bad.any():
+            raise ValueError(f"cross_entropy '{b.module}': label {int(host[bad][0])} out of range [0, {c})")
+
+    b.checks.append(check)
+    if b.dx[0] is None:
+        return fwd, nothing
+    dx, acc = _cuda.rows(b.dx[0], c), bool(b.acc[0])
+
+    def bwd() -> None:
+        backward_cuda[n_rows, threads](x, labels, dx, eps, g, acc)
+
+    return fwd, bwd

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk
+from . import _cuda
 from ._elementwise_common import bind_unary
 
 
@@ -19,6 +20,8 @@ def relu_grad(y, dy):
 # inline="always": inlined before LLVM sees the loop, which then vectorizes
 _f = njit(cache=True, inline="always")(relu)
 _g = njit(cache=True, inline="always")(relu_grad)
+_f_cuda = cuda.jit(device=True)(relu)
+_g_cuda = cuda.jit(device=True)(relu_grad)
 
 
 @njit(cache=True)
@@ -39,3 +42,22 @@ def backward_cpu(y, dy, dx, acc):
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_unary(b, forward_cpu, backward_cpu, True)
+
+
+@cuda.jit
+def forward_cuda(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = _f_cuda(x[i])
+
+
+@cuda.jit
+def backward_cuda(y, dy, dx, acc):
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        if acc:
+            dx[i] += _g_cuda(y[i], dy[i])
+        else:
+            dx[i] = _g_cuda(y[i], dy[i])
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    return _cuda.bind_unary(b, forward_cuda, backward_cuda, True)

@@ -16,3 +16,13 @@ def test_every_op_has_cpu_kernels(op):
     assert callable(mod.bind_cpu)
     assert mod.__doc__, f"runtime/kernels/{op}.py needs a docstring"
     assert list(inspect.signature(mod.bind_cpu).parameters) == ["b"]
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_cuda_bindings_take_a_binding(op):
+    # Ops gain bind_cuda one by one (docs/cuda.md); the CUDA executor names those that lack it.
+    mod = kernel_module(op)
+    if op in ("relu", "linear", "cross_entropy"):  # the exemplars the others follow
+        assert callable(mod.bind_cuda)
+    if hasattr(mod, "bind_cuda"):
+        assert list(inspect.signature(mod.bind_cuda).parameters) == ["b"]

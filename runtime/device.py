@@ -1,0 +1,64 @@
+"""Device selection: whether CUDA is usable here, and the executor for ``--device cpu|cuda|auto``.
+
+Nothing here imports numba's CUDA module until a question about CUDA is asked, so CPU-only callers
+pay nothing for it. "Usable" means a GPU the CUDA driver can see, or numba's CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``, which must be set before numba is first imported).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class DeviceError(Exception):
+    """A device that was asked for but cannot be used (or cannot run this plan)."""
+
+
+def simulator_enabled() -> bool:
+    """True when numba's CUDA simulator stands in for a GPU."""
+    try:
+        from numba.cuda.core import config
+    except ImportError:  # numba's bundled CUDA target (no numba-cuda package)
+        from numba.core import config
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def cuda_usable() -> tuple[bool, str]:
+    """(usable, why): a short description of the GPU, or the reason there is none."""
+    try:
+        from numba import cuda
+    except Exception as e:  # a broken CUDA install must not take the CPU path down with it
+        return False, f"numba's CUDA support cannot be imported ({e})"
+    if simulator_enabled():
+        return True, "the numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+    try:
+        if cuda.is_available():
+            dev = cuda.get_current_device()
+            name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+            return True, f"{name} (compute capability {'.'.join(map(str, dev.compute_capability))})"
+        err = cuda.cuda_error()
+    except Exception as e:
+        err = e
+    reason = " ".join(str(err or "").split()) or "the CUDA driver reports no GPU"
+    return False, reason
+
+
+def make_executor(plan: Any, batch: int, device: str = "cpu", **kw: Any) -> Any:
+    """An executor for ``device``: "cpu", "cuda", or "auto" (cuda when usable and every op of the
+    plan has CUDA kernels, else cpu). ``kw`` goes to the executor (dtype, seed, optimizer)."""
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device '{device}'; expected one of: {', '.join(DEVICES)}")
+    if device in ("cuda", "auto"):
+        ok, why = cuda_usable()
+        if ok:
+            from .executor_cuda import CudaExecutor, ops_without_cuda
+
+            if device == "cuda" or not ops_without_cuda(plan):
+                return CudaExecutor(plan, batch, **kw)
+        elif device == "cuda":
+            raise DeviceError(f"no usable CUDA GPU: {why}; use --device cpu")
+    from .executor import Executor
+
+    return Executor(plan, batch, **kw)
