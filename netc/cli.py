@@ -95,7 +95,7 @@ def cmd_gradcheck(a: argparse.Namespace) -> int:
     from .runtime.check import gradcheck
 
     try:
-        rows = gradcheck(plan, a.batch, samples=a.samples)
+        rows = gradcheck(plan, a.batch, samples=a.samples, device=a.device)
     except ValueError as e:
         raise UsageError(f"netc gradcheck: {e}") from None
     width = max(len(r.name) for r in rows)
@@ -116,7 +116,7 @@ def cmd_profile(a: argparse.Namespace) -> int:
     plan = load(a.spec).compile(a.batch)
     from .runtime.check import profile
 
-    rows = profile(plan, a.batch, a.repeats)
+    rows = profile(plan, a.batch, a.repeats, device=a.device)
     total = sum(r.forward_s + r.backward_s for r in rows) or 1.0
     width = max(len(r.module) for r in rows)
     print(f"{'module':<{width}}  {'op':<20}  {'forward ms':>10}  {'backward ms':>11}  {'share':>6}")
@@ -152,18 +152,12 @@ def _nonneg(text: str) -> int:
     return v
 
 
-def _check_device(device: str) -> None:
-    if device == "cuda":
-        raise UsageError("netc: --device cuda: the CUDA backend is not available yet; use --device cpu")
-
-
 def cmd_run(a: argparse.Namespace) -> int:
-    _check_device(a.device)
     from .runtime.run import run
 
     overrides = {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed}
     r = run(a.spec, overrides, out=a.out, resume=a.resume, overfit_batch=a.overfit_batch,
-            progress=not a.quiet, plots=not a.no_plots)  # fmt: skip
+            progress=not a.quiet, plots=not a.no_plots, device=a.device)  # fmt: skip
     if r.status in ("overfit", "overfit_failed"):
         print(r.message)
         return 0 if r.status == "overfit" else 1
@@ -191,10 +185,9 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def _setup_with_weights(a: argparse.Namespace):  # type: ignore[no-untyped-def]
-    _check_device(a.device)
     from .runtime.run import build, load_weights
 
-    s = build(Path(a.spec), overrides={"batch_size": a.batch_size})
+    s = build(Path(a.spec), overrides={"batch_size": a.batch_size}, device=a.device)
     norm, run_dir = load_weights(s, a.checkpoint)
     return s, norm, run_dir
 
@@ -267,11 +260,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(a: argparse.Namespace) -> int:
-    _check_device(a.device)
     from .runtime.plots import plot_lr_find, suggest_lr
     from .runtime.run import build, find_lr
 
-    s = build(Path(a.spec), overrides={"batch_size": a.batch_size, "seed": a.seed})
+    s = build(Path(a.spec), overrides={"batch_size": a.batch_size, "seed": a.seed}, device=a.device)
     lrs, losses = find_lr(s, a.steps)
     lr = suggest_lr(lrs, losses)
     out = Path(a.output)
@@ -332,12 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=_positive, default=4)
     g.add_argument("--samples", type=_positive, default=6, help="elements checked per tensor (6)")
     g.add_argument("--tol", type=float, default=1e-4, help="largest relative error allowed (1e-4)")
+    g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="whose kernels (cpu)")
     g.set_defaults(func=cmd_gradcheck)
 
     pr = sub.add_parser("profile", help="forward and backward time per module")
     pr.add_argument("spec")
     pr.add_argument("--batch", type=_positive, default=32)
     pr.add_argument("--repeats", type=_positive, default=10)
+    pr.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="where to run (cpu)")
     pr.set_defaults(func=cmd_profile)
 
     device = {"choices": ["cpu", "cuda", "auto"], "default": "cpu", "help": "where to run (cpu)"}
@@ -404,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         # Data, checkpoint and run errors are a person's to fix: one line, no traceback.
         # The runtime is imported lazily (it pulls in numba), hence the name check.
-        if type(e).__name__ in ("DataError", "CheckpointError", "TrainError", "WeightsError"):
+        if type(e).__name__ in ("DataError", "CheckpointError", "TrainError", "WeightsError", "DeviceError"):
             print(f"netc: {e}", file=sys.stderr)
             return 1
         raise

@@ -20,6 +20,7 @@ import numpy as np
 from .. import Network, load
 from ..compiler.plan import Plan, optimizer_key
 from ..compiler.report.expanded import expanded_yaml
+from .buffers import buffers
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -29,10 +30,10 @@ from .checkpoint import (
     spec_hash,
 )
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
-from .executor import Executor
+from .device import DeviceError, make_executor
 from .train import Evaluator, Meter, Result, Trainer, TrainError, heads, label_classes, lr_find
 
-USER_ERRORS = (DataError, CheckpointError, TrainError)
+USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
 
 
 # -- configuration ------------------------------------------------------------------
@@ -62,21 +63,27 @@ class Setup:
     train_cfg: dict[str, Any]
     data_cfg: dict[str, Any]
     plan: Plan
-    ex: Executor
+    ex: Any  # Executor or CudaExecutor
     spec_hash: str
     resolved: str  # the expanded spec as YAML
 
 
 def build(
-    spec: Path, train_cfg: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+    spec: Path,
+    train_cfg: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> Setup:
-    """Load the spec and bind an executor at the training batch size."""
+    """Load the spec and bind an executor at the training batch size on ``device``
+    (cpu, cuda, or auto: cuda when a GPU is usable and has kernels for every op)."""
     net = load(spec)
     cfg, data_cfg = resolve(net, overrides)
     if train_cfg is not None:  # a resumed run uses the configuration it was started with
         cfg = train_cfg
     plan = net.compile(int(cfg["batch_size"]), optimizer_key(cfg["optimizer"]))
-    ex = Executor(plan, int(cfg["batch_size"]), seed=int(cfg.get("seed", 0)), optimizer=plan.optimizer)
+    ex = make_executor(
+        plan, int(cfg["batch_size"]), device, seed=int(cfg.get("seed", 0)), optimizer=plan.optimizer
+    )
     text = expanded_yaml(net.expanded)
     return Setup(net, Path(spec), cfg, data_cfg, ex.plan, ex, spec_hash(text), text)
 
@@ -168,6 +175,7 @@ def run(
     overfit_batch: bool = False,
     progress: bool = True,
     plots: bool = True,
+    device: str = "cpu",
 ) -> Result:
     overrides = overrides or {}
     spec = Path(spec)
@@ -175,12 +183,12 @@ def run(
         d = Path(resume)
         saved = _saved_config(d)
         _check_overrides(saved["train"], overrides, d)
-        s = build(spec, saved["train"])
+        s = build(spec, saved["train"], device=device)
         s.data_cfg = saved["data"]
         ckpt = load_checkpoint(d)
         check_compatible(ckpt, s.plan, None)
     else:
-        s = build(spec, overrides=overrides)
+        s = build(spec, overrides=overrides, device=device)
     train, val, _, norm = datasets(s)
     aug = s.data_cfg.get("augment")
     if overfit_batch:
@@ -219,8 +227,11 @@ def load_weights(s: Setup, path: str | Path) -> tuple[Normalizer | None, Path]:
     else:
         ckpt = load_checkpoint(p)
     check_compatible(ckpt, s.plan, None)
-    for k, v in s.ex.parameters().items():
-        v[...] = ckpt.tensors[k]
+    buf = buffers(s.ex)
+    flat = buf.params()
+    for p in s.plan.params:
+        flat[p.offset : p.offset + p.numel] = ckpt.tensors[p.name].ravel()
+    buf.set_params(flat)
     run_dir = ckpt.path.parent.parent if ckpt.path.parent.name == "checkpoints" else ckpt.path.parent
     mode = ckpt.meta.get("normalize")
     if mode is None:

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..compiler.plan import Plan
+from .buffers import buffers
 from .data import Augmenter, Dataset, Normalizer
-from .executor import Executor
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "hinge")
 REGRESSION_LOSSES = ("mse", "l1")
@@ -106,13 +106,14 @@ class Meter:
         self.penalty = 0.0
         self.steps = 0
 
-    def add(self, ex: Executor, take: int, losses: dict[str, float] | None = None) -> None:
+    def add(self, ex: Any, take: int, losses: dict[str, float] | None = None) -> None:
         """Add the last forward pass's first ``take`` samples (losses are batch means)."""
         losses = ex.losses() if losses is None else losses
         for k, v in losses.items():
             self.loss[k] += v * take
+        view = buffers(ex).view
         for h in self.heads:
-            pred, target = ex.view(h.pred)[:take], ex.view(h.target)[:take]
+            pred, target = view(h.pred)[:take], view(h.target)[:take]
             if h.kind == "classification":
                 self.correct[h.loss] += int(np.count_nonzero(pred.argmax(axis=-1) == target))
                 self.count[h.loss] += take
@@ -161,36 +162,26 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 0x9E3779B1 + step * 0x85EBCA77 + 1) % (1 << 62)
 
 
-def feed(ex: Executor, ds: Dataset, idx: np.ndarray) -> None:
-    """Gather samples ``idx`` straight into the executor's input views (no temporaries)."""
-    for name, arr in ds.arrays.items():
-        if name in ex.plan.inputs:
-            dst = ex.view(name)[: len(idx)]
-            if arr.dtype == dst.dtype:
-                np.take(arr, idx, axis=0, out=dst)
-            else:  # e.g. float32 data into a float64 executor
-                dst[...] = arr[idx]
-
-
 class Evaluator:
     """Exact dataset means in evaluation mode: full batches on the training
     executor, the remainder on a second executor of exactly that size (zero
     padding would bias every batch-mean loss)."""
 
-    def __init__(self, ex: Executor) -> None:
+    def __init__(self, ex: Any) -> None:
         self.ex = ex
-        self._rest: dict[int, Executor] = {}
+        self.buf = buffers(ex)
+        self._rest: dict[int, Any] = {}
 
-    def _executor(self, size: int) -> Executor:
+    def _executor(self, size: int) -> Any:
         if size == self.ex.batch:
             return self.ex
         if size not in self._rest:
-            self._rest[size] = Executor(self.ex.plan, size, dtype=self.ex.dtype, optimizer="sgd")
+            self._rest[size] = self.buf.executor_like(size)
         rest = self._rest[size]
-        rest.params[...] = self.ex.params
+        self.buf.copy_params_to(rest)
         return rest
 
-    def batches(self, ds: Dataset) -> Iterator[tuple[Executor, int, int]]:
+    def batches(self, ds: Dataset) -> Iterator[tuple[Any, int, int]]:
         """Run forward over ``ds`` in order; yields (executor, start, count) after each batch."""
         n, b = len(ds), self.ex.batch
         was = self.ex.training
@@ -199,7 +190,7 @@ class Evaluator:
                 take = min(b, n - start)
                 ex = self._executor(take)
                 ex.training = False
-                feed(ex, ds, np.arange(start, start + take))
+                buffers(ex).feed(ds, np.arange(start, start + take), None, None)
                 ex.forward()
                 yield ex, start, take
         finally:
@@ -214,8 +205,9 @@ class Evaluator:
     def predict(self, ds: Dataset, names: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, list[np.ndarray]] = {k: [] for k in names}
         for ex, _, take in self.batches(ds):
+            view = buffers(ex).view
             for k in names:
-                out[k].append(ex.view(k)[:take].copy())
+                out[k].append(np.array(view(k)[:take]))
         return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -345,7 +337,7 @@ class Trainer:
 
     def __init__(
         self,
-        ex: Executor,
+        ex: Any,
         cfg: dict[str, Any],
         train: Dataset,
         val: Dataset | None = None,
@@ -362,6 +354,7 @@ class Trainer:
         from .schedules import make_schedule
 
         self.ex, self.cfg, self.train, self.val = ex, cfg, train, val
+        self.buf = buffers(ex)
         self.plan = ex.plan
         self.run_dir = run_dir
         self.normalizer = normalizer
@@ -398,6 +391,10 @@ class Trainer:
         self.schedule = make_schedule(cfg.get("schedule"), self.base_lr, self.steps_per_epoch, self.epochs)
         self.l1, self.l2 = float(cfg.get("l1", 0.0)), float(cfg.get("l2", 0.0))
         self._wsegs = segments(self.plan, (), roles=("weight",)) if (self.l1 or self.l2) else None
+        if self._wsegs is not None and not isinstance(ex.params, np.ndarray):
+            raise TrainError(
+                "train.l1 / train.l2: the penalties run on the CPU only so far; use --device cpu"
+            )
         clip = cfg.get("grad_clip") or {}
         self.clip_norm, self.clip_value = clip.get("norm"), clip.get("value")
         es = cfg.get("early_stopping")
@@ -407,7 +404,6 @@ class Trainer:
                 f"train.early_stopping.monitor '{self.early.monitor}' needs a validation split: "
                 "set data.split.val > 0, or monitor a train_ metric"
             )
-        self.acc = np.zeros_like(ex.grads) if self.accumulate > 1 else None
         self.meter = Meter(self.plan)
         self.val_meter = Meter(self.plan)
         self.evaluator = Evaluator(ex)
@@ -456,7 +452,10 @@ class Trainer:
         from .checkpoint import training_tensors
 
         extra = {f"data/{k}": v for k, v in self.normalizer.state().items()} if self.normalizer else None
-        return training_tensors(self.plan, self.ex.params, self.ex.opt_state, extra)
+        return training_tensors(self.plan, self.buf.params(), self.buf.opt_state(), extra)
+
+    def _named(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        return {p.name: flat[p.offset : p.offset + p.numel].reshape(p.shape) for p in self.plan.params}
 
     def save(self, tag: str) -> Path | None:
         if self.run_dir is None:
@@ -472,7 +471,7 @@ class Trainer:
             return
         from .checkpoint import write_safetensors
 
-        write_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self.ex.parameters())
+        write_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self._named(self.buf.params()))
         # (a plain tensors file, rewritten atomically: only the final restore reads it)
 
     def restore(self, ckpt: Any) -> None:
@@ -480,7 +479,10 @@ class Trainer:
         from .checkpoint import restore_training_tensors
 
         m = ckpt.meta
-        restore_training_tensors(ckpt, self.plan, self.ex.params, self.ex.opt_state)
+        params, state = self.buf.params(), self.buf.opt_state()
+        restore_training_tensors(ckpt, self.plan, params, state)
+        self.buf.set_params(params)
+        self.buf.set_opt_state(state)
         self.optimizer.load_state_dict(m["optimizer"])
         self.schedule.load_state_dict(m["schedule"])
         self.epoch, self.cursor, self.step, self.micro = m["epoch"], m["cursor"], m["step"], m["micro"]
@@ -499,7 +501,7 @@ class Trainer:
                 from .checkpoint import read_safetensors
 
                 tensors, _ = read_safetensors(best)
-                self.best_params = self.ex.params.copy()
+                self.best_params = self.buf.params()
                 for p in self.plan.params:
                     self.best_params[p.offset : p.offset + p.numel] = tensors[p.name].ravel()
             self.history = [
@@ -509,12 +511,10 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------
     def _grad_norms(self) -> None:
-        from .optim import global_norm
-
-        g = self.ex.grads
-        self._gnorm_sum += global_norm(g)
+        self._gnorm_sum += self.buf.global_norm()
         every = max(self.steps_per_epoch // 10, 1)
         if self.step % every == 0:
+            g = self.buf.grads()
             norms = np.array(
                 [
                     np.linalg.norm(g[p.grad_offset : p.grad_offset + p.numel])
@@ -527,19 +527,15 @@ class Trainer:
             self._norm_count += 1
 
     def _optimizer_step(self) -> None:
-        from .optim import clip_by_norm, clip_by_value, penalty
-
-        g = self.ex.grads
-        if self.acc is not None:
-            np.multiply(self.acc, 1.0 / self.accumulate, out=g)
-            self.acc.fill(0)
+        if self.accumulate > 1:
+            self.buf.finish_accumulation(self.accumulate)
         if self._wsegs is not None:
-            self.meter.penalty += penalty(self.ex.params, g, self._wsegs, self.l1, self.l2)
+            self.meter.penalty += self.buf.penalty(self._wsegs, self.l1, self.l2)
         self._grad_norms()
         if self.clip_value:
-            clip_by_value(g, float(self.clip_value))
+            self.buf.clip_value(float(self.clip_value))
         if self.clip_norm:
-            clip_by_norm(g, float(self.clip_norm))
+            self.buf.clip_norm(float(self.clip_norm))
         lr = self.schedule.lr
         self.optimizer.lr = lr
         self._lrs.append(lr)
@@ -551,10 +547,9 @@ class Trainer:
     def _micro_step(self, idx: np.ndarray) -> float:
         ex = self.ex
         ex.training = True
-        feed(ex, self.train, idx)
-        if self.augmenter.active:
-            rng = np.random.default_rng([self.seed, self.epoch, self.cursor, 0xA06])
-            self.augmenter({k: ex.view(k) for k in self.train.arrays if k in self.plan.inputs}, rng)
+        aug = self.augmenter if self.augmenter.active else None
+        rng = np.random.default_rng([self.seed, self.epoch, self.cursor, 0xA06]) if aug else None
+        self.buf.feed(self.train, idx, aug, rng)
         ex.state.seed[0] = step_seed(self.seed, self.micro)
         ex.forward()
         losses = ex.losses()
@@ -563,8 +558,8 @@ class Trainer:
             return loss
         ex.backward()
         self.meter.add(ex, len(idx), losses)
-        if self.acc is not None:
-            self.acc += ex.grads
+        if self.accumulate > 1:
+            self.buf.accumulate()
         self.micro += 1
         return loss
 
@@ -658,7 +653,7 @@ class Trainer:
             )
         improved, stop = self.early.update(record["epoch"], float(record[self.early.monitor]))
         if improved:
-            self.best_params = self.ex.params.copy()
+            self.best_params = self.buf.params()
         return improved, stop
 
     def _histograms(self, record: dict[str, Any]) -> None:
@@ -671,16 +666,16 @@ class Trainer:
         from .plots import plot_histograms
 
         acts = {
-            s.output: self.ex.view(s.output)
+            s.output: self.buf.view(s.output)
             for s in self.plan.forward_steps
             if s.output not in self.plan.losses and self.plan.tensors[s.output].dtype != "int64"
         }
-        plot_histograms(e, self.ex.parameters(), acts, self.run_dir / "plots")  # type: ignore[operator]
+        plot_histograms(e, self._named(self.buf.params()), acts, self.run_dir / "plots")  # type: ignore[operator]
 
     def _finish(self, status: str, message: str) -> Result:
         best: dict[str, Any] = {}
         if self.early is not None and self.best_params is not None:
-            self.ex.params[...] = self.best_params  # the best epoch's weights, however training ended
+            self.buf.set_params(self.best_params)  # the best epoch's weights, however training ended
             best = {"epoch": self.early.best_epoch, self.early.monitor: self.early.best}
         if self.run_dir is not None:
             from .checkpoint import write_safetensors
@@ -703,9 +698,10 @@ class Trainer:
         for k, v in record.items():
             if k.startswith(("train_", "val_")) and isinstance(v, float) and not math.isfinite(v):
                 return k, v
-        finite = np.isfinite(self.ex.params)
+        params = self.buf.params()
+        finite = np.isfinite(params)
         if not finite.all():
-            return "a weight", float(self.ex.params[~finite][0])
+            return "a weight", float(params[~finite][0])
         return None
 
     def _diverged(
@@ -757,8 +753,7 @@ def lr_find(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grow the LR exponentially from ``start`` each minibatch, recording the
     loss, until ``end``, ``steps`` or divergence; the weights are restored after."""
-    params = trainer.ex.params.copy()
-    state = trainer.ex.opt_state.copy()
+    params, state = trainer.buf.params(), trainer.buf.opt_state()
     lrs, losses = [], []
     factor = (end / start) ** (1 / max(steps - 1, 1))
     n = trainer.batches_per_epoch
@@ -779,8 +774,8 @@ def lr_find(
             break
         trainer.optimizer.lr = lr
         trainer.optimizer.step()
-    trainer.ex.params[...] = params
-    trainer.ex.opt_state[...] = state
+    trainer.buf.set_params(params)
+    trainer.buf.set_opt_state(state)
     return np.array(lrs), np.array(losses)
 
 

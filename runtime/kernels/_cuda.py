@@ -150,6 +150,19 @@ def copy(src: Any, dst: Any, acc: bool = False) -> None:
     copy_kernel[blocks, threads](src, dst, acc)
 
 
+@cuda.jit
+def scale_kernel(src, dst, factor):
+    f = dst.dtype.type(factor)
+    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+        dst[i] = src[i] * f
+
+
+def scale(src: Any, dst: Any, factor: float) -> None:
+    """dst = factor·src for flat device arrays of one size (averaging accumulated gradients)."""
+    blocks, threads = grid_1d(dst.size)
+    scale_kernel[blocks, threads](src, dst, float(factor))
+
+
 # -- block reductions -----------------------------------------------------------------------------
 
 
