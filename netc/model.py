@@ -27,29 +27,29 @@ class WeightsError(Exception):
 
 class Model:
     def __init__(self, plan: Plan, device: str = "cpu", *, seed: int = 0, dtype: Any = np.float32) -> None:
-        if device != "cpu":
-            raise ValueError(f"device '{device}' is not available yet; use 'cpu'")
-        from .runtime.executor import Executor
+        from .runtime.device import make_executor
 
         batch = plan.memory["ledger"]["batch"] if plan.memory else 32
         self.plan = plan
         self.device = device
-        self.executor = Executor(plan, batch, dtype=dtype, seed=seed)
+        self.executor = make_executor(plan, batch, device, dtype=dtype, seed=seed)
         self.batch = batch
         self._optimizer: Any = None
         self.setup: Any = None  # the spec behind the model, when built with from_spec
 
     @classmethod
-    def from_spec(cls, path: str | Path, *, batch: int | None = None, seed: int | None = None) -> Model:
+    def from_spec(
+        cls, path: str | Path, *, batch: int | None = None, seed: int | None = None, device: str = "cpu"
+    ) -> Model:
         """A model of a spec file, sized and seeded by its train section (or the arguments),
         that ``fit`` trains on the spec's data by default."""
         from .runtime.run import build
 
-        s = build(Path(path), overrides={"batch_size": batch, "seed": seed})
+        s = build(Path(path), overrides={"batch_size": batch, "seed": seed}, device=device)
         m = cls.__new__(cls)
         m.plan, m.device, m.executor, m.batch, m._optimizer, m.setup = (
             s.plan,
-            "cpu",
+            device,
             s.ex,
             s.ex.batch,
             None,
@@ -145,6 +145,8 @@ class Model:
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs for any number of samples, in evaluation mode, batch by batch
         (the last batch is zero-padded; evaluation mode keeps samples independent)."""
+        from .runtime.buffers import buffers
+
         ex = self.executor
         ex.training = False
         feed = {k: np.asarray(v) for k, v in inputs.items() if k in self.plan.inputs}
@@ -161,12 +163,13 @@ class Model:
             ex.forward(part)
             take = min(self.batch, n - start)
             for o in self.plan.outputs:
-                chunks[o].append(ex.view(o)[:take].copy())
+                chunks[o].append(np.array(buffers(ex).view(o)[:take]))
         return {o: np.concatenate(c) for o, c in chunks.items()}
 
     # -- weights ---------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
-        """Parameter name ("conv1.w") -> array view; writing into it changes the model."""
+        """Parameter name ("conv1.w") -> array: on the CPU a view (writing into it changes
+        the model), on a GPU a host copy (use ``load_weights`` to change the model)."""
         return self.executor.parameters()
 
     def gradients(self) -> dict[str, np.ndarray]:
@@ -196,4 +199,10 @@ class Model:
                 raise WeightsError(
                     f"{path}: '{k}' has shape {list(data[k].shape)}, the network wants {list(v.shape)}"
                 )
-            v[...] = data[k]
+        from .runtime.buffers import buffers
+
+        buf = buffers(self.executor)
+        flat = buf.params()
+        for p in self.plan.params:
+            flat[p.offset : p.offset + p.numel] = data[p.name].ravel()
+        buf.set_params(flat)
