@@ -2,14 +2,18 @@
 
 The inputs travel as one tuple so a module with k inputs is one kernel call; the sum runs
 in input order, ((x0 + x1) + x2) + …, as PyTorch's chained adds round.
+
+On the GPU one kernel writes x0 + x1 and each further input is added by ``_cuda.copy`` with
+acc, in order (the same roundings); backward is one copy of dy per needed gradient.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
 from ._elementwise_common import flat, or_empty
 
 
@@ -47,3 +51,30 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dxs = tuple(flat(or_empty(g, y)) for g in b.dx)
     acc = np.array(b.acc, np.bool_)
     return fwd, lambda: backward_cpu(dy, dxs, acc)
+
+
+@cuda.jit
+def forward_cuda(a, b, y):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = a[i] + b[i]
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    xs, y = [_cuda.flat(a) for a in b.x], _cuda.flat(b.y)
+    blocks, threads = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward_cuda[blocks, threads](xs[0], xs[1], y)
+        for c in xs[2:]:
+            _cuda.copy(c, y, True)
+
+    if b.dy is None or all(g is None for g in b.dx):
+        return fwd, nothing
+    dy = _cuda.flat(b.dy)
+    grads = [(_cuda.flat(g), bool(acc)) for g, acc in zip(b.dx, b.acc, strict=True) if g is not None]
+
+    def bwd() -> None:
+        for dx, acc in grads:  # in input order: a gradient listed twice (x + x) accumulates
+            _cuda.copy(dy, dx, acc)
+
+    return fwd, bwd

@@ -1,13 +1,20 @@
 """cls_token kernels: y[:, 0] = w[0], y[:, 1:] = x; dx = dy[:, 1:], dw = Σ_batch dy[:, 0].
 
 Arrays are viewed per sample as rows ([N, (T+1)·D] for y), so the token is the first D
-columns of each row and the sequence the rest."""
+columns of each row and the sequence the rest.
+
+On the GPU one kernel writes each row of y (token, then sequence); backward copies the
+sequence columns of dy into dx (``_cuda_elementwise.ColumnCopy``) and sums the token columns over
+the batch (``_cuda.row_sum``: fixed order, no atomics)."""
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda_elementwise import ColumnCopy
+from ._cuda_elementwise import per_sample as per_sample_cuda
 from ._losses_embed_common import batch_sum, or_empty, pass_grad, per_sample
 
 
@@ -39,3 +46,38 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy, acc = per_sample(b.dy), bool(b.acc[0])
     return fwd, lambda: backward_cpu(dy, dx, dw, acc)
+
+
+@cuda.jit
+def forward_cuda(x, w, y):
+    # y[n, :d] = w, y[n, d:] = x[n] (y [N, (T+1)·D], x [N, T·D], w [D])
+    d, cols = w.size, y.shape[1]
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        n = i // cols
+        c = i - n * cols
+        y[n, c] = w[c] if c < d else x[n, c - d]
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    x, y, w = per_sample_cuda(b.x[0]), per_sample_cuda(b.y), _cuda.flat(b.p["w"])
+    d = w.size
+    blocks, threads = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward_cuda[blocks, threads](x, w, y)
+
+    dx = None if b.dx[0] is None else per_sample_cuda(b.dx[0])
+    dw = None if b.dp.get("w") is None else _cuda.flat(b.dp["w"])
+    if dx is None and dw is None:
+        return fwd, nothing
+    dy, acc = per_sample_cuda(b.dy), bool(b.acc[0])
+    seq = ColumnCopy(dy, d, dx, 0, x.shape[1], acc) if dx is not None else None
+    token = dy[:, :d]  # a strided view: row_sum takes any strides
+
+    def bwd() -> None:
+        if seq is not None:
+            seq()
+        if dw is not None:
+            _cuda.row_sum(token, dw)
+
+    return fwd, bwd

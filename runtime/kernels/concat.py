@@ -3,14 +3,21 @@
 Every array is viewed as [outer, width] around the axis (outer = the axes before it, batch
 included; width = the axis times everything after it), so each input fills a column band
 [offset_i, offset_i + width_i) of y's rows. The inputs travel as one tuple: one kernel call.
+
+On the GPU each input is one launch of ``_cuda_elementwise.ColumnCopy`` into (from, in
+backward) its column band [offset_i, offset_i + width_i) of y's rows.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda_elementwise import ColumnCopy
 from ._elementwise_common import or_empty
 
 
@@ -57,3 +64,35 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dxs = tuple(rows(g) if g is not None else or_empty(None, y, 2) for g in b.dx)
     acc = np.array(b.acc, np.bool_)
     return fwd, lambda: backward_cpu(dy, dxs, offsets, acc)
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    rank = b.y.ndim - 1
+    ax = b.attrs["axis"] % rank + 1
+    outer = int(np.prod(b.y.shape[:ax]))
+
+    def rows(a: Any) -> Any:
+        return _cuda.rows(a, a.size // outer)
+
+    xs, y = [rows(a) for a in b.x], rows(b.y)
+    offsets = np.cumsum([0] + [a.shape[1] for a in xs]).tolist()
+    fwd_parts = [ColumnCopy(a, 0, y, o, a.shape[1], False) for a, o in zip(xs, offsets, strict=False)]
+
+    def fwd() -> None:
+        for part in fwd_parts:
+            part()
+
+    if b.dy is None or all(g is None for g in b.dx):
+        return fwd, nothing
+    dy = rows(b.dy)
+    bwd_parts = [
+        ColumnCopy(dy, o, rows(g), 0, a.shape[1], acc)
+        for g, a, o, acc in zip(b.dx, xs, offsets, b.acc, strict=False)
+        if g is not None
+    ]
+
+    def bwd() -> None:
+        for part in bwd_parts:
+            part()
+
+    return fwd, bwd

@@ -6,14 +6,19 @@ when the top 53 bits of mix64(k + (i + 1)·γ) are at least p·2^53. A mask is t
 function of (seed, index, i): bitwise reproducible for any thread count and any backend.
 Forward saves m / (1 - p) in ``mask``; backward is dx = dy ⊙ mask (dx = dy in inference).
 The training flag and seed are read from the state arrays on every call.
+
+On the GPU each thread computes the mask of its elements with the same ``mix64`` (a device
+function), stream key and threshold, so a CUDA run drops exactly the elements a CPU run drops;
+the closures read the training flag and the seed from the host state when they run.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
 from ._elementwise_common import flat
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (golden ratio)
@@ -73,3 +78,55 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy, dx, acc = flat(b.dy), flat(b.dx[0]), b.acc[0]
     return fwd, lambda: backward_cpu(mask, dy, dx, acc, training)
+
+
+_mix64_cuda = cuda.jit(device=True)(mix64)
+
+
+@cuda.jit
+def forward_cuda(x, y, mask, threshold, scale, training, seed, index):
+    # the CPU kernel's stream and test, per element: mask = scale where the top 53 bits of the
+    # element's hash reach threshold = p·2^53
+    if not training:
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            y[i] = x[i]
+        return
+    key = _mix64_cuda(_mix64_cuda(np.uint64(seed) + _GAMMA) ^ (np.uint64(index) * _M2))
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        bits = _mix64_cuda(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11
+        m = scale if bits >= threshold else 0.0
+        mask[i] = m
+        # float64 product, rounded once, as on the CPU (the simulator's NumPy would keep a float32
+        # x times a Python float in float32)
+        y[i] = np.float64(x[i]) * m
+
+
+@cuda.jit
+def backward_cuda(mask, dy, dx, acc, training):
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        g = dy[i] * mask[i] if training else dy[i]
+        if acc:
+            dx[i] += g
+        else:
+            dx[i] = g
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    x, y, mask = _cuda.flat(b.x[0]), _cuda.flat(b.y), _cuda.flat(b.saved["mask"])
+    p, state, index = float(b.attrs["p"]), b.state, int(b.index)
+    threshold = np.uint64(p * 9007199254740992.0)  # p · 2^53, as forward_cpu
+    scale = 1.0 / (1.0 - p)  # float64, as forward_cpu: the same rounding of x·m
+    blocks, threads = _cuda.grid_1d(x.size)
+
+    def fwd() -> None:
+        training, seed = int(state.training[0]), state.seed[0]  # seed: np.int64, cast as on the CPU
+        forward_cuda[blocks, threads](x, y, mask, threshold, scale, training, seed, index)
+
+    if b.dy is None or b.dx[0] is None:
+        return fwd, nothing
+    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+
+    def bwd() -> None:
+        backward_cuda[blocks, threads](mask, dy, dx, acc, int(state.training[0]))
+
+    return fwd, bwd

@@ -2,13 +2,19 @@
 
 Backward reads the input. exp is ``fast_exp``, so the loops vectorize; exp(x) - 1 is
 replaced by its Taylor polynomial for |x| < 0.02, where the subtraction would cancel.
+
+On the GPU the same scalar functions run as device functions, with exp = math.exp
+(``_cuda_elementwise.device_functions``), in grid-stride kernels; alpha is passed in the
+arrays' dtype.
 """
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk
+from . import _cuda
+from ._cuda_elementwise import device_functions
 from ._elementwise_common import bind_unary, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
@@ -53,3 +59,27 @@ def backward_cpu(x, dy, dx, acc, alpha):
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_unary(b, forward_cpu, backward_cpu, False, float(b.attrs["alpha"]))
+
+
+_f_cuda, _g_cuda = device_functions(elu, elu_grad)
+
+
+@cuda.jit
+def forward_cuda(x, y, alpha):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = _f_cuda(x[i], alpha)
+
+
+@cuda.jit
+def backward_cuda(x, dy, dx, acc, alpha):
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        if acc:
+            dx[i] += _g_cuda(x[i], dy[i], alpha)
+        else:
+            dx[i] = _g_cuda(x[i], dy[i], alpha)
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    # the attribute in the arrays' dtype keeps float32 products float32
+    alpha = b.x[0].dtype.type(b.attrs["alpha"])
+    return _cuda.bind_unary(b, forward_cuda, backward_cuda, False, alpha)

@@ -1,9 +1,12 @@
-"""flatten kernels: a row-major copy into the output buffer (the plan gives it its own); dx = dy."""
+"""flatten kernels: a row-major copy into the output buffer (the plan gives it its own); dx = dy.
+On the GPU the same flat copies (``_cuda.copy``)."""
 
 from __future__ import annotations
 
+from ._cuda_elementwise import bind_copy_cuda
 from ._elementwise_common import bind_copy, copy_cpu
 
 # One flat copy serves both directions: forward_cpu(x, y, False), backward_cpu(dy, dx, acc).
 forward_cpu = backward_cpu = copy_cpu
 bind_cpu = bind_copy
+bind_cuda = bind_copy_cuda

@@ -1,9 +1,12 @@
-"""identity kernels: y = x, dx = dy, as plain copies (the plan gives the output a buffer of its own)."""
+"""identity kernels: y = x, dx = dy, as plain copies (the plan gives the output a buffer of its own);
+on the GPU the same flat copies (``_cuda.copy``)."""
 
 from __future__ import annotations
 
+from ._cuda_elementwise import bind_copy_cuda
 from ._elementwise_common import bind_copy, copy_cpu
 
 # One flat copy serves both directions: forward_cpu(x, y, False), backward_cpu(dy, dx, acc).
 forward_cpu = backward_cpu = copy_cpu
 bind_cpu = bind_copy
+bind_cuda = bind_copy_cuda

@@ -1,10 +1,14 @@
-"""leaky_relu kernels: y = x if x > 0 else slope · x; dx = dy or slope · dy (backward reads the input)."""
+"""leaky_relu kernels: y = x if x > 0 else slope · x; dx = dy or slope · dy (backward reads the input).
+
+On the GPU the same scalar functions run as device functions in grid-stride kernels, the slope
+in the arrays' dtype (float32 products stay float32)."""
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk
+from . import _cuda
 from ._elementwise_common import bind_unary
 
 
@@ -39,3 +43,28 @@ def backward_cpu(x, dy, dx, acc, slope):
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_unary(b, forward_cpu, backward_cpu, False, float(b.attrs["negative_slope"]))
+
+
+_f_cuda = cuda.jit(device=True)(leaky_relu)
+_g_cuda = cuda.jit(device=True)(leaky_relu_grad)
+
+
+@cuda.jit
+def forward_cuda(x, y, slope):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = _f_cuda(x[i], slope)
+
+
+@cuda.jit
+def backward_cuda(x, dy, dx, acc, slope):
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        if acc:
+            dx[i] += _g_cuda(x[i], dy[i], slope)
+        else:
+            dx[i] = _g_cuda(x[i], dy[i], slope)
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    # the attribute in the arrays' dtype keeps float32 products float32
+    slope = b.x[0].dtype.type(b.attrs["negative_slope"])
+    return _cuda.bind_unary(b, forward_cuda, backward_cuda, False, slope)

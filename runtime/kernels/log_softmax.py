@@ -2,15 +2,23 @@
 
 Same [outer, size, inner] layout as softmax, with contiguous, vectorized rows for the last
 axis (inner = 1). Backward: dx = dy - exp(y) · Σ dy, reading the output only.
+
+On the GPU one block handles each (outer, inner) row (``_cuda_elementwise.bind_rows_cuda``):
+``_cuda.block_max`` and ``_cuda.block_sum`` of exp(x - max) (float64, fixed tree order) give
+the shift; backward is one ``block_sum`` of dy per row.
 """
 
 from __future__ import annotations
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk
+from . import _cuda
+from ._cuda import THREADS  # a shared array's shape must be an int global of this module
+from ._cuda_elementwise import bind_rows_cuda
 from ._elementwise_common import bind_rows, fast_exp, row_max, row_sum, row_sum_exp
 
 _jit = njit(cache=True, error_model="numpy")
@@ -83,3 +91,46 @@ def backward_cpu(y, dy, dx, acc, y2, dy2, dx2):
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_rows(b, forward_cpu, backward_cpu)
+
+
+@cuda.jit
+def forward_cuda(x, y):  # x, y [outer, size, inner]: block per row (o, j), a block-stride loop
+    buf = cuda.shared.array(THREADS, np.float64)
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    size, inner = x.shape[1], x.shape[2]
+    for r in range(cuda.blockIdx.x, x.shape[0] * inner, cuda.gridDim.x):
+        o, j = r // inner, r % inner
+        m = -math.inf
+        for d in range(t, size, nt):
+            m = max(m, x[o, d, j])
+        m = _cuda.block_max(buf, m)
+        mt = x.dtype.type(m)
+        s = 0.0
+        for d in range(t, size, nt):
+            s += math.exp(x[o, d, j] - mt)
+        shift = m + math.log(_cuda.block_sum(buf, s))  # float64, as the CPU's
+        for d in range(t, size, nt):
+            y[o, d, j] = x[o, d, j] - shift
+
+
+@cuda.jit
+def backward_cuda(y, dy, dx, acc):
+    buf = cuda.shared.array(THREADS, np.float64)
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    size, inner = y.shape[1], y.shape[2]
+    for r in range(cuda.blockIdx.x, y.shape[0] * inner, cuda.gridDim.x):
+        o, j = r // inner, r % inner
+        s = 0.0
+        for d in range(t, size, nt):
+            s += dy[o, d, j]
+        st = y.dtype.type(_cuda.block_sum(buf, s))
+        for d in range(t, size, nt):
+            g = dy[o, d, j] - math.exp(y[o, d, j]) * st
+            if acc:
+                dx[o, d, j] += g
+            else:
+                dx[o, d, j] = g
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    return bind_rows_cuda(b, forward_cuda, backward_cuda)

@@ -1,10 +1,15 @@
-"""mul kernels: y = x0 ⊙ x1 (flat, one shape); dx0 = dy ⊙ x1, dx1 = dy ⊙ x0 (or += each)."""
+"""mul kernels: y = x0 ⊙ x1 (flat, one shape); dx0 = dy ⊙ x1, dx1 = dy ⊙ x0 (or += each).
+
+On the GPU one kernel computes both gradients, each thread its elements: dx0 first, then dx1,
+so x * x (one buffer, dx1 accumulating into dx0) sums both terms as on the CPU.
+"""
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
 from ._elementwise_common import flat, or_empty
 
 
@@ -40,3 +45,44 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dx0, dx1 = flat(or_empty(b.dx[0], y)), flat(or_empty(b.dx[1], y))
     acc0, acc1 = b.acc[0], b.acc[1]
     return fwd, lambda: backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1)
+
+
+@cuda.jit
+def forward_cuda(x0, x1, y):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = x0[i] * x1[i]
+
+
+@cuda.jit
+def backward_cuda(x0, x1, dy, dx0, dx1, acc0, acc1):  # an empty dx is not needed
+    for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
+        g = dy[i]
+        if dx0.size:
+            if acc0:
+                dx0[i] += g * x1[i]
+            else:
+                dx0[i] = g * x1[i]
+        if dx1.size:
+            if acc1:
+                dx1[i] += g * x0[i]
+            else:
+                dx1[i] = g * x0[i]
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    x0, x1, y = _cuda.flat(b.x[0]), _cuda.flat(b.x[1]), _cuda.flat(b.y)
+    blocks, threads = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward_cuda[blocks, threads](x0, x1, y)
+
+    if b.dy is None or (b.dx[0] is None and b.dx[1] is None):
+        return fwd, nothing
+    dy = _cuda.flat(b.dy)
+    dx0, dx1 = (_cuda.flat(g) if g is not None else _cuda.empty(y.dtype) for g in b.dx)
+    acc0, acc1 = bool(b.acc[0]), bool(b.acc[1])
+
+    def bwd() -> None:
+        backward_cuda[blocks, threads](x0, x1, dy, dx0, dx1, acc0, acc1)
+
+    return fwd, bwd

@@ -1,11 +1,17 @@
 """parameter kernels: y = x + w, w of the per-sample shape broadcast over the batch;
-dx = dy, dw = Σ_batch dy."""
+dx = dy, dw = Σ_batch dy.
+
+On the GPU: one broadcast-add kernel; dx is a flat copy and dw a column sum of dy viewed as
+[N, S] (``_cuda.row_sum``: fixed order, no atomics)."""
 
 from __future__ import annotations
 
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda_elementwise import add_table_cuda
+from ._cuda_elementwise import per_sample as per_sample_cuda
 from ._losses_embed_common import add_table, batch_sum, or_empty, pass_grad, per_sample
 
 
@@ -31,3 +37,26 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy, acc = per_sample(b.dy), bool(b.acc[0])
     return fwd, lambda: backward_cpu(dy, dx, dw, acc)
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    x, y, w = per_sample_cuda(b.x[0]), per_sample_cuda(b.y), _cuda.flat(b.p["w"])
+    blocks, threads = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        add_table_cuda[blocks, threads](x, w, y)
+
+    dx = None if b.dx[0] is None else _cuda.flat(b.dx[0])
+    dw = None if b.dp.get("w") is None else _cuda.flat(b.dp["w"])
+    if dx is None and dw is None:
+        return fwd, nothing
+    dy, acc = per_sample_cuda(b.dy), bool(b.acc[0])
+    dy_flat = _cuda.flat(dy)
+
+    def bwd() -> None:
+        if dx is not None:
+            _cuda.copy(dy_flat, dx, acc)
+        if dw is not None:
+            _cuda.row_sum(dy, dw)
+
+    return fwd, bwd

@@ -1,13 +1,19 @@
 """positional_encoding kernels: y = x + PE, the sinusoid table computed once at bind time for
 the bound sequence length T (in float64, then cast to the arrays' dtype):
-PE[t, 2i] = sin(t / 10000^(2i/D)), PE[t, 2i+1] = cos(t / 10000^(2i/D)). dx = dy."""
+PE[t, 2i] = sin(t / 10000^(2i/D)), PE[t, 2i+1] = cos(t / 10000^(2i/D)). dx = dy.
+
+On the GPU the same table is uploaded once at bind time; forward is one broadcast-add kernel,
+backward a flat copy."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda_elementwise import add_table_cuda
+from ._cuda_elementwise import per_sample as per_sample_cuda
 from ._losses_embed_common import add_table, pass_grad, per_sample
 
 
@@ -40,3 +46,22 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy, dx, acc = per_sample(b.dy), per_sample(b.dx[0]), bool(b.acc[0])
     return fwd, lambda: backward_cpu(dy, dx, acc)
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    _, t, d = b.x[0].shape
+    x, y = per_sample_cuda(b.x[0]), per_sample_cuda(b.y)
+    pe = cuda.to_device(table(t, d, x.dtype).reshape(-1))  # bind time: the thunks never copy
+    blocks, threads = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        add_table_cuda[blocks, threads](x, pe, y)
+
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+
+    def bwd() -> None:
+        _cuda.copy(dy, dx, acc)
+
+    return fwd, bwd

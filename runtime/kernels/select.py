@@ -2,13 +2,19 @@
 
 x is viewed as [outer, size, inner] around the axis and y as [outer, inner]. Backward writes
 dy into the selected slice and zeros elsewhere (with acc, adds into the slice only).
+
+On the GPU forward (and backward with acc) copy between y and the column band
+[index·inner, (index + 1)·inner) of x viewed as [outer, size·inner] (``_cuda_elementwise.ColumnCopy``);
+backward without acc writes every element of dx in one pass (dy in the slice, zeros elsewhere).
 """
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda_elementwise import ColumnCopy
 from ._elementwise_common import around_axis
 
 
@@ -35,14 +41,50 @@ def backward_cpu(dy, dx, acc, index):
                         dx[o, d, j] = 0.0
 
 
+def _layout(b: Binding) -> tuple[int, int, int, int]:
+    """(outer, size, inner, index) of x around the axis, the index made non-negative."""
+    x = b.x[0]
+    outer, size, inner = around_axis(x, b.attrs["axis"] % (x.ndim - 1))
+    return outer, size, inner, b.attrs["index"] % size
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x = b.x[0]
-    axis = b.attrs["axis"] % (x.ndim - 1)
-    outer, size, inner = around_axis(x, axis)
-    index = b.attrs["index"] % size
+    outer, size, inner, index = _layout(b)
     x3, y2 = x.reshape(outer, size, inner), b.y.reshape(outer, inner)
     fwd = lambda: forward_cpu(x3, y2, index)  # noqa: E731
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy2, dx3, acc = b.dy.reshape(outer, inner), b.dx[0].reshape(outer, size, inner), b.acc[0]
     return fwd, lambda: backward_cpu(dy2, dx3, acc, index)
+
+
+@cuda.jit
+def backward_cuda(dy, dx, index):
+    # dx[o, d, j] = dy[o, j] on the selected slice d == index, 0 elsewhere (dx [outer, size, inner])
+    size, inner = dx.shape[1], dx.shape[2]
+    for n in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        j = n % inner
+        od = n // inner
+        d = od % size
+        o = od // size
+        dx[o, d, j] = dy[o, j] if d == index else 0
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    # x as [outer, size·inner]: the selected slice is the column band [index·inner, (index+1)·inner)
+    outer, size, inner, index = _layout(b)
+    x2, y2 = _cuda.rows(b.x[0], size * inner), _cuda.rows(b.y, inner)
+    fwd = ColumnCopy(x2, index * inner, y2, 0, inner, False)
+    if b.dy is None or b.dx[0] is None:
+        return fwd, nothing
+    dy2 = _cuda.rows(b.dy, inner)
+    if b.acc[0]:
+        return fwd, ColumnCopy(dy2, 0, _cuda.rows(b.dx[0], size * inner), index * inner, inner, True)
+    dx3 = b.dx[0].reshape(outer, size, inner)
+    blocks, threads = _cuda.grid_1d(dx3.size)
+
+    def bwd() -> None:
+        backward_cuda[blocks, threads](dy2, dx3, index)
+
+    return fwd, bwd

@@ -6,15 +6,24 @@ on contiguous rows of the [outer, size] view, where the exp pass (``fast_exp``),
 the scaling all vectorize; sums use reassociated (vectorized) float64 adds, deterministic
 for a given machine. Other axes loop with stride ``inner`` and libm's exp (faster than
 ``fast_exp`` where nothing vectorizes). Backward: dx = y ⊙ (dy - Σ dy ⊙ y), reading the output only.
+
+On the GPU one block normalises each (outer, inner) row (``_cuda_elementwise.bind_rows_cuda``):
+``_cuda.block_max`` then ``_cuda.block_sum`` of the exponentials (float64, fixed tree order),
+each thread rescaling the elements it wrote; backward is one ``block_sum`` of dy ⊙ y per row.
+Exponentials run in the arrays' dtype (the max is cast back first).
 """
 
 from __future__ import annotations
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk
+from . import _cuda
+from ._cuda import THREADS  # a shared array's shape must be an int global of this module
+from ._cuda_elementwise import bind_rows_cuda
 from ._elementwise_common import bind_rows, fast_exp, row_dot, row_max, row_sum
 
 _jit = njit(cache=True, error_model="numpy")
@@ -91,3 +100,47 @@ def backward_cpu(y, dy, dx, acc, y2, dy2, dx2):
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_rows(b, forward_cpu, backward_cpu)
+
+
+@cuda.jit
+def forward_cuda(x, y):  # x, y [outer, size, inner]: block per row (o, j), a block-stride loop
+    buf = cuda.shared.array(THREADS, np.float64)
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    size, inner = x.shape[1], x.shape[2]
+    for r in range(cuda.blockIdx.x, x.shape[0] * inner, cuda.gridDim.x):
+        o, j = r // inner, r % inner
+        m = -math.inf
+        for d in range(t, size, nt):
+            m = max(m, x[o, d, j])
+        mt = x.dtype.type(_cuda.block_max(buf, m))
+        s = 0.0
+        for d in range(t, size, nt):
+            e = math.exp(x[o, d, j] - mt)
+            y[o, d, j] = e
+            s += y[o, d, j]  # the stored (rounded) value, as the CPU sums
+        inv = y.dtype.type(1.0 / _cuda.block_sum(buf, s))
+        for d in range(t, size, nt):  # the elements this thread wrote: no barrier needed
+            y[o, d, j] *= inv
+
+
+@cuda.jit
+def backward_cuda(y, dy, dx, acc):
+    buf = cuda.shared.array(THREADS, np.float64)
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    size, inner = y.shape[1], y.shape[2]
+    for r in range(cuda.blockIdx.x, y.shape[0] * inner, cuda.gridDim.x):
+        o, j = r // inner, r % inner
+        s = 0.0
+        for d in range(t, size, nt):
+            s += dy[o, d, j] * y[o, d, j]
+        st = y.dtype.type(_cuda.block_sum(buf, s))
+        for d in range(t, size, nt):
+            g = y[o, d, j] * (dy[o, d, j] - st)
+            if acc:
+                dx[o, d, j] += g
+            else:
+                dx[o, d, j] = g
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    return bind_rows_cuda(b, forward_cuda, backward_cuda)

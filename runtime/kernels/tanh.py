@@ -3,13 +3,18 @@
 tanh is computed as (1 - e) / (1 + e) with e = exp(-2|x|), exp being ``fast_exp``, so the
 loop vectorizes (libm's tanh is a call, about 15 ns here). It stays within a few float64
 ulps everywhere: a Taylor polynomial covers |x| < 0.02, where 1 - e would cancel.
+
+On the GPU the same scalar functions run as device functions, with exp = math.exp
+(``_cuda_elementwise.device_functions``), in grid-stride kernels.
 """
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk
+from . import _cuda
+from ._cuda_elementwise import device_functions
 from ._elementwise_common import bind_unary, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
@@ -55,3 +60,25 @@ def backward_cpu(y, dy, dx, acc):
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_unary(b, forward_cpu, backward_cpu, True)
+
+
+_f_cuda, _g_cuda = device_functions(tanh, tanh_grad)
+
+
+@cuda.jit
+def forward_cuda(x, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = _f_cuda(x[i])
+
+
+@cuda.jit
+def backward_cuda(y, dy, dx, acc):
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        if acc:
+            dx[i] += _g_cuda(y[i], dy[i])
+        else:
+            dx[i] = _g_cuda(y[i], dy[i])
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    return _cuda.bind_unary(b, forward_cuda, backward_cuda, True)

@@ -5,6 +5,10 @@ adjacent and in order are merged (NCHW → NHWC becomes a [N, C, HW] → [N, HW,
 padded to a fixed rank, so one compiled loop nest serves every rank. The loop walks the
 destination contiguously and gathers from a strided view of the source; backward is the
 same gather from dy through the inverse permutation (or += with acc).
+
+On the GPU the same merged permutation drives ``_cuda_elementwise.gather_cuda``: each thread writes
+consecutive destination elements and reads the source through the permuted strides, held in
+a small int64 array uploaded at bind time (device arrays cannot be transposed in place).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda_elementwise import c_strides, gather_cuda, gather_meta
 from ._elementwise_common import merged_permutation, pad_rank
 
 
@@ -36,13 +42,20 @@ def permute_cpu(src, dst, acc):  # src: a strided 6-d view with dst's shape
 forward_cpu = backward_cpu = permute_cpu
 
 
-def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+def _layout(b: Binding) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(merged source shape, its permutation, the output shape, the inverse permutation)."""
     x = b.x[0]
     rank = x.ndim - 1
     perm = [0] + [a % rank + 1 for a in b.attrs["perm"]] if rank else [0]
     src_shape, mperm = merged_permutation(x.shape, perm)
     out_shape = tuple(src_shape[a] for a in mperm)
     inv = tuple(int(i) for i in np.argsort(mperm))
+    return src_shape, mperm, out_shape, inv
+
+
+def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    x = b.x[0]
+    src_shape, mperm, out_shape, inv = _layout(b)
     xt = pad_rank(x.reshape(src_shape).transpose(mperm), "transpose")
     y = pad_rank(b.y.reshape(out_shape), "transpose")
     fwd = lambda: forward_cpu(xt, y, False)  # noqa: E731
@@ -52,3 +65,26 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dx = pad_rank(b.dx[0].reshape(src_shape), "transpose")
     acc = b.acc[0]
     return fwd, lambda: backward_cpu(dyt, dx, acc)
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    src_shape, mperm, out_shape, inv = _layout(b)
+    # y[i] = x[j] with j[mperm[k]] = i[k]: y's axis k walks x's axis mperm[k]
+    xs = c_strides(src_shape)
+    meta_fwd = gather_meta(out_shape, tuple(xs[a] for a in mperm), "transpose")
+    x, y = _cuda.flat(b.x[0]), _cuda.flat(b.y)
+    blocks, threads = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        gather_cuda[blocks, threads](x, y, meta_fwd, False)
+
+    if b.dy is None or b.dx[0] is None:
+        return fwd, nothing
+    ys = c_strides(out_shape)
+    meta_bwd = gather_meta(src_shape, tuple(ys[a] for a in inv), "transpose")
+    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+
+    def bwd() -> None:
+        gather_cuda[blocks, threads](dy, dx, meta_bwd, acc)
+
+    return fwd, bwd
