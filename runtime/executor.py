@@ -80,45 +80,40 @@ def _aligned(nbytes: int) -> np.ndarray:
     return raw[start : start + nbytes]
 
 
-class Executor:
-    """Runs a plan on the CPU at a fixed batch size."""
+class PlanRunner:
+    """What every executor shares: the arena views of the plan's tensors, the
+    bound step lists, training mode and the replay. Subclasses allocate the
+    buffers (host or device), bind the kernels and copy inputs in."""
 
-    def __init__(
-        self,
-        plan: Plan,
-        batch: int,
-        *,
-        dtype: Any = np.float32,
-        seed: int = 0,
-        optimizer: str | None = None,
-    ) -> None:
+    plan: Plan
+    batch: int
+    dtype: np.dtype
+    arena: Any
+    state: State
+    _views: dict[str, Any]
+    _forward: list[Thunk]
+    _backward: list[Thunk]
+
+    def _setup(self, plan: Plan, batch: int, dtype: Any, optimizer: str | None) -> tuple[int, int, int]:
+        """Plan the memory; returns (parameter count, gradient count, optimizer slots)."""
         self.dtype = np.dtype(dtype)
-        fb = self.dtype.itemsize
         opt = optimizer or plan.optimizer
-        self.plan = assign_memory(plan, batch, opt, float_bytes=fb)
+        self.plan = assign_memory(plan, batch, opt, float_bytes=self.dtype.itemsize)
         self.batch = batch
-        led = self.plan.memory["ledger"]
+        self.state = State()
+        self._views, self._forward, self._backward = {}, [], []
         n_params = sum(p.numel for p in self.plan.params)
         n_grads = sum(p.numel for p in self.plan.params if p.trainable)
-        self.params = np.zeros(n_params, self.dtype)
-        self.grads = np.zeros(n_grads, self.dtype)
-        self.opt_state = np.zeros((OPTIMIZER_SLOTS[opt], n_grads), self.dtype)
-        self.arena = _aligned(led["training_arena_bytes"])
-        self.workspace = _aligned(max(led["workspace_bytes"], ALIGN))
+        return n_params, n_grads, OPTIMIZER_SLOTS[opt]
+
+    def _count_allocated(self) -> None:
+        led = self.plan.memory["ledger"]
         self.allocated_bytes = (
             self.params.nbytes + self.grads.nbytes + self.opt_state.nbytes + self.arena.nbytes
             + (self.workspace.nbytes if led["workspace_bytes"] else 0)
         )  # fmt: skip
-        self.state = State()
-        self.state.seed[0] = seed
-        initialize(self.plan, self.params, seed)
-        self._views: dict[str, np.ndarray] = {}
-        self._forward: list[Thunk] = []
-        self._backward: list[Thunk] = []
-        self._bind()
 
-    # -- buffers -----------------------------------------------------------
-    def view(self, name: str) -> np.ndarray:
+    def view(self, name: str) -> Any:
         """The arena view of a tensor (batch axis first)."""
         if name in self._views:
             return self._views[name]
@@ -131,31 +126,19 @@ class Executor:
         self._views[name] = v
         return v
 
-    def param(self, name: str) -> np.ndarray:
-        p = next(q for q in self.plan.params if q.name == name)
-        return self.params[p.offset : p.offset + p.numel].reshape(p.shape)
-
-    def grad(self, name: str) -> np.ndarray | None:
-        p = next(q for q in self.plan.params if q.name == name)
-        if p.grad_offset is None:
-            return None
-        return self.grads[p.grad_offset : p.grad_offset + p.numel].reshape(p.shape)
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """Parameter name -> view into the flat buffer (writes go through)."""
-        return {p.name: self.param(p.name) for p in self.plan.params}
-
-    # -- binding -------------------------------------------------------------
-    def _bind(self) -> None:
+    def _bind_with(self, bind: str, param: Any, grad: Any) -> list[Any]:
+        """Bind every step through the kernel modules' ``bind``; returns the bindings."""
         back = {s.module for s in self.plan.backward_steps}
         bwd_thunks: dict[str, Thunk] = {}
-        for s, b in step_bindings(self.plan, self.view, self.param, self.grad, self.workspace, self.state):
-            fwd, bwd = kernel_module(s.op).bind_cpu(b)
+        bindings = []
+        for s, b in step_bindings(self.plan, self.view, param, grad, self.workspace, self.state):
+            fwd, bwd = getattr(kernel_module(s.op), bind)(b)
             self._forward.append(fwd)
+            bindings.append(b)
             if s.module in back:
                 bwd_thunks[s.module] = bwd
         self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
-        self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]
+        return bindings
 
     # -- running -------------------------------------------------------------
     @property
@@ -172,9 +155,12 @@ class Executor:
                 continue  # e.g. labels at prediction time
             dst = self.view(name)
             src = np.asarray(inputs[name])
-            if src.shape != dst.shape:
-                raise ValueError(f"input '{name}': expected shape {dst.shape}, got {src.shape}")
-            dst[...] = src
+            if src.shape != tuple(dst.shape):
+                raise ValueError(f"input '{name}': expected shape {tuple(dst.shape)}, got {src.shape}")
+            self._copy_in(dst, src)
+
+    def _copy_in(self, dst: Any, src: np.ndarray) -> None:
+        dst[...] = src
 
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
         if inputs is not None:
@@ -185,6 +171,46 @@ class Executor:
     def backward(self) -> None:
         for f in self._backward:
             f()
+
+
+class Executor(PlanRunner):
+    """Runs a plan on the CPU at a fixed batch size."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        batch: int,
+        *,
+        dtype: Any = np.float32,
+        seed: int = 0,
+        optimizer: str | None = None,
+    ) -> None:
+        n_params, n_grads, slots = self._setup(plan, batch, dtype, optimizer)
+        led = self.plan.memory["ledger"]
+        self.params = np.zeros(n_params, self.dtype)
+        self.grads = np.zeros(n_grads, self.dtype)
+        self.opt_state = np.zeros((slots, n_grads), self.dtype)
+        self.arena = _aligned(led["training_arena_bytes"])
+        self.workspace = _aligned(max(led["workspace_bytes"], ALIGN))
+        self._count_allocated()
+        self.state.seed[0] = seed
+        initialize(self.plan, self.params, seed)
+        self._bind_with("bind_cpu", self.param, self.grad)
+        self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]
+
+    def param(self, name: str) -> np.ndarray:
+        p = next(q for q in self.plan.params if q.name == name)
+        return self.params[p.offset : p.offset + p.numel].reshape(p.shape)
+
+    def grad(self, name: str) -> np.ndarray | None:
+        p = next(q for q in self.plan.params if q.name == name)
+        if p.grad_offset is None:
+            return None
+        return self.grads[p.grad_offset : p.grad_offset + p.numel].reshape(p.shape)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Parameter name -> view into the flat buffer (writes go through)."""
+        return {p.name: self.param(p.name) for p in self.plan.params}
 
     def loss(self) -> float:
         """The weighted total of all losses of the last forward pass."""

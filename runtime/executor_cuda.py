@@ -19,17 +19,16 @@ per-step scratch some kernels allocate once at bind time (cross_entropy's per-ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numba import cuda
 
-from ..compiler.memory import ALIGN, assign_memory
-from ..compiler.plan import OPTIMIZER_SLOTS, Plan
-from .binding import State, Thunk
+from ..compiler.memory import ALIGN
+from ..compiler.plan import Plan
+from .binding import Thunk
 from .device import DeviceError
-from .executor import step_bindings
+from .executor import PlanRunner
 from .init import initialize
 from .kernels import kernel_module
 from .kernels._cuda import Reducer, grid_1d, zero
@@ -50,7 +49,7 @@ def _gather_kernel(src, index, out):
         out[k] = src[index[k]]
 
 
-class CudaExecutor:
+class CudaExecutor(PlanRunner):
     """Runs a plan on the current CUDA device at a fixed batch size."""
 
     def __init__(
@@ -69,52 +68,26 @@ class CudaExecutor:
             raise DeviceError(
                 f"op '{op}' has no CUDA kernels yet (module '{module}'){more}; use --device cpu"
             )
-        self.dtype = np.dtype(dtype)
-        fb = self.dtype.itemsize
-        opt = optimizer or plan.optimizer
-        self.plan = assign_memory(plan, batch, opt, float_bytes=fb)
-        self.batch = batch
+        n_params, n_grads, slots = self._setup(plan, batch, dtype, optimizer)
         led = self.plan.memory["ledger"]
-        n_params = sum(p.numel for p in self.plan.params)
-        n_grads = sum(p.numel for p in self.plan.params if p.trainable)
         self.host_params = np.zeros(n_params, self.dtype)  # the mirror sync_params_to_host fills
         initialize(self.plan, self.host_params, seed)
         self.params = cuda.to_device(self.host_params)
         self.grads = cuda.device_array(n_grads, self.dtype)
-        self.opt_state = cuda.device_array((OPTIMIZER_SLOTS[opt], n_grads), self.dtype)
+        self.opt_state = cuda.device_array((slots, n_grads), self.dtype)
         self.arena = cuda.device_array(led["training_arena_bytes"], np.uint8)
         self.workspace = cuda.device_array(max(led["workspace_bytes"], ALIGN), np.uint8)
         # Zeroed like the CPU executor's buffers: optimizer state must start at 0, and a gradient or
         # activation nobody writes must read as 0, not as the previous tenant's bytes.
         for buf in (self.grads, self.opt_state, self.arena, self.workspace):
             zero(buf)
-        self.allocated_bytes = (
-            self.params.nbytes + self.grads.nbytes + self.opt_state.nbytes + self.arena.nbytes
-            + (self.workspace.nbytes if led["workspace_bytes"] else 0)
-        )  # fmt: skip
-        self.state = State()
+        self._count_allocated()
         self.state.seed[0] = seed
         self.reducer = Reducer()
-        self._views: dict[str, Any] = {}
-        self._forward: list[Thunk] = []
-        self._backward: list[Thunk] = []
         self._checks: list[Thunk] = []
         self._bind()
 
     # -- buffers -----------------------------------------------------------
-    def view(self, name: str) -> Any:
-        """The device view of a tensor in the arena (batch axis first)."""
-        if name in self._views:
-            return self._views[name]
-        t = self.plan.tensors[name]
-        dt = np.dtype(np.int64) if t.dtype == "int64" else self.dtype
-        off = self.plan.memory["training_offsets"][name]
-        shape = (self.batch, *t.shape) if t.batched else (tuple(t.shape) or (1,))
-        n = int(np.prod(shape))
-        v = self.arena[off : off + n * dt.itemsize].view(dt).reshape(shape)
-        self._views[name] = v
-        return v
-
     def fetch(self, name: str) -> np.ndarray:
         """A host copy of a tensor."""
         return self.view(name).copy_to_host()
@@ -176,16 +149,8 @@ class CudaExecutor:
 
     # -- binding -------------------------------------------------------------
     def _bind(self) -> None:
-        back = {s.module for s in self.plan.backward_steps}
-        bwd_thunks: dict[str, Thunk] = {}
-        for s, b in step_bindings(self.plan, self.view, self.param_view, self.grad_view, self.workspace,
-                                  self.state):  # fmt: skip
-            fwd, bwd = kernel_module(s.op).bind_cuda(b)
-            self._forward.append(fwd)
+        for b in self._bind_with("bind_cuda", self.param_view, self.grad_view):
             self._checks.extend(b.checks)
-            if s.module in back:
-                bwd_thunks[s.module] = bwd
-        self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
         # Every loss is one element of the arena: gather them into one buffer, fetched in one copy.
         names = list(self.plan.losses)
         fb = self.dtype.itemsize
@@ -198,34 +163,9 @@ class CudaExecutor:
         self._arena_f = self.arena.view(self.dtype)
 
     # -- running -------------------------------------------------------------
-    @property
-    def training(self) -> bool:
-        return self.state.is_training
-
-    @training.setter
-    def training(self, on: bool) -> None:
-        self.state.training[0] = int(on)
-
-    def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
-        """Copy host inputs into their device views (the only per-step upload)."""
-        for name in self.plan.inputs:
-            if name not in inputs:
-                continue  # e.g. labels at prediction time
-            dst = self.view(name)
-            src = np.ascontiguousarray(inputs[name], dtype=dst.dtype)
-            if src.shape != tuple(dst.shape):
-                raise ValueError(f"input '{name}': expected shape {tuple(dst.shape)}, got {src.shape}")
-            dst.copy_to_device(src)
-
-    def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
-        if inputs is not None:
-            self.set_inputs(inputs)
-        for f in self._forward:
-            f()
-
-    def backward(self) -> None:
-        for f in self._backward:
-            f()
+    def _copy_in(self, dst: Any, src: np.ndarray) -> None:
+        # the only per-step upload
+        dst.copy_to_device(np.ascontiguousarray(src, dtype=dst.dtype))
 
     def synchronize(self) -> None:
         """Wait for every queued kernel (for timing; copies to the host wait anyway)."""
