@@ -432,6 +432,42 @@ def gemm_batched(ta: bool, tb: bool, alpha: float, a: Any, b: Any, beta: float, 
 # -- binding helpers ------------------------------------------------------------------------------
 
 
+def unary_kernels(f: Any, g: Any, module: str, attr: bool = False) -> tuple[Any, Any]:
+    """``forward_cuda(x, y[, a])`` and ``backward_cuda(x or y, dy, dx, acc[, a])`` of an elementwise
+    op from its device scalar functions ``f(x[, a])`` and ``g(x or y, dy[, a])``: one pair of
+    grid-stride loops for every activation. The kernels are named as the op module's own
+    (``module``), so tools that look kernels up by module and name find them."""
+    if attr:
+
+        def forward_cuda(x, y, a):
+            for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+                y[i] = f(x[i], a)
+
+        def backward_cuda(src, dy, dx, acc, a):
+            for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+                if acc:
+                    dx[i] += g(src[i], dy[i], a)
+                else:
+                    dx[i] = g(src[i], dy[i], a)
+
+    else:
+
+        def forward_cuda(x, y):  # type: ignore[misc]
+            for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+                y[i] = f(x[i])
+
+        def backward_cuda(src, dy, dx, acc):  # type: ignore[misc]
+            for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+                if acc:
+                    dx[i] += g(src[i], dy[i])
+                else:
+                    dx[i] = g(src[i], dy[i])
+
+    for fn in (forward_cuda, backward_cuda):
+        fn.__module__, fn.__qualname__ = module, fn.__name__
+    return cuda.jit(forward_cuda), cuda.jit(backward_cuda)
+
+
 def bind_unary(
     b: Binding, forward: Any, backward: Any, reads_output: bool, *attrs: Any
 ) -> tuple[Thunk, Thunk]:

@@ -10,7 +10,7 @@ arrays' dtype.
 
 from __future__ import annotations
 
-from numba import cuda, njit
+from numba import njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
@@ -64,19 +64,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 _f_cuda, _g_cuda = device_functions(elu, elu_grad)
 
 
-@cuda.jit
-def forward_cuda(x, y, alpha):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        y[i] = _f_cuda(x[i], alpha)
-
-
-@cuda.jit
-def backward_cuda(x, dy, dx, acc, alpha):
-    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        if acc:
-            dx[i] += _g_cuda(x[i], dy[i], alpha)
-        else:
-            dx[i] = _g_cuda(x[i], dy[i], alpha)
+forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__, attr=True)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:

@@ -49,19 +49,7 @@ _f_cuda = cuda.jit(device=True)(leaky_relu)
 _g_cuda = cuda.jit(device=True)(leaky_relu_grad)
 
 
-@cuda.jit
-def forward_cuda(x, y, slope):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        y[i] = _f_cuda(x[i], slope)
-
-
-@cuda.jit
-def backward_cuda(x, dy, dx, acc, slope):
-    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        if acc:
-            dx[i] += _g_cuda(x[i], dy[i], slope)
-        else:
-            dx[i] = _g_cuda(x[i], dy[i], slope)
+forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__, attr=True)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:

@@ -44,19 +44,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_unary(b, forward_cpu, backward_cpu, True)
 
 
-@cuda.jit
-def forward_cuda(x, y):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        y[i] = _f_cuda(x[i])
-
-
-@cuda.jit
-def backward_cuda(y, dy, dx, acc):
-    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        if acc:
-            dx[i] += _g_cuda(y[i], dy[i])
-        else:
-            dx[i] = _g_cuda(y[i], dy[i])
+forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:

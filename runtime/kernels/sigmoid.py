@@ -9,7 +9,7 @@ On the GPU the same scalar functions run as device functions, with exp = math.ex
 
 from __future__ import annotations
 
-from numba import cuda, njit
+from numba import njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
@@ -60,19 +60,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 _f_cuda, _g_cuda = device_functions(sigmoid, sigmoid_grad)
 
 
-@cuda.jit
-def forward_cuda(x, y):
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        y[i] = _f_cuda(x[i])
-
-
-@cuda.jit
-def backward_cuda(y, dy, dx, acc):
-    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        if acc:
-            dx[i] += _g_cuda(y[i], dy[i])
-        else:
-            dx[i] = _g_cuda(y[i], dy[i])
+forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
