@@ -1,9 +1,9 @@
 """CUDA helpers of the pointwise losses (mse, l1, binary_cross_entropy): the binding of their
 ``bind_cuda``, twin of ``_losses_embed_common.bind_pointwise_loss``.
 
-Each loss module keeps its own two kernels, built on its own scalar functions (a CUDA kernel cannot
-take a device function as an argument, and ``tests/cuda/ptx_check.py`` finds kernels by module and
-name):
+Each loss module gets its own two kernels from ``pointwise_loss_kernels``, closed over its own
+scalar functions (a CUDA kernel cannot take a device function as an argument; a closure freezes it)
+and named as the module's own, so ``tests/cuda/ptx_check.py`` finds them by module and name:
 
     forward_cuda(x, t, out, scale)   block b: out[b] = scale·Σ ℓ(x_i, t_i) over its grid-stride share,
                                      summed in float64 with ``_cuda.block_sum`` (fixed order)
@@ -19,9 +19,42 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from numba import cuda
+
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
+from ._cuda import THREADS  # a shared array's shape must be a global int of the kernel's module
 from ._losses_embed_common import reduction_scale
+
+
+def pointwise_loss_kernels(loss: Any, grad_x: Any, grad_t: Any, module: str) -> tuple[Any, Any]:
+    """``forward_cuda`` and ``backward_cuda`` (see above) of a loss from its scalar functions."""
+    loss_d, gx_d, gt_d = (cuda.jit(device=True)(f) for f in (loss, grad_x, grad_t))
+
+    def forward_cuda(x, t, out, scale):
+        # block b: out[b] = scale·Σ ℓ over its grid-stride share, in float64 like the CPU's sum
+        buf = cuda.shared.array(THREADS, np.float64)
+        s = 0.0
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            s += loss_d(x[i], t[i])
+        total = _cuda.block_sum(buf, s)
+        if cuda.threadIdx.x == 0:
+            out[cuda.blockIdx.x] = scale * total
+
+    def backward_cuda(x, t, dx, dt, g, acc_x, acc_t):
+        # a size-0 dx or dt is not needed
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            if dx.size:
+                v = g * gx_d(x[i], t[i])
+                dx[i] = dx[i] + v if acc_x else v
+            if dt.size:
+                v = g * gt_d(x[i], t[i])
+                dt[i] = dt[i] + v if acc_t else v
+
+    for fn in (forward_cuda, backward_cuda):
+        fn.__module__, fn.__qualname__ = module, fn.__name__
+    return cuda.jit(forward_cuda), cuda.jit(backward_cuda)
 
 
 def loss_launch(n: int) -> tuple[int, int]:

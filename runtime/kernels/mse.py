@@ -7,13 +7,10 @@ atomics) and the elementwise ``backward_cuda`` (``_cuda_attention_losses``).
 
 from __future__ import annotations
 
-import numpy as np
-from numba import cuda, njit
+from numba import njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
-from ._cuda_attention_losses import bind_pointwise_loss_cuda
+from ._cuda_attention_losses import bind_pointwise_loss_cuda, pointwise_loss_kernels
 from ._losses_embed_common import bind_pointwise_loss
 
 
@@ -59,31 +56,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_pointwise_loss(b, forward_cpu, backward_cpu)
 
 
-_loss_cuda, _grad_x_cuda, _grad_t_cuda = (cuda.jit(device=True)(f) for f in (loss, grad_x, grad_t))
-
-
-@cuda.jit
-def forward_cuda(x, t, out, scale):
-    # block b: out[b] = scale·Σ ℓ over its grid-stride share, in float64 like the CPU's sum
-    buf = cuda.shared.array(THREADS, np.float64)
-    s = 0.0
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        s += _loss_cuda(x[i], t[i])
-    total = _cuda.block_sum(buf, s)
-    if cuda.threadIdx.x == 0:
-        out[cuda.blockIdx.x] = scale * total
-
-
-@cuda.jit
-def backward_cuda(x, t, dx, dt, g, acc_x, acc_t):
-    # a size-0 dx or dt is not needed
-    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        if dx.size:
-            v = g * _grad_x_cuda(x[i], t[i])
-            dx[i] = dx[i] + v if acc_x else v
-        if dt.size:
-            v = g * _grad_t_cuda(x[i], t[i])
-            dt[i] = dt[i] + v if acc_t else v
+forward_cuda, backward_cuda = pointwise_loss_kernels(loss, grad_x, grad_t, __name__)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
