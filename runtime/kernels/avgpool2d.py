@@ -2,19 +2,28 @@
 
 The divisor is kh·kw with ``count_include_pad`` (windows never leave the padded input), else the
 number of window cells inside the input. Arrays are viewed as planes [N·C, H·W] at bind time.
+
+CUDA: one thread per output sums its window (forward); backward is a gather, one thread per input
+cell adding dy / divisor of the outputs whose window covers it, in output order (the CPU's scatter
+order), so overlapping windows need no atomics. Sums run in the arrays' dtype.
 """
 
 from __future__ import annotations
 
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
 from ._conv_common import pool_geometry, view, window
+from ._cuda_spatial import covering_cuda, window_cuda
 
 
 @njit(cache=True)
 def divisor(hs, he, ws, we, kh, kw, include_pad):
     return kh * kw if include_pad else (he - hs) * (we - ws)
+
+
+_divisor_cuda = cuda.jit(device=True)(divisor.py_func)  # the same scalar function on the device
 
 
 @njit(cache=True)
@@ -65,3 +74,57 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dx = view(b.dx[0], *x.shape)
     acc = b.acc[0]
     return fwd, lambda: backward_cpu(dy, dx, include, acc, geo)
+
+
+@cuda.jit
+def forward_cuda(x, y, include_pad, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+    # x [P, H·W]; y [P, Ho·Wo]: one thread per output
+    for e in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        q, o = e // (ho * wo), e % (ho * wo)
+        hs, he = window_cuda(o // wo, sh, ph, kh, h)
+        ws, we = window_cuda(o % wo, sw, pw, kw, w)
+        s = x.dtype.type(0)
+        for u in range(hs, he):
+            for v in range(ws, we):
+                s += x[q, u * w + v]
+        y[q, o] = s / y.dtype.type(_divisor_cuda(hs, he, ws, we, kh, kw, include_pad))
+
+
+@cuda.jit
+def backward_cuda(dy, dx, include_pad, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+    # dx [P, H·W] (+)= Σ dy[q, o] / divisor(o) over the outputs o whose window covers the cell
+    for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        q, cell = e // (h * w), e % (h * w)
+        i0, i1 = covering_cuda(cell // w, sh, ph, kh, ho)
+        j0, j1 = covering_cuda(cell % w, sw, pw, kw, wo)
+        t = dx[q, cell] if acc else dx.dtype.type(0)
+        for i in range(i0, i1):
+            hs, he = window_cuda(i, sh, ph, kh, h)
+            for j in range(j0, j1):
+                ws, we = window_cuda(j, sw, pw, kw, w)
+                d = _divisor_cuda(hs, he, ws, we, kh, kw, include_pad)
+                t += dy[q, i * wo + j] / dx.dtype.type(d)
+        dx[q, cell] = t
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    geo = pool_geometry(b)
+    h, w = b.x[0].shape[2], b.x[0].shape[3]
+    x = _cuda.rows(b.x[0], h * w)
+    y = _cuda.rows(b.y, geo[8] * geo[9])
+    include = bool(b.attrs["count_include_pad"])
+    fwd_launch = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward_cuda[fwd_launch](x, y, include, *geo)
+
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
+    acc = bool(b.acc[0])
+    bwd_launch = _cuda.grid_1d(dx.size)
+
+    def bwd() -> None:
+        backward_cuda[bwd_launch](dy, dx, include, acc, *geo)
+
+    return fwd, bwd

@@ -9,6 +9,11 @@ running_var move towards μ and the unbiased σ²·m/(m-1) (m = N·L) with ``mom
 Eval: the running statistics are saved as mean and invstd and used instead.
 Backward with x̂ = (x - μ)·invstd and g = Σ dy, h = Σ dy·x̂ per channel: db = g, dw = h;
 dx = w·invstd·(dy - g/m - x̂·h/m) in training, w·invstd·dy in eval (statistics are constants).
+
+CUDA: one block per channel does the channel's work in both directions: the sums over N·L are block
+reductions (``_cuda.block_sum``, float64, fixed order: deterministic, no atomics), thread 0 writes the
+saved statistics and the running-statistics update (the CPU's ``moving`` and unbiased variance),
+then every thread normalises its share. The mode is read from ``b.state`` when the thunk runs.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._cuda import THREADS  # a shared array's shape must be a global int of this module
 
 # reassociation lets the reductions vectorize; no nnan/ninf, so NaN and inf still propagate
 FAST = {"reassoc", "nsz", "contract"}
@@ -133,3 +140,120 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     db = db if db is not None else empty
     acc = bool(b.acc[0])
     return fwd, lambda: backward_cpu(x, w, mean, invstd, dy, dx, dw, db, training, acc)
+
+
+# the scalar functions above, on the device
+_moving_cuda = cuda.jit(device=True)(moving.py_func)
+_inv_std_cuda = cuda.jit(device=True)(inv_std.py_func)
+_norm_grad_cuda = cuda.jit(device=True)(norm_grad.py_func)
+
+
+@cuda.jit
+def forward_cuda(x, w, b, running_mean, running_var, mean, invstd, y, training, momentum, eps):
+    # block ch: x, y [N, C, L]; statistics of channel ch, then y = x·scale + shift over it
+    buf = cuda.shared.array(THREADS, np.float64)
+    ch, t, nt = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+    ln = x.shape[2]
+    m = x.shape[0] * ln
+    if training:
+        s = 0.0
+        for e in range(t, m, nt):
+            s += x[e // ln, ch, e % ln]
+        mu = _cuda.block_sum(buf, s) / m
+        ss = 0.0
+        for e in range(t, m, nt):  # two passes, as the CPU: no cancellation in E[x²] - μ²
+            d = x[e // ln, ch, e % ln] - mu
+            ss += d * d
+        var = _cuda.block_sum(buf, ss) / m
+        inv = _inv_std_cuda(var, eps)
+        if t == 0:
+            mean[ch] = mu
+            invstd[ch] = inv
+            running_mean[ch] = _moving_cuda(running_mean[ch], mu, momentum)
+            unbiased = var * m / (m - 1) if m > 1 else var
+            running_var[ch] = _moving_cuda(running_var[ch], unbiased, momentum)
+    else:
+        mu = np.float64(running_mean[ch])
+        inv = _inv_std_cuda(np.float64(running_var[ch]), eps)
+        if t == 0:
+            mean[ch] = mu
+            invstd[ch] = inv
+    # scale and shift from the statistics as stored (the arrays' dtype), as the CPU reads them back
+    inv_t = mean.dtype.type(inv)
+    scale = inv_t * w[ch] if w.size else inv_t
+    shift = (b[ch] if b.size else y.dtype.type(0)) - mean.dtype.type(mu) * scale
+    for e in range(t, m, nt):
+        i, j = e // ln, e % ln
+        y[i, ch, j] = x[i, ch, j] * scale + shift
+
+
+@cuda.jit
+def backward_cuda(x, w, mean, invstd, dy, dx, dw, db, training, acc):
+    # block ch: g = Σ dy, h = Σ dy·x̂ over channel ch; db = g, dw = h; dx from norm_grad
+    buf = cuda.shared.array(THREADS, np.float64)
+    ch, t, nt = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+    ln = x.shape[2]
+    m = x.shape[0] * ln
+    mu, inv = mean[ch], invstd[ch]
+    sg = 0.0
+    sh = 0.0
+    for e in range(t, m, nt):
+        i, j = e // ln, e % ln
+        d = dy[i, ch, j]
+        sg += d
+        sh += d * (x[i, ch, j] - mu) * inv
+    g = _cuda.block_sum(buf, sg)
+    h = _cuda.block_sum(buf, sh)
+    if t == 0:
+        if dw.size:
+            dw[ch] = h
+        if db.size:
+            db[ch] = g
+    if dx.size:
+        scale = inv * w[ch] if w.size else inv
+        zero = dx.dtype.type(0)
+        mg = dx.dtype.type(g / m) if training else zero
+        mh = dx.dtype.type(h / m) if training else zero
+        for e in range(t, m, nt):
+            i, j = e // ln, e % ln
+            v = _norm_grad_cuda(dy[i, ch, j], (x[i, ch, j] - mu) * inv, scale, mg, mh)
+            if acc:
+                dx[i, ch, j] += v
+            else:
+                dx[i, ch, j] = v
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    n, c = b.x[0].shape[:2]
+    dt = b.y.dtype
+
+    def ncl(a):  # [N, C, L] view of a C-contiguous device array
+        return _cuda.flat(a).reshape(n, c, a.size // (n * c))
+
+    x, y = ncl(b.x[0]), ncl(b.y)
+    empty = _cuda.empty(dt)
+    w, bias = b.p.get("w", empty), b.p.get("b", empty)
+    rm, rv = b.p["running_mean"], b.p["running_var"]
+    mean, invstd = b.saved["mean"], b.saved["invstd"]
+    momentum, eps = float(b.attrs["momentum"]), float(b.attrs["eps"])
+    threads = _cuda.reduce_threads(n * x.shape[2])
+    state = b.state
+
+    def fwd() -> None:
+        training = bool(state.training[0])  # read per call: the mode changes without rebinding
+        forward_cuda[c, threads](x, w, bias, rm, rv, mean, invstd, y, training, momentum, eps)
+
+    if b.dy is None:
+        return fwd, nothing
+    dy = ncl(b.dy)
+    dx = ncl(b.dx[0]) if b.dx[0] is not None else _cuda.empty(dt, 3)
+    dw, db = b.dp.get("w"), b.dp.get("b")
+    dw = dw if dw is not None else empty
+    db = db if db is not None else empty
+    acc = bool(b.acc[0])
+
+    def bwd() -> None:
+        training = bool(state.training[0])
+        backward_cuda[c, threads](x, w, mean, invstd, dy, dx, dw, db, training, acc)
+
+    return fwd, bwd

@@ -1,7 +1,8 @@
-"""batchnorm2d kernels: batchnorm1d's, on the [N, C, H·W] view of the input (see batchnorm1d.py)."""
+"""batchnorm2d kernels: batchnorm1d's, CPU and CUDA, on the [N, C, H·W] view of the input (see
+batchnorm1d.py)."""
 
 from __future__ import annotations
 
-from .batchnorm1d import backward_cpu, bind_cpu, forward_cpu
+from .batchnorm1d import backward_cpu, backward_cuda, bind_cpu, bind_cuda, forward_cpu, forward_cuda
 
-__all__ = ["backward_cpu", "bind_cpu", "forward_cpu"]
+__all__ = ["backward_cpu", "backward_cuda", "bind_cpu", "bind_cuda", "forward_cpu", "forward_cuda"]

@@ -23,6 +23,22 @@ every stage (im2col, GEMMs, col2im) parallel. Results are deterministic for a gi
 the T partials in order). When OpenBLAS's thread count cannot be set (another BLAS), T = 1 and
 BLAS keeps its threads. Thread 0 uses the workspace; threads 1..T-1 use the rest of it when it is
 large enough, else column matrices allocated once at bind time.
+
+On the GPU (``bind_cuda``) the same scheme runs on chunks of S samples: S column matrices
+[C·kh·kw, Ho·Wo], as many as fit in the workspace the contract declares (sized for the CPU's
+threads, so S >= min(N, THREADS); a larger batch takes N/S rounds of launches). An im2col kernel
+(one thread per column entry) fills them, and per group one ``_cuda.gemm_batched`` launch over the
+chunk does each product:
+
+    forward   y[s, g]  = W_g @ cols[s, g]              (W_g broadcast; y preset to the bias, beta 1)
+    backward  dW_g    (+)= Σ_s dy[s, g] @ cols[s, g]ᵀ  (a batch-1 output sums the chunk in-kernel;
+                                                      beta 1 from the second chunk on: no atomics)
+              dcols[s, g] = W_gᵀ @ dy[s, g]            (into the column matrices)
+              dx[s]   (+)= col2im(dcols)               (a gather: one thread per input cell sums its
+                                                      taps in the CPU's (u, v) order)
+    db = Σ_{s, p} dy[s, o, p]                          (one block reduction per channel)
+
+The 1x1 direct case multiplies x (and dx) in place, with no column matrices.
 """
 
 from __future__ import annotations
@@ -32,11 +48,13 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import njit, prange, uint64
+from numba import cuda, njit, prange, uint64
 
-from ...compiler.ops.base import pair
+from ...compiler.ops.base import TensorType, pair
+from ...compiler.ops.conv2d import OP as CONV
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
+from . import _cuda, _cuda_spatial
 from ._blas import gemm
 from ._conv_common import view
 
@@ -294,3 +312,144 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     db = db if db is not None else empty
     acc = b.acc[0]
     return fwd, wrap(lambda: backward_cpu(x, w2, dy, dx, dw2, db, cols, more_cols, dwt, acc, geo))
+
+
+# -- CUDA -------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def im2col_cuda(x, cols, kh, kw, sh, sw, dh, dw, pt, pl, wo):
+    # x [S, C, H, W] -> cols [S, C·kh·kw, Ho·Wo]: cols[s, (c, u, v), (i, j)] = xpad[s, c, sh·i + dh·u,
+    # sw·j + dw·v]; one thread per entry, so neighbouring threads write neighbouring addresses
+    h, w = x.shape[2], x.shape[3]
+    rows, howo = cols.shape[1], cols.shape[2]
+    for e in range(cuda.grid(1), cols.size, cuda.gridsize(1)):
+        p = e % howo
+        r = (e // howo) % rows
+        s = e // (howo * rows)
+        v = r % kw
+        u = (r // kw) % kh
+        c = r // (kw * kh)
+        hi = sh * (p // wo) + dh * u - pt
+        wi = sw * (p % wo) + dw * v - pl
+        if hi >= 0 and hi < h and wi >= 0 and wi < w:
+            cols[s, r, p] = x[s, c, hi, wi]
+        else:
+            cols[s, r, p] = 0
+
+
+@cuda.jit
+def col2im_cuda(cols, dx, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, acc):
+    # dx [S, C, H, W] (+)= cols [S, C·kh·kw, Ho·Wo] folded back. A gather: the thread of input cell
+    # (c, hi, wi) sums the taps (u, v) whose output (i, j) reads it, in the CPU's (u, v) order.
+    nc, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        wi = e % w
+        hi = (e // w) % h
+        c = (e // (w * h)) % nc
+        s = e // (w * h * nc)
+        t = dx[s, c, hi, wi] if acc else dx.dtype.type(0)
+        for u in range(kh):
+            a = hi + pt - dh * u  # = sh·i for the output row i that reads this cell through tap u
+            if a < 0:
+                break  # a falls as u grows
+            if a % sh != 0 or a // sh >= ho:
+                continue
+            for v in range(kw):
+                bb = wi + pl - dw * v
+                if bb < 0:
+                    break
+                if bb % sw != 0 or bb // sw >= wo:
+                    continue
+                t += cols[s, (c * kh + u) * kw + v, (a // sh) * wo + bb // sw]
+        dx[s, c, hi, wi] = t
+
+
+@cuda.jit
+def bias_fill_cuda(bias, y):
+    # y[n, o, :] = bias[o], before the forward GEMMs add into y (beta 1)
+    o, p = y.shape[1], y.shape[2]
+    for e in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[e // (o * p), (e // p) % o, e % p] = bias[(e // p) % o]
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    geo = geometry(b)
+    c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, groups = geo
+    n = b.x[0].shape[0]
+    wt = b.p["w"]
+    dt, o = wt.dtype, wt.shape[0]
+    og, k = o // groups, wt.size // o  # k = C/groups·kh·kw: one group's rows of the column matrix
+    w3 = wt.reshape(groups, og, k)  # w3[g:g+1]: group g's [og, K] as a batch of 1 (broadcast)
+    x4, p_out = b.x[0], ho * wo
+    y3 = b.y.reshape(n, o, p_out)
+    bias = b.p.get("b")
+    direct = is_direct(geo)
+    if direct:  # x[s] already is its column matrix [C, H·W]
+        chunk, cols = n, x4.reshape(n, c, h * w)
+    else:
+        # As many samples per launch as the declared workspace holds: the contract sizes it for the
+        # CPU's threads (one column matrix and one dWᵀ partial each), so S >= min(N, THREADS).
+        size = c * kh * kw * p_out
+        declared = CONV.workspace(b.attrs, [TensorType((c, h, w))], TensorType((o, ho, wo)), n) // 4
+        avail = min(declared, b.ws.nbytes // np.dtype(dt).itemsize)
+        if avail < size:
+            raise ValueError(f"{b.module}: workspace holds {avail} values, im2col needs {size}")
+        chunk = min(n, avail // size)
+        cols = b.workspace(dt, chunk * size).reshape(chunk, c * kh * kw, p_out)
+    starts = range(0, n, chunk)
+    # Per chunk (samples [s0, s1)): its column matrices, the input, and per group the views of the
+    # three products; all built here so the thunks only launch.
+    col_v = [cols[s0 : s0 + chunk] if direct else cols[: min(chunk, n - s0)] for s0 in starts]
+    x_v = [x4[s0 : s0 + chunk] for s0 in starts]
+    cols_g = [[cv[:, g * k : (g + 1) * k, :] for g in range(groups)] for cv in col_v]
+    y_g = [[y3[s0 : s0 + chunk, g * og : (g + 1) * og, :] for g in range(groups)] for s0 in starts]
+    w_g = [w3[g : g + 1] for g in range(groups)]
+    geo_cuda = (kh, kw, sh, sw, dh, dw, pt, pl)
+    im_launch = [_cuda.grid_1d(cv.size) for cv in col_v]
+    bias_launch = _cuda.grid_1d(y3.size)
+    beta_y = 0.0 if bias is None else 1.0
+
+    def fwd() -> None:
+        if bias is not None:
+            bias_fill_cuda[bias_launch](bias, y3)
+        for q in range(len(col_v)):
+            if not direct:
+                im2col_cuda[im_launch[q]](x_v[q], col_v[q], *geo_cuda, wo)
+            for g in range(groups):
+                _cuda.gemm_batched(False, False, 1.0, w_g[g], cols_g[q][g], beta_y, y_g[q][g])
+
+    if b.dy is None:
+        return fwd, nothing
+    dy3 = b.dy.reshape(n, o, p_out)
+    dy_g = [[dy3[s0 : s0 + chunk, g * og : (g + 1) * og, :] for g in range(groups)] for s0 in starts]
+    gw, db = b.dp.get("w"), b.dp.get("b")
+    dw_g = None if gw is None else [gw.reshape(groups, og, k)[g : g + 1] for g in range(groups)]
+    dx4 = b.dx[0]
+    acc = bool(b.acc[0])
+    if dx4 is not None and direct:  # dcols is dx itself: the GEMM adds into it when acc
+        dx3 = dx4.reshape(n, c, h * w)
+        dcol_g = [[dx3[s0 : s0 + chunk, g * k : (g + 1) * k, :] for g in range(groups)] for s0 in starts]
+    else:
+        dcol_g = cols_g
+    dx_v = None if dx4 is None else [dx4[s0 : s0 + chunk] for s0 in starts]
+    dx_launch = [_cuda.grid_1d(xv.size) for xv in x_v]
+    beta_dx = 1.0 if direct and acc else 0.0
+
+    def bwd() -> None:
+        if db is not None:
+            _cuda_spatial.channel_sum(dy3, db)
+        for q in range(len(col_v)):
+            if dw_g is not None:
+                if not direct:
+                    im2col_cuda[im_launch[q]](x_v[q], col_v[q], *geo_cuda, wo)
+                beta = 0.0 if q == 0 else 1.0  # later chunks add to the sum over samples
+                for g in range(groups):
+                    _cuda.gemm_batched(False, True, 1.0, dy_g[q][g], cols_g[q][g], beta, dw_g[g])
+            if dx_v is not None:
+                for g in range(groups):
+                    _cuda.gemm_batched(True, False, 1.0, w_g[g], dy_g[q][g], beta_dx, dcol_g[q][g])
+                if not direct:
+                    col2im_cuda[dx_launch[q]](col_v[q], dx_v[q], *geo_cuda, ho, wo, acc)
+
+    return fwd, bwd

@@ -1,12 +1,18 @@
 """global_avgpool kernels: y[n, c] = mean of x[n, c, ...]; backward spreads dy[n, c] / S over the
-S = H·W (or any trailing) cells. Arrays are viewed as [N·C, S] at bind time."""
+S = H·W (or any trailing) cells. Arrays are viewed as [N·C, S] at bind time.
+
+CUDA: forward is one block per plane (``_cuda.block_sum``, float64, fixed order); backward one
+thread per input cell."""
 
 from __future__ import annotations
 
-from numba import njit
+import numpy as np
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
 from ._conv_common import view
+from ._cuda import THREADS  # a shared array's shape must be a global int of this module
 
 
 @njit(cache=True, fastmath={"reassoc"})  # reassociation lets the float64 sum vectorize (10x)
@@ -45,3 +51,50 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dx = view(b.dx[0], *x.shape)
     acc = b.acc[0]
     return fwd, lambda: backward_cpu(dy, dx, acc)
+
+
+@cuda.jit
+def forward_cuda(x, y):
+    # block q: y[q] = mean of x[q, :]
+    buf = cuda.shared.array(THREADS, np.float64)
+    q, t = cuda.blockIdx.x, cuda.threadIdx.x
+    s = 0.0
+    for p in range(t, x.shape[1], cuda.blockDim.x):
+        s += x[q, p]
+    total = _cuda.block_sum(buf, s)
+    if t == 0:
+        y[q] = total * (1.0 / x.shape[1])  # as the CPU: times the reciprocal
+
+
+@cuda.jit
+def backward_cuda(dy, dx, acc):
+    # dx[q, p] (+)= dy[q] / S
+    s = dx.shape[1]
+    inv = dx.dtype.type(1.0 / s)
+    for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        g = dy[e // s] * inv
+        if acc:
+            dx[e // s, e % s] += g
+        else:
+            dx[e // s, e % s] = g
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    n, c = b.x[0].shape[:2]
+    x = _cuda.rows(b.x[0], b.x[0].size // (n * c))
+    y = _cuda.flat(b.y)
+    threads = _cuda.reduce_threads(x.shape[1])
+
+    def fwd() -> None:
+        forward_cuda[x.shape[0], threads](x, y)
+
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx = _cuda.flat(b.dy), _cuda.rows(b.dx[0], x.shape[1])
+    acc = bool(b.acc[0])
+    launch = _cuda.grid_1d(dx.size)
+
+    def bwd() -> None:
+        backward_cuda[launch](dy, dx, acc)
+
+    return fwd, bwd

@@ -7,6 +7,11 @@ the sums accumulate in the parameter dtype, row by row, so they do not depend on
 
 Backward with x̂ = (x - μ)·invstd and g = dy ⊙ w: dx = invstd·(g - mean(g) - x̂·mean(g ⊙ x̂)) per row,
 dw = Σ_rows dy ⊙ x̂, db = Σ_rows dy.
+
+CUDA: one block per row for forward and for dx (the row's sums are ``_cuda.block_sum`` reductions,
+float64, fixed order); dw and db are column sums over the rows in one kernel shaped like
+``_cuda.row_sum`` (a warp of columns, SUM_LANES lanes splitting the rows, a fixed tree over the
+lanes): deterministic, no atomics.
 """
 
 from __future__ import annotations
@@ -14,10 +19,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import cuda, get_num_threads, njit, prange
 
 from ..binding import Binding, Thunk, nothing
-from .batchnorm1d import FAST, inv_std, norm_grad  # numba's cache won't see edits there: clear it
+from . import _cuda
+from ._cuda import SUM_LANES, THREADS, WARP  # shared-array shapes: global ints of this module
+from .batchnorm1d import (  # numba's cache won't see edits there: clear it
+    FAST,
+    _inv_std_cuda,
+    _norm_grad_cuda,
+    inv_std,
+    norm_grad,
+)
 
 BLOCK = 16  # dw/db reduction: columns per task are a multiple of this (one cache line)
 
@@ -114,3 +127,122 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     acc = bool(b.acc[0])
     step = max(1, -(-m // (get_num_threads() * BLOCK))) * BLOCK  # about one column block per thread
     return fwd, lambda: backward_cpu(x, w, mean, invstd, dy, dx, dw, db, acc, step)
+
+
+@cuda.jit
+def forward_cuda(x, w, b, mean, invstd, y, eps):
+    # block r: the statistics of row r (two passes, as the CPU), then y over the row
+    buf = cuda.shared.array(THREADS, np.float64)
+    r, t, nt = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+    m = x.shape[1]
+    s = 0.0
+    for c in range(t, m, nt):
+        s += x[r, c]
+    mu = _cuda.block_sum(buf, s) / m
+    ss = 0.0
+    for c in range(t, m, nt):
+        d = x[r, c] - mu
+        ss += d * d
+    inv = _inv_std_cuda(_cuda.block_sum(buf, ss) / m, eps)
+    if t == 0:
+        mean[r] = mu
+        invstd[r] = inv
+    mu_, inv_ = mean.dtype.type(mu), invstd.dtype.type(inv)  # as stored: the row loop in one dtype
+    for c in range(t, m, nt):
+        if w.size:
+            y[r, c] = (x[r, c] - mu_) * inv_ * w[c] + b[c]
+        else:
+            y[r, c] = (x[r, c] - mu_) * inv_
+
+
+@cuda.jit
+def backward_cuda(x, w, mean, invstd, dy, dx, acc):
+    # block r: dx of row r from the row's Σ g and Σ g·x̂ (g = dy ⊙ w)
+    buf = cuda.shared.array(THREADS, np.float64)
+    r, t, nt = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+    m = x.shape[1]
+    mu, inv = mean[r], invstd[r]
+    sg = 0.0
+    sgx = 0.0
+    for c in range(t, m, nt):
+        g = dy[r, c] * w[c] if w.size else dy[r, c]
+        sg += g
+        sgx += g * (x[r, c] - mu) * inv
+    mg = dx.dtype.type(_cuda.block_sum(buf, sg) / m)
+    mgx = dx.dtype.type(_cuda.block_sum(buf, sgx) / m)
+    for c in range(t, m, nt):
+        g = dy[r, c] * w[c] if w.size else dy[r, c]
+        v = _norm_grad_cuda(g, (x[r, c] - mu) * inv, inv, mg, mgx)
+        if acc:
+            dx[r, c] += v
+        else:
+            dx[r, c] = v
+
+
+@cuda.jit
+def param_grads_cuda(x, mean, invstd, dy, dw, db):
+    # column j: dw[j] = Σ_r dy[r, j]·x̂[r, j], db[j] = Σ_r dy[r, j]; SUM_LANES lanes (threadIdx.y)
+    # take every SUM_LANES-th row, then a fixed tree adds the lanes (as _cuda.row_sum)
+    bw = cuda.shared.array((SUM_LANES, WARP), np.float64)
+    bb = cuda.shared.array((SUM_LANES, WARP), np.float64)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    j = cuda.blockIdx.x * cuda.blockDim.x + tx
+    sw = 0.0
+    sb = 0.0
+    if j < x.shape[1]:
+        for i in range(ty, x.shape[0], SUM_LANES):
+            d = dy[i, j]
+            sw += d * ((x[i, j] - mean[i]) * invstd[i])
+            sb += d
+    bw[ty, tx] = sw
+    bb[ty, tx] = sb
+    cuda.syncthreads()
+    h = SUM_LANES // 2
+    while h > 0:
+        if ty < h:
+            bw[ty, tx] += bw[ty + h, tx]
+            bb[ty, tx] += bb[ty + h, tx]
+        cuda.syncthreads()
+        h //= 2
+    if ty == 0 and j < x.shape[1]:
+        if dw.size:
+            dw[j] = bw[0, tx]
+        if db.size:
+            db[j] = bb[0, tx]
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    k = b.attrs["normalized_axes"]
+    m = math.prod(b.x[0].shape[b.x[0].ndim - k :])
+    dt = b.y.dtype
+    empty = _cuda.empty(dt)
+
+    def flat(a):
+        return _cuda.flat(a) if a is not None else empty
+
+    x, y = _cuda.rows(b.x[0], m), _cuda.rows(b.y, m)
+    w, bias = flat(b.p.get("w")), flat(b.p.get("b"))
+    mean, invstd = flat(b.saved["mean"]), flat(b.saved["invstd"])
+    eps = float(b.attrs["eps"])
+    r = x.shape[0]
+    threads = _cuda.reduce_threads(m)
+
+    def fwd() -> None:
+        forward_cuda[r, threads](x, w, bias, mean, invstd, y, eps)
+
+    if b.dy is None:
+        return fwd, nothing
+    dy = _cuda.rows(b.dy, m)
+    dx = _cuda.rows(b.dx[0], m) if b.dx[0] is not None else None
+    dw, db = flat(b.dp.get("w")), flat(b.dp.get("b"))
+    acc = bool(b.acc[0])
+    lanes = min(WARP, 1 << (m - 1).bit_length())  # columns per block of the dw/db kernel
+    col_blocks = -(-m // lanes)
+
+    def bwd() -> None:
+        if dx is not None:
+            backward_cuda[r, threads](x, w, mean, invstd, dy, dx, acc)
+        if dw.size or db.size:
+            param_grads_cuda[col_blocks, (lanes, SUM_LANES)](x, mean, invstd, dy, dw, db)
+
+    return fwd, bwd

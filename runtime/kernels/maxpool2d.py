@@ -4,15 +4,24 @@ Forward saves the flat index (into the unpadded H·W plane) of each window's max
 saved["argmax"]: the first maximum in row-major window order, NaN winning, as PyTorch; a window
 of -inf keeps its first cell inside the input. Backward scatters dy to those indices. Arrays are
 viewed as planes [N·C, H·W] at bind time.
+
+CUDA: forward runs one thread per output with the CPU's window scan (same maximum, same argmax).
+Backward is a gather, so overlapping windows need no atomics: the thread of input cell (h, w) walks
+the outputs whose window covers it, in output order, and adds the dy of those whose saved argmax is
+this cell — the same terms in the same order as the CPU's scatter.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import njit
+from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _cuda
 from ._conv_common import pool_geometry, view, window
+from ._cuda_spatial import covering_cuda, window_cuda
 
 
 @njit(cache=True)
@@ -61,3 +70,60 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dx = view(b.dx[0], *x.shape)
     acc = b.acc[0]
     return fwd, lambda: backward_cpu(dy, argmax, dx, acc)
+
+
+@cuda.jit
+def forward_cuda(x, y, argmax, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+    # x [P, H·W]; y, argmax [P, Ho·Wo]: one thread per output, the CPU's scan (first max, NaN wins)
+    for e in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        q, o = e // (ho * wo), e % (ho * wo)
+        hs, he = window_cuda(o // wo, sh, ph, kh, h)
+        ws, we = window_cuda(o % wo, sw, pw, kw, w)
+        best_i = hs * w + ws
+        best = x.dtype.type(-math.inf)
+        for u in range(hs, he):
+            for v in range(ws, we):
+                val = x[q, u * w + v]
+                if val > best or val != val:
+                    best = val
+                    best_i = u * w + v
+        y[q, o] = best
+        argmax[q, o] = best_i
+
+
+@cuda.jit
+def backward_cuda(dy, argmax, dx, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+    # dx [P, H·W] (+)= Σ dy[q, o] over the outputs o covering the cell whose argmax is the cell
+    for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        q, cell = e // (h * w), e % (h * w)
+        i0, i1 = covering_cuda(cell // w, sh, ph, kh, ho)
+        j0, j1 = covering_cuda(cell % w, sw, pw, kw, wo)
+        t = dx[q, cell] if acc else dx.dtype.type(0)
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                if argmax[q, i * wo + j] == cell:
+                    t += dy[q, i * wo + j]
+        dx[q, cell] = t
+
+
+def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    geo = pool_geometry(b)
+    h, w = b.x[0].shape[2], b.x[0].shape[3]
+    x = _cuda.rows(b.x[0], h * w)
+    y = _cuda.rows(b.y, geo[8] * geo[9])
+    argmax = _cuda.rows(b.saved["argmax"], y.shape[1])
+    fwd_launch = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward_cuda[fwd_launch](x, y, argmax, *geo)
+
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
+    acc = bool(b.acc[0])
+    bwd_launch = _cuda.grid_1d(dx.size)
+
+    def bwd() -> None:
+        backward_cuda[bwd_launch](dy, argmax, dx, acc, *geo)
+
+    return fwd, bwd
