@@ -16,6 +16,11 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     # The simulator's block manager busy-polls its threads for syncthreads; a shorter GIL switch
     # interval makes kernels with barriers about twice as fast here. Kernels are unaffected.
     sys.setswitchinterval(2e-4)
+    # The simulator creates a block's shared arrays without a lock; two threads can get different
+    # "shared" arrays and a reduction silently loses a part. simfix locks the allocator.
+    import simfix
+
+    simfix.install()
     if os.environ.get("NETC_RECORD_LAUNCHES"):
         from ptx_check import record_launches
 

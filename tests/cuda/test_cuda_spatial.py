@@ -6,12 +6,9 @@ GEMM tile (16) or of a warp, and each row/channel reduction has a case wider tha
 
 import numpy as np
 import pytest
-import simfix
 from helpers import Pair, dev
 
 from netc.runtime.kernels import kernel_module
-
-simfix.install()  # the simulator's shared arrays race without it: see simfix.py
 
 RNG = np.random.default_rng(11)
 
