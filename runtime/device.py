@@ -58,7 +58,7 @@ def make_executor(plan: Any, batch: int, device: str = "cpu", **kw: Any) -> Any:
             if device == "cuda" or not ops_without_cuda(plan):
                 return CudaExecutor(plan, batch, **kw)
         elif device == "cuda":
-            raise DeviceError(f"no usable CUDA GPU: {why}; use --device cpu")
+            raise DeviceError(f"--device cuda: no usable CUDA GPU ({why.rstrip('.')}); use --device cpu")
     from .executor import Executor
 
     return Executor(plan, batch, **kw)

@@ -145,6 +145,14 @@ def _saved_config(d: Path) -> dict[str, Any]:
         ) from None
 
 
+def _run_config(d: Path) -> dict[str, Any] | None:
+    """A run directory's config.json, or None where there is none (a bare weights file)."""
+    try:
+        return json.loads((d / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> None:
     from .optim import OPTIMIZER_DEFAULTS
 
@@ -192,9 +200,10 @@ def run(
     train, val, _, norm = datasets(s)
     aug = s.data_cfg.get("augment")
     if overfit_batch:
-        t = Trainer(
-            s.ex, s.train_cfg, train, None, normalizer=norm, augment=None, progress=progress, plots=False
-        )
+        # One batch, no validation, a constant learning rate: the schedule and early stopping
+        # are about whole runs.
+        cfg = {k: v for k, v in s.train_cfg.items() if k not in ("early_stopping", "schedule")}
+        t = Trainer(s.ex, cfg, train, None, normalizer=norm, augment=None, progress=progress, plots=False)
         return t.overfit_batch()
     if resume is None:
         d = new_run_dir(s.net.name, out)
@@ -233,10 +242,13 @@ def load_weights(s: Setup, path: str | Path) -> tuple[Normalizer | None, Path]:
         flat[p.offset : p.offset + p.numel] = ckpt.tensors[p.name].ravel()
     buf.set_params(flat)
     run_dir = ckpt.path.parent.parent if ckpt.path.parent.name == "checkpoints" else ckpt.path.parent
+    saved = _run_config(run_dir)
+    if saved is not None:  # the run's own data and seed, so "val" and "test" are the run's splits
+        s.data_cfg = saved["data"]
+        s.train_cfg = {**s.train_cfg, "seed": saved["train"].get("seed", 0)}
     mode = ckpt.meta.get("normalize")
     if mode is None:
-        cfg = run_dir / "config.json"
-        mode = json.loads(cfg.read_text())["data"].get("normalize", "none") if cfg.exists() else "none"
+        mode = saved["data"].get("normalize", "none") if saved else "none"
     stats = {k[5:]: v for k, v in ckpt.tensors.items() if k.startswith("data/")}
     norm = Normalizer.from_state(mode, stats) if stats or mode == "none" else None
     return norm, run_dir

@@ -195,7 +195,7 @@ BAD = {
         ],
     ),
     "out_is_a_run": (["run", "{spec}", "--out", "{good}"], ["already holds a run", "--resume"]),
-    "device_cuda": (["run", "{spec}", "--device", "cuda"], ["--device cuda", "not available"]),
+    "device_cuda": (["run", "{spec}", "--device", "cuda"], ["--device cuda", "no usable CUDA GPU", "--device cpu"]),
     "no_data_section": (["run", "{dir}/nodata.yaml"], ["nodata.yaml: the spec has no data section"]),
     "eval_missing_checkpoint": (
         ["eval", "{spec}", "--checkpoint", "{dir}/nowhere"],
@@ -299,3 +299,15 @@ def test_lr_find_writes_a_png_and_suggests_a_learning_rate(ws, tmp_path, capsys)
     assert m, out
     assert 1e-7 <= float(m[1]) <= 10
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_measures_the_runs_own_split_when_it_was_trained_with_another_seed(ws, tmp_path, capsys):
+    # --seed changes the train/val split; eval must use the run's split, not the spec's seed's
+    out = tmp_path / "seeded"
+    assert main(["run", str(ws.spec), "--seed", "7", "--out", str(out), *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(ws.spec), "--checkpoint", str(out), "-o", str(tmp_path / "cm.png")]) == 0
+    text = capsys.readouterr().out
+    last = _records(out)[-1]
+    assert f"  loss         {last['val_loss']:.4f}\n" in text
+    assert f"  accuracy     {last['val_accuracy']:.4f}\n" in text

@@ -47,7 +47,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(plan):
     else:
         with pytest.raises(DeviceError) as e:
             make_executor(plan, 4, "cuda")
-        assert str(e.value) == f"no usable CUDA GPU: {why}; use --device cpu"
+        assert str(e.value) == f"--device cuda: no usable CUDA GPU ({why.rstrip('.')}); use --device cpu"
 
 
 def test_unknown_device(plan):
