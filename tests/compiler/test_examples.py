@@ -210,34 +210,52 @@ def vgg16(t: Twin) -> Forward:
     return classifier(t, "image", t.seq(*layers, *fc_head(512 * 7 * 7)))
 
 
-def resnet18(t: Twin) -> Forward:
-    def block(p: str, cin: int, c: int, stride: int) -> Fn:
-        main = t.seq(
-            (f"{p}.conv1", nn.Conv2d(cin, c, 3, stride, 1, bias=False)),
-            (f"{p}.bn1", nn.BatchNorm2d(c)),
-            (f"{p}.relu1", nn.ReLU()),
-            (f"{p}.conv2", nn.Conv2d(c, c, 3, 1, 1, bias=False)),
-            (f"{p}.bn2", nn.BatchNorm2d(c)),
+def basic_block(t: Twin, p: str, cin: int, c: int, stride: int) -> Fn:
+    """Blocks `basic` (stride 1) and `down` (stride 2, projected shortcut) of resnet18.yaml
+    and resnet_mini.yaml."""
+    main = t.seq(
+        (f"{p}.conv1", nn.Conv2d(cin, c, 3, stride, 1, bias=False)),
+        (f"{p}.bn1", nn.BatchNorm2d(c)),
+        (f"{p}.relu1", nn.ReLU()),
+        (f"{p}.conv2", nn.Conv2d(c, c, 3, 1, 1, bias=False)),
+        (f"{p}.bn2", nn.BatchNorm2d(c)),
+    )
+    shortcut: Fn = lambda x: x  # noqa: E731
+    if stride > 1:
+        shortcut = t.seq(
+            (f"{p}.proj", nn.Conv2d(cin, c, 1, stride, bias=False)), (f"{p}.proj_bn", nn.BatchNorm2d(c))
         )
-        shortcut: Fn = lambda x: x  # noqa: E731
-        if stride > 1:
-            shortcut = t.seq(
-                (f"{p}.proj", nn.Conv2d(cin, c, 1, stride, bias=False)), (f"{p}.proj_bn", nn.BatchNorm2d(c))
-            )
-        return lambda x: t.rec(f"{p}.relu2", F.relu(t.rec(f"{p}.sum", main(x) + shortcut(x))))
+    return lambda x: t.rec(f"{p}.relu2", F.relu(t.rec(f"{p}.sum", main(x) + shortcut(x))))
 
+
+def resnet18(t: Twin) -> Forward:
     stem = t.seq(
         ("conv1", nn.Conv2d(3, 64, 7, 2, 3, bias=False)),
         ("bn1", nn.BatchNorm2d(64)),
         ("relu1", nn.ReLU()),
         ("pool1", nn.MaxPool2d(3, 2, 1)),
     )
-    blocks = [block("stage1.1", 64, 64, 1), block("stage1.2", 64, 64, 1)]
+    blocks = [basic_block(t, "stage1.1", 64, 64, 1), basic_block(t, "stage1.2", 64, 64, 1)]
     for s, c in [(2, 128), (3, 256), (4, 512)]:
-        blocks += [block(f"stage{s}.b1", c // 2, c, 2), block(f"stage{s}.b2", c, c, 1)]
+        blocks += [basic_block(t, f"stage{s}.b1", c // 2, c, 2), basic_block(t, f"stage{s}.b2", c, c, 1)]
     head = t.seq(
         ("gap", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())), ("logits", nn.Linear(512, 1000))
     )
+    return classifier(t, "image", stem, *blocks, head)
+
+
+def resnet_mini(t: Twin) -> Forward:
+    stem = t.seq(
+        ("conv1", nn.Conv2d(1, 16, 3, 1, 1, bias=False)),
+        ("bn1", nn.BatchNorm2d(16)),
+        ("relu1", nn.ReLU()),
+    )
+    blocks = [
+        basic_block(t, "stage1", 16, 16, 1),
+        basic_block(t, "stage2", 16, 32, 2),
+        basic_block(t, "stage3", 32, 64, 2),
+    ]
+    head = t.seq(("gap", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())), ("logits", nn.Linear(64, 10)))
     return classifier(t, "image", stem, *blocks, head)
 
 
@@ -259,7 +277,7 @@ def vit_tiny(t: Twin) -> Forward:
 def transformer_encoder(t: Twin) -> Forward:
     d, length = 64, 64
     pe = sinusoids(length, d)
-    embed = t.seq(("embed", nn.Embedding(17, d)), ("pos", lambda x: x + pe))
+    embed = t.seq(("embed", nn.Embedding(20, d)), ("pos", lambda x: x + pe))
     blocks = [encoder_layer(t, f"encoder.{i}", d, 4, 128) for i in range(1, 3)]
     head = t.seq(("norm", nn.LayerNorm(d)), ("pooled", lambda x: x.mean(dim=1)), ("logits", nn.Linear(d, 10)))
     return classifier(t, "tokens", embed, *blocks, head)
@@ -294,6 +312,7 @@ TWINS: dict[str, Callable[[Twin], Forward]] = {
         alexnet,
         vgg16,
         resnet18,
+        resnet_mini,
         vit_tiny,
         transformer_encoder,
         multitask,

@@ -10,7 +10,16 @@ from netc.runtime.check import random_inputs
 from netc.runtime.executor import Executor
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["xor_mlp", "iris_mlp", "digits_mlp", "lenet5", "multitask", "transformer_encoder", "vit_tiny"]
+SMALL = [
+    "xor_mlp",
+    "iris_mlp",
+    "digits_mlp",
+    "lenet5",
+    "multitask",
+    "transformer_encoder",
+    "vit_tiny",
+    "resnet_mini",
+]
 
 
 @pytest.mark.parametrize("name", [*SMALL, "resnet18", "alexnet", "vgg16"])

@@ -47,6 +47,7 @@ CASES: dict[str, tuple[int, Any, tuple[str, ...]]] = {
     "transformer_encoder": (3, np.float64, BOTH),
     "vit_tiny": (3, np.float64, BOTH),
     "resnet18": (2, np.float64, BOTH),
+    "resnet_mini": (2, np.float64, BOTH),
     "alexnet": (1, np.float32, ("train",)),
     "vgg16": (1, np.float32, ("train",)),
 }
@@ -238,7 +239,7 @@ def test_example_matches_its_twin_forward_and_backward(name: str) -> None:
             if m.size >= 500:
                 assert abs((m == 0).mean() - s.attrs["p"]) < 0.06
     stats = [p.name for p in pair.plan.params if p.role == "stat"]
-    assert bool(stats) == (name in ("multitask", "resnet18"))
+    assert bool(stats) == (name in ("multitask", "resnet18", "resnet_mini"))
     for pname in stats:  # running statistics after one training forward, as torch's
         t, rows = pair.slots[pname]
         close(pair.ex.param(pname), t[rows].detach().numpy(), rtol, f"train: {pname}")
