@@ -1,4 +1,4 @@
-"""Throughput benchmark: netc against PyTorch CPU eager, samples/s and GFLOP/s.
+"""Throughput benchmark: netc against PyTorch eager on the CPU (or a CUDA GPU), samples/s and GFLOP/s.
 
     python benchmarks/throughput.py                 # everything, 3 alternating rounds (minutes)
     python benchmarks/throughput.py --quick         # smoke run: few steps, one round
@@ -26,6 +26,27 @@ under ``torch.inference_mode()`` in eval mode (the transformer layer takes its
 fused fast path there). The markdown table is printed and written to
 benchmarks/results/throughput.md (git-ignored). The figures say which
 OPENBLAS_CORETYPE was set: it changes the GEMM ceiling about 2x on these machines.
+
+On a GPU (``--device cuda``; needs a CUDA GPU, numba-cuda and a CUDA build of PyTorch):
+
+    python benchmarks/throughput.py --device cuda --quick --only mlp --batches 64   # smoke run
+    python benchmarks/throughput.py --device cuda                                   # full (minutes)
+    python benchmarks/throughput.py --device cuda --only conv --out /tmp/gpu_kernels.md
+
+The same nets, batches and steps run on ``CudaExecutor`` (``make_executor(plan, batch, "cuda")``)
+with the SGD-momentum update on the device (``Optimizer`` over the executor's device buffers), and
+on the PyTorch twin moved to the GPU, eager. Every timed repeat is bracketed by a synchronize
+(``ex.synchronize()``, ``torch.cuda.synchronize()``), so the clock reads finished work. netc's
+step still includes the batch upload (``set_inputs``: host to device); PyTorch's inputs already
+sit on the GPU. PyTorch runs with TF32 off (``fp32_precision = "ieee"`` for matmul and cuDNN
+conv) because netc's kernels compute in IEEE float32, and with cuDNN autotuning off (its default).
+Targets are for the training step only (the issue's GPU targets: netc/torch ≥ 1.0x on the MLP
+and LeNet-5, ≥ 0.5x on ResNet-mini and the transformer layer). The kernel rows give netc's tiled
+GEMM (``runtime/kernels/_cuda.gemm``, float32, N = 512, 1024, 2048) as a share of cuBLAS
+(``torch.mm`` on the GPU), and the conv2d and linear layers' forward + backward against
+PyTorch. The table header names the GPU as numba and PyTorch see it. Without a usable GPU (or
+with only numba's CUDA simulator, which times Python) the driver says why and exits 1 before
+starting any worker.
 """
 
 from __future__ import annotations
@@ -58,14 +79,18 @@ class Net:
     batches: tuple[int, ...]
     target: float  # netc/torch samples/s ratio to reach
     samples: int  # samples per timed repeat of a training step (inference: 3x)
+    gpu_target: float  # the same ratio on a GPU, for the training step
 
 
 NETS = {
-    "mlp": Net(HERE / "specs" / "mlp.yaml", (64, 256), 1.5, 24_000),
-    "lenet5": Net(ROOT / "examples" / "lenet5.yaml", (64, 256), 1.0, 4_096),
-    "resnet_mini": Net(HERE / "specs" / "resnet_mini.yaml", (64,), 1.0, 384),
-    "transformer_layer": Net(HERE / "specs" / "transformer_layer.yaml", (32,), 1.0, 640),
+    "mlp": Net(HERE / "specs" / "mlp.yaml", (64, 256), 1.5, 24_000, 1.0),
+    "lenet5": Net(ROOT / "examples" / "lenet5.yaml", (64, 256), 1.0, 4_096, 1.0),
+    "resnet_mini": Net(HERE / "specs" / "resnet_mini.yaml", (64,), 1.0, 384, 0.5),
+    "transformer_layer": Net(HERE / "specs" / "transformer_layer.yaml", (32,), 1.0, 640, 0.5),
 }
+# A GPU step takes well under a millisecond for the small nets: at least this many steps per timed
+# repeat keep the synchronize and the clock read a small part of it.
+GPU_MIN_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,7 @@ class Kernel:
     spec: str  # a netc spec whose module `k` is the layer timed
     fwd_flops: int  # per batch; backward is 2x (input and weight gradients)
     steps: int
+    gpu_steps: int  # a GPU runs a step 10-100x faster: more steps for a measurable repeat
 
 
 KERNELS = {
@@ -92,6 +118,7 @@ losses:
 """,
         2 * 64 * 32 * 32 * 32 * 32 * 9,
         6,
+        50,
     ),
     "linear": Kernel(
         "linear N256 1024 → 1024, bias",
@@ -107,21 +134,36 @@ losses:
 """,
         2 * 256 * 1024 * 1024,
         12,
+        100,
     ),
 }
 GEMM_N = 2048
+GPU_GEMM_SIZES = (512, 1024, 2048)  # square float32 GEMMs, netc's tiled kernel against cuBLAS
+GPU_GEMM_FLOPS = 2e11  # per timed repeat, whatever the size: 0.1 s at 2 TFLOP/s
+
+
+def gpu_gemm_steps(n: int) -> int:
+    return max(3, math.ceil(GPU_GEMM_FLOPS / (2 * n**3)))
 
 
 # -- workers ---------------------------------------------------------------------------------------
-def timed(step: Callable[[], None], steps: int, repeats: int, warmup: int) -> list[float]:
-    """Seconds per repeat of `steps` calls, after `warmup` untimed calls."""
+def timed(
+    step: Callable[[], None], steps: int, repeats: int, warmup: int, sync: Callable[[], None] | None = None
+) -> list[float]:
+    """Seconds per repeat of `steps` calls, after `warmup` untimed calls. On a GPU `sync` waits for
+    the queued kernels: calls return once launched, so the clock must not start while warmup work
+    is still running nor stop before the repeat's last kernel has finished."""
     for _ in range(warmup):
         step()
+    if sync:
+        sync()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(steps):
             step()
+        if sync:
+            sync()
         times.append(time.perf_counter() - t)
     return times
 
@@ -223,29 +265,41 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     out: dict[str, Any] = {"threads": torch.get_num_threads(), "versions": {"torch": torch.__version__}}
+    dev = torch.device(a.device)
+    sync = None
+    if a.device == "cuda":
+        # netc computes in IEEE float32; PyTorch's default TF32 for cuDNN convolutions would compare
+        # a 10-bit-mantissa product with it. (Only the new fp32_precision API: mixing it with the
+        # legacy allow_tf32 flags makes PyTorch raise.)
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        sync = torch.cuda.synchronize
+        out["gpu"] = torch.cuda.get_device_name()
+        out["versions"]["torch CUDA"] = torch.version.cuda
     if a.net == "gemm":
-        x, y = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
-        c = torch.empty(GEMM_N, GEMM_N)
-        times = timed(lambda: torch.mm(x, y, out=c), a.steps, a.repeats, a.warmup)
-        return {**out, "gflops": 2 * GEMM_N**3 * a.steps / statistics.median(times) / 1e9}
+        n = a.batch if a.device == "cuda" else GEMM_N  # the GPU rows time several sizes
+        x, y = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+        c = torch.empty(n, n, device=dev)
+        times = timed(lambda: torch.mm(x, y, out=c), a.steps, a.repeats, a.warmup, sync)
+        return {**out, "gflops": 2 * n**3 * a.steps / statistics.median(times) / 1e9}
     if a.mode == "kernel":
         k = KERNELS[a.net]
         if a.net == "conv":
-            layer = torch.nn.Conv2d(32, 32, 3, padding=1, bias=False)
-            x = torch.randn(k.batch, 32, 32, 32, requires_grad=True)
+            layer = torch.nn.Conv2d(32, 32, 3, padding=1, bias=False).to(dev)
+            x = torch.randn(k.batch, 32, 32, 32, device=dev, requires_grad=True)
         else:
-            layer = torch.nn.Linear(1024, 1024)
-            x = torch.randn(k.batch, 1024, requires_grad=True)
+            layer = torch.nn.Linear(1024, 1024).to(dev)
+            x = torch.randn(k.batch, 1024, device=dev, requires_grad=True)
         dy = torch.randn_like(layer(x))
 
         def kstep() -> None:
             layer(x).backward(dy)
 
-        times = timed(kstep, a.steps, a.repeats, a.warmup)
+        times = timed(kstep, a.steps, a.repeats, a.warmup, sync)
         return {**out, "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9}
-    model = torch_twin(a.net)
-    x = torch.randn(a.batch, *TORCH_INPUT[a.net])
-    label = torch.randint(0, 10, (a.batch,))
+    model = torch_twin(a.net).to(dev)
+    x = torch.randn(a.batch, *TORCH_INPUT[a.net], device=dev)
+    label = torch.randint(0, 10, (a.batch,), device=dev)
     if a.mode == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -256,12 +310,27 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
             loss_fn(model(x), label).backward()
             opt.step()
 
-        times = timed(step, a.steps, a.repeats, a.warmup)
+        times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         model.eval()
         with torch.inference_mode():
-            times = timed(lambda: model(x), a.steps, a.repeats, a.warmup)
+            times = timed(lambda: model(x), a.steps, a.repeats, a.warmup, sync)
     return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
+
+
+def note_numba_gpu(out: dict[str, Any]) -> None:
+    """Note the GPU numba runs on, and numba-cuda's version, in a worker's result."""
+    import contextlib
+    import importlib.metadata
+
+    from numba import cuda
+
+    from netc.runtime.device import simulator_enabled
+
+    name = "numba CUDA simulator" if simulator_enabled() else cuda.get_current_device().name
+    out["gpu_numba"] = name.decode() if isinstance(name, bytes) else str(name)
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):  # numba's bundled CUDA target
+        out["versions"]["numba-cuda"] = importlib.metadata.version("numba-cuda")
 
 
 def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -275,6 +344,7 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
 
     import netc
     from netc.runtime.check import random_inputs
+    from netc.runtime.device import make_executor
     from netc.runtime.optim import Optimizer, segments
 
     def feed_of(plan: Any, batch: int) -> dict[str, np.ndarray]:
@@ -283,17 +353,44 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             for k, v in random_inputs(plan, batch, seed=0).items()
         }
 
+    def executor(plan: Any, batch: int, optimizer: str) -> Any:
+        # the CPU path builds Executor itself, as it always has; "cuda" gives a CudaExecutor
+        if a.device == "cpu":
+            return Executor(plan, batch, optimizer=optimizer)
+        return make_executor(plan, batch, a.device, optimizer=optimizer)
+
     versions = {"numpy": np.__version__, "numba": numba.__version__}
     out: dict[str, Any] = {"threads": numba.get_num_threads(), "versions": versions}
+    if a.device == "cuda":
+        note_numba_gpu(out)
+    if a.net == "gemm":  # GPU only: the CPU's GEMM ceiling is NumPy's (numpy_worker)
+        from numba import cuda
+
+        from netc.runtime.kernels._cuda import gemm
+
+        n = a.batch
+        rng = np.random.default_rng(0)
+        hx, hy = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        x, y = cuda.to_device(hx), cuda.to_device(hy)
+        c = cuda.device_array((n, n), np.float32)
+        times = timed(lambda: gemm(False, False, 1.0, x, y, 0.0, c), a.steps, a.repeats, a.warmup,
+                      cuda.synchronize)  # fmt: skip
+        # a fast GEMM that computes the wrong product must fail the row, not top the table
+        want = hx.astype(np.float64) @ hy
+        err = float(np.abs(c.copy_to_host() - want).max() / np.abs(want).max())
+        if not err < 1e-4:
+            raise RuntimeError(f"netc gemm {n}²: relative error {err:.1e} against NumPy")
+        return {**out, "gflops": 2 * n**3 * a.steps / statistics.median(times) / 1e9, "rel_err": err}
     if a.mode == "kernel":
         k = KERNELS[a.net]
         with tempfile.TemporaryDirectory() as d:
             spec = Path(d) / f"{a.net}.yaml"
             spec.write_text(k.spec)
             plan = netc.load(spec).compile(k.batch, "sgd", input_grads=True)
-        ex = Executor(plan, k.batch, optimizer="sgd")
+        ex = executor(plan, k.batch, "sgd")
         ex.forward(feed_of(plan, k.batch))
         ex.backward()  # compiles (or loads) every kernel of the plan
+        sync = ex.synchronize if a.device == "cuda" else None
         fwd = ex._forward[[s.module for s in ex.plan.forward_steps].index("k")]
         bwd = ex._backward[[s.module for s in ex.plan.backward_steps].index("k")]
 
@@ -301,7 +398,7 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             fwd()
             bwd()
 
-        times = timed(kstep, a.steps, a.repeats, a.warmup)
+        times = timed(kstep, a.steps, a.repeats, a.warmup, sync)
         # after the run: SciPy's OpenBLAS loads when a kernel first calls np.dot
         return {
             **out,
@@ -310,24 +407,26 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9,
         }
     plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum")
-    ex = Executor(plan, a.batch, optimizer="momentum")
+    ex = executor(plan, a.batch, "momentum")
+    sync = ex.synchronize if a.device == "cuda" else None
     feed = feed_of(plan, a.batch)
     if a.mode == "train":
+        # ex.params/grads/opt_state are device arrays under CUDA: Optimizer is then a CudaOptimizer
         opt = Optimizer("momentum", ex.params, ex.grads, segments(ex.plan), state=ex.opt_state,
                         lr=LR, momentum=MOMENTUM)  # fmt: skip
         ex.training = True
 
         def step() -> None:
-            ex.forward(feed)
+            ex.forward(feed)  # on a GPU this uploads the host batch: part of netc's step cost
             ex.backward()
             opt.step()
 
-        times = timed(step, a.steps, a.repeats, a.warmup)
+        times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         ex.set_inputs(feed)  # labels once; inference feeds only the data
         data = {k: v for k, v in feed.items() if v.dtype.kind == "f"}
         ex.training = False
-        times = timed(lambda: ex.forward(data), a.steps, a.repeats, a.warmup)
+        times = timed(lambda: ex.forward(data), a.steps, a.repeats, a.warmup, sync)
     out["openblas"] = openblas_cores()
     out["threading_layer"] = threading_layer()
     return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
@@ -362,10 +461,14 @@ def worker_env(framework: str) -> dict[str, str]:
     return env
 
 
-def spawn(framework: str, net: str, batch: int, mode: str, steps: int, repeats: int, warmup: int) -> dict:
+def spawn(
+    framework: str, net: str, batch: int, mode: str, steps: int, repeats: int, warmup: int, device: str
+) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--net", net,
            "--batch", str(batch), "--mode", mode, "--steps", str(steps), "--repeats", str(repeats),
            "--warmup", str(warmup)]  # fmt: skip
+    if device != "cpu":
+        cmd += ["--device", device]
     try:
         p = subprocess.run(
             cmd, env=worker_env(framework), cwd=ROOT, capture_output=True, text=True, timeout=900
@@ -402,28 +505,39 @@ def csv_ints(text: str) -> set[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
-def run_rounds(names: list[str], batches: set[int] | None, rounds: int, quick: bool) -> Results:
+def run_rounds(
+    names: list[str], batches: set[int] | None, rounds: int, quick: bool, device: str = "cpu"
+) -> Results:
     """Every measurement once per round, each in its own worker process; the
     framework that goes first alternates from round to round."""
     repeats, warmup, scale = (1, 1, 0.05) if quick else (3, 3, 1.0)
+    gpu = device == "cuda"
     jobs: list[tuple[tuple, tuple]] = []  # (row key, spawn arguments but the framework)
     for n in (n for n in names if n in NETS):
         net = NETS[n]
         for b in (b for b in net.batches if batches is None or b in batches):
             for mode, samples in (("train", net.samples), ("infer", 3 * net.samples)):
-                jobs.append(((n, b, mode), (n, b, mode, max(2, math.ceil(samples * scale / b)))))
+                steps = max(2, math.ceil(samples * scale / b))
+                if gpu and not quick:
+                    steps = max(GPU_MIN_STEPS, steps)
+                jobs.append(((n, b, mode), (n, b, mode, steps)))
     kernels = [n for n in names if n in KERNELS]
     for k in kernels:
-        jobs.append(((k,), (k, KERNELS[k].batch, "kernel", 2 if quick else KERNELS[k].steps)))
+        steps = 2 if quick else (KERNELS[k].gpu_steps if gpu else KERNELS[k].steps)
+        jobs.append(((k,), (k, KERNELS[k].batch, "kernel", steps)))
     res: Results = {key: {"netc": [], "torch": []} for key, _ in jobs}
-    if kernels:
+    if kernels and gpu:  # netc's own GEMM against cuBLAS, one row a size
+        for n in GPU_GEMM_SIZES:
+            jobs.append((("gemm", n), ("gemm", n, "kernel", 2 if quick else gpu_gemm_steps(n))))
+            res[("gemm", n)] = {"netc": [], "torch": []}
+    elif kernels:
         jobs.append((("gemm",), ("gemm", GEMM_N, "kernel", 2 if quick else 10)))
         res[("gemm",)] = {"numpy": [], "torch": []}
     for r in range(rounds):
         for key, job in jobs:
             frameworks = list(res[key])
             for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-                out = spawn(fw, *job, repeats, warmup)
+                out = spawn(fw, *job, repeats, warmup, device)
                 res[key][fw].append(out)
                 shown = out.get("error") or fmt(out.get("samples_per_s", out.get("gflops")), ",.1f")
                 print(f"  round {r + 1}/{rounds} {fw:<5} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
@@ -499,13 +613,134 @@ def render(
                 f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {share(nv)} | {fmt(tv, '.1f')} | {share(tv)} |"
             )
         lines.append("")
-    failed = sorted(
-        {f"{' '.join(map(str, k))} ({fw}): {r['error']}" for k, v in res.items() for fw, rs in v.items()
-         for r in rs if "error" in r}
-    )  # fmt: skip
+    failed = failures(res)
     if failed:
         lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
     return "\n".join(lines), bool(failed)
+
+
+def failures(res: Results) -> list[str]:
+    return sorted(
+        {f"{' '.join(map(str, k))} ({fw}): {r['error']}" for k, v in res.items() for fw, rs in v.items()
+         for r in rs if "error" in r}
+    )  # fmt: skip
+
+
+def ratio_cell(nv: float | None, tv: float | None) -> tuple[float | None, str]:
+    ratio = nv / tv if nv and tv else None
+    return ratio, "—" if ratio is None else f"{ratio:.2f}x"
+
+
+def render_gpu(
+    res: Results, command: str, rounds: int, quick: bool, load0: float, wall: float
+) -> tuple[str, bool]:
+    """The markdown report of a ``--device cuda`` run, and whether any worker failed."""
+    every = [r for v in res.values() for rs in v.values() for r in rs]
+    versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
+    gpus = sorted(
+        {f"{r['gpu_numba']} (numba)" for r in every if "gpu_numba" in r}
+        | {f"{r['gpu']} (torch)" for r in every if "gpu" in r}
+    )
+    lines = [
+        "# netc vs PyTorch CUDA eager: throughput",
+        "",
+        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
+        f"GPU: {', '.join(gpus) or '—'} · python {platform.python_version()} · {', '.join(versions)}",
+        "",
+        f"one worker process per measurement, every timed repeat ends with a synchronize; median of {rounds} "
+        f"alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
+        + (" (--quick: smoke figures)" if quick else ""),
+        "",
+        "netc's step includes the batch upload (set_inputs, host to device); PyTorch's inputs are already "
+        'on the GPU. PyTorch: eager, IEEE float32 (TF32 off: fp32_precision "ieee" for matmul and cuDNN '
+        "conv), cuDNN autotuning off.",
+        "",
+        f"command: `{command}`",
+        "",
+        # small nets are launch-bound: the host thread that queues the kernels shares the CPU
+        f"load average (1 min): {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; the host queues "
+        f"every launch, so a busy CPU slows the small nets. Wall {wall:.0f} s.",
+        "",
+    ]
+    nets = [k for k in res if len(k) == 3]
+    if nets:
+        lines += [
+            "| net | batch | mode | netc samples/s | torch samples/s | netc/torch | target (training step) "
+            "| spread netc / torch (max/min over rounds) |",
+            "|---|---:|---|---:|---:|---:|---|---|",
+        ]
+        for key in nets:
+            n, b, mode = key
+            nr, tr = res[key]["netc"], res[key]["torch"]
+            nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
+            ratio, shown = ratio_cell(nv, tv)
+            target = "—"
+            if mode == "train":
+                t = NETS[n].gpu_target
+                target = f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
+            lines.append(
+                f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
+                f"| {target} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
+            )
+        lines.append("")
+    gemms = [k for k in res if len(k) == 2 and k[0] == "gemm"]
+    if gemms:
+        lines += [
+            "| GEMM float32, N×N times N×N | netc `_cuda.gemm` GFLOP/s | cuBLAS (torch.mm) GFLOP/s "
+            "| netc share of cuBLAS |",
+            "|---|---:|---:|---:|",
+        ]
+        for key in gemms:
+            nv, tv = median_of(res[key]["netc"], "gflops"), median_of(res[key]["torch"], "gflops")
+            share = "—" if not nv or not tv else f"{nv / tv:.0%}"
+            lines.append(f"| N = {key[1]} | {fmt(nv, '.1f')} | {fmt(tv, '.1f')} | {share} |")
+        lines.append("")
+    kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
+    if kernels:
+        top = max(GPU_GEMM_SIZES)
+        ceiling = median_of(res.get(("gemm", top), {}).get("torch", []), "gflops")
+        lines += [
+            f"| layer, forward + backward (dx and dW) | netc GFLOP/s | torch GFLOP/s | netc/torch "
+            f"| netc share of cuBLAS {top}² |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for (k,) in kernels:
+            nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
+            share = "—" if not nv or not ceiling else f"{nv / ceiling:.0%}"
+            lines.append(
+                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {fmt(tv, '.1f')} | {ratio_cell(nv, tv)[1]} "
+                f"| {share} |"
+            )
+        lines.append("")
+    failed = failures(res)
+    if failed:
+        lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
+    return "\n".join(lines), bool(failed)
+
+
+def gpu_missing() -> str | None:
+    """Why ``--device cuda`` cannot run here (None when it can): numba and PyTorch must both see a
+    GPU. Asked in the driver, so a machine without one gets one line instead of a failed worker
+    per measurement."""
+    from netc.runtime.device import cuda_usable, simulator_enabled
+
+    ok, why = cuda_usable()
+    if not ok:
+        return why.rstrip(".")
+    if simulator_enabled():
+        return "only numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which times Python, not a GPU"
+    from numba import cuda
+
+    # cuda_usable opened a context on the GPU: give its memory back before the workers start
+    cuda.close()
+    try:
+        import torch
+    except ImportError as e:
+        return f"PyTorch cannot be imported ({e})"
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        return f"PyTorch {torch.__version__} ({build}) sees no GPU"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=csv_ints, help="comma-separated batch sizes to keep (default: all)")
     ap.add_argument("--rounds", type=int, help="alternating netc/torch rounds (default 3, quick 1)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput.md", help="markdown output")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cpu (default) or cuda: netc's CudaExecutor against PyTorch on the GPU")  # fmt: skip
     ap.add_argument("--worker", choices=["netc", "torch", "numpy"], help=argparse.SUPPRESS)
     ap.add_argument("--net", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
@@ -530,11 +767,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"throughput.py: unknown --only {unknown}; choose from {[*NETS, *KERNELS]}", file=sys.stderr)
         return 1
+    if a.device == "cuda":
+        why = gpu_missing()
+        if why:
+            print(
+                f"throughput.py: no usable CUDA GPU: {why}; the GPU benchmark needs one "
+                "(and a CUDA build of PyTorch)",
+                file=sys.stderr,
+            )
+            return 1
     rounds = a.rounds or (1 if a.quick else 3)
     command = " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
     load0, started = os.getloadavg()[0], time.time()
-    res = run_rounds(names, a.batches, rounds, a.quick)
-    text, failed = render(res, command, rounds, a.quick, load0, time.time() - started)
+    res = run_rounds(names, a.batches, rounds, a.quick, a.device)
+    report = render_gpu if a.device == "cuda" else render
+    text, failed = report(res, command, rounds, a.quick, load0, time.time() - started)
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text + "\n")

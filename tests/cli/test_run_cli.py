@@ -195,7 +195,10 @@ BAD = {
         ],
     ),
     "out_is_a_run": (["run", "{spec}", "--out", "{good}"], ["already holds a run", "--resume"]),
-    "device_cuda": (["run", "{spec}", "--device", "cuda"], ["--device cuda", "no usable CUDA GPU", "--device cpu"]),
+    "device_cuda": (
+        ["run", "{spec}", "--device", "cuda"],
+        ["--device cuda", "no usable CUDA GPU", "--device cpu"],
+    ),
     "no_data_section": (["run", "{dir}/nodata.yaml"], ["nodata.yaml: the spec has no data section"]),
     "eval_missing_checkpoint": (
         ["eval", "{spec}", "--checkpoint", "{dir}/nowhere"],

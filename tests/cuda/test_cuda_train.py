@@ -65,3 +65,30 @@ def test_a_gpu_run_writes_the_cpu_runs_weights_and_evaluates(spec_file, tmp_path
     for ra, rb in zip(a.history, b.history, strict=True):
         assert abs(ra["val_loss"] - rb["val_loss"]) < 1e-4
         assert ra["val_accuracy"] == rb["val_accuracy"]
+
+
+def test_a_gpu_run_interrupted_and_resumed_ends_bitwise_equal(spec_file, tmp_path, monkeypatch) -> None:
+    # Checkpoints are written from the device and restored into it: parameters, Adam's state,
+    # the schedule, the position.
+    import os
+    import signal
+
+    import netc.runtime.run as rr
+    import netc.runtime.train as tr
+
+    spec = spec_file(SPEC)
+    whole = run(spec, out=str(tmp_path / "whole"), progress=False, plots=False, device="cuda")
+
+    class Interrupting(tr.Trainer):
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            self.step_callbacks.append(lambda t: t.step == 4 and os.kill(os.getpid(), signal.SIGINT))
+
+    monkeypatch.setattr(rr, "Trainer", Interrupting)
+    cut = run(spec, out=str(tmp_path / "cut"), progress=False, plots=False, device="cuda")
+    assert cut.status == "interrupted" and cut.step == 4
+    monkeypatch.setattr(rr, "Trainer", tr.Trainer)
+    resumed = run(spec, resume=str(tmp_path / "cut"), progress=False, plots=False, device="cuda")
+    assert resumed.status == whole.status == "finished"
+    a = (tmp_path / "whole" / "weights.safetensors").read_bytes()
+    assert (tmp_path / "cut" / "weights.safetensors").read_bytes() == a
