@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tinyspec import classifier
 
 from netc.cli import main
 from netc.runtime import run as rr
@@ -22,26 +23,16 @@ from netc.runtime import train as tr
 
 QUIET = ["--quiet", "--no-plots"]
 
-SPEC = """
-netc: 1
-name: tiny
-inputs:
-  x: {shape: [2]}
-  label: {shape: [], dtype: int64}
-modules:
-  fc1: {op: linear, in: x, out_features: 8}
-  act: {op: relu, in: fc1}
-  logits: {op: linear, in: act, out_features: 3}
-losses:
-  ce: {op: cross_entropy, in: [logits, label]}
-outputs: [logits]
-train:
-  optimizer: {type: adam, lr: 0.01}
-  batch_size: 8
-  epochs: 2
-  seed: 1
-data: {source: npz, path: DATA, split: {val: 0.2}}
-"""
+SPEC = classifier(
+    "tiny",
+    """
+    optimizer: {type: adam, lr: 0.01}
+    batch_size: 8
+    epochs: 2
+    seed: 1
+    """,
+    "{source: npz, path: DATA, split: {val: 0.2}}",
+)
 
 
 def _spec(d: Path, name: str, data: str = "data.npz", text: str = SPEC) -> Path:

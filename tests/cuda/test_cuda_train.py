@@ -5,34 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tinyspec import classifier
 
 from netc.runtime.checkpoint import read_safetensors
 from netc.runtime.run import build, datasets, run
 from netc.runtime.train import Trainer
 
-SPEC = """
-netc: 1
-name: tiny
-inputs:
-  x: {shape: [2]}
-  label: {shape: [], dtype: int64}
-modules:
-  fc1: {op: linear, in: x, out_features: 8}
-  act: {op: relu, in: fc1}
-  logits: {op: linear, in: act, out_features: 3}
-losses:
-  ce: {op: cross_entropy, in: [logits, label]}
-outputs: [logits]
-train:
-  optimizer: {type: adam, lr: 0.05}
-  schedule: {type: cosine, warmup: 2}
-  batch_size: 8
-  epochs: 2
-  accumulate: 2
-  grad_clip: {norm: 1.0}
-  early_stopping: {monitor: val_accuracy, mode: max, patience: 5}
-data: {source: blobs, samples: 60, split: {val: 0.2}}
-"""
+SPEC = classifier(
+    "tiny",
+    """
+    optimizer: {type: adam, lr: 0.05}
+    schedule: {type: cosine, warmup: 2}
+    batch_size: 8
+    epochs: 2
+    accumulate: 2
+    grad_clip: {norm: 1.0}
+    early_stopping: {monitor: val_accuracy, mode: max, patience: 5}
+    """,
+    "{source: blobs, samples: 60, split: {val: 0.2}}",
+)
 
 
 def _losses(spec: Path, device: str, steps: int) -> list[float]:

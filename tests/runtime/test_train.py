@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tinyspec import classifier
 
 import netc
 from netc.compiler.plan import optimizer_key
@@ -233,28 +234,19 @@ def test_sigkill_inside_a_checkpoint_write_resumes_from_the_previous_one(tmp_pat
 
 
 # -- 2. early stopping restores the best epoch ----------------------------------------------------
-EARLY = """
-netc: 1
-name: early
-inputs:
-  x: {shape: [2]}
-  label: {shape: [], dtype: int64}
-modules:
-  fc1: {op: linear, in: x, out_features: 8}
-  act: {op: tanh, in: fc1}
-  logits: {op: linear, in: act, out_features: 3}
-losses:
-  ce: {op: cross_entropy, in: [logits, label]}
-outputs: [logits]
-train:
-  optimizer: {type: sgd, lr: 0.1}
-  schedule: {type: multistep, milestones: [3], gamma: 30}   # lr 0.1, then 3.0 from epoch 4
-  batch_size: 8
-  epochs: 6
-  seed: 0
-  early_stopping: {monitor: val_loss, patience: PATIENCE}
-data: {source: blobs, samples: 60, noise: 2.0, split: {val: 0.25}}
-"""
+EARLY = classifier(
+    "early",
+    """
+    optimizer: {type: sgd, lr: 0.1}
+    schedule: {type: multistep, milestones: [3], gamma: 30}   # lr 0.1, then 3.0 from epoch 4
+    batch_size: 8
+    epochs: 6
+    seed: 0
+    early_stopping: {monitor: val_loss, patience: PATIENCE}
+    """,
+    "{source: blobs, samples: 60, noise: 2.0, split: {val: 0.25}}",
+    act="tanh",
+)
 
 
 @pytest.mark.parametrize(("patience", "status"), [(1, "early_stopped"), (10, "finished")])
@@ -279,27 +271,18 @@ def test_early_stopping_restores_the_best_epochs_weights(patience, status, tmp_p
 
 
 # -- 3. divergence ----------------------------------------------------------------------------------
-DIVERGE = """
-netc: 1
-name: diverge
-inputs:
-  x: {shape: [2]}
-  label: {shape: [], dtype: int64}
-modules:
-  fc1: {op: linear, in: x, out_features: 16}
-  act: {op: relu, in: fc1}
-  logits: {op: linear, in: act, out_features: 3}
-losses:
-  ce: {op: cross_entropy, in: [logits, label]}
-outputs: [logits]
-train:
-  optimizer: {type: sgd, lr: 0.05}
-  schedule: SCHEDULE
-  batch_size: 8
-  epochs: 3
-  seed: 0
-data: {source: blobs, samples: 40SPLIT}
-"""
+DIVERGE = classifier(
+    "diverge",
+    """
+    optimizer: {type: sgd, lr: 0.05}
+    schedule: SCHEDULE
+    batch_size: 8
+    epochs: 3
+    seed: 0
+    """,
+    "{source: blobs, samples: 40SPLIT}",
+    hidden=16,
+)
 # With a validation split, 32 training samples: 4 steps per epoch. The learning rate jumps
 # to 5e28 either for the whole of epoch 2 (the next training loss is NaN) or for the last
 # step of epoch 2 alone (every training loss is finite; the weights it leaves give a NaN
