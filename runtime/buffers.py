@@ -110,6 +110,7 @@ class DeviceBuffers(HostBuffers):
 
         self.ex = ex
         self.acc = None
+        self._penalty: Any = None
         # Pinned host staging: the batch is gathered and augmented here, then sent in one copy
         # per input.
         self.stage = {n: cuda.pinned_array(ex.view(n).shape, ex.view(n).dtype) for n in ex.plan.inputs}
@@ -166,7 +167,11 @@ class DeviceBuffers(HostBuffers):
         zero(self.acc)
 
     def penalty(self, segs: np.ndarray, l1: float, l2: float) -> float:
-        raise NotImplementedError("the Trainer refuses l1/l2 on the GPU before training starts")
+        if self._penalty is None:
+            from .optim import PenaltyCuda
+
+            self._penalty = PenaltyCuda(segs, self.ex.reducer)
+        return self._penalty(self.ex.params, self.ex.grads, l1, l2)
 
     def global_norm(self) -> float:
         from .optim import global_norm_cuda

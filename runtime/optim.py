@@ -633,6 +633,41 @@ class CudaOptimizer(Optimizer):
 
 
 @cuda.jit
+def _penalty_kernel(p, g, terms, l1, l2):
+    # one segment: g += l1·sign(w) + l2·w; terms[i] = l1·|w| + l2/2·w² (float64), summed after
+    a, b = g.dtype.type(l1), g.dtype.type(l2)
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        w = p[i]
+        sgn = 1 if w > 0 else (-1 if w < 0 else 0)
+        g[i] += a * sgn + b * w
+        wd = np.float64(w)
+        terms[i] = l1 * abs(wd) + 0.5 * l2 * wd * wd
+
+
+class PenaltyCuda:
+    """``penalty`` on device buffers: one launch per penalized segment (a few: the weights of
+    each layer) into a float64 scratch, then one deterministic sum; the value comes back to the
+    host like the loss."""
+
+    def __init__(self, segs: np.ndarray, reducer: _cuda.Reducer) -> None:
+        self.segs = [tuple(int(v) for v in row[:3]) for row in segs]
+        n = sum(r[2] for r in self.segs)
+        self.terms = cuda.device_array(max(n, 1), np.float64)
+        _cuda.zero(self.terms)
+        self.reducer = reducer
+
+    def __call__(self, p: Any, g: Any, l1: float, l2: float) -> float:
+        at = 0
+        for po, go, n in self.segs:
+            blocks, threads = _cuda.grid_1d(n)
+            _penalty_kernel[blocks, threads](p[po : po + n], g[go : go + n], self.terms[at : at + n],
+                                             float(l1), float(l2))  # fmt: skip
+            at += n
+        self.reducer.sum(self.terms)
+        return self.reducer.value()
+
+
+@cuda.jit
 def _clip_value_kernel(g, value):
     hi = g.dtype.type(value)
     lo = -hi

@@ -391,10 +391,6 @@ class Trainer:
         self.schedule = make_schedule(cfg.get("schedule"), self.base_lr, self.steps_per_epoch, self.epochs)
         self.l1, self.l2 = float(cfg.get("l1", 0.0)), float(cfg.get("l2", 0.0))
         self._wsegs = segments(self.plan, (), roles=("weight",)) if (self.l1 or self.l2) else None
-        if self._wsegs is not None and not isinstance(ex.params, np.ndarray):
-            raise TrainError(
-                "train.l1 / train.l2: the penalties run on the CPU only so far; use --device cpu"
-            )
         clip = cfg.get("grad_clip") or {}
         self.clip_norm, self.clip_value = clip.get("norm"), clip.get("value")
         es = cfg.get("early_stopping")

@@ -92,3 +92,19 @@ def test_clip_by_value_and_a_nan_norm():
     np.testing.assert_array_equal(d.copy_to_host(), want)
     clip_by_norm_cuda(d, 0.1, Reducer())  # a NaN norm leaves the gradient as it is, as on the CPU
     np.testing.assert_array_equal(d.copy_to_host(), want)
+
+
+def test_penalty_on_the_device_equals_the_cpu() -> None:
+    from netc.runtime.optim import PenaltyCuda, penalty
+
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal(40)
+    p[3] = 0.0  # sign(0) = 0: no l1 pull on an exact zero
+    g = rng.standard_normal(30)
+    segs = np.array([[0, 0, 13, 1_000_000, 1], [20, 13, 17, 1_000_000, 1]], np.int64)  # a gap: not penalized
+    want_g = g.copy()
+    want = penalty(p, want_g, segs, 0.01, 0.1)
+    dp, dg = dev(p), dev(g)
+    got = PenaltyCuda(segs, Reducer())(dp, dg, 0.01, 0.1)
+    assert got == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(dg.copy_to_host(), want_g, rtol=1e-12)

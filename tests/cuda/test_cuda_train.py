@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tinyspec import classifier
 
 from netc.runtime.checkpoint import read_safetensors
@@ -36,8 +37,9 @@ def _losses(spec: Path, device: str, steps: int) -> list[float]:
     return got[:steps]
 
 
-def test_five_training_steps_match_the_cpu(spec_file) -> None:
-    spec = spec_file(SPEC)
+@pytest.mark.parametrize("extra", ["", "  l1: 0.05\n  l2: 1.0\n"], ids=["plain", "penalties"])
+def test_five_training_steps_match_the_cpu(spec_file, extra) -> None:
+    spec = spec_file(SPEC.replace("data:", extra + "data:"))
     cpu, gpu = _losses(spec, "cpu", 5), _losses(spec, "cuda", 5)
     assert len(gpu) == 5
     np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-4)
