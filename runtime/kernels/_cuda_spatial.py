@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._conv_common import window
+from ._conv_common import pool_geometry, window
 from ._cuda import THREADS  # a shared array's shape must be a global int of this module
 
 window_cuda = cuda.jit(device=True)(window.py_func)
@@ -64,3 +65,29 @@ def channel_sum(a: Any, out: Any) -> None:
     """out[c] = Σ_{n, l} a[n, c, l] for a 3-d device array (one block per channel)."""
     if a.shape[1]:
         channel_sum_kernel[a.shape[1], _cuda.reduce_threads(a.shape[0] * a.shape[2])](a, out)
+
+
+def bind_pool_cuda(b: Binding, forward: Any, backward: Any, saved: str | None = None) -> tuple[Thunk, Thunk]:
+    """The thunks of a 2-d pool over [planes, pixels] rows: ``forward(x, y, extra, *geometry)`` and
+    ``backward(dy, extra, dx, acc, *geometry)``, where ``extra`` is the saved tensor ``saved``
+    (maxpool's argmax) as rows, or else the count_include_pad flag (avgpool)."""
+    geo = pool_geometry(b)
+    h, w = b.x[0].shape[2], b.x[0].shape[3]
+    x = _cuda.rows(b.x[0], h * w)
+    y = _cuda.rows(b.y, geo[8] * geo[9])
+    extra = _cuda.rows(b.saved[saved], y.shape[1]) if saved else bool(b.attrs["count_include_pad"])
+    fwd_launch = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward[fwd_launch](x, y, extra, *geo)
+
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
+    acc = bool(b.acc[0])
+    bwd_launch = _cuda.grid_1d(dx.size)
+
+    def bwd() -> None:
+        backward[bwd_launch](dy, extra, dx, acc, *geo)
+
+    return fwd, bwd

@@ -13,9 +13,8 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
 from ._conv_common import pool_geometry, view, window
-from ._cuda_spatial import covering_cuda, window_cuda
+from ._cuda_spatial import bind_pool_cuda, covering_cuda, window_cuda
 
 
 @njit(cache=True)
@@ -91,7 +90,7 @@ def forward_cuda(x, y, include_pad, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
 
 
 @cuda.jit
-def backward_cuda(dy, dx, include_pad, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+def backward_cuda(dy, include_pad, dx, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
     # dx [P, H·W] (+)= Σ dy[q, o] / divisor(o) over the outputs o whose window covers the cell
     for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         q, cell = e // (h * w), e % (h * w)
@@ -108,23 +107,4 @@ def backward_cuda(dy, dx, include_pad, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    geo = pool_geometry(b)
-    h, w = b.x[0].shape[2], b.x[0].shape[3]
-    x = _cuda.rows(b.x[0], h * w)
-    y = _cuda.rows(b.y, geo[8] * geo[9])
-    include = bool(b.attrs["count_include_pad"])
-    fwd_launch = _cuda.grid_1d(y.size)
-
-    def fwd() -> None:
-        forward_cuda[fwd_launch](x, y, include, *geo)
-
-    if b.dx[0] is None:
-        return fwd, nothing
-    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
-    acc = bool(b.acc[0])
-    bwd_launch = _cuda.grid_1d(dx.size)
-
-    def bwd() -> None:
-        backward_cuda[bwd_launch](dy, dx, include, acc, *geo)
-
-    return fwd, bwd
+    return bind_pool_cuda(b, forward_cuda, backward_cuda)

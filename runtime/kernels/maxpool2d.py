@@ -19,9 +19,8 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
 from ._conv_common import pool_geometry, view, window
-from ._cuda_spatial import covering_cuda, window_cuda
+from ._cuda_spatial import bind_pool_cuda, covering_cuda, window_cuda
 
 
 @njit(cache=True)
@@ -107,23 +106,4 @@ def backward_cuda(dy, argmax, dx, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    geo = pool_geometry(b)
-    h, w = b.x[0].shape[2], b.x[0].shape[3]
-    x = _cuda.rows(b.x[0], h * w)
-    y = _cuda.rows(b.y, geo[8] * geo[9])
-    argmax = _cuda.rows(b.saved["argmax"], y.shape[1])
-    fwd_launch = _cuda.grid_1d(y.size)
-
-    def fwd() -> None:
-        forward_cuda[fwd_launch](x, y, argmax, *geo)
-
-    if b.dx[0] is None:
-        return fwd, nothing
-    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
-    acc = bool(b.acc[0])
-    bwd_launch = _cuda.grid_1d(dx.size)
-
-    def bwd() -> None:
-        backward_cuda[bwd_launch](dy, argmax, dx, acc, *geo)
-
-    return fwd, bwd
+    return bind_pool_cuda(b, forward_cuda, backward_cuda, saved="argmax")
