@@ -571,26 +571,7 @@ def render(
         f"processes share the {os.cpu_count()} cores and the figures are noisy. Wall {wall:.0f} s.",
         "",
     ]
-    nets = [k for k in res if len(k) == 3]
-    if nets:
-        lines += [
-            "| net | batch | mode | netc samples/s | torch samples/s | netc/torch | target "
-            "| spread netc / torch (max/min over rounds) |",
-            "|---|---:|---|---:|---:|---:|---|---|",
-        ]
-        for key in nets:
-            n, b, mode = key
-            nr, tr = res[key]["netc"], res[key]["torch"]
-            nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
-            ratio = nv / tv if nv and tv else None
-            target = NETS[n].target
-            met = "" if ratio is None else " ✓" if ratio >= target else " ✗"
-            shown = "—" if ratio is None else f"{ratio:.2f}x"
-            lines.append(
-                f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
-                f"| ≥ {target:.1f}x{met} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
-            )
-        lines.append("")
+    lines += net_table(res, lambda n, mode: NETS[n].target, "target")
     kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
     if kernels:
         ceiling = median_of(res[("gemm",)]["numpy"], "gflops")
@@ -624,6 +605,29 @@ def failures(res: Results) -> list[str]:
         {f"{' '.join(map(str, k))} ({fw}): {r['error']}" for k, v in res.items() for fw, rs in v.items()
          for r in rs if "error" in r}
     )  # fmt: skip
+
+
+def net_table(res: Results, target_of: Callable[[str, str], float | None], heading: str) -> list[str]:
+    """The samples/s table of the nets, netc against torch, with each row's target (None: "—")."""
+    nets = [k for k in res if len(k) == 3]
+    if not nets:
+        return []
+    lines = [
+        f"| net | batch | mode | netc samples/s | torch samples/s | netc/torch | {heading} "
+        "| spread netc / torch (max/min over rounds) |",
+        "|---|---:|---|---:|---:|---:|---|---|",
+    ]
+    for n, b, mode in nets:
+        nr, tr = res[(n, b, mode)]["netc"], res[(n, b, mode)]["torch"]
+        nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
+        ratio, shown = ratio_cell(nv, tv)
+        t = target_of(n, mode)
+        target = "—" if t is None else f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
+        lines.append(
+            f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
+            f"| {target} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
+        )
+    return [*lines, ""]
 
 
 def ratio_cell(nv: float | None, tv: float | None) -> tuple[float | None, str]:
@@ -662,27 +666,9 @@ def render_gpu(
         f"every launch, so a busy CPU slows the small nets. Wall {wall:.0f} s.",
         "",
     ]
-    nets = [k for k in res if len(k) == 3]
-    if nets:
-        lines += [
-            "| net | batch | mode | netc samples/s | torch samples/s | netc/torch | target (training step) "
-            "| spread netc / torch (max/min over rounds) |",
-            "|---|---:|---|---:|---:|---:|---|---|",
-        ]
-        for key in nets:
-            n, b, mode = key
-            nr, tr = res[key]["netc"], res[key]["torch"]
-            nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
-            ratio, shown = ratio_cell(nv, tv)
-            target = "—"
-            if mode == "train":
-                t = NETS[n].gpu_target
-                target = f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
-            lines.append(
-                f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
-                f"| {target} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
-            )
-        lines.append("")
+    lines += net_table(
+        res, lambda n, mode: NETS[n].gpu_target if mode == "train" else None, "target (training step)"
+    )
     gemms = [k for k in res if len(k) == 2 and k[0] == "gemm"]
     if gemms:
         lines += [
