@@ -135,3 +135,17 @@ def batch_sum(dy, dw):
 def per_sample(a: np.ndarray) -> np.ndarray:
     """A [N, S] view of a C-contiguous batch array."""
     return flat(a).reshape(a.shape[0], -1)
+
+
+def bind_learned_table(b: Binding, forward: Any, backward: Any) -> tuple[Thunk, Thunk]:
+    """The CPU thunks of an op that combines each sample with one learned vector ``w``
+    (parameter, cls_token): ``forward(x, w, y)``, ``backward(dy, dx, dw, acc_dx)`` on
+    per-sample [N, S] views, with an empty dx or dw where it is not needed."""
+    x, y, w = per_sample(b.x[0]), per_sample(b.y), b.p["w"].reshape(-1)
+    fwd = lambda: forward(x, w, y)  # noqa: E731
+    dx = or_empty(None if b.dx[0] is None else per_sample(b.dx[0]), w.dtype, 2)
+    dw = or_empty(None if b.dp.get("w") is None else b.dp["w"].reshape(-1), w.dtype)
+    if not dx.size and not dw.size:
+        return fwd, nothing
+    dy, acc = per_sample(b.dy), bool(b.acc[0])
+    return fwd, lambda: backward(dy, dx, dw, acc)

@@ -12,7 +12,7 @@ from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda_elementwise import add_table_cuda
 from ._cuda_elementwise import per_sample as per_sample_cuda
-from ._losses_embed_common import add_table, batch_sum, or_empty, pass_grad, per_sample
+from ._losses_embed_common import add_table, batch_sum, bind_learned_table, pass_grad
 
 
 @njit(cache=True)
@@ -29,14 +29,7 @@ def backward_cpu(dy, dx, dw, acc_dx):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    x, y, w = per_sample(b.x[0]), per_sample(b.y), b.p["w"].reshape(-1)
-    fwd = lambda: forward_cpu(x, w, y)  # noqa: E731
-    dx = or_empty(None if b.dx[0] is None else per_sample(b.dx[0]), w.dtype, 2)
-    dw = or_empty(None if b.dp.get("w") is None else b.dp["w"].reshape(-1), w.dtype)
-    if not dx.size and not dw.size:
-        return fwd, nothing
-    dy, acc = per_sample(b.dy), bool(b.acc[0])
-    return fwd, lambda: backward_cpu(dy, dx, dw, acc)
+    return bind_learned_table(b, forward_cpu, backward_cpu)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
