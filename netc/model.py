@@ -73,14 +73,11 @@ class Model:
         section is loaded, split and normalized as declared. ``out`` keeps a run
         directory (metrics, plots, checkpoints). Returns the run's Result."""
         from .runtime.data import Dataset
-        from .runtime.run import datasets, new_run_dir
+        from .runtime.run import datasets, new_run_dir, with_overrides
         from .runtime.train import Trainer, TrainError
 
-        cfg = dict(self.setup.train_cfg) if self.setup else {"optimizer": {"type": self.plan.optimizer}}
-        lr = train.pop("lr", None)
-        cfg.update(train)
-        if lr is not None:
-            cfg["optimizer"] = {**cfg["optimizer"], "lr": lr}
+        base = self.setup.train_cfg if self.setup else {"optimizer": {"type": self.plan.optimizer}}
+        cfg = with_overrides(base, train)
         if cfg.setdefault("batch_size", self.batch) != self.batch:
             raise TrainError(f"batch_size {cfg['batch_size']}: this model runs batches of {self.batch}")
         norm = None

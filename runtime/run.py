@@ -37,9 +37,10 @@ USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
 
 
 # -- configuration ------------------------------------------------------------------
-def resolve(net: Network, overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The spec's train and data sections with command-line overrides applied."""
-    train = copy.deepcopy(net.train)
+def with_overrides(train: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of a train section with overrides applied: ``lr`` sets the optimizer's, None
+    leaves a key as it is, anything else replaces the key."""
+    train = copy.deepcopy(train)
     train.setdefault("optimizer", {"type": "sgd"})
     for k, v in (overrides or {}).items():
         if v is None:
@@ -48,6 +49,12 @@ def resolve(net: Network, overrides: dict[str, Any] | None = None) -> tuple[dict
             train["optimizer"]["lr"] = v
         else:
             train[k] = v
+    return train
+
+
+def resolve(net: Network, overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The spec's train and data sections with command-line overrides applied."""
+    train = with_overrides(net.train, overrides)
     if net.data is None:
         raise TrainError(
             f"{net.expanded.doc.file}: the spec has no data section; add e.g. `data: {{source: mnist}}` "
