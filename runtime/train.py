@@ -38,8 +38,7 @@ from ..compiler.plan import Plan
 from .buffers import buffers
 from .data import Augmenter, Dataset, Normalizer
 
-CLASSIFICATION_LOSSES = ("cross_entropy", "hinge")
-REGRESSION_LOSSES = ("mse", "l1")
+CLASSIFICATION_LOSSES = ("cross_entropy", "hinge")  # every other loss but bce is a regression
 
 
 class TrainError(Exception):
