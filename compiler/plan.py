@@ -130,12 +130,13 @@ class ModuleRow:
     describe: str
     output_shape: list[int]
     batched: bool
-    params: int
+    params: int  # learned parameters, trainable or frozen (running statistics not included)
     trainable_params: int
     forward_flops: int  # per sample
     backward_flops: int  # per sample; 0 when the module has no backward step
     blocks: list[str]
     is_loss: bool
+    buffers: int = 0  # running statistics (BatchNorm): state, not parameters
 
 
 @dataclass
@@ -161,13 +162,33 @@ class Plan:
     def backward_steps(self) -> list[Step]:
         return [s for s in self.steps if s.kind == "backward"]
 
+    # Parameter counts follow PyTorch's ``parameters()`` / ``buffers()`` split:
+    # running statistics are state the forward pass updates, not parameters,
+    # so ResNet-18 reports its published 11,689,512 (the flat parameter buffer
+    # still holds them: ``stored_elements``, and the memory ledger counts them).
     @property
     def total_params(self) -> int:
-        return sum(p.numel for p in self.params)
+        """Learned parameters, trainable and frozen (buffers not included)."""
+        return sum(p.numel for p in self.params if p.role != "stat")
 
     @property
     def trainable_params(self) -> int:
         return sum(p.numel for p in self.params if p.trainable)
+
+    @property
+    def non_trainable_params(self) -> int:
+        """Frozen parameters (``trainable: false``), buffers not included."""
+        return self.total_params - self.trainable_params
+
+    @property
+    def buffers(self) -> int:
+        """Elements of the running statistics (BatchNorm running_mean/var)."""
+        return sum(p.numel for p in self.params if p.role == "stat")
+
+    @property
+    def stored_elements(self) -> int:
+        """Length of the flat parameter buffer: parameters plus buffers."""
+        return sum(p.numel for p in self.params)
 
     @property
     def forward_flops(self) -> int:
@@ -348,12 +369,13 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False
                 OPS[m.op].describe(m.attrs),
                 list(t.shape),
                 t.batched,
-                sum(p.numel for p in ps),
+                sum(p.numel for p in ps if p.role != "stat"),
                 sum(p.numel for p in ps if p.trainable),
                 f,
                 b if m.name in has_backward else 0,
                 list(m.blocks),
                 m.is_loss,
+                sum(p.numel for p in ps if p.role == "stat"),
             )
         )
     return Plan(

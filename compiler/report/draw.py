@@ -165,14 +165,16 @@ def _wrap(text: str, width: int = 30) -> list[str]:
     return lines
 
 
-def _params_text(params: int, trainable: int) -> str:
-    if params == 0:
-        return ""
-    unit = "param" if params == 1 else "params"
-    text = f"{params:,} {unit}"
-    if trainable < params:
-        text += f" ({params - trainable:,} non-trainable)"
-    return text
+def _params_text(params: int, trainable: int, buffers: int = 0) -> str:
+    parts = []
+    if params:
+        unit = "param" if params == 1 else "params"
+        parts.append(f"{params:,} {unit}")
+        if trainable < params:
+            parts[-1] += f" ({params - trainable:,} frozen)"
+    if buffers:
+        parts.append(f"{buffers:,} buffers")
+    return " · ".join(parts)
 
 
 def _tensor_shape(plan: Plan, name: str) -> str:
@@ -192,7 +194,7 @@ class _Group:
 
 def _module_node(plan: Plan, row: ModuleRow, outputs: set[str]) -> str:
     lines = _wrap(f"{row.op} {row.describe}".strip())
-    small = [_params_text(row.params, row.trainable_params)]
+    small = [_params_text(row.params, row.trainable_params, row.buffers)]
     kw: dict[str, Any]
     if row.is_loss:
         weight = plan.losses.get(row.name, 1.0)
@@ -244,7 +246,13 @@ def _default(kind: str, **kv: Any) -> str:
 
 
 def _header(plan: Plan) -> list[str]:
-    title = f"{plan.name} · {plan.total_params:,} params"
+    # Trainable parameters are the headline; frozen ones and running
+    # statistics (buffers, not parameters) only when there are any.
+    title = f"{plan.name} · {plan.trainable_params:,} trainable params"
+    if plan.non_trainable_params:
+        title += f" · {plan.non_trainable_params:,} frozen"
+    if plan.buffers:
+        title += f" · {plan.buffers:,} buffers"
     graph = _default(
         "graph",
         label=title,
@@ -348,8 +356,9 @@ def _collapsed_body(plan: Plan, outputs: set[str]) -> list[str]:
         last = (leaving or rows)[-1]
         n = len(rows)
         block = plan.clusters.get(inst, "?")
+        counts = (sum(getattr(r, k) for r in rows) for k in ("params", "trainable_params", "buffers"))
         small = [
-            _params_text(sum(r.params for r in rows), sum(r.trainable_params for r in rows)),
+            _params_text(*counts),
             "→ " + shape_text(last.output_shape, last.batched),
         ]
         label = _html_label(inst, [f"block {block} · {n} module{'s' if n != 1 else ''}"], small)

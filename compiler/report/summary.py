@@ -30,6 +30,12 @@ def _shape(row: Any) -> str:
     return f"[N, {dims}]" if dims else "[N]"
 
 
+def params_headline(plan: Plan) -> str:
+    """``11,689,512 trainable · 0 non-trainable (frozen)``: trainable
+    parameters first, the figure papers and PyTorch's ``parameters()`` quote."""
+    return f"{plan.trainable_params:,} trainable · {plan.non_trainable_params:,} non-trainable (frozen)"
+
+
 def summary_dict(plan: Plan) -> dict[str, Any]:
     """The machine-readable summary (`netc compile --json`)."""
     ledger = dict(plan.memory["ledger"]) if plan.memory else {}
@@ -37,7 +43,8 @@ def summary_dict(plan: Plan) -> dict[str, Any]:
         "name": plan.name,
         "total_params": plan.total_params,
         "trainable_params": plan.trainable_params,
-        "non_trainable_params": plan.total_params - plan.trainable_params,
+        "non_trainable_params": plan.non_trainable_params,
+        "buffers": plan.buffers,
         "forward_flops": plan.forward_flops,
         "backward_flops": plan.backward_flops,
         "flops_unit": "per sample; one multiply-add = 2 FLOPs",
@@ -51,6 +58,7 @@ def summary_dict(plan: Plan) -> dict[str, Any]:
                 "op": r.op,
                 "output_shape": r.output_shape,
                 "params": r.params,
+                "buffers": r.buffers,
                 "forward_flops": r.forward_flops,
                 "backward_flops": r.backward_flops,
                 "blocks": r.blocks,
@@ -85,10 +93,10 @@ def summary_table(plan: Plan) -> str:
 
     rule = "─" * (sum(widths) + 2 * (len(widths) - 1))
     out = [f"netc plan: {plan.name}", rule, line(head), rule, *(line(r) for r in rows), rule]
-    total, trainable = plan.total_params, plan.trainable_params
-    out.append(
-        f"params        {total:,} total · {trainable:,} trainable · {total - trainable:,} non-trainable"
-    )
+    out.append(f"params        {params_headline(plan)}")
+    # Running statistics are state the forward pass updates, not parameters;
+    # they get their own figure (their bytes stay in the memory ledger).
+    out.append(f"buffers       {plan.buffers:,} (BatchNorm running statistics)")
     out.append(
         f"FLOPs/sample  {human_count(plan.forward_flops)} forward · "
         f"{human_count(plan.backward_flops)} backward"

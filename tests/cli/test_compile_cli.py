@@ -71,3 +71,29 @@ def test_compile_never_imports_numba():
         "assert 'numba' not in sys.modules and 'networkx' not in sys.modules, sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_resnet18_counts_running_statistics_as_buffers_not_parameters(capsys):
+    """PyTorch and the paper say 11,689,512; the 9,600 BatchNorm running
+    statistics are buffers, reported apart (and still in the memory ledger)."""
+    spec = ROOT / "examples" / "resnet18.yaml"
+    assert main(["compile", str(spec), "--json", "--batch", "1"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["total_params"] == d["trainable_params"] == 11_689_512
+    assert d["non_trainable_params"] == 0 and d["buffers"] == 9_600
+    assert sum(r["buffers"] for r in d["modules"]) == d["buffers"]
+    assert d["memory"]["params_bytes"] == 4 * (11_689_512 + 9_600)
+    assert main(["compile", str(spec), "--batch", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "params        11,689,512 trainable · 0 non-trainable (frozen)\n" in table
+    assert "buffers       9,600 (BatchNorm running statistics)\n" in table
+    assert "11,699,112" not in table
+
+
+def test_frozen_parameters_are_the_non_trainable_figure(tmp_path, capsys):
+    spec = tmp_path / "frozen.yaml"
+    spec.write_text(LENET.read_text().replace("op: linear,", "op: linear, trainable: false,", 1))
+    assert main(["compile", str(spec), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["non_trainable_params"] > 0 and d["buffers"] == 0
+    assert d["trainable_params"] + d["non_trainable_params"] == d["total_params"]

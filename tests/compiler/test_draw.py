@@ -487,3 +487,14 @@ def test_examples_draw(spec, tmp_path):
 
 def test_there_are_examples():
     assert len(EXAMPLE_SPECS) >= 1
+
+
+def test_resnet18_headline_is_the_published_parameter_count():
+    """Running statistics are buffers, not parameters: the title quotes torch's
+    11,689,512 and shows the 9,600 running-statistics elements apart; a
+    BatchNorm node shows its own buffers."""
+    plan = netc.load(EXAMPLES / "resnet18.yaml").compile(batch=1)
+    dot = to_dot(plan)
+    assert "resnet18 · 11,689,512 trainable params · 9,600 buffers" in dot
+    assert "11,699,112" not in dot
+    assert "128 params · 128 buffers" in nodes(dot)["bn1"]  # 64 channels: w+b, mean+var

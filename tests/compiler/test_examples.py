@@ -369,8 +369,9 @@ def test_example_matches_torch_twin(name: str) -> None:
 
     n_twin = sum(p.numel() for p in twin.parameters())
     n_stats = sum(b.numel() for k, b in twin.named_buffers() if k.endswith(("running_mean", "running_var")))
-    assert plan.trainable_params == n_twin
-    assert plan.total_params == n_twin + n_stats
+    # Headline counts follow torch: parameters() vs the running-statistics buffers.
+    assert plan.trainable_params == plan.total_params == n_twin
+    assert plan.buffers == n_stats and plan.stored_elements == n_twin + n_stats
     if name in PUBLISHED_PARAMS:
         assert plan.trainable_params == PUBLISHED_PARAMS[name]
 

@@ -430,7 +430,7 @@ def _plan(spec_file, text: str, name: str):
 
 
 def _saved(tmp_path: Path, plan, meta: dict | None = None) -> Checkpoint:
-    n = plan.total_params
+    n = plan.stored_elements
     slots = np.arange(2 * plan.trainable_params, dtype=np.float32).reshape(2, -1)
     tensors = training_tensors(plan, np.arange(n, dtype=np.float32), slots, {"data/mean": np.ones(3)})
     save_checkpoint(tmp_path / "ck", "a", tensors, meta or {})
@@ -456,7 +456,7 @@ def test_check_compatible_names_the_differing_modules(tmp_path, spec_file):
     assert "bn.running_mean [6] in checkpoint, [8] in spec" in msg
     assert "data" not in msg.replace("does not fit", "")  # extras are not parameters
     with pytest.raises(CheckpointError, match="does not fit"):
-        restore_training_tensors(ckpt, b, np.zeros(b.total_params, np.float32))
+        restore_training_tensors(ckpt, b, np.zeros(b.stored_elements, np.float32))
 
 
 def test_same_parameters_different_spec_text_is_a_note(tmp_path, spec_file):
@@ -480,10 +480,10 @@ def test_training_tensors_restore_the_flat_buffers_exactly(tmp_path, spec_file):
     plan = _plan(spec_file, SPEC_A, "a.yaml")
     ckpt = _saved(tmp_path, plan)
     assert "optim/1/fc2.w" in ckpt.tensors and "optim/0/bn.running_mean" not in ckpt.tensors
-    params = np.zeros(plan.total_params, np.float64)  # a float64 executor takes float32 weights
+    params = np.zeros(plan.stored_elements, np.float64)  # a float64 executor takes float32 weights
     state = np.zeros((2, plan.trainable_params), np.float32)
     extra = restore_training_tensors(ckpt, plan, params, state)
-    np.testing.assert_array_equal(params, np.arange(plan.total_params))
+    np.testing.assert_array_equal(params, np.arange(plan.stored_elements))
     np.testing.assert_array_equal(state.reshape(-1), np.arange(2 * plan.trainable_params))
     assert list(extra) == ["data/mean"]
     with pytest.raises(CheckpointError, match=r"holds 2 optimizer state slot\(s\).*uses 1"):
