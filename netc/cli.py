@@ -387,10 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except SpecError as e:
-        print(str(e), file=sys.stderr)
-        n = len(e.diagnostics)
-        if n > 1:
-            print(f"{n} errors", file=sys.stderr)
+        print(e.report(), file=sys.stderr)  # at most 50 errors, then "… and N more", then the count
         return 1
     except UsageError as e:
         print(str(e), file=sys.stderr)

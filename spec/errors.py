@@ -37,6 +37,9 @@ class Diagnostic:
         return f"{where}{self.severity}: {self.message}{ptr}{hint}"
 
 
+MAX_SHOWN = 50  # errors the CLI prints before "… and N more"
+
+
 @dataclass
 class SpecError(Exception):
     """One or more errors in a spec; ``str()`` lists them all."""
@@ -49,6 +52,17 @@ class SpecError(Exception):
     def __str__(self) -> str:
         return "\n".join(str(d) for d in self.diagnostics)
 
+    def report(self, limit: int = MAX_SHOWN) -> str:
+        """What the CLI prints: the first ``limit`` diagnostics, how many were left out, and a
+        count line. A spec that repeats a broken block 99,999 times makes 200,000 errors;
+        nobody reads past the first few dozen."""
+        n = len(self.diagnostics)
+        lines = [str(d) for d in self.diagnostics[:limit]]
+        if n > limit:
+            lines.append(f"… and {n - limit:,} more")
+        lines.append(f"{n:,} error{'s' if n != 1 else ''}")
+        return "\n".join(lines)
+
     @classmethod
     def one(
         cls, message: str, location: Location | None = None, pointer: str = "", hint: str = ""
@@ -56,9 +70,20 @@ class SpecError(Exception):
         return cls([Diagnostic(message, location, pointer, hint)])
 
 
+# How alike two names must be (difflib's ratio) for a did-you-mean. difflib's own 0.6 suggests
+# 'transpose' for 'conv_transpose2d' (0.72) and 'int64' for 'int8' (0.67): a wrong op or dtype
+# is worse than none, since every caller falls back to listing the choices.
+CLOSE = 0.75
+
+
+def close_matches(word: str, choices: Iterable[str]) -> list[str]:
+    """Names in ``choices`` close enough to ``word`` to be what a person meant, best first."""
+    return difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=CLOSE)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A 'did you mean ...?' hint, or '' when nothing is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    close = close_matches(word, choices)
     return f"did you mean '{close[0]}'?" if close else ""
 
 

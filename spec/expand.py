@@ -9,7 +9,7 @@ document and pointer it came from, so later passes can name the place.
 
 from __future__ import annotations
 
-import ast
+import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -17,12 +17,18 @@ from typing import Any
 
 from ..compiler.ops import OPS
 from .errors import Diagnostic, Location, SpecError, did_you_mean, pointer
-from .load import Document
-from .validate import Spec, _diag, check_attributes
+from .load import MAX_INT, Document
+from .schema import ARG
+from .validate import Spec, _describe, _diag, check_attributes
 
 COMMON_KEYS = ("op", "in", "doc", "trainable", "lr_mult", "name", "weight")
 INSTANCE_KEYS = ("block", "in", "repeat", "doc", "name")
-MAX_MODULES = 100_000  # a guard against `repeat: 1000000000`, which would otherwise never finish
+# Bounds on what a short spec can ask for. Each is checked before the work it guards:
+# `repeat: 99999` three blocks deep would make 10^15 modules, and a chain of blocks nested
+# hundreds deep or a 1,000-term `$c + $c + ...` would exhaust Python's stack.
+MAX_MODULES = 100_000  # modules after expansion (ResNet-152 has ~500, GPT-3 ~1,000)
+MAX_NESTING = 32  # block instances inside block instances
+MAX_TERMS = 16  # operators in one `$c * 4 + 1` expression
 
 
 @dataclass
@@ -68,6 +74,24 @@ class Network:
         raise KeyError(name)
 
 
+@dataclass
+class _Env:
+    """The arguments of one block instance: name -> value, and where each value was written
+    (the instance's `name: value`, or the block's `args:` default), for messages."""
+
+    values: dict[str, Any]
+    where: dict[str, tuple[Document, str]]
+
+
+class _ArithError(Exception):
+    """An argument expression that cannot be evaluated; ``arg`` names the argument at fault
+    (its value is not a number), else the expression itself is."""
+
+    def __init__(self, message: str, arg: str | None = None) -> None:
+        super().__init__(message)
+        self.arg = arg
+
+
 class _Expander:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
@@ -77,6 +101,7 @@ class _Expander:
         self.clusters: dict[str, str] = {}
         self.names: set[str] = set()
         self.failed: set[str] = set()  # modules not created; references to them are not errors again
+        self.sizes: dict[str, int] = {}  # block name -> modules one instance of it makes
 
     # -- references -------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -93,7 +118,7 @@ class _Expander:
         doc: Document,
         base: str,
         prefix: str,
-        env: dict[str, Any] | None,
+        env: _Env | None,
         bind: dict[str, list[str]],
         stack: tuple[str, ...],
         blocks: tuple[str, ...],
@@ -153,29 +178,47 @@ class _Expander:
         )
         return []
 
-    def substitute(self, raw: Any, env: dict[str, Any], doc: Document, ptr: str, block: str) -> Any:
-        """Replace "$arg" strings by argument values; None if any is unknown."""
+    def substitute(self, raw: Any, env: _Env, doc: Document, ptr: str, block: str) -> Any:
+        """Replace "$arg" strings, at any depth (`kernel: [1, $k]`), by argument values and
+        evaluate arithmetic on them; None (with errors) if any argument is unknown or an
+        expression cannot be evaluated."""
         ok = True
 
-        def sub(v: Any, p: str) -> Any:
+        def fail(message: str, where: tuple[Document, str], hint: str = "") -> None:
             nonlocal ok
+            ok = False
+            self.errors.append(Diagnostic(message, where[0].where(where[1]), where[1], hint))
+
+        def sub(v: Any, p: str) -> Any:
             if isinstance(v, str) and v.startswith("$"):
                 names = _ARG_RE.findall(v)
-                key = next((n for n in names if n not in env), None)
-                if key is None:
-                    return env[names[0]] if len(names) == 1 and v == "$" + names[0] else _arith(v, env)
-                v = "$" + key
-                ok = False
-                self.errors.append(
-                    Diagnostic(
-                        f"unknown block argument '{v}' in block '{block}'",
-                        doc.where(p),
-                        p,
-                        did_you_mean(v, ["$" + a for a in env])
-                        or f"arguments of '{block}': {', '.join('$' + a for a in env) or 'none'}",
+                key = next((n for n in names if n not in env.values), None)
+                if key is not None:
+                    fail(
+                        f"unknown block argument '${key}' in block '{block}'",
+                        (doc, p),
+                        did_you_mean("$" + key, ["$" + a for a in env.values])
+                        or f"arguments of '{block}': {', '.join('$' + a for a in env.values) or 'none'}",
                     )
-                )
-                return v
+                    return v
+                if len(names) == 1 and v == "$" + names[0]:
+                    return env.values[names[0]]
+                if not _EXPR_RE.fullmatch(v):
+                    return v  # free text such as a `doc:`; the attribute check judges it
+                try:
+                    return _arith(v, env.values)
+                except _ArithError as e:
+                    if e.arg is None:
+                        fail(f"{e} (in block '{block}')", (doc, p))
+                    else:  # the value is wrong, not the expression: point at the value
+                        fail(
+                            f"block argument '{e.arg}' is {_describe(env.values[e.arg])}, but "
+                            f"'{v}' in block '{block}' needs a number",
+                            env.where[e.arg],
+                            "an argument's value is a number; arithmetic is written inside the "
+                            "block, on $arguments (`$c * 4`)",
+                        )
+                    return v
             if isinstance(v, list):
                 return [sub(x, p + pointer(i)) for i, x in enumerate(v)]
             if isinstance(v, dict):
@@ -184,6 +227,27 @@ class _Expander:
 
         out = sub(raw, ptr)
         return out if ok else None
+
+    def size(self, bname: str, depth: int = 0) -> int:
+        """Modules one instance of block ``bname`` makes, nested instances and repeats
+        included, computed without expanding anything. Capped just past MAX_MODULES; an
+        unknown block or a cycle counts 1 (both are reported when expanded)."""
+        if bname in self.sizes:
+            return self.sizes[bname]
+        if bname not in self.spec.blocks or depth > MAX_NESTING:
+            return 1
+        self.sizes[bname] = 1  # while being computed: a block that uses itself counts 1
+        n = 0
+        for raw in self.spec.blocks[bname][0]["modules"].values():
+            if isinstance(raw, dict) and isinstance(raw.get("block"), str):
+                repeat = raw.get("repeat", 1)
+                repeat = repeat if isinstance(repeat, int) and repeat > 0 else 1
+                n += repeat * self.size(raw["block"], depth + 1)
+            else:
+                n += 1
+            n = min(n, MAX_MODULES + 1)
+        self.sizes[bname] = n
+        return n
 
     # -- a block instance ---------------------------------------------------
     def instance(
@@ -195,7 +259,7 @@ class _Expander:
         ptr: str,
         stack: tuple[str, ...],
         blocks: tuple[str, ...],
-        env: dict[str, Any] | None,
+        env: _Env | None,
     ) -> bool:
         bname = raw["block"]
         if bname not in self.spec.blocks:
@@ -220,12 +284,21 @@ class _Expander:
                 )
             )
             return False
+        if len(stack) >= MAX_NESTING:
+            self.errors.append(
+                Diagnostic(
+                    f"blocks nest more than {MAX_NESTING} deep here: {' → '.join([*stack[:3], '…', bname])}",
+                    doc.where(ptr + "/block"),
+                    ptr + "/block",
+                )
+            )
+            return False
         body, bdoc, bptr = self.spec.blocks[bname]
         defaults = body.get("args") or {}
         args = {k: v for k, v in raw.items() if k not in INSTANCE_KEYS}
         bad = False
         for k, v in args.items():
-            if env is None and isinstance(v, str) and v.startswith("$"):
+            if env is None and _has_arg(v):
                 bad = True
                 self.errors.append(
                     Diagnostic(
@@ -257,16 +330,32 @@ class _Expander:
                 )
         if bad:
             return False
-        env2 = {**defaults, **args}
+        args_ptr = bptr + "/args"
+        env2 = _Env(
+            {**defaults, **args},
+            {
+                **{k: (bdoc, args_ptr + pointer(k)) for k in defaults},
+                **{k: (doc, ptr + pointer(k)) for k in args},
+            },
+        )
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         repeat = raw.get("repeat", 1)
-        if len(self.modules) + repeat * len(body["modules"]) > MAX_MODULES:
+        # Counted before anything is expanded: nested repeats multiply (a → b → c, each
+        # `repeat: 99999`, is 10^15 modules) and would otherwise run for ever.
+        total = len(self.modules) + repeat * self.size(bname)
+        if total > MAX_MODULES:
+            sub = "/repeat" if "repeat" in raw else "/block"
+            times = f"repeats block '{bname}' {repeat:,} times" if repeat > 1 else f"uses block '{bname}'"
             self.errors.append(
                 Diagnostic(
-                    f"module '{name}' repeats block '{bname}' {repeat} times: more than the "
-                    f"{MAX_MODULES} modules netc compiles",
-                    doc.where(ptr + "/repeat"),
-                    ptr + "/repeat",
+                    f"module '{name}' {times}: the network would have more than the "
+                    f"{MAX_MODULES:,} modules netc compiles",
+                    doc.where(ptr + sub),
+                    ptr + sub,
+                    f"one instance of '{bname}' makes {self.size(bname):,} module(s), nested blocks and "
+                    "repeats included"
+                    if self.size(bname) <= MAX_MODULES
+                    else f"one instance of '{bname}' makes more than {MAX_MODULES:,} modules",
                 )
             )
             return False
@@ -376,37 +465,70 @@ class _Expander:
 
 
 _ARG_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_EXPR_RE = re.compile(ARG)  # what the schema admits as an argument expression
+_TOKEN_RE = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*|[0-9]+|//|[-+*/%]")
 _ARITH = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.FloorDiv: operator.floordiv,
-    ast.Div: operator.truediv,
-    ast.Mod: operator.mod,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "//": operator.floordiv,
+    "/": operator.truediv,
+    "%": operator.mod,
 }
 
 
-def _arith(text: str, env: dict[str, Any]) -> Any:
-    """Evaluate "$c * 4"-style arithmetic (the schema admits nothing else).
-    A non-number argument or a division by zero leaves the text unchanged, so
-    the attribute check reports it with its place."""
+def _has_arg(v: Any) -> bool:
+    """Whether a value holds a "$name" anywhere (a list item included)."""
+    if isinstance(v, str):
+        return v.startswith("$")
+    if isinstance(v, list):
+        return any(_has_arg(x) for x in v)
+    if isinstance(v, dict):
+        return any(_has_arg(x) for x in v.values())
+    return False
 
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
-            return _ARITH[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.Name):
-            v = env[node.id]
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise TypeError
-            return v
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        raise TypeError
 
-    try:
-        out = ev(ast.parse(_ARG_RE.sub(r"\1", text), mode="eval").body)
-    except (TypeError, ZeroDivisionError, SyntaxError, OverflowError):  # 1.5 * 10**400 overflows a float
-        return text
+def _arith(text: str, env: dict[str, Any]) -> int | float:
+    """Evaluate a schema-checked expression such as "$c * 4 + 1": the usual precedence
+    (* / // % before + -), left to right, without recursion, so its length cannot exhaust the
+    stack; bounded in length and in the size of every intermediate result."""
+    tokens = _TOKEN_RE.findall(text)
+    ops, operands = tokens[1::2], tokens[0::2]
+    if len(ops) > MAX_TERMS:
+        raise _ArithError(f"'{text[:40]}…' has {len(ops)} operators; an expression may have {MAX_TERMS}")
+
+    def value(tok: str) -> int | float:
+        if not tok.startswith("$"):
+            if len(tok) > 10:
+                raise _ArithError(f"the number {tok[:12]}… in '{text[:40]}' is too large")
+            return int(tok)
+        v = env[tok[1:]]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _ArithError("not a number", arg=tok[1:])
+        return v
+
+    def apply(op: str, a: int | float, b: int | float) -> int | float:
+        try:
+            out = _ARITH[op](a, b)
+        except ZeroDivisionError:
+            raise _ArithError(f"'{text}' divides by zero") from None
+        except OverflowError:
+            out = math.inf
+        if not (abs(out) <= MAX_INT if isinstance(out, int) else math.isfinite(out)):
+            raise _ArithError(f"'{text}' is too large to compute")
+        return out
+
+    vals = [value(t) for t in operands]
+    terms, signs = [vals[0]], []  # fold * / // % first, then + and -
+    for op, v in zip(ops, vals[1:], strict=True):
+        if op in "+-":
+            signs.append(op)
+            terms.append(v)
+        else:
+            terms[-1] = apply(op, terms[-1], v)
+    out = terms[0]
+    for op, v in zip(signs, terms[1:], strict=True):
+        out = apply(op, out, v)
     return int(out) if isinstance(out, float) and out.is_integer() else out
 
 

@@ -9,7 +9,9 @@ pass that touches the file system.
 
 from __future__ import annotations
 
+import math
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,13 @@ _KINDS = {"/modules": "module", "/inputs": "input", "/losses": "loss", "/blocks"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"  # `name: 2024-01-31` is read as the text written
 MAX_DEPTH = 64
 MAX_VALUES = 200_000  # YAML aliases can make a short file expand exponentially ("billion laughs")
+MAX_BYTES = 8 * 1024 * 1024  # a spec is a few kB; a bigger file is a mistake (or /dev/zero)
+# Every integer a spec holds fits the runtime's int64. A 500-digit `out_features` would otherwise
+# reach float() in the reports (OverflowError), and Python refuses ints of over 4,300 digits.
+# Sizes get the tighter bound of the schema (schema.MAX_SIZE).
+MAX_INT = 2**63 - 1
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 _PLAIN = "a spec holds plain YAML: mappings, lists, strings, numbers, true/false and null"
 
 
@@ -129,12 +138,48 @@ def _walk(node: yaml.Node, loader: Any, doc: Document, ptr: str, errors: list[Di
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(v, loader, doc, ptr + pointer(i), errors) for i, v in enumerate(node.value)]
+    if node.tag == _INT and len(node.value) > 40:  # before int(): it refuses 4,300 digits itself
+        errors.append(_number_error(node.value, node.tag, doc.values[ptr], ptr))
+        return None
     try:
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, KeyError):  # `!!int abc`, `!!map x`
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-        errors.append(Diagnostic(f"cannot read {node.value!r} as {tag}", doc.values[ptr], ptr))
+        errors.append(Diagnostic(f"cannot read {_short(node.value)!r} as {tag}", doc.values[ptr], ptr))
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not (abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)):
+        errors.append(_number_error(node.value, node.tag, doc.values[ptr], ptr))
+        return None
+    return value
+
+
+def _short(text: str, width: int = 40) -> str:
+    """Text for a message, cut in the middle when long (a 5,000-digit number is not news)."""
+    return text if len(text) <= width else f"{text[:16]}…{text[-8:]} ({len(text):,} characters)"
+
+
+def _number_error(text: str, tag: str, where: Location, ptr: str) -> Diagnostic:
+    """The one check of every number a spec holds, wherever it is: attributes, loss weights,
+    train and data sections. NaN passes every range check (nan < 0 is false) and infinity
+    passes every lower bound, so both are refused here, before any check or computation."""
+    if tag == _INT:
+        digits = sum(c.isdigit() for c in text)
+        return Diagnostic(
+            f"integer {text if len(text) <= 24 else f'{text[:12]}… ({digits:,} digits)'} is too large",
+            where,
+            ptr,
+            f"netc reads integers up to 2**63-1 ({MAX_INT:,}); sizes up to 2**31-1",
+        )
+    if text.strip().lstrip("+-").lower() in (".nan", "nan"):
+        return Diagnostic("NaN is not allowed in a spec", where, ptr, "write the number you mean")
+    return Diagnostic(
+        f"{_short(text)} is not a finite number",
+        where,
+        ptr,
+        "infinities, and numbers beyond ±1.8e308 that read as infinity, are not allowed in a spec",
+    )
 
 
 def _scalar(v: Any) -> str:
@@ -203,12 +248,11 @@ def _yaml_problem(e: yaml.MarkedYAMLError, text: str, mark: yaml.Mark | None) ->
     return problem, ""
 
 
-def parse(text: str, file: str = "<string>") -> Document:
-    """Parse YAML text into a Document. Raises SpecError on bad YAML."""
-    doc = Document(None, file)
+def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+    """YAML text → (node tree, its loader). Raises SpecError on bad YAML."""
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        return loader.get_single_node(), loader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = _loc(file, mark) if mark else Location(file, 1, 1)
@@ -223,6 +267,15 @@ def parse(text: str, file: str = "<string>") -> Document:
         raise SpecError.one(f"YAML error: {e}", Location(file, 1, 1)) from None
     finally:
         loader.dispose()
+
+
+def parse(text: str, file: str = "<string>") -> Document:
+    """Parse YAML text into a Document. Raises SpecError on bad YAML."""
+    return _parse(*_compose(text, file), file)
+
+
+def _parse(node: yaml.Node | None, loader: Any, file: str) -> Document:
+    doc = Document(None, file)
     looped = _self_containing(node)
     if looped is not None:
         raise SpecError.one(
@@ -236,7 +289,8 @@ def parse(text: str, file: str = "<string>") -> Document:
     if errors:
         raise SpecError(errors)
     if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else f"the value {_scalar(doc.data)}"
+        # Never the text itself: `netc validate /etc/passwd` must not print the file.
+        kind = {list: "a list", str: "text"}.get(type(doc.data)) or f"the value {_scalar(doc.data)}"
         raise SpecError.one(
             f"a spec must be a mapping of sections (netc, name, inputs, modules, ...), got {kind}",
             doc.values[""],
@@ -245,20 +299,24 @@ def parse(text: str, file: str = "<string>") -> Document:
     return doc
 
 
-def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
-    """Read and parse a spec file and, recursively, its ``include:`` files."""
-    path = Path(path)
+def _read(path: Path) -> str:
+    """A spec file's text; SpecError for a missing, special, huge or non-UTF-8 file."""
     name = str(path)
     try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise SpecError.one(f"{name} is a folder, not a spec file")
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero or a FIFO would be read forever
+            raise SpecError.one(f"{name} is not a regular file")
+        if st.st_size > MAX_BYTES:
+            raise SpecError.one(f"{name} holds {st.st_size:,} bytes; a spec is at most {MAX_BYTES:,}")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError.one(f"no such spec file: {name}") from None
-    except IsADirectoryError:
-        raise SpecError.one(f"{name} is a folder, not a spec file") from None
     except OSError as e:
         raise SpecError.one(f"cannot read spec file {name}: {e.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
@@ -267,7 +325,49 @@ def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
             Location(name, line, col),
             hint="save the file as UTF-8",
         ) from None
-    doc = parse(text, name)
+
+
+def _is_spec(node: yaml.Node | None) -> bool:
+    """Whether a node tree looks like a netc spec: a mapping with a `netc:` key."""
+    return isinstance(node, yaml.MappingNode) and any(
+        isinstance(k, yaml.ScalarNode) and k.value == "netc" for k, _ in node.value
+    )
+
+
+def _load_include(target: Path, inc: str, where: Location, ptr: str) -> tuple[yaml.Node | None, Any]:
+    """An included file's node tree. A file that is not a netc spec is one error at the
+    `include:` line, naming the position but never quoting the file: `include: /etc/passwd`
+    must not print the password file (PyYAML's messages quote names and characters)."""
+    hint = "an included file is a netc spec: it starts with `netc: 1` and holds `blocks:`"
+    try:
+        node, loader = _compose(_read(target), str(target))
+    except SpecError as e:
+        d = e.diagnostics[0]
+        if d.location is None:  # missing, unreadable, too big: says nothing of the contents
+            raise SpecError.one(d.message, where, ptr) from None
+        what = "not UTF-8 text" if "UTF-8" in d.message else "not valid YAML"
+        at = f"line {d.location.line}, column {d.location.col}"
+        raise SpecError.one(
+            f"included file {inc} is not a netc spec: {what} at {at}", where, ptr, hint
+        ) from None
+    if not _is_spec(node):
+        raise SpecError.one(
+            f"included file {inc} is not a netc spec: it has no `netc: 1` key", where, ptr, hint
+        )
+    return node, loader
+
+
+def load(
+    path: str | Path, _seen: tuple[str, ...] = (), _tree: tuple[yaml.Node, Any] | None = None
+) -> Document:
+    """Read and parse a spec file and, recursively, its ``include:`` files.
+
+    An include path is relative to the folder of the file that includes it; an absolute path
+    is used as written, and `..` may climb out of the folder (shared block libraries live in
+    sibling folders). The target must be a .yaml/.yml netc spec (docs/spec.md)."""
+    path = Path(path)
+    name = str(path)
+    doc = _parse(*_tree, name) if _tree is not None else parse(_read(path), name)
     incs = doc.data.get("include", [])
     if isinstance(incs, str):
         incs = [incs]
@@ -278,14 +378,22 @@ def load(path: str | Path, _seen: tuple[str, ...] = ()) -> Document:
         if not isinstance(inc, str):
             continue
         ptr = pointer("include", i) if isinstance(doc.data["include"], list) else "/include"
+        where = doc.where(ptr)
+        if not inc.lower().endswith((".yaml", ".yml")):
+            raise SpecError.one(
+                f"include '{_short(inc)}' is not a .yaml or .yml file",
+                where,
+                ptr,
+                "include names netc spec files whose blocks this spec uses",
+            )
         target = (path.parent / inc).resolve()
         if str(target) in (*_seen, resolved):
             chain = [*_seen[_seen.index(str(target)) :], resolved] if str(target) in _seen else [resolved]
             names = " → ".join(Path(p).name for p in [*chain, str(target)])
             hint = "a file cannot include itself, directly or indirectly"
-            raise SpecError.one(f"include cycle: {names}", doc.where(ptr), ptr, hint)
-        if not target.is_file():
-            where = doc.where(ptr)
+            raise SpecError.one(f"include cycle: {names}", where, ptr, hint)
+        if not target.exists():
             raise SpecError.one(f"included file not found: {inc}", where, ptr, f"looked for {target}")
-        doc.includes.append(load(target, (*_seen, resolved)))
+        tree = _load_include(target, inc, where, ptr)
+        doc.includes.append(load(target, (*_seen, resolved), tree))
     return doc

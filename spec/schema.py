@@ -51,6 +51,11 @@ SOURCES = [
     "npz", "csv", "idx", "xor", "spirals", "blobs", "majority",
 ]  # fmt: skip
 
+# The largest size, count or index a spec may hold (the runtime indexes with int32 in places,
+# and no real network needs a 2-billion-wide axis). build_schema() puts this bound on every
+# integer the language has, so a 500-digit `out_features` never reaches shape arithmetic.
+MAX_SIZE = 2**31 - 1
+
 _NUM = {"type": "number"}
 _POSNUM = {"type": "number", "exclusiveMinimum": 0}
 _POSINT = {"type": "integer", "minimum": 1}
@@ -292,10 +297,27 @@ def _data_schema() -> dict[str, Any]:
     )
 
 
+def _or_arg(schema: Any) -> dict[str, Any]:
+    """``schema``, or a block argument in its place or in place of any list item inside it
+    (`kernel: [1, $k]`). The expander checks the values again, strictly, once substituted."""
+
+    def inside(s: Any) -> Any:
+        if isinstance(s, list):
+            return [inside(x) for x in s]
+        if not isinstance(s, dict):
+            return s
+        out = {k: inside(v) for k, v in s.items()}
+        if isinstance(s.get("items"), dict):
+            out["items"] = _or_arg(s["items"])
+        return out
+
+    return {"anyOf": [inside(schema), {"$ref": "#/$defs/arg"}]}
+
+
 def _op_def(name: str, in_block: bool) -> dict[str, Any]:
     op = OPS[name]
     common = _LOSS_COMMON if op.is_loss else _COMMON
-    attrs = {k: {"anyOf": [v, {"$ref": "#/$defs/arg"}]} if in_block else v for k, v in op.attributes.items()}
+    attrs = {k: _or_arg(v) if in_block else v for k, v in op.attributes.items()}
     props = {"op": {"const": name}, **common, **attrs}
     if in_block:
         props = {**props, "in": {"anyOf": [common["in"], {"$ref": "#/$defs/arg"}]}}
@@ -420,52 +442,68 @@ def build_schema() -> dict[str, Any]:
         d["properties"]["name"] = {"$ref": "#/$defs/name"}
         defs[f"seq_op.{n}"] = d
 
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": "netc network spec",
-        "description": "A neural network as a YAML module DAG. See docs/spec.md.",
-        "type": "object",
-        "required": ["netc", "inputs"],
-        "additionalProperties": False,
-        "properties": {
-            "netc": {"const": 1, "description": "format version"},
-            "name": {"type": "string"},
-            "doc": {"type": "string"},
-            "include": {
-                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-                "description": "YAML files whose blocks this spec uses (paths relative to this file)",
+    return _bound_integers(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": SCHEMA_ID,
+            "title": "netc network spec",
+            "description": "A neural network as a YAML module DAG. See docs/spec.md.",
+            "type": "object",
+            "required": ["netc", "inputs"],
+            "additionalProperties": False,
+            "properties": {
+                "netc": {"const": 1, "description": "format version"},
+                "name": {"type": "string"},
+                "doc": {"type": "string"},
+                "include": {
+                    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                    "description": "YAML files whose blocks this spec uses (paths relative to this file)",
+                },
+                "inputs": {
+                    "type": "object",
+                    "propertyNames": {"pattern": NAME},
+                    "additionalProperties": {"$ref": "#/$defs/input"},
+                    "minProperties": 1,
+                },
+                "blocks": {
+                    "type": "object",
+                    "propertyNames": {"pattern": NAME},
+                    "additionalProperties": {"$ref": "#/$defs/block"},
+                },
+                "modules": {
+                    "type": "object",
+                    # Dotted names let `netc compile --expand` output load again.
+                    "propertyNames": {"pattern": REF},
+                    "additionalProperties": {"$ref": "#/$defs/module"},
+                    "minProperties": 1,
+                },
+                "sequence": {"type": "array", "items": {"$ref": "#/$defs/sequence_item"}, "minItems": 1},
+                "losses": {
+                    "type": "object",
+                    "propertyNames": {"pattern": NAME},
+                    "additionalProperties": {"$ref": "#/$defs/loss"},
+                },
+                "outputs": {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1},
+                "train": _train_schema(),
+                "data": _data_schema(),
             },
-            "inputs": {
-                "type": "object",
-                "propertyNames": {"pattern": NAME},
-                "additionalProperties": {"$ref": "#/$defs/input"},
-                "minProperties": 1,
-            },
-            "blocks": {
-                "type": "object",
-                "propertyNames": {"pattern": NAME},
-                "additionalProperties": {"$ref": "#/$defs/block"},
-            },
-            "modules": {
-                "type": "object",
-                # Dotted names let `netc compile --expand` output load again.
-                "propertyNames": {"pattern": REF},
-                "additionalProperties": {"$ref": "#/$defs/module"},
-                "minProperties": 1,
-            },
-            "sequence": {"type": "array", "items": {"$ref": "#/$defs/sequence_item"}, "minItems": 1},
-            "losses": {
-                "type": "object",
-                "propertyNames": {"pattern": NAME},
-                "additionalProperties": {"$ref": "#/$defs/loss"},
-            },
-            "outputs": {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1},
-            "train": _train_schema(),
-            "data": _data_schema(),
-        },
-        "$defs": defs,
-    }
+            "$defs": defs,
+        }
+    )
+
+
+def _bound_integers(schema: Any) -> Any:
+    """A copy of ``schema`` whose integer schemas without a bound of their own get ±MAX_SIZE.
+    A copy: the fragments are shared with the op contracts, which docs/ops.md renders."""
+    if isinstance(schema, list):
+        return [_bound_integers(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _bound_integers(v) for k, v in schema.items()}
+    if out.get("type") == "integer":
+        out.setdefault("maximum", MAX_SIZE)
+        out.setdefault("minimum", -MAX_SIZE)
+    return out
 
 
 def include_schema() -> dict[str, Any]:

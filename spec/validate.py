@@ -9,7 +9,6 @@ Defaults are filled here by netc, not by the validator.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from ..compiler.ops import LAYERS, LOSSES, OPS
-from .errors import Diagnostic, SpecError, did_you_mean, pointer
+from .errors import Diagnostic, SpecError, close_matches, did_you_mean, pointer
 from .load import Document
 from .schema import build_schema, committed_schema
 
@@ -168,7 +167,7 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
         missing = e.message.split("'")[1] if "'" in e.message else e.message
         allowed = _allowed_keys(e.schema)
         unknown = [k for k in e.instance if k not in allowed] if isinstance(e.instance, dict) else []
-        misspelt = difflib.get_close_matches(missing, [str(k) for k in unknown], n=1, cutoff=0.6)
+        misspelt = close_matches(missing, unknown)
         for k in misspelt:  # the same diagnostic as additionalProperties gives, where that applies
             kptr = ptr + pointer(k)
             yield Diagnostic(
