@@ -26,6 +26,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}\n(see `{self.prog} --help`)")
 
 
+_MAX_COUNT = 2**31 - 1
+_MAX_SEED = 2**63 - 1
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -33,6 +37,8 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    if v > _MAX_COUNT:  # counts and sizes beyond this are typos, and overflow int32 kernel indices
+        raise argparse.ArgumentTypeError(f"expected a positive integer of at most {_MAX_COUNT:,}, got {text}")
     return v
 
 
@@ -147,8 +153,8 @@ def _nonneg(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    if not 0 <= v <= _MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {text}")
     return v
 
 
@@ -156,8 +162,11 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .runtime.run import run
 
     overrides = {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed}
-    r = run(a.spec, overrides, out=a.out, resume=a.resume, overfit_batch=a.overfit_batch,
+    r = run(a.spec, overrides, out=a.out, resume=a.resume, init=a.init_from, overfit_batch=a.overfit_batch,
             progress=not a.quiet, plots=not a.no_plots, device=a.device)  # fmt: skip
+    if r.status == "complete":  # a resumed run that had already ended
+        print(r.message)
+        return 0
     if r.status in ("overfit", "overfit_failed"):
         print(r.message)
         return 0 if r.status == "overfit" else 1
@@ -323,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("spec")
     g.add_argument("--batch", type=_positive, default=4)
     g.add_argument("--samples", type=_positive, default=6, help="elements checked per tensor (6)")
-    g.add_argument("--tol", type=float, default=1e-4, help="largest relative error allowed (1e-4)")
+    g.add_argument("--tol", type=_lr, default=1e-4, help="largest relative error allowed (1e-4)")
     g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="whose kernels (cpu)")
     g.set_defaults(func=cmd_gradcheck)
 
@@ -342,7 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lr", type=_lr, help="override train.optimizer.lr")
     r.add_argument("--seed", type=_nonneg, help="override train.seed")
     r.add_argument("--out", metavar="DIR", help="run directory (default runs/<name>)")
-    r.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint "
+                   "(with --epochs above the run's: train it longer)")  # fmt: skip
+    r.add_argument("--init-from", metavar="PATH", help="start a new run from saved weights (a run directory, "
+                   "weights, best or checkpoint file), matched by parameter name and shape")  # fmt: skip
     r.add_argument("--overfit-batch", action="store_true", help="train on one minibatch until its loss is ~0")
     r.add_argument("--device", **device)
     r.add_argument("--quiet", action="store_true", help="no progress display")

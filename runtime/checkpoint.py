@@ -29,7 +29,8 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,6 +42,10 @@ RECORD_KIND = "netc-checkpoint"
 POINTER_KIND = "netc-checkpoint-pointer"
 LATEST = "latest.json"
 OPTIM_PREFIX = "optim/"
+# The integrity checksum: in a safetensors file's __metadata__, in a JSON file as a top-level
+# key. It covers everything but itself (see _tensors_digest and _json_digest).
+CHECKSUM_KEY = "netc_sha256"
+JSON_CHECKSUM_KEY = "checksum"
 
 # safetensors dtype names -> numpy little-endian dtypes. The list is in the
 # reference writer's dtype order (ascending); it lays tensors out by descending
@@ -96,6 +101,13 @@ def _dtype_name(a: np.ndarray, name: str) -> str:
 
 def _prepare(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None) -> tuple[bytes, list]:
     """The padded header and the tensors in file order, as little-endian C-order arrays."""
+    header, entries = _header(tensors, metadata)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text, entries
+
+
+def _header(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None) -> tuple[dict, list]:
     entries = []
     for name, value in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
@@ -115,9 +127,34 @@ def _prepare(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | No
     for st, name, a in entries:
         header[name] = {"dtype": st, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text, entries
+    return header, entries
+
+
+def _chunks(entries: list) -> Iterator[memoryview]:
+    for _, _, a in entries:
+        if a.nbytes:
+            yield memoryview(a.reshape(-1)).cast("B")
+
+
+def _tensors_digest(header: Mapping[str, Any], data: Iterable[Any]) -> str:
+    """sha256 of a safetensors file's content: its header as canonical JSON (without the
+    checksum, without an empty __metadata__), then the tensor bytes. The header is covered
+    too: a flipped bit in a dtype or shape would reinterpret intact bytes."""
+    head = dict(header)
+    meta = {k: v for k, v in (head.pop("__metadata__", None) or {}).items() if k != CHECKSUM_KEY}
+    if meta:
+        head["__metadata__"] = meta
+    h = hashlib.sha256(json.dumps(head, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    for chunk in data:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _with_checksum(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """``metadata`` plus the checksum of the file that ``tensors`` and it make."""
+    meta = {k: v for k, v in (metadata or {}).items() if k != CHECKSUM_KEY}
+    header, entries = _header(tensors, meta)
+    return {**meta, CHECKSUM_KEY: _tensors_digest(header, _chunks(entries))}
 
 
 def _write_stream(f: BinaryIO, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None) -> str:
@@ -168,11 +205,18 @@ def _commit(tmp: Path, final: Path) -> None:
 
 
 def write_safetensors(
-    path: str | Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+    path: str | Path,
+    tensors: Mapping[str, np.ndarray],
+    metadata: Mapping[str, str] | None = None,
+    *,
+    checksum: bool = True,
 ) -> None:
     """Write ``tensors`` (and str->str ``metadata``) to ``path`` in the safetensors format,
-    atomically: ``path`` holds either its old content or the complete new file."""
+    atomically: ``path`` holds either its old content or the complete new file. With
+    ``checksum`` the metadata also carries the content's sha256, verified on every read."""
     final = Path(path)
+    if checksum:
+        metadata = _with_checksum(tensors, metadata)
     tmp, _ = _write_temp(final, lambda f: _write_stream(f, tensors, metadata))
     _commit(tmp, final)
 
@@ -203,7 +247,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _parse(buf: bytearray, path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _parse(buf: bytearray, path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], bool]:
+    """Tensors, metadata (without the checksum) and whether a checksum was verified."""
+
     def bad(reason: str) -> CheckpointError:
         return CheckpointError(f"{path} is not a valid safetensors file: {reason}")
 
@@ -221,6 +267,7 @@ def _parse(buf: bytearray, path: Path) -> tuple[dict[str, np.ndarray], dict[str,
         raise bad(f"bad JSON header ({e})") from None
     if not isinstance(header, dict):
         raise bad("the JSON header is not an object")
+    raw_header = dict(header)
     metadata = header.pop("__metadata__", None)
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
@@ -262,6 +309,14 @@ def _parse(buf: bytearray, path: Path) -> tuple[dict[str, np.ndarray], dict[str,
         cursor, prev = end, name
     if cursor != data_len:
         raise bad(f"trailing garbage: {data_len - cursor} bytes after the last tensor")
+    want = metadata.pop(CHECKSUM_KEY, None)
+    if want is not None:
+        got = _tensors_digest(raw_header, [memoryview(buf)[start:]])
+        if got != want:
+            raise CheckpointError(
+                f"{path}: checksum mismatch: the file is corrupt (sha256 {got[:16]}… of its content, "
+                f"{want[:16]}… recorded in its header)"
+            )
     tensors: dict[str, np.ndarray] = {}
     for begin, _, name, st, shape, numel in spans:
         dt = _DTYPES[st]
@@ -274,14 +329,32 @@ def _parse(buf: bytearray, path: Path) -> tuple[dict[str, np.ndarray], dict[str,
                 a = a.astype(dt.newbyteorder("="))
         tensors[name] = a
     order = {name: i for i, name in enumerate(header)}
-    return dict(sorted(tensors.items(), key=lambda kv: order[kv[0]])), metadata
+    return dict(sorted(tensors.items(), key=lambda kv: order[kv[0]])), metadata, want is not None
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors (writable, native byte order) and metadata of a safetensors file.
-    Raises CheckpointError naming the file and the reason for anything malformed."""
+def warn(message: str) -> None:
+    """A warning for the person running netc: one line on stderr."""
+    print(f"netc: warning: {message}", file=sys.stderr)
+
+
+def read_safetensors(
+    path: str | Path, *, unverified: str = "accept"
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors (writable, native byte order) and metadata (without the checksum) of a
+    safetensors file. A checksum in the file is always verified. A file without one (written
+    by another tool, or by netc before checksums) is read (``unverified="accept"``), read with
+    a warning ("warn") or refused ("refuse"). Raises CheckpointError naming the file and the
+    reason for anything malformed or corrupt."""
     p = Path(path)
-    return _parse(_read_bytes(p), p)
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a directory, not a safetensors file")
+    tensors, metadata, verified = _parse(_read_bytes(p), p)
+    if not verified and unverified != "accept":
+        why = f"{p} carries no checksum (written by another tool or an older netc)"
+        if unverified == "refuse":
+            raise CheckpointError(f"{why}; it cannot be verified")
+        warn(f"{why}: its integrity cannot be verified")
+    return tensors, metadata
 
 
 # -- metadata -------------------------------------------------------------------------
@@ -316,13 +389,25 @@ def _dump_json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode()
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    data = _dump_json(obj)
+def _json_digest(obj: Mapping[str, Any]) -> str:
+    """sha256 of a JSON object as canonical JSON, without its checksum key. Floats print by
+    their shortest repr, so a file read back digests to the same value."""
+    body = {k: v for k, v in obj.items() if k != JSON_CHECKSUM_KEY}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    """Write ``obj`` atomically, with its checksum (verified by ``_load_json``)."""
+    data = _dump_json({**obj, JSON_CHECKSUM_KEY: _json_digest(obj)})
     tmp, _ = _write_temp(path, lambda f: f.write(data))
     _commit(tmp, path)
 
 
-def _load_json(path: Path, what: str) -> dict[str, Any]:
+def _load_json(path: Path, what: str, unverified: str = "accept") -> dict[str, Any]:
+    """A JSON object file; its checksum, if it has one, verified (and removed). Without one
+    (an older netc wrote it, or a person): read, with a warning when ``unverified="warn"``."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -337,6 +422,17 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
         raise CheckpointError(f"{what} {path} is not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} {path} is not a JSON object")
+    want = obj.pop(JSON_CHECKSUM_KEY, None)
+    if want is None:
+        if unverified == "warn":
+            warn(
+                f"{what} {path} carries no checksum (written by an older netc?): "
+                "its integrity cannot be verified"
+            )
+    elif want != _json_digest(obj):
+        raise CheckpointError(
+            f"{what} {path}: checksum mismatch: the file is corrupt (or was edited by hand)"
+        )
     return obj
 
 
@@ -443,8 +539,10 @@ def save_checkpoint(
     probe = d / f"{tag}.safetensors"
     counter: dict[str, int] = {}
 
+    header_meta = _with_checksum(tensors, {"netc_checkpoint": str(FORMAT), "tag": tag})
+
     def write(f: BinaryIO) -> str:
-        digest = _write_stream(f, tensors, {"netc_checkpoint": str(FORMAT), "tag": tag})
+        digest = _write_stream(f, tensors, header_meta)
         counter["bytes"] = f.tell()
         return digest
 
@@ -471,6 +569,18 @@ def save_checkpoint(
             _delete(d, t, records.pop(t))
     _sweep_orphans(d, records)
     return record_path
+
+
+def has_checkpoint(directory: str | Path) -> bool:
+    """Whether a checkpoints directory holds a checkpoint, or something claiming to be one
+    (a damaged record too: loading it reports the damage, it is never taken for none)."""
+    d = Path(directory)
+    return d.is_dir() and ((d / LATEST).exists() or any(_TAG_RE.match(p.stem) for p in d.glob("*.json")))
+
+
+def is_checkpoint_file(path: str | Path) -> bool:
+    """Whether ``path`` is named like a checkpoint's tensors file (<tag>.<hash16>.safetensors)."""
+    return bool(_TENSORS_RE.match(Path(path).name))
 
 
 def _resolve(path: Path) -> Path:
@@ -532,7 +642,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     holding ``checkpoints/`` (directories load what ``latest.json`` names). The tensors
     file's size and sha256 must match the record: any damage raises CheckpointError."""
     record_path = _resolve(Path(path))
-    rec = _load_json(record_path, "checkpoint record")
+    rec = _load_json(record_path, "checkpoint record", unverified="warn")
     _check_format(rec, RECORD_KIND, record_path)
     info = rec.get("tensors")
     if not (isinstance(info, dict) and isinstance(info.get("file"), str) and _int(info.get("bytes"))
@@ -552,10 +662,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     digest = hashlib.sha256(buf).hexdigest()
     if digest != info["sha256"]:
         raise CheckpointError(
-            f"{tpath} is corrupted: sha256 {digest[:16]}… differs from {info['sha256'][:16]}… "
-            f"recorded in {record_path.name}"
+            f"{tpath}: checksum mismatch: the file is corrupt (sha256 {digest[:16]}… differs from "
+            f"{info['sha256'][:16]}… recorded in {record_path.name})"
         )
-    tensors, _ = _parse(buf, tpath)
+    tensors, _, _ = _parse(buf, tpath)
     return Checkpoint(tensors, rec["meta"], record_path, str(rec.get("tag", "")), digest, rec)
 
 
@@ -616,7 +726,10 @@ def check_compatible(ckpt: Checkpoint, plan: Any, spec_hash: str | None = None) 
         if want[n] != have[n]:
             lines.append(f"changed shape: {n} {_shape(have[n])} in checkpoint, {_shape(want[n])} in spec")
     if lines:
-        raise CheckpointError(f"checkpoint {ckpt.path} does not fit this spec:\n  " + "\n  ".join(lines))
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} does not fit this spec (it belongs to another network):\n  "
+            + "\n  ".join(lines)
+        )
     notes = []
     saved = ckpt.meta.get("spec_hash")
     if spec_hash is not None and saved is not None and saved != spec_hash:

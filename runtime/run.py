@@ -9,7 +9,6 @@ command line prints as one message with exit code 1.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,15 @@ from .checkpoint import (
     Checkpoint,
     CheckpointError,
     check_compatible,
+    has_checkpoint,
+    is_checkpoint_file,
     load_checkpoint,
     read_safetensors,
     spec_hash,
 )
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
 from .device import DeviceError, make_executor
+from .rundir import CONFIG, MARKER, METRICS, is_run, read_config, read_marker, write_json, write_marker
 from .train import Evaluator, Meter, Result, Trainer, TrainError, heads, label_classes, lr_find
 
 USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
@@ -109,13 +111,38 @@ def datasets(
 
 
 # -- run directories -------------------------------------------------------------------
+def _dead_run(d: Path) -> bool:
+    """A netc run that has nothing to resume from: no checkpoint, no final weights (killed
+    before its first checkpoint, stopped by NaN in epoch 1, interrupted before training)."""
+    return is_run(d) and not has_checkpoint(d / "checkpoints") and not (d / "weights.safetensors").exists()
+
+
+def _clear_progress(d: Path) -> None:
+    """Forget what a dead run logged (its metrics, its best weights) before it starts again."""
+    for f in (d / METRICS, d / "checkpoints" / "best.safetensors"):
+        if f.is_file():
+            f.unlink()
+
+
 def new_run_dir(name: str, out: str | None) -> Path:
-    """A fresh run directory: ``out`` if given (refused when it already holds a
-    run, so nothing is overwritten), else runs/<name>, runs/<name>-2, ..."""
+    """A run directory for a new run, marked as netc's: ``out`` if given, else runs/<name>,
+    runs/<name>-2, ... ``out`` must be new, empty, or a netc run that never saved a checkpoint
+    (started again from the beginning); anything else is refused before a file is touched."""
     if out is not None:
         d = Path(out)
-        if (d / "metrics.jsonl").exists() or (d / "checkpoints").exists():
-            raise TrainError(f"{d} already holds a run; continue it with --resume {d}, or pick another --out")
+        if d.exists() and not d.is_dir():
+            raise TrainError(f"--out {d}: a file of that name exists; choose another --out")
+        if d.is_dir() and any(d.iterdir()):
+            if not is_run(d):
+                raise TrainError(
+                    f"--out {d}: the folder is not empty and is not a netc run (it has no {MARKER}); "
+                    "netc would overwrite its files: choose another --out, or empty the folder"
+                )
+            if not _dead_run(d):
+                raise TrainError(
+                    f"{d} already holds a run; continue it with --resume {d}, or pick another --out"
+                )
+            _clear_progress(d)
     else:
         base = Path("runs") / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         d, i = base, 1
@@ -123,44 +150,49 @@ def new_run_dir(name: str, out: str | None) -> Path:
             i += 1
             d = base.with_name(f"{base.name}-{i}")
     try:
-        (d / "checkpoints").mkdir(parents=True, exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True)
+        write_marker(d)  # first: a run killed at any later moment is still recognizably netc's
+        (d / "checkpoints").mkdir(exist_ok=True)
         (d / "plots").mkdir(exist_ok=True)
     except OSError as e:
         raise TrainError(f"cannot create the run directory {d}: {e.strerror}") from None
     return d
 
 
-def _write_run_files(d: Path, s: Setup) -> None:
-    (d / "config.json").write_text(
-        json.dumps({"spec": str(s.spec), "train": s.train_cfg, "data": s.data_cfg}, indent=1) + "\n"
-    )
-    (d / "spec.yaml").write_text(s.resolved)
-    (d / "plan.json").write_text(s.plan.to_json() + "\n")
+def _write_run_files(d: Path, s: Setup, init_from: str | None = None) -> None:
+    config: dict[str, Any] = {"spec": str(s.spec), "train": s.train_cfg, "data": s.data_cfg}
+    if init_from is not None:
+        config["init_from"] = init_from
+    try:
+        write_json(d / CONFIG, config)
+        (d / "spec.yaml").write_text(s.resolved)
+        (d / "plan.json").write_text(s.plan.to_json() + "\n")
+    except OSError as e:
+        raise TrainError(f"cannot write the run files of {d}: {e.strerror}") from None
 
 
 def _saved_config(d: Path) -> dict[str, Any]:
-    f = d / "config.json"
     if not d.is_dir():
         raise TrainError(f"--resume {d}: no such run directory")
-    try:
-        return json.loads(f.read_text())
-    except OSError as e:
-        raise TrainError(f"--resume {d}: no {f.name} ({e.strerror}); is this a netc run directory?") from None
-    except json.JSONDecodeError as e:
+    saved = read_config(d)
+    if saved is not None:
+        return saved
+    if read_marker(d) is not None:
         raise TrainError(
-            f"--resume {d}: {f.name} is not valid JSON ({e}); is this a netc run directory?"
-        ) from None
+            f"--resume {d}: the run was interrupted before it saved its configuration ({CONFIG}); nothing "
+            f"was trained: start it again with netc run SPEC --out {d}"
+        )
+    raise TrainError(f"--resume {d}: no {CONFIG}; is this a netc run directory?")
 
 
 def _run_config(d: Path) -> dict[str, Any] | None:
-    """A run directory's config.json, or None where there is none (a bare weights file)."""
-    try:
-        return json.loads((d / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    """A run directory's config.json (checked), or None where there is none (a bare weights file)."""
+    return read_config(d)
 
 
-def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> None:
+def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> int | None:
+    """Refuse a flag that contradicts the run being resumed; returns the new epoch count when
+    ``--epochs`` extends it (the one change a resume accepts)."""
     from .optim import OPTIMIZER_DEFAULTS
 
     opt = saved["optimizer"]
@@ -171,13 +203,76 @@ def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) 
         "seed": saved.get("seed", 0),
         "lr": lr,
     }
+    extend = None
     for k, v in overrides.items():
-        if v is not None and now.get(k) != v:
-            flag = "--" + k.replace("_", "-")
-            raise TrainError(
-                f"{flag} {v}: the run in {d} was started with {k} {now.get(k)}; a resumed run keeps its "
-                f"configuration (drop {flag}, or start a new run)"
-            )
+        if v is None or now.get(k) == v:
+            continue
+        if k == "epochs" and v > now["epochs"]:
+            extend = v
+            continue
+        flag = "--" + k.replace("_", "-")
+        more = "; --epochs may only grow, to extend the run" if k == "epochs" else ""
+        raise TrainError(
+            f"{flag} {v}: the run in {d} was started with {k} {now.get(k)}; a resumed run keeps its "
+            f"configuration (drop {flag}, or start a new run{more})"
+        )
+    return extend
+
+
+def read_weights(path: str | Path) -> Checkpoint:
+    """The tensors of a weights file, a checkpoint (record, tensors file, latest.json) or a run
+    directory (its final weights, else its latest checkpoint); checksums verified."""
+    p = Path(path)
+    if p.is_dir() and (p / "weights.safetensors").exists():  # a finished run: its final (best) weights
+        p = p / "weights.safetensors"
+    if p.suffix == ".safetensors" and not is_checkpoint_file(p):  # weights.safetensors, best.safetensors
+        tensors, meta = read_safetensors(p, unverified="warn")
+        return Checkpoint(tensors, dict(meta), p)
+    return load_checkpoint(p)
+
+
+def init_from(s: Setup, path: str) -> str:
+    """Start from saved weights: each parameter of the spec takes the tensor of the same name
+    when its shape matches. Returns the report (loaded, absent, refused, unused)."""
+    src = read_weights(path)
+    have = {n: a for n, a in src.tensors.items() if "/" not in n}
+    buf = buffers(s.ex)
+    flat = buf.params()
+    loaded, absent, refused = [], [], []
+    for p in s.plan.params:
+        a = have.get(p.name)
+        if a is None:
+            absent.append(p.name)
+        elif list(a.shape) != list(p.shape):
+            refused.append(f"{p.name} {list(a.shape)} in the file, {list(p.shape)} in the spec")
+        else:
+            flat[p.offset : p.offset + p.numel] = a.ravel()
+            loaded.append(p.name)
+    names = {p.name for p in s.plan.params}
+    unused = sorted(n for n in have if n not in names)
+    if not loaded:
+        raise CheckpointError(
+            f"--init-from {src.path}: none of its {len(have)} parameters fits this spec "
+            f"(by name and shape): nothing to start from"
+        )
+    buf.set_params(flat)
+    lines = [f"init from {src.path}: loaded {len(loaded)} of {len(names)} parameters ({', '.join(loaded)})"]
+    if absent:
+        lines.append(f"  skipped, not in the file (initialized as the spec says): {', '.join(absent)}")
+    if refused:
+        lines.append(f"  refused, shape mismatch (initialized as the spec says): {'; '.join(refused)}")
+    if unused:
+        lines.append(f"  unused, not in this spec: {', '.join(unused)}")
+    return "\n".join(lines)
+
+
+def _last_checkpoint(d: Path, s: Setup) -> Checkpoint | None:
+    """The run's latest checkpoint, checked against the spec; None where it never saved one."""
+    if not has_checkpoint(d / "checkpoints"):
+        return None
+    ckpt = load_checkpoint(d)
+    check_compatible(ckpt, s.plan, None)
+    return ckpt
 
 
 # -- netc run ----------------------------------------------------------------------------
@@ -187,21 +282,37 @@ def run(
     *,
     out: str | None = None,
     resume: str | None = None,
+    init: str | None = None,
     overfit_batch: bool = False,
     progress: bool = True,
     plots: bool = True,
     device: str = "cpu",
 ) -> Result:
+    """Train a new run (into ``out``, optionally starting from the weights in ``init``), or
+    continue the run in ``resume``: from its latest checkpoint, from the beginning where it
+    saved none, or for more epochs (``overrides["epochs"]`` above the run's)."""
+    import shlex
+
     overrides = overrides or {}
     spec = Path(spec)
+    ckpt, extend, notes = None, None, []
     if resume is not None:
+        if init is not None:
+            raise TrainError("--init-from starts a new run; a resumed run continues from its own checkpoint")
         d = Path(resume)
         saved = _saved_config(d)
-        _check_overrides(saved["train"], overrides, d)
-        s = build(spec, saved["train"], device=device)
+        extend = _check_overrides(saved["train"], overrides, d)
+        cfg = saved["train"] if extend is None else {**saved["train"], "epochs": extend}
+        s = build(spec, cfg, device=device)
         s.data_cfg = saved["data"]
-        ckpt = load_checkpoint(d)
-        check_compatible(ckpt, s.plan, None)
+        ckpt = _last_checkpoint(d, s)
+        init = saved.get("init_from")  # a restart from the beginning starts from the same weights
+        diverged = (read_marker(d) or {}).get("diverged")
+        if diverged:
+            notes.append(
+                f"note: this run diverged ({diverged.get('message', '')}); with the same configuration it "
+                "will again: start a new run with a lower --lr"
+            )
     else:
         s = build(spec, overrides=overrides, device=device)
     train, val, _, norm = datasets(s)
@@ -214,34 +325,63 @@ def run(
         return t.overfit_batch()
     if resume is None:
         d = new_run_dir(s.net.name, out)
-        _write_run_files(d, s)
+        _write_run_files(d, s, init)
+    elif ckpt is None or extend is not None:
+        if ckpt is None:
+            _clear_progress(d)
+        _write_run_files(d, s, init)  # the new length, for a later resume
+        write_marker(d)  # the divergence is history now
+    if ckpt is None and init is not None:
+        notes.append(init_from(s, init))
     t = Trainer(s.ex, s.train_cfg, train, val, run_dir=d, normalizer=norm, augment=aug, spec_hash=s.spec_hash,
                 progress=progress, plots=plots)  # fmt: skip
-    if resume is not None:
+    t.resume_command = f"netc run {shlex.quote(str(spec))} --resume {shlex.quote(str(d))}"
+    for n in notes:
+        t.progress.message(n)
+    if ckpt is not None:
         t.restore(ckpt)
         if ckpt.meta.get("spec_hash") not in (None, "", s.spec_hash):
             t.progress.message(f"note: {spec} has changed since this run started; its parameters still match")
-        t.progress.message(f"resuming {d} at epoch {t.epoch + 1}, step {t.step}")
+        if t.ended and extend is not None:
+            t.ended = None  # extended: the run goes on where it stopped
+        elif t.ended and (d / "weights.safetensors").exists():
+            return _complete(t, spec, d)
+        if t.ended:  # killed after its last checkpoint, before its final weights
+            t.progress.message(f"{d} ended at epoch {t.epoch}; writing its final weights")
+        else:
+            t.progress.message(f"resuming {d} at epoch {t.epoch + 1}, step {t.step}")
     else:
+        what = "restarting" if resume is not None else "training"
+        why = " from the beginning (it saved no checkpoint)" if resume is not None else ""
         t.progress.message(
-            f"training {s.net.name}: {len(train)} train / {len(val) if val else 0} val samples, "
+            f"{what} {s.net.name}{why}: {len(train)} train / {len(val) if val else 0} val samples, "
             f"{t.epochs} epochs of {t.batches_per_epoch} batches of {t.batch} -> {d}"
         )
-    return t.fit()
+    r = t.fit()
+    if r.status == "diverged":
+        write_marker(d, diverged={"epoch": r.epoch + 1, "step": r.step, "message": r.message.split(";")[0]})
+    return r
+
+
+def _complete(t: Trainer, spec: Path, d: Path) -> Result:
+    how = (
+        f"stopped early at epoch {t.epoch} ({t._ended_message()})"
+        if t.ended == "early_stopped"
+        else f"finished its {t.epoch} epochs"
+    )
+    msg = (
+        f"the run in {d} is complete: it {how}; nothing to resume. To train it longer: "
+        f"netc run {spec} --resume {d} --epochs N (N > {t.epochs}); to fine-tune its weights in a new run: "
+        f"netc run SPEC --init-from {d}"
+    )
+    return Result("complete", t.epoch, t.step, t.history, {}, d, msg)
 
 
 # -- checkpoints for eval and predict ------------------------------------------------------------
 def load_weights(s: Setup, path: str | Path) -> tuple[Normalizer | None, Path]:
     """Put a checkpoint's (or a weights file's) parameters into the executor;
     returns the normalizer saved with it and the run directory it belongs to."""
-    p = Path(path)
-    if (p / "weights.safetensors").exists():  # a finished run: its final (best) weights
-        p = p / "weights.safetensors"
-    if p.suffix == ".safetensors" and p.parent.name != "checkpoints":
-        tensors, meta = read_safetensors(p)
-        ckpt = Checkpoint(tensors, dict(meta), p)
-    else:
-        ckpt = load_checkpoint(p)
+    ckpt = read_weights(path)
     check_compatible(ckpt, s.plan, None)
     buf = buffers(s.ex)
     flat = buf.params()
@@ -290,11 +430,15 @@ def eval_split(
     """The data `netc eval` measures: a file, or one split of the spec's data
     (default: test if the spec has one, else validation, else all)."""
     if data_file is not None:
-        arrays = read_inputs(Path(data_file), s.net.expanded.inputs, s.data_cfg.get("columns"))
-        missing = [k for k in s.plan.inputs if k not in arrays]
-        if missing:
-            raise DataError(f"{data_file}: no array for input(s) {', '.join(missing)} (needed to evaluate)")
-        ds = Dataset.from_arrays(arrays, s.net.expanded.inputs)
+        arrays = read_inputs(
+            Path(data_file),
+            s.net.expanded.inputs,
+            s.data_cfg.get("columns"),
+            need=s.plan.inputs,
+            classes=label_classes(s.plan),
+            flag="--data",
+        )
+        ds = _with_unused_inputs(s, arrays)
         return (norm.apply(ds) if norm else ds), Path(data_file).name
     full = load_dataset(s.data_cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan))
     sp = s.data_cfg.get("split") or {}
@@ -308,18 +452,40 @@ def eval_split(
     return (norm.apply(ds) if norm else ds), name
 
 
-def predict(s: Setup, norm: Normalizer | None, input_file: str) -> dict[str, np.ndarray]:
-    arrays = read_inputs(Path(input_file), s.net.expanded.inputs, s.data_cfg.get("columns"))
-    if norm is not None:
-        arrays = norm.apply_arrays(arrays)
+def _with_unused_inputs(s: Setup, arrays: dict[str, np.ndarray]) -> Dataset:
+    """A Dataset of ``arrays`` plus zeros for the spec inputs they lack: inputs the requested
+    results do not depend on (labels, to predict), which the forward pass still binds. Zero is
+    a valid label and token id, so no loss kernel sees a value out of its range."""
     n = len(next(iter(arrays.values())))
     full = dict(arrays)
-    for k, spec in s.net.expanded.inputs.items():  # labels are not needed to predict
+    for k, spec in s.net.expanded.inputs.items():
         if k not in full:
-            dt = np.int64 if spec.get("dtype") == "int64" else s.ex.dtype
-            full[k] = np.zeros((n, *spec["shape"]), dt)
-    ds = Dataset.from_arrays(full, s.net.expanded.inputs)
-    out = Evaluator(s.ex).predict(ds, list(s.plan.outputs))
+            full[k] = np.zeros((n, *spec["shape"]), np.int64 if spec.get("dtype") == "int64" else np.float32)
+    return Dataset.from_arrays(full, s.net.expanded.inputs)
+
+
+def inputs_needed(plan: Plan, tensors: list[str]) -> list[str]:
+    """The plan inputs that ``tensors`` depend on through the forward steps, in plan order."""
+    made = {st.output: st for st in plan.forward_steps}
+    seen: set[str] = set()
+    todo = list(tensors)
+    while todo:
+        t = todo.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in made:
+            todo.extend(made[t].inputs)
+    return [k for k in plan.inputs if k in seen]
+
+
+def predict(s: Setup, norm: Normalizer | None, input_file: str) -> dict[str, np.ndarray]:
+    """The outputs on an input file; only the inputs the outputs depend on are read (no labels)."""
+    need = inputs_needed(s.plan, list(s.plan.outputs)) or s.plan.inputs[:1]  # the first sets the count
+    arrays = read_inputs(Path(input_file), s.net.expanded.inputs, s.data_cfg.get("columns"), need=need)
+    if norm is not None:
+        arrays = norm.apply_arrays(arrays)
+    out = Evaluator(s.ex).predict(_with_unused_inputs(s, arrays), list(s.plan.outputs))
     for h in heads(s.plan):
         if h.kind == "classification" and h.pred in out:
             out[f"{h.pred}_class"] = out[h.pred].argmax(axis=-1)

@@ -117,7 +117,10 @@ class Schedule:
             return base / math.sqrt(t + 1)
         if kind == "cosine":
             eta = c.get("eta_min", 0.0)
-            return eta + (base - eta) * (1 + math.cos(math.pi * t / c.get("T_max", self.total))) / 2
+            period = c.get("T_max")
+            if period is None:  # the run's length; an extended run holds eta_min past it
+                period, t = self.total, min(t, self.total)
+            return eta + (base - eta) * (1 + math.cos(math.pi * t / period)) / 2
         if kind == "cosine_restarts":
             return self._sgdr(t)
         if kind == "cyclic":
@@ -225,6 +228,8 @@ class Schedule:
             "type": self.type,
             "steps": self.steps,
             "epochs": self.epochs_done,
+            # The length the schedule was planned over: a run extended with --epochs keeps it.
+            "total": self.total,
             "plateau": {"lr": self._plateau_lr, "best": best, "bad": self._bad, "cooldown": self._cooldown},
         }
 
@@ -235,6 +240,7 @@ class Schedule:
             )
         self.steps = int(d["steps"])
         self.epochs_done = int(d["epochs"])
+        self.total = int(d.get("total", self.total))
         p = d["plateau"]
         self._plateau_lr = float(p["lr"])
         self._best = (

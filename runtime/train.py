@@ -21,6 +21,7 @@ The run directory::
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import signal
@@ -405,6 +406,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.epoch, self.cursor, self.step, self.micro = 0, 0, 0, 0
         self.best_params: np.ndarray | None = None
+        self.ended: str | None = None  # "finished" or "early_stopped", saved in the last checkpoint
+        self.resume_command = ""  # how the person resumes this run (named when a write fails)
         self._lrs: list[float] = []
         self._norm_sums: np.ndarray | None = None
         self._norm_count = 0
@@ -438,6 +441,7 @@ class Trainer:
             "lrs": self._lrs,
             "epoch_time": self._epoch_t,
             "normalize": self.normalizer.mode if self.normalizer else "none",
+            "ended": self.ended,
             # Every random choice is a function of (seed, epoch, batch, step);
             # these are the only generator states a resume needs.
             "rng": {"order": [self.seed, self.epoch], "dropout_step": self.step},
@@ -469,18 +473,59 @@ class Trainer:
         write_safetensors(self.run_dir / "checkpoints" / "best.safetensors", self._named(self.buf.params()))
         # (a plain tensors file, rewritten atomically: only the final restore reads it)
 
+    def check_meta(self, ckpt: Any) -> None:
+        """Refuse metadata that does not fit this run (its schema, bounded by the run's epochs
+        and batches, and the counters' arithmetic), naming the record and the key."""
+        from .checkpoint import CheckpointError
+        from .rundir import check, meta_schema
+
+        m = ckpt.meta
+        schema = meta_schema(
+            epochs=self.epochs,
+            batches_per_epoch=self.batches_per_epoch,
+            steps_per_epoch=self.steps_per_epoch,
+            losses=list(self.meter.weights),
+            heads=[h.loss for h in self.meter.heads],
+            trainable=sum(p.trainable for p in self.plan.params),
+        )
+        check(m, schema, ckpt.path, "meta")
+        # Every epoch ends on an optimizer step and a save happens only on one, so the
+        # counters follow from (epoch, cursor).
+        e, c = m["epoch"], m["cursor"]
+        want = {
+            "step": e * self.steps_per_epoch + c // self.accumulate,
+            "micro": e * self.batches_per_epoch + c,
+            "schedule.steps": e * self.steps_per_epoch + c // self.accumulate,
+            "schedule.epochs": e,
+        }
+        have = {"step": m["step"], "micro": m["micro"], "schedule.steps": m["schedule"]["steps"],
+                "schedule.epochs": m["schedule"]["epochs"]}  # fmt: skip
+        for k, v in want.items():
+            if have[k] != v:
+                raise CheckpointError(
+                    f"{ckpt.path}: meta.{k} is {have[k]}, but epoch {e} and cursor {c} of this run "
+                    f"({self.batches_per_epoch} batches per epoch) make it {v} (edited or damaged?)"
+                )
+        if c % self.accumulate or (e == self.epochs and c):
+            raise CheckpointError(f"{ckpt.path}: meta.cursor {c} is not a point where a checkpoint is saved")
+
     def restore(self, ckpt: Any) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
-        from .checkpoint import restore_training_tensors
+        from .checkpoint import CheckpointError, restore_training_tensors
 
+        self.check_meta(ckpt)
         m = ckpt.meta
         params, state = self.buf.params(), self.buf.opt_state()
         restore_training_tensors(ckpt, self.plan, params, state)
+        try:
+            self.optimizer.load_state_dict(m["optimizer"])
+            self.schedule.load_state_dict(m["schedule"])
+        except ValueError as e:
+            raise CheckpointError(f"{ckpt.path}: {e}") from None
         self.buf.set_params(params)
         self.buf.set_opt_state(state)
-        self.optimizer.load_state_dict(m["optimizer"])
-        self.schedule.load_state_dict(m["schedule"])
         self.epoch, self.cursor, self.step, self.micro = m["epoch"], m["cursor"], m["step"], m["micro"]
+        self.ended = m.get("ended")
         if self.early and m["early_stopping"]:
             for k, v in m["early_stopping"].items():
                 setattr(self.early, k, v)
@@ -491,18 +536,56 @@ class Trainer:
         self._lrs = list(m["lrs"])
         self._epoch_t = m["epoch_time"]
         if self.run_dir is not None:
-            best = self.run_dir / "checkpoints" / "best.safetensors"
-            if best.exists():
-                from .checkpoint import read_safetensors
+            self._restore_best()
+            from .rundir import METRICS, read_metrics
 
-                tensors, _ = read_safetensors(best)
-                self.best_params = self.buf.params()
-                for p in self.plan.params:
-                    self.best_params[p.offset : p.offset + p.numel] = tensors[p.name].ravel()
-            self.history = [
-                r for r in _read_jsonl(self.run_dir / "metrics.jsonl") if r["epoch"] <= self.epoch
-            ]
-            _write_jsonl(self.run_dir / "metrics.jsonl", self.history)  # drop records past the checkpoint
+            log = self.run_dir / METRICS
+            records = read_metrics(log)
+            if len(records) < self.epoch:
+                raise CheckpointError(
+                    f"{log} has {len(records)} epoch record(s), but checkpoint {ckpt.path.name} is at "
+                    f"the end of epoch {self.epoch} (the log was cut or replaced)"
+                )
+            self.history = records[: self.epoch]
+            with self._writes(log):
+                _write_jsonl(log, self.history)  # drop records past the checkpoint
+
+    def _restore_best(self) -> None:
+        """The best epoch's weights so far (early stopping), from checkpoints/best.safetensors."""
+        from .checkpoint import Checkpoint, CheckpointError, check_compatible, read_safetensors
+
+        best = self.run_dir / "checkpoints" / "best.safetensors"  # type: ignore[operator]
+        if not best.exists():
+            if self.early is not None and self.early.best_epoch > 0:
+                raise CheckpointError(
+                    f"{best} is missing, but the checkpoint says epoch {self.early.best_epoch} was the best: "
+                    "its weights are lost (restore the file, or start a new run)"
+                )
+            return
+        tensors, _ = read_safetensors(best, unverified="warn")
+        check_compatible(Checkpoint(tensors, {}, best), self.plan)
+        self.best_params = self.buf.params()
+        for p in self.plan.params:
+            self.best_params[p.offset : p.offset + p.numel] = tensors[p.name].ravel()
+
+    @contextmanager
+    def _writes(self, path: Path) -> Iterator[None]:
+        """A failed write (a full disk, above all) as one message: what was being written, that
+        the previous checkpoint is intact, and how to resume once the cause is fixed."""
+        try:
+            yield
+        except OSError as e:
+            from .checkpoint import CheckpointError, _resolve
+
+            what = e.filename or path
+            cause = "no space left on device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            try:
+                kept = _resolve(self.run_dir / "checkpoints")  # type: ignore[operator]
+                last = f"the previous checkpoint {kept.name} is intact"
+            except CheckpointError:
+                last = "no checkpoint was written before it (the run restarts from the beginning)"
+            how = f"resume with: {self.resume_command}" if self.resume_command else f"resume {self.run_dir}"
+            raise TrainError(f"{cause} while writing {what}; {last}; free space and {how}") from None
 
     # -- one step ----------------------------------------------------------
     def _grad_norms(self) -> None:
@@ -561,10 +644,12 @@ class Trainer:
     # -- the loop ------------------------------------------------------------
     def fit(self) -> Result:
         flag = [False]
-        with _catch_sigint(flag):
+        with _catch_sigint(flag), self._writes(self.run_dir or Path(".")):
             return self._fit(flag)
 
     def _fit(self, flag: list[bool]) -> Result:
+        if self.ended:  # resumed from the checkpoint that ended the run: only its final weights remain
+            return self._finish(self.ended, self._ended_message())
         status, message = "finished", ""
         while self.epoch < self.epochs:
             t0 = time.perf_counter() - self._epoch_t
@@ -593,12 +678,14 @@ class Trainer:
             self.epoch += 1
             self.cursor = 0
             self._epoch_t = 0.0
+            # The decision is saved with the checkpoint, so a resume knows the run has ended.
+            self.ended = "early_stopped" if stop else "finished" if self.epoch >= self.epochs else None
             self.history.append(record)
             if self.run_dir is not None:
                 _append_jsonl(self.run_dir / "metrics.jsonl", record)
                 if improved:
                     self._save_best()
-                if self.epoch % int(self.cfg.get("checkpoint_every", 1)) == 0 or stop:
+                if self.epoch % int(self.cfg.get("checkpoint_every", 1)) == 0 or self.ended:
                     self.save(f"epoch-{self.epoch:04d}")
                 self._histograms(record)
             note = "  *" if improved and self.early else ""
@@ -606,15 +693,19 @@ class Trainer:
             for cb in self.callbacks:
                 cb(self, record)
             if stop:
-                status = "early_stopped"
-                message = (
-                    f"early stopping: {self.early.monitor} has not improved for "  # type: ignore[union-attr]
-                    f"{self.early.patience + 1} epochs"  # type: ignore[union-attr]
-                )
+                status, message = "early_stopped", self._ended_message()
                 break
             if flag[0]:
                 return self._interrupted()
         return self._finish(status, message)
+
+    def _ended_message(self) -> str:
+        if self.ended != "early_stopped":
+            return ""
+        return (
+            f"early stopping: {self.early.monitor} has not improved for "  # type: ignore[union-attr]
+            f"{self.early.patience + 1} epochs"  # type: ignore[union-attr]
+        )
 
     def _end_epoch(self) -> dict[str, Any]:
         record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.step}
@@ -776,23 +867,14 @@ def lr_find(
 
 # -- metrics log ----------------------------------------------------------------------
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:  # name the file: the message says what could not be written
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
+    from .rundir import write_metrics
 
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a record torn by a kill: the checkpoint is behind it anyway
-    return out
+    write_metrics(path, records)

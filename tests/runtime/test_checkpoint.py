@@ -76,8 +76,9 @@ def test_round_trip_both_ways_against_the_reference(tmp_path):
     ours, theirs = tmp_path / "ours.safetensors", tmp_path / "theirs.safetensors"
     write_safetensors(ours, _tensors(), {"k": "v"})
     _assert_same(stnp.load_file(ours), _tensors())
-    with safetensors.safe_open(ours, "np") as f:
-        assert f.metadata() == {"k": "v"}
+    with safetensors.safe_open(ours, "np") as f:  # the checksum is ordinary metadata to other tools
+        assert f.metadata().keys() == {"k", "netc_sha256"} and f.metadata()["k"] == "v"
+    assert read_safetensors(ours)[1] == {"k": "v"}
 
     stnp.save_file(_tensors(), theirs, metadata={"a": "1"})
     got, meta = read_safetensors(theirs)
@@ -224,8 +225,10 @@ def test_bit_flip_is_refused_by_sha256(tmp_path):
     raw = bytearray(tfile.read_bytes())
     raw[-3] ^= 0x10  # inside the uint8 mask: still a well-formed safetensors file
     tfile.write_bytes(raw)
-    read_safetensors(tfile)
-    with pytest.raises(CheckpointError, match=rf"{re.escape(str(tfile))}.*corrupted: sha256"):
+    msg = rf"{re.escape(str(tfile))}: checksum mismatch: the file is corrupt"
+    with pytest.raises(CheckpointError, match=msg):  # its own header's checksum
+        read_safetensors(tfile)
+    with pytest.raises(CheckpointError, match=msg + r" \(sha256 .* recorded in a.json"):  # the record's
         load_checkpoint(tmp_path)
 
 
@@ -242,7 +245,7 @@ def test_truncated_file_is_refused(tmp_path):
 def test_unknown_format_is_refused(tmp_path):
     rec = save_checkpoint(tmp_path, "a", {}, {})
     obj = json.loads(rec.read_text())
-    rec.write_text(json.dumps({**obj, "format": 2}))
+    ck._write_json(rec, {**obj, "format": 2})  # a consistent record of a newer netc
     with pytest.raises(
         CheckpointError, match=rf"{re.escape(str(rec))} has checkpoint format 2; this netc reads format 1"
     ):

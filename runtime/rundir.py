@@ -1,0 +1,282 @@
+"""The files of a run directory, and the one way netc reads them back: every file is checked
+against a JSON Schema before any of it is used, so a damaged or hand-edited file is one
+message naming the file and the key, never a KeyError deep in the trainer, and never a
+silently accepted value (``epoch: 10**30``).
+
+    RUN/netc-run.json      the marker: this folder is a netc run (written first)
+    RUN/config.json        the resolved train and data sections (flags applied)
+    RUN/metrics.jsonl      one JSON record per epoch
+    RUN/checkpoints/...    see checkpoint.py; the trainer's metadata is checked by meta_schema
+
+docs/checkpoints.md describes the files and the rules for ``--out``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema.exceptions import best_match
+
+from ..spec.validate import _Validator  # the spec's validator: 3.0 and true are not integers
+from .checkpoint import CheckpointError, _commit, _write_temp
+
+MARKER = "netc-run.json"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+RUN_KIND = "netc-run"
+RUN_FORMAT = 1
+ENDINGS = ("finished", "early_stopped")  # how a run can end with a checkpoint to show for it
+
+_INT = {"type": "integer", "minimum": 0}
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+
+
+def check(obj: Any, schema: dict[str, Any], path: Path, where: str = "") -> None:
+    """Raise CheckpointError naming ``path`` and the key at fault unless ``obj`` fits ``schema``.
+    ``where`` prefixes the key path (e.g. "meta" for a checkpoint record's metadata)."""
+    err = best_match(_Validator(schema).iter_errors(obj))
+    if err is None:
+        return
+    keys = [where] if where else []
+    keys += [str(k) for k in err.absolute_path]
+    at = ".".join(keys) or "the top level"
+    hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
+    raise CheckpointError(f"{path}: {at}: {err.message}{f' ({hint})' if hint else ''}")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except IsADirectoryError:
+        raise CheckpointError(f"{what} {path} is a directory, not a file") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{what} {path} is not UTF-8 text (damaged?)") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{what} {path} is not valid JSON ({e})") from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write a JSON file atomically (a kill leaves the old file or the new one, never half)."""
+    data = (json.dumps(obj, indent=1) + "\n").encode()
+    tmp, _ = _write_temp(path, lambda f: f.write(data))
+    _commit(tmp, path)
+
+
+# -- the marker ---------------------------------------------------------------------------------
+_MARKER_SCHEMA = {
+    "type": "object",
+    "required": ["kind", "format"],
+    "properties": {
+        "kind": {"const": RUN_KIND},
+        "format": {"const": RUN_FORMAT, "description": "a run from a newer netc needs that netc"},
+        "diverged": {"type": ["object", "null"]},
+    },
+}
+
+
+def write_marker(d: Path, **fields: Any) -> None:
+    from .. import __version__
+
+    write_json(d / MARKER, {"kind": RUN_KIND, "format": RUN_FORMAT, "netc": __version__, **fields})
+
+
+def read_marker(d: Path) -> dict[str, Any] | None:
+    """The marker of run directory ``d``, or None where there is none."""
+    p = d / MARKER
+    if not p.exists():
+        return None
+    obj = _read_json(p, "run marker")
+    check(obj, _MARKER_SCHEMA, p)
+    return obj
+
+
+def is_run(d: Path) -> bool:
+    """Whether netc made ``d``: it has the marker, or (a run of a netc before the marker)
+    a config.json beside checkpoints/ or metrics.jsonl."""
+    if (d / MARKER).exists():
+        return True
+    return (d / CONFIG).is_file() and ((d / "checkpoints").is_dir() or (d / METRICS).exists())
+
+
+# -- config.json ----------------------------------------------------------------------------------
+@functools.cache
+def _config_schema() -> dict[str, Any]:
+    from ..spec.schema import committed_schema
+
+    spec = committed_schema()
+    train = dict(spec["properties"]["train"])
+    # The saved optimizer lists every optimizer's defaults (the expander fills them in), so its
+    # fields are checked by type and range, not by which optimizer uses them.
+    opt = train["properties"]["optimizer"]
+    relaxed = {"type": "object", "required": ["type"], "properties": opt["properties"]}
+    train["properties"] = {**train["properties"], "optimizer": relaxed}
+    return {
+        "type": "object",
+        "required": ["spec", "train", "data"],
+        "properties": {
+            "spec": {"type": "string"},
+            "train": {
+                "allOf": [train, {"required": ["epochs", "batch_size", "optimizer"]}],
+                "description": "the train section the run was started with",
+            },
+            "data": spec["properties"]["data"],
+            "init_from": {"type": ["string", "null"]},
+        },
+        "$defs": spec["$defs"],
+    }
+
+
+def read_config(d: Path) -> dict[str, Any] | None:
+    """The run's config.json, checked; None where the run has none."""
+    p = d / CONFIG
+    if not p.exists():
+        return None
+    obj = _read_json(p, "run configuration")
+    check(obj, _config_schema(), p)
+    return obj
+
+
+# -- metrics.jsonl ----------------------------------------------------------------------------------
+_RECORD_SCHEMA = {
+    "type": "object",
+    "required": ["epoch", "step"],
+    "properties": {"epoch": {"type": "integer", "minimum": 1}, "step": _INT},
+}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The epoch records of a metrics.jsonl, checked: record i is epoch i + 1. A last line cut
+    short (a kill or a full disk during the append, so no newline) is dropped: the checkpoint
+    it belonged to was never written."""
+    if not path.exists():
+        return []
+    if path.is_dir():
+        raise CheckpointError(f"metrics log {path} is a directory, not a file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise CheckpointError(f"cannot read metrics log {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"metrics log {path} is not UTF-8 text (damaged?)") from None
+    lines = text.split("\n")
+    torn = lines.pop()  # "" after a final newline
+    out = []
+    for i, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise CheckpointError(f"metrics log {path}, line {i}: not a JSON record ({e})") from None
+        check(rec, _RECORD_SCHEMA, path, f"line {i}")
+        if rec["epoch"] != i:
+            raise CheckpointError(f"{path}: line {i}: epoch {rec['epoch']}, expected {i} (out of order)")
+        out.append(rec)
+    if torn:
+        try:
+            json.loads(torn)
+        except ValueError:
+            return out
+        raise CheckpointError(f"metrics log {path}: line {len(lines) + 1} has no newline (damaged?)")
+    return out
+
+
+def write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    tmp, _ = _write_temp(path, lambda f: f.write(data))
+    _commit(tmp, path)
+
+
+# -- a checkpoint's metadata (what Trainer.save writes) ---------------------------------------------
+def meta_schema(
+    *, epochs: int, batches_per_epoch: int, steps_per_epoch: int, losses: list[str], heads: list[str],
+    trainable: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The schema of the trainer's checkpoint metadata, bounded by the run's own configuration."""
+
+    def by(names: list[str], value: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": names, "propertyNames": {"enum": names},
+                "additionalProperties": value}  # fmt: skip
+
+    return {
+        "type": "object",
+        "required": [
+            *("epoch", "cursor", "step", "micro", "seed", "optimizer", "schedule", "early_stopping"),
+            *("meter", "grad_norms", "lrs", "epoch_time"),
+        ],
+        "properties": {
+            "epoch": {**_INT, "maximum": epochs, "description": f"the run has {epochs} epochs"},
+            "cursor": {
+                **_INT,
+                "maximum": batches_per_epoch - 1,
+                "description": f"an epoch has {batches_per_epoch} batches",
+            },
+            "step": _INT,
+            "micro": _INT,
+            "seed": _INT,
+            "optimizer": {
+                "type": "object",
+                "required": ["type", "t"],
+                "properties": {"type": {"type": "string"}, "key": {"type": "string"}, "t": _INT, "lr": _NUM},
+            },
+            "schedule": {
+                "type": "object",
+                "required": ["type", "steps", "epochs", "plateau"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "steps": _INT,
+                    "epochs": _INT,
+                    "total": {"type": "integer", "minimum": 1},
+                    "plateau": {
+                        "type": "object",
+                        "required": ["lr", "best", "bad", "cooldown"],
+                        "properties": {"lr": _NUM, "best": _NUM_OR_NULL, "bad": _INT, "cooldown": _INT},
+                    },
+                },
+            },
+            "early_stopping": {
+                "type": ["object", "null"],
+                "required": ["best", "best_epoch", "bad"],
+                "additionalProperties": False,
+                "properties": {"best": _NUM_OR_NULL, "best_epoch": {**_INT, "maximum": epochs}, "bad": _INT},
+            },
+            "meter": {
+                "type": "object",
+                "required": ["n", "loss", "correct", "abs", "sq", "count", "penalty", "steps"],
+                "additionalProperties": False,
+                "properties": {
+                    "n": _INT,
+                    "loss": by(losses, _NUM),
+                    "correct": by(heads, _INT),
+                    "abs": by(heads, _NUM),
+                    "sq": by(heads, _NUM),
+                    "count": by(heads, _INT),
+                    "penalty": _NUM,
+                    "steps": {**_INT, "maximum": steps_per_epoch},
+                },
+            },
+            "grad_norms": {
+                "type": "object",
+                "required": ["sums", "count", "global"],
+                "properties": {
+                    "sums": {
+                        "type": ["array", "null"],
+                        "items": _NUM,
+                        "minItems": trainable,
+                        "maxItems": trainable,
+                    },
+                    "count": _INT,
+                    "global": _NUM,
+                },
+            },
+            "lrs": {"type": "array", "items": _NUM, "maxItems": steps_per_epoch},
+            "epoch_time": _NUM,
+            "ended": {"enum": [None, *ENDINGS]},
+        },
+    }
