@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["available_memory"]
+__all__ = ["available_memory", "short_of_memory"]
 
 
 def _read_int(path: str) -> int | None:
@@ -39,3 +39,9 @@ def available_memory() -> int | None:
     if limit is not None and used is not None:
         have = min(have, max(limit - used, 0))
     return have
+
+
+def short_of_memory(need: int) -> int | None:
+    """The bytes available when ``need`` exceeds them, else None (also where nothing is known)."""
+    have = available_memory()
+    return have if have is not None and need > have else None

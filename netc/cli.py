@@ -8,11 +8,13 @@ on stderr and exit code 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .spec.errors import Diagnostic, SpecError
 
@@ -57,6 +59,22 @@ def cmd_validate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_memory(plan: Any) -> None:
+    """One line on stderr when the training step would not fit in this machine's memory."""
+    from .compiler.host import short_of_memory
+    from .compiler.report.summary import human_bytes
+
+    led = plan.memory["ledger"]
+    have = short_of_memory(led["training_peak_bytes"])
+    if have is not None:
+        print(
+            f"netc compile: warning: the training-step peak at batch {led['batch']} "
+            f"({human_bytes(led['training_peak_bytes'])}) exceeds the {human_bytes(have)} of memory "
+            "available on this machine; `netc run` would refuse it",
+            file=sys.stderr,
+        )
+
+
 def cmd_compile(a: argparse.Namespace) -> int:
     from . import load
 
@@ -68,6 +86,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         return 0
     plan = net.compile(a.batch, a.optimizer)
     _print_warnings(net.warnings)
+    _warn_memory(plan)
     if a.output:
         _write(Path(a.output), plan.to_json() + "\n")
         print(f"wrote {a.output}", file=sys.stderr)
@@ -220,6 +239,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
             print(" " * 4 + "".join(f"{j:>{w}}" for j in range(k)))
             for i, row in enumerate(e.confusion):
                 print(f"{i:>3} " + "".join(f"{int(c):>{w}}" for c in row))
+        _print_per_class(e.per_class, rows=k <= 20)
         out = Path(a.output) if a.output else run_dir / "confusion.png"
         try:
             plot_confusion(e.confusion, out)
@@ -229,13 +249,29 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_per_class(scores: Any, rows: bool) -> None:
+    """Precision, recall, F1 and support per class (``rows``) and their macro and
+    support-weighted averages, laid out as scikit-learn's classification_report."""
+    import numpy as np
+
+    support = scores[:, 3]
+    print(f"{'class':>12}  {'precision':>9}  {'recall':>9}  {'f1-score':>9}  {'support':>8}")
+    for i, (p, r, f, n) in enumerate(scores if rows else []):
+        print(f"{i:>12}  {p:>9.4f}  {r:>9.4f}  {f:>9.4f}  {int(n):>8}")
+    weights = support / support.sum() if support.sum() else np.zeros_like(support)
+    for label, avg in (("macro avg", scores[:, :3].mean(0)), ("weighted avg", weights @ scores[:, :3])):
+        print(f"{label:>12}  {avg[0]:>9.4f}  {avg[1]:>9.4f}  {avg[2]:>9.4f}  {int(support.sum()):>8}")
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
+    if a.output and Path(a.output).suffix not in (".csv", ".npz"):  # before any work is done
+        raise UsageError(f"netc predict: -o {a.output}: write .npz or .csv")
     s, norm, _ = _setup_with_weights(a)
     import numpy as np
 
     from .runtime.run import predict
 
-    out = predict(s, norm, a.input)
+    out = predict(s, norm, a.input, probabilities=a.probabilities)
     n = len(next(iter(out.values())))
     if a.output:
         path = Path(a.output)
@@ -253,14 +289,19 @@ def cmd_predict(a: argparse.Namespace) -> int:
                 np.savez(path, **out)
             except OSError as e:
                 raise UsageError(f"netc predict: cannot write {path}: {e.strerror}") from None
-        else:
-            raise UsageError(f"netc predict: -o {path}: write .npz or .csv")
         print(f"wrote {path}: {', '.join(f'{k} {list(v.shape)}' for k, v in out.items())}")
         return 0
     classes = [k for k in out if k.endswith("_class")]
+
+    def predicted(k: str, i: int) -> str:
+        c, prob = out[k][i], out.get(k.removesuffix("_class") + "_prob")
+        if prob is None or np.ndim(c) != 0:
+            return f"{k.removesuffix('_class')} -> {c}"
+        return f"{k.removesuffix('_class')} -> {int(c)} (p {float(prob[i][int(c)]):.4f})"
+
     for i in range(min(n, 20)):
         if classes:
-            print(f"{i}: " + "  ".join(f"{k.removesuffix('_class')} -> {int(out[k][i])}" for k in classes))
+            print(f"{i}: " + "  ".join(predicted(k, i) for k in classes))
         else:
             print(f"{i}: " + "  ".join(f"{k} {np.array2string(out[k][i], precision=4)}" for k in out))
     if n > 20:
@@ -272,7 +313,8 @@ def cmd_lr_find(a: argparse.Namespace) -> int:
     from .runtime.plots import plot_lr_find, suggest_lr
     from .runtime.run import build, find_lr
 
-    s = build(Path(a.spec), overrides={"batch_size": a.batch_size, "seed": a.seed}, device=a.device)
+    overrides = {"batch_size": a.batch_size, "seed": a.seed}
+    s = build(Path(a.spec), overrides=overrides, device=a.device, bind=False)  # bound once the data is read
     lrs, losses = find_lr(s, a.steps)
     lr = suggest_lr(lrs, losses)
     out = Path(a.output)
@@ -378,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--checkpoint", required=True, metavar="PATH", help="run dir, checkpoint or weights file")
     pd.add_argument("--input", required=True, metavar="FILE", help=".npz, .npy, .csv or IDX file of inputs")
     pd.add_argument("-o", "--output", metavar="FILE", help="write all outputs to FILE.npz or FILE.csv")
+    pd.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="add OUTPUT_prob: softmax (cross-entropy) or sigmoid (binary cross-entropy) per class",
+    )
     pd.add_argument("--batch-size", type=_positive, default=256)
     pd.add_argument("--device", **device)
     pd.set_defaults(func=cmd_predict)
@@ -397,7 +444,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         func: Callable[[argparse.Namespace], int] = args.func
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`netc compile X --json | head`): stop quietly, as `yes | head`
+        # does. Python flushes stdout once more at exit; point it at devnull so that flush
+        # cannot fail again with a traceback.
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # a stdout without a descriptor
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a writer the closed pipe stopped
     except SpecError as e:
         print(e.report(), file=sys.stderr)  # at most 50 errors, then "… and N more", then the count
         return 1

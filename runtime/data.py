@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..compiler.host import available_memory
+from ..compiler.host import short_of_memory
 from ..compiler.report.summary import human_bytes
 
 __all__ = [
@@ -286,8 +286,8 @@ _ZIP_ERRORS = (
 
 
 def _check_fits(nbytes: int, where: str) -> None:
-    have = available_memory()
-    if have is not None and nbytes > have:
+    have = short_of_memory(nbytes)
+    if have is not None:
         raise DataError(
             f"{where}: the array takes {human_bytes(nbytes)}, more than the {human_bytes(have)} "
             "of memory this machine has available"

@@ -45,6 +45,23 @@ def cuda_usable() -> tuple[bool, str]:
     return False, reason
 
 
+def check_host_memory(ledger: dict[str, Any]) -> None:
+    """Refuse, before allocating, an executor whose memory ledger exceeds the memory this machine
+    has available: one message with both figures and what to reduce, not a MemoryError (or the
+    kernel's OOM killer) part-way through."""
+    from ..compiler.host import short_of_memory
+    from ..compiler.report.summary import human_bytes
+
+    need = int(ledger["training_peak_bytes"])
+    have = short_of_memory(need)
+    if have is not None:
+        raise DeviceError(
+            f"the memory ledger's training-step peak at batch {ledger['batch']} is {human_bytes(need)}, "
+            f"but this machine has {human_bytes(have)} available; reduce the batch size or the model's "
+            "size (`netc compile SPEC --batch N` shows the ledger)"
+        )
+
+
 def make_executor(plan: Any, batch: int, device: str = "cpu", **kw: Any) -> Any:
     """An executor for ``device``: "cpu", "cuda", or "auto" (cuda when usable and every op of the
     plan has CUDA kernels, else cpu). ``kw`` goes to the executor (dtype, seed, optimizer)."""

@@ -33,7 +33,17 @@ from .checkpoint import (
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
 from .device import DeviceError, make_executor
 from .rundir import CONFIG, MARKER, METRICS, is_run, read_config, read_marker, write_json, write_marker
-from .train import Evaluator, Meter, Result, Trainer, TrainError, heads, label_classes, lr_find
+from .train import (
+    Evaluator,
+    Meter,
+    Result,
+    Trainer,
+    TrainError,
+    check_batch_fits,
+    heads,
+    label_classes,
+    lr_find,
+)
 
 USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
 
@@ -75,6 +85,7 @@ class Setup:
     ex: Any  # Executor or CudaExecutor
     spec_hash: str
     resolved: str  # the expanded spec as YAML
+    device: str = "cpu"
 
 
 def build(
@@ -82,19 +93,34 @@ def build(
     train_cfg: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
+    bind: bool = True,
 ) -> Setup:
-    """Load the spec and bind an executor at the training batch size on ``device``
+    """Load the spec and (with ``bind``) an executor at the training batch size on ``device``
     (cpu, cuda, or auto: cuda when a GPU is usable and has kernels for every op)."""
     net = load(spec)
     cfg, data_cfg = resolve(net, overrides)
     if train_cfg is not None:  # a resumed run uses the configuration it was started with
         cfg = train_cfg
     plan = net.compile(int(cfg["batch_size"]), optimizer_key(cfg["optimizer"]))
-    ex = make_executor(
-        plan, int(cfg["batch_size"]), device, seed=int(cfg.get("seed", 0)), optimizer=plan.optimizer
-    )
     text = expanded_yaml(net.expanded)
-    return Setup(net, Path(spec), cfg, data_cfg, ex.plan, ex, spec_hash(text), text)
+    s = Setup(net, Path(spec), cfg, data_cfg, plan, None, spec_hash(text), text, device)
+    if bind:
+        bind_executor(s)
+    return s
+
+
+def bind_executor(s: Setup, train: Dataset | None = None) -> None:
+    """Allocate the executor at the training batch size (the CPU executor refuses a memory
+    ledger beyond this machine's memory first). Given the training split, the batch size is
+    checked against it before anything is allocated: a batch larger than the data would
+    otherwise allocate for a batch that never fills."""
+    batch = int(s.train_cfg["batch_size"])
+    if train is not None:
+        check_batch_fits(batch, len(train), s.plan)
+    ex = make_executor(
+        s.plan, batch, s.device, seed=int(s.train_cfg.get("seed", 0)), optimizer=s.plan.optimizer
+    )
+    s.ex, s.plan = ex, ex.plan
 
 
 def datasets(
@@ -303,7 +329,7 @@ def run(
         saved = _saved_config(d)
         extend = _check_overrides(saved["train"], overrides, d)
         cfg = saved["train"] if extend is None else {**saved["train"], "epochs": extend}
-        s = build(spec, cfg, device=device)
+        s = build(spec, cfg, device=device, bind=False)
         s.data_cfg = saved["data"]
         ckpt = _last_checkpoint(d, s)
         init = saved.get("init_from")  # a restart from the beginning starts from the same weights
@@ -314,8 +340,9 @@ def run(
                 "will again: start a new run with a lower --lr"
             )
     else:
-        s = build(spec, overrides=overrides, device=device)
+        s = build(spec, overrides=overrides, device=device, bind=False)
     train, val, _, norm = datasets(s)
+    bind_executor(s, train)
     aug = s.data_cfg.get("augment")
     if overfit_batch:
         # One batch, no validation, a constant learning rate: the schedule and early stopping
@@ -407,6 +434,20 @@ class Evaluation:
     confusion: np.ndarray | None
     samples: int
     split: str
+    per_class: np.ndarray | None = None  # [k, 4]: precision, recall, F1, support (per_class_scores)
+
+
+def per_class_scores(cm: np.ndarray) -> np.ndarray:
+    """[k, 4]: precision, recall, F1 and support of each class from a confusion matrix
+    ``cm[true, predicted]``, as scikit-learn's classification_report (0 where undefined:
+    no sample predicted as, or labelled with, the class)."""
+    cm = np.asarray(cm, np.float64)
+    tp, predicted, support = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return np.stack([precision, recall, f1, support], axis=1)
 
 
 def evaluate(s: Setup, ds: Dataset, split: str) -> Evaluation:
@@ -421,7 +462,7 @@ def evaluate(s: Setup, ds: Dataset, split: str) -> Evaluation:
         h = cls[0]
         pred = ev.predict(ds, [h.pred])[h.pred].argmax(axis=-1)
         cm = confusion_matrix(ds.arrays[h.target], pred, int(s.plan.tensors[h.pred].shape[-1]))
-    return Evaluation(metrics, cm, len(ds), split)
+    return Evaluation(metrics, cm, len(ds), split, None if cm is None else per_class_scores(cm))
 
 
 def eval_split(
@@ -479,21 +520,37 @@ def inputs_needed(plan: Plan, tensors: list[str]) -> list[str]:
     return [k for k in plan.inputs if k in seen]
 
 
-def predict(s: Setup, norm: Normalizer | None, input_file: str) -> dict[str, np.ndarray]:
-    """The outputs on an input file; only the inputs the outputs depend on are read (no labels)."""
+def predict(
+    s: Setup, norm: Normalizer | None, input_file: str, probabilities: bool = False
+) -> dict[str, np.ndarray]:
+    """The outputs on an input file, with ``{output}_class`` for each classification head and,
+    with ``probabilities``, ``{output}_prob``: the softmax of a cross-entropy head's logits,
+    the sigmoid of a binary cross-entropy head's (hinge scores are not probabilities). Only
+    the inputs the outputs depend on are read (no labels)."""
     need = inputs_needed(s.plan, list(s.plan.outputs)) or s.plan.inputs[:1]  # the first sets the count
     arrays = read_inputs(Path(input_file), s.net.expanded.inputs, s.data_cfg.get("columns"), need=need)
     if norm is not None:
         arrays = norm.apply_arrays(arrays)
     out = Evaluator(s.ex).predict(_with_unused_inputs(s, arrays), list(s.plan.outputs))
+    loss_op = {st.output: st.op for st in s.plan.forward_steps}
     for h in heads(s.plan):
-        if h.kind == "classification" and h.pred in out:
+        if h.pred not in out:
+            continue
+        if h.kind == "classification":
             out[f"{h.pred}_class"] = out[h.pred].argmax(axis=-1)
+        z = out[h.pred].astype(np.float64)
+        if probabilities and loss_op[h.loss] == "cross_entropy":
+            e = np.exp(z - z.max(axis=-1, keepdims=True))
+            out[f"{h.pred}_prob"] = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        elif probabilities and h.kind == "binary":
+            out[f"{h.pred}_prob"] = (0.5 + 0.5 * np.tanh(0.5 * z)).astype(np.float32)  # sigmoid, no overflow
     return out
 
 
 def find_lr(s: Setup, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:
     train, _, _, norm = datasets(s)
+    if s.ex is None:
+        bind_executor(s, train)
     cfg = {k: v for k, v in s.train_cfg.items() if k not in ("early_stopping", "schedule")}
     t = Trainer(s.ex, cfg, train, None, normalizer=norm, progress=False, plots=False)
     return lr_find(t, steps=steps)

@@ -46,6 +46,27 @@ class TrainError(Exception):
     """A run that cannot start or go on for a reason the person can fix."""
 
 
+def check_batch_fits(batch: int, n: int, plan: Plan | None = None) -> None:
+    """Refuse a training batch the run cannot use, before anything is allocated for it: one
+    larger than the training split (``n`` samples), or one that gives a batchnorm a single
+    value per channel, whose batch variance is 0: PyTorch refuses it ("Expected more than 1
+    value per channel when training"), and training on it goes on silently to nonsense."""
+    if n < batch:
+        raise TrainError(
+            f"train.batch_size {batch} is larger than the training split ({n} samples); lower --batch-size"
+        )
+    for st in plan.forward_steps if plan is not None else []:
+        if (
+            st.op in ("batchnorm1d", "batchnorm2d")
+            and batch * math.prod(plan.tensors[st.inputs[0]].shape[1:]) < 2
+        ):
+            raise TrainError(
+                f"module '{st.module}' ({st.op}): a training batch of {batch} gives it 1 value per channel, "
+                'and batch statistics need more (as PyTorch: "Expected more than 1 value per channel '
+                'when training"); use --batch-size 2 or more'
+            )
+
+
 # -- what the network predicts ------------------------------------------------
 @dataclass(frozen=True)
 class Head:
@@ -367,11 +388,7 @@ class Trainer:
         self.seed = int(cfg.get("seed", 0))
         self.batch = ex.batch
         self.accumulate = int(cfg.get("accumulate", 1))
-        if len(train) < self.batch:
-            raise TrainError(
-                f"train.batch_size {self.batch} is larger than the training split ({len(train)} samples); "
-                "lower --batch-size"
-            )
+        check_batch_fits(self.batch, len(train), self.plan)
         # The partial last batch is dropped, and so are batches that would not
         # fill an accumulation group: every epoch ends on an optimizer step, so
         # no half-accumulated gradient ever has to go into a checkpoint.
