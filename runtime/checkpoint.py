@@ -193,6 +193,9 @@ def _write_temp(final: Path, write: Any) -> tuple[Path, Any]:
             result = write(f)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:  # a full disk, above all: name the file being written, not its temporary
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(final)) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -576,6 +579,11 @@ def has_checkpoint(directory: str | Path) -> bool:
     (a damaged record too: loading it reports the damage, it is never taken for none)."""
     d = Path(directory)
     return d.is_dir() and ((d / LATEST).exists() or any(_TAG_RE.match(p.stem) for p in d.glob("*.json")))
+
+
+def is_temp_file(path: str | Path) -> bool:
+    """Whether ``path`` is named like a temporary file of netc's atomic writes."""
+    return bool(_TMP_RE.match(Path(path).name))
 
 
 def is_checkpoint_file(path: str | Path) -> bool:

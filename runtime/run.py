@@ -26,6 +26,7 @@ from .checkpoint import (
     check_compatible,
     has_checkpoint,
     is_checkpoint_file,
+    is_temp_file,
     load_checkpoint,
     read_safetensors,
     spec_hash,
@@ -150,6 +151,11 @@ def _clear_progress(d: Path) -> None:
             f.unlink()
 
 
+def _empty(d: Path) -> bool:
+    """Nothing in ``d`` but temporary files of a netc write that was killed."""
+    return all(is_temp_file(p) for p in d.iterdir())
+
+
 def new_run_dir(name: str, out: str | None) -> Path:
     """A run directory for a new run, marked as netc's: ``out`` if given, else runs/<name>,
     runs/<name>-2, ... ``out`` must be new, empty, or a netc run that never saved a checkpoint
@@ -158,7 +164,7 @@ def new_run_dir(name: str, out: str | None) -> Path:
         d = Path(out)
         if d.exists() and not d.is_dir():
             raise TrainError(f"--out {d}: a file of that name exists; choose another --out")
-        if d.is_dir() and any(d.iterdir()):
+        if d.is_dir() and not _empty(d):
             if not is_run(d):
                 raise TrainError(
                     f"--out {d}: the folder is not empty and is not a netc run (it has no {MARKER}); "
@@ -203,7 +209,7 @@ def _saved_config(d: Path) -> dict[str, Any]:
     saved = read_config(d)
     if saved is not None:
         return saved
-    if read_marker(d) is not None:
+    if read_marker(d) is not None or _empty(d):
         raise TrainError(
             f"--resume {d}: the run was interrupted before it saved its configuration ({CONFIG}); nothing "
             f"was trained: start it again with netc run SPEC --out {d}"
@@ -343,6 +349,8 @@ def run(
         s = build(spec, overrides=overrides, device=device, bind=False)
     train, val, _, norm = datasets(s)
     bind_executor(s, train)
+    if ckpt is None and init is not None:  # before the run directory: a refusal leaves none behind
+        notes.append(init_from(s, init))
     aug = s.data_cfg.get("augment")
     if overfit_batch:
         # One batch, no validation, a constant learning rate: the schedule and early stopping
@@ -358,8 +366,6 @@ def run(
             _clear_progress(d)
         _write_run_files(d, s, init)  # the new length, for a later resume
         write_marker(d)  # the divergence is history now
-    if ckpt is None and init is not None:
-        notes.append(init_from(s, init))
     t = Trainer(s.ex, s.train_cfg, train, val, run_dir=d, normalizer=norm, augment=aug, spec_hash=s.spec_hash,
                 progress=progress, plots=plots)  # fmt: skip
     t.resume_command = f"netc run {shlex.quote(str(spec))} --resume {shlex.quote(str(d))}"

@@ -4,6 +4,7 @@ no traceback, the run directory untouched) and the files the commands write."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 from tinyspec import classifier
 
 from netc.cli import main
+from netc.runtime import checkpoint as ck
 from netc.runtime import run as rr
 from netc.runtime import train as tr
 
@@ -235,7 +237,10 @@ def test_resume_with_a_corrupt_checkpoint_is_refused_naming_the_file(ws, tmp_pat
     before = _files(d)
     assert main(["run", str(ws.spec), "--resume", str(d), *QUIET]) == 1
     msg = _one_message(capsys.readouterr().err)
-    assert msg.startswith(f"netc: {tensors}: checksum mismatch: the file is corrupt") and "epoch-0002.json" in msg
+    assert (
+        msg.startswith(f"netc: {tensors}: checksum mismatch: the file is corrupt")
+        and "epoch-0002.json" in msg
+    )
     assert _files(d) == before
 
 
@@ -302,3 +307,374 @@ def test_eval_measures_the_runs_own_split_when_it_was_trained_with_another_seed(
     last = _records(out)[-1]
     assert f"  loss         {last['val_loss']:.4f}\n" in text
     assert f"  accuracy     {last['val_accuracy']:.4f}\n" in text
+
+
+# -- run directories: damaged files, integrity, --out, how runs end, extending, --init-from, a full disk --
+def _rewrite_record(path: Path, change: Any) -> None:
+    """Edit a checkpoint record consistently (its checksum recomputed): what the schema must catch."""
+    obj = json.loads(path.read_text())
+    obj.pop("checksum")
+    change(obj)
+    ck._write_json(path, obj)
+
+
+def _untimed(d: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in _records(d)]
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _config(d: Path, **train: Any) -> str:
+    obj = json.loads((d / "config.json").read_text())
+    return json.dumps({**obj, "train": {**obj["train"], **train}})
+
+
+def _other_best(d: Path) -> None:
+    w = {"hidden.w": np.zeros((8, 2), np.float32), "hidden.b": np.zeros(8, np.float32)}
+    ck.write_safetensors(d / "checkpoints" / "best.safetensors", w)
+
+
+def _replace_by_dir(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+
+
+META = "checkpoints/epoch-0002.json"
+# name -> (damage done to a copy of the finished run, the file the message names, words it holds)
+DAMAGE = {
+    "meta_empty": (lambda d: _rewrite_record(d / META, lambda r: r.update(meta={})), META, ["meta: 'epoch'"]),
+    "epoch_string": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(epoch="3")),
+        META,
+        ["meta.epoch: '3' is not of type 'integer'"],
+    ),
+    "epoch_negative": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(epoch=-5)),
+        META,
+        ["meta.epoch: -5 is less than the minimum of 0"],
+    ),
+    "epoch_huge": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(epoch=10**30)),
+        META,
+        ["meta.epoch: 1000000000000000000000000000000 is greater than the maximum of 2", "run has 2 epochs"],
+    ),
+    "cursor_huge": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(cursor=10**6)),
+        META,
+        ["meta.cursor: 1000000 is greater than the maximum of 3", "an epoch has 4 batches"],
+    ),
+    "optimizer_empty": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(optimizer={})),
+        META,
+        ["meta.optimizer: 'type' is a required property"],
+    ),
+    "schedule_null": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(schedule=None)),
+        META,
+        ["meta.schedule: None is not of type 'object'"],
+    ),
+    "step_inconsistent": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"].update(step=5)),
+        META,
+        ["meta.step is 5, but epoch 2 and cursor 0", "make it 8"],
+    ),
+    "meter_other_losses": (
+        lambda d: _rewrite_record(d / META, lambda r: r["meta"]["meter"].update(loss={"mse": 1.0})),
+        META,
+        ["meta.meter.loss: 'mse' is not one of ['ce']"],
+    ),
+    "record_edited": (
+        lambda d: (d / META).write_text((d / META).read_text().replace('"step": 8', '"step": 9')),
+        META,
+        ["checksum mismatch: the file is corrupt"],
+    ),
+    "config_empty": (lambda d: (d / "config.json").write_text("{}"), "config.json", ["'spec' is a required"]),
+    "config_list": (
+        lambda d: (d / "config.json").write_text("[]"),
+        "config.json",
+        ["[] is not of type 'object'"],
+    ),
+    "config_epochs_string": (
+        lambda d: (d / "config.json").write_text(_config(d, epochs="2")),
+        "config.json",
+        ["train.epochs: '2' is not of type 'integer'"],
+    ),
+    "config_a_directory": (lambda d: _replace_by_dir(d / "config.json"), "config.json", ["is a directory"]),
+    "metrics_binary": (
+        lambda d: (d / "metrics.jsonl").write_bytes(bytes(range(256))),
+        "metrics.jsonl",
+        ["not UTF-8 text"],
+    ),
+    "metrics_without_epoch": (
+        lambda d: (d / "metrics.jsonl").write_text('{"step": 4}\n{"epoch": 2, "step": 8}\n'),
+        "metrics.jsonl",
+        ["line 1: 'epoch' is a required property"],
+    ),
+    "metrics_a_directory": (
+        lambda d: _replace_by_dir(d / "metrics.jsonl"),
+        "metrics.jsonl",
+        ["is a directory"],
+    ),
+    "metrics_cut": (
+        lambda d: (d / "metrics.jsonl").write_text((d / "metrics.jsonl").read_text().splitlines()[0] + "\n"),
+        "metrics.jsonl",
+        ["has 1 epoch record(s), but checkpoint epoch-0002.json is at the end of epoch 2"],
+    ),
+    "best_from_another_spec": (
+        _other_best,
+        "checkpoints/best.safetensors",
+        [
+            "belongs to another network",
+            "modules only in the checkpoint: hidden",
+            "modules only in this spec: fc1",
+        ],
+    ),
+    "best_missing": (
+        lambda d: (d / "checkpoints" / "best.safetensors").unlink(),
+        "checkpoints/best.safetensors",
+        ["is missing, but the checkpoint says epoch"],
+    ),
+}
+EARLY_SPEC = SPEC.replace("seed: 1", "seed: 1\n  early_stopping: {monitor: val_loss, patience: 5}")
+
+
+@pytest.fixture(scope="module")
+def early(ws: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A finished run of the spec with early stopping (so it keeps best.safetensors)."""
+    d = tmp_path_factory.mktemp("early")
+    spec = _spec(d, "early.yaml", str(ws.dir / "data.npz"), EARLY_SPEC)
+    assert main(["run", str(spec), "--out", str(d / "run"), *QUIET]) == 0
+    return SimpleNamespace(spec=spec, run=d / "run")
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_run_file_is_one_message_naming_the_file_and_key(case, early, tmp_path, capsys):
+    damage, name, words = DAMAGE[case]
+    d = tmp_path / "run"
+    shutil.copytree(early.run, d)
+    damage(d)
+    before = _files(d)
+    capsys.readouterr()
+    assert main(["run", str(early.spec), "--resume", str(d), *QUIET]) == 1
+    captured = capsys.readouterr()
+    msg = _one_message(captured.err)
+    assert msg.startswith("netc") and str(d / name) in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+    assert captured.out == ""
+    assert _files(d) == before
+
+
+# file -> (offset of the flipped bit: in the tensor data, or a byte of the header's JSON)
+FLIPS = {
+    "weights.safetensors": [-5, 40],
+    "checkpoints/best.safetensors": [-5, 40],
+    "checkpoints/epoch-0002.*.safetensors": [-5, 40],
+}
+
+
+@pytest.mark.parametrize(("pattern", "offset"), [(p, o) for p, offs in FLIPS.items() for o in offs])
+def test_one_flipped_bit_in_any_weights_file_is_refused(pattern, offset, early, tmp_path, capsys):
+    d = tmp_path / "run"
+    shutil.copytree(early.run, d)
+    (f,) = d.glob(pattern)
+    _flip(f, offset)
+    before = _files(d)
+    capsys.readouterr()
+    if pattern == "weights.safetensors":
+        argv = ["eval", str(early.spec), "--checkpoint", str(d), "-o", str(tmp_path / "cm.png")]
+    else:
+        argv = ["run", str(early.spec), "--resume", str(d), *QUIET]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    msg = _one_message(captured.err)
+    assert msg.startswith(f"netc: {f}") and (
+        "checksum mismatch: the file is corrupt" in msg or "JSON" in msg
+    ), msg
+    assert captured.out == ""
+    assert _files(d) == before
+    assert not (tmp_path / "cm.png").exists()
+
+
+def test_weights_without_a_checksum_are_used_with_a_warning(early, tmp_path, capsys):
+    """A weights file of another tool (or of netc before checksums) cannot be verified: it is
+    read, and the person is told so."""
+    d = tmp_path / "run"
+    shutil.copytree(early.run, d)
+    w = d / "weights.safetensors"
+    tensors, meta = ck.read_safetensors(w)
+    ck.write_safetensors(w, tensors, meta, checksum=False)
+    capsys.readouterr()
+    assert main(["eval", str(early.spec), "--checkpoint", str(d), "-o", str(tmp_path / "cm.png")]) == 0
+    err = capsys.readouterr().err
+    assert f"netc: warning: {w} carries no checksum" in err and "Traceback" not in err
+
+
+def test_out_refuses_a_folder_that_is_not_a_netc_run_and_touches_nothing(ws, tmp_path, capsys):
+    d = tmp_path / "mine"
+    (d / "plots").mkdir(parents=True)
+    for name in ("config.json", "spec.yaml", "plan.json", "weights.safetensors", "plots/loss.png"):
+        (d / name).write_text(f"the user's own {name}")
+    before = _files(d)
+    assert main(["run", str(ws.spec), "--out", str(d), *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    assert msg.startswith(f"netc: --out {d}: the folder is not empty and is not a netc run")
+    assert "choose another --out, or empty the folder" in msg
+    assert _files(d) == before
+    assert {p.name for p in d.iterdir()} == {
+        "plots",
+        "config.json",
+        "spec.yaml",
+        "plan.json",
+        "weights.safetensors",
+    }
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    assert main(["run", str(ws.spec), "--out", str(f), *QUIET]) == 1
+    assert "a file of that name exists" in _one_message(capsys.readouterr().err)
+    assert f.read_text() == "x"
+
+
+def test_out_takes_an_empty_folder_and_marks_it_as_a_run(ws, tmp_path, capsys):
+    d = tmp_path / "empty"
+    d.mkdir()
+    assert main(["run", str(ws.spec), "--out", str(d), *QUIET]) == 0
+    assert json.loads((d / "netc-run.json").read_text())["kind"] == "netc-run"
+    assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
+
+
+def _dead(run: Path, d: Path) -> None:
+    """A copy of ``run`` as if it had been killed before its first checkpoint."""
+    shutil.copytree(run, d)
+    shutil.rmtree(d / "checkpoints")
+    (d / "checkpoints").mkdir()
+    (d / "weights.safetensors").unlink()
+
+
+@pytest.mark.parametrize("how", ["--resume", "--out"])
+def test_a_run_killed_before_its_first_checkpoint_restarts_from_the_beginning(how, ws, tmp_path, capsys):
+    d = tmp_path / "dead"
+    _dead(ws.good, d)
+    assert main(["run", str(ws.spec), how, str(d), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    if how == "--resume":
+        assert "restarting tiny from the beginning (it saved no checkpoint)" in err
+    assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
+    assert _untimed(d) == _untimed(ws.good)
+
+
+def test_resuming_a_finished_run_says_it_is_complete_and_trains_nothing(early, tmp_path, capsys):
+    d = tmp_path / "run"
+    shutil.copytree(early.run, d)
+    before = _files(d)
+    assert main(["run", str(early.spec), "--resume", str(d), *QUIET]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"the run in {d} is complete: it finished its 2 epochs; nothing to resume")
+    assert f"--resume {d} --epochs N (N > 2)" in out and f"--init-from {d}" in out
+    assert _files(d) == before
+
+
+def test_a_run_killed_before_its_final_weights_writes_them_on_resume(early, tmp_path, capsys):
+    d = tmp_path / "run"
+    shutil.copytree(early.run, d)
+    (d / "weights.safetensors").unlink()
+    records = _records(d)
+    assert main(["run", str(early.spec), "--resume", str(d), "--no-plots"]) == 0
+    assert "ended at epoch 2; writing its final weights" in capsys.readouterr().err
+    assert (d / "weights.safetensors").read_bytes() == (early.run / "weights.safetensors").read_bytes()
+    assert _records(d) == records  # nothing trained
+
+
+def test_epochs_extends_a_finished_run_as_if_it_had_been_longer(ws, tmp_path, capsys):
+    """A constant learning rate: 2 epochs, then --epochs 4 on resume, is bitwise a 4-epoch run."""
+    d = tmp_path / "run"
+    shutil.copytree(ws.good, d)
+    assert main(["run", str(ws.spec), "--resume", str(d), "--epochs", "4", *QUIET]) == 0
+    assert capsys.readouterr().out.startswith("done: 4 epochs, 16 steps")
+    assert main(["run", str(ws.spec), "--epochs", "4", "--out", str(tmp_path / "long"), *QUIET]) == 0
+    assert (d / "weights.safetensors").read_bytes() == (
+        tmp_path / "long" / "weights.safetensors"
+    ).read_bytes()
+    assert json.loads((d / "config.json").read_text())["train"]["epochs"] == 4  # a later resume knows
+    capsys.readouterr()
+    assert main(["run", str(ws.spec), "--resume", str(d), *QUIET]) == 0
+    assert "it finished its 4 epochs" in capsys.readouterr().out
+
+
+def test_init_from_loads_what_matches_and_reports_the_rest(ws, tmp_path, capsys):
+    text = SPEC.replace("logits: {op: linear, in: act, out_features: 3}", "logits: {op: linear, in: act, "
+                        "out_features: 3}\n  extra: {op: linear, in: act, out_features: 2}")  # fmt: skip
+    text = text.replace("out_features: 8", "out_features: 8, bias: false")
+    spec = _spec(tmp_path, "other.yaml", str(ws.dir / "data.npz"), text)
+    d = tmp_path / "tuned"
+    assert main(["run", str(spec), "--init-from", str(ws.good), "--out", str(d), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    w = ws.good / "weights.safetensors"
+    assert f"init from {w}: loaded 3 of 5 parameters (fc1.w, logits.w, logits.b)" in err
+    assert "skipped, not in the file (initialized as the spec says): extra.w, extra.b" in err
+    assert "unused, not in this spec: fc1.b" in err
+    assert json.loads((d / "config.json").read_text())["init_from"] == str(ws.good)
+
+
+def test_init_from_refuses_shape_mismatches_and_needs_one_match(ws, tmp_path, capsys):
+    spec = _spec(
+        tmp_path, "wide.yaml", str(ws.dir / "data.npz"), SPEC.replace("out_features: 8", "out_features: 9")
+    )
+    d = tmp_path / "new"
+    assert main(["run", str(spec), "--init-from", str(ws.good), "--out", str(d), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert "loaded 1 of 4 parameters (logits.b)" in err
+    assert (
+        "refused, shape mismatch (initialized as the spec says): fc1.w [8, 2] in the file, [9, 2] in the spec"
+        in err
+    )
+    other = _spec(
+        tmp_path,
+        "other.yaml",
+        str(ws.dir / "data.npz"),
+        SPEC.replace("fc1", "hidden").replace("logits", "out"),
+    )
+    assert main(["run", str(other), "--init-from", str(ws.good), "--out", str(tmp_path / "x"), *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    assert "none of its 4 parameters fits this spec" in msg and "weights.safetensors" in msg
+    assert not (tmp_path / "x").exists()
+    assert main(["run", str(ws.spec), "--init-from", str(ws.good), "--resume", str(ws.good), *QUIET]) == 1
+    assert "--init-from starts a new run" in _one_message(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    "fails", ["epoch-0002.safetensors", "epoch-0002.json", "latest.json", "weights.safetensors"]
+)
+def test_a_full_disk_is_one_message_and_the_run_resumes_bitwise_exact(
+    fails, ws, tmp_path, capsys, monkeypatch
+):
+    real = ck._write_temp
+
+    def full_disk(final: Path, write: Any) -> Any:
+        if final.name != fails:
+            return real(final, write)
+
+        def half(f: Any) -> None:  # some bytes land, then the disk is full
+            f.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real(final, half)
+
+    monkeypatch.setattr(ck, "_write_temp", full_disk)
+    d = tmp_path / "run"
+    assert main(["run", str(ws.spec), "--out", str(d), *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    where = d / "checkpoints" / fails if fails != "weights.safetensors" else d / fails
+    kept = "epoch-0002.json" if fails == "weights.safetensors" else "epoch-0001.json"
+    assert msg.startswith(f"netc: no space left on device while writing {where}; ")
+    assert f"the previous checkpoint {kept} is intact; free space and resume with: " in msg
+    assert not list(d.rglob("*.tmp"))  # the torn temporary file is gone
+    monkeypatch.undo()
+    command = msg.split("resume with: netc ")[1].split()
+    assert main([*command, *QUIET]) == 0
+    assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
+    assert _untimed(d) == _untimed(ws.good)

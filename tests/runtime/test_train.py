@@ -233,6 +233,111 @@ def test_sigkill_inside_a_checkpoint_write_resumes_from_the_previous_one(tmp_pat
     assert not list(ckdir.glob("*.tmp"))  # the dead writer's file is swept
 
 
+# Every moment a kill can matter, as events in the order a run meets them: before a file write,
+# after its bytes are written but before the rename, after the rename, before and after a metrics
+# append, after each optimizer step. The killer counts them and SIGKILLs itself at event ``n``
+# (-1: never; it prints the event list instead).
+_EVENT_KILLER = """
+import os, signal, sys
+
+import netc.runtime.checkpoint as ck
+import netc.runtime.rundir as rd
+import netc.runtime.run as rr
+import netc.runtime.train as tr
+from netc.cli import main
+
+kill_at, events = int(sys.argv[1]), []
+
+
+def event(name):
+    events.append(name)
+    if len(events) - 1 == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+write_temp, commit, append = ck._write_temp, ck._commit, tr._append_jsonl
+
+
+def killing_write_temp(final, write):
+    event("write " + final.name)
+
+    def written(f):
+        out = write(f)
+        event("wrote " + final.name)
+        return out
+
+    return write_temp(final, written)
+
+
+def killing_commit(tmp, final):
+    commit(tmp, final)
+    event("renamed " + final.name)
+
+
+def killing_append(path, record):
+    event("append")
+    append(path, record)
+    event("appended")
+
+
+class Killed(rr.Trainer):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.step_callbacks.append(lambda t: event(f"step {t.step}"))
+
+
+ck._write_temp = rd._write_temp = killing_write_temp
+ck._commit = rd._commit = killing_commit
+tr._append_jsonl = killing_append
+rr.Trainer = Killed
+code = main(sys.argv[2:])
+if kill_at < 0:
+    print("\\n".join(["EVENTS", *events]), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _event_run(tmp_path: Path, spec: Path, out: Path, kill_at: int) -> subprocess.CompletedProcess:
+    script = tmp_path / "event_killer.py"
+    script.write_text(_EVENT_KILLER)
+    args = [sys.executable, str(script), str(kill_at), "run", str(spec), "--out", str(out), "--quiet", "--no-plots"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def _recover(spec: Path, d: Path) -> tr.Result:
+    """What the person does after a kill: --resume; where the run was killed before it saved
+    its configuration, the message says to start it again with the same --out."""
+    try:
+        return _run(spec, resume=str(d))
+    except tr.TrainError as e:
+        assert "start it again with" in str(e), e
+        return _run(spec, d)
+
+
+def test_ten_random_sigkills_resume_bitwise_equal(tmp_path, spec_file):
+    """SIGKILL at 10 seeded random events of an early-stopping run (one before training starts,
+    one in training before the first checkpoint, one around the early stop, seven anywhere), then
+    resume: the run ends with the same weights, metrics and last checkpoint as an uninterrupted one."""
+    spec = spec_file(EARLY.replace("PATIENCE", "1"))
+    ref = _run(spec, tmp_path / "ref")
+    assert ref.status == "early_stopped" and ref.epoch < 6
+    r = _event_run(tmp_path, spec, tmp_path / "count", -1)
+    assert r.returncode == 0, r.stderr
+    events = r.stderr.split("EVENTS\n")[1].splitlines()
+    first_step, first_ckpt = events.index("step 1"), events.index("renamed latest.json")
+    stop = max(i for i, e in enumerate(events) if e == "renamed latest.json")  # the early stop's
+    rng = np.random.default_rng(2024)
+    picks = [int(rng.integers(0, first_step)), int(rng.integers(first_step, first_ckpt))]
+    picks += [int(rng.integers(stop - 3, len(events))), *rng.choice(len(events), 7, replace=False)]
+    for i, k in enumerate(picks):
+        d = tmp_path / f"cut{i}"
+        r = _event_run(tmp_path, spec, d, k)
+        assert r.returncode == -signal.SIGKILL, (k, events[k], r.stderr)
+        done = _recover(spec, d)
+        assert done.status in ("early_stopped", "complete"), (k, events[k], done.message)
+        _assert_same_run(tmp_path / "ref", d)
+
+
 # -- 2. early stopping restores the best epoch ----------------------------------------------------
 EARLY = classifier(
     "early",
