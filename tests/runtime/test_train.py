@@ -300,8 +300,8 @@ sys.exit(code)
 def _event_run(tmp_path: Path, spec: Path, out: Path, kill_at: int) -> subprocess.CompletedProcess:
     script = tmp_path / "event_killer.py"
     script.write_text(_EVENT_KILLER)
-    args = [sys.executable, str(script), str(kill_at), "run", str(spec), "--out", str(out), "--quiet", "--no-plots"]
-    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+    args = [sys.executable, str(script), str(kill_at), "run", str(spec), "--out", str(out)]
+    return subprocess.run([*args, "--quiet", "--no-plots"], capture_output=True, text=True, timeout=120)
 
 
 def _recover(spec: Path, d: Path) -> tr.Result:
