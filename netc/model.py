@@ -12,6 +12,7 @@ model.evaluate({"x": X_test, "label": y_test})   # {"loss": ..., "accuracy": ...
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class Model:
         val: Mapping[str, np.ndarray] | None = None,
         *,
         out: str | Path | None = None,
+        init_from: str | Path | None = None,
         progress: bool = True,
         **train: Any,
     ) -> Any:
@@ -71,7 +73,9 @@ class Model:
         ``lr``, ``seed``, ``optimizer={...}``, ``schedule={...}``, ...). ``data``
         and ``val`` are arrays by input name; without ``data`` the spec's data
         section is loaded, split and normalized as declared. ``out`` keeps a run
-        directory (metrics, plots, checkpoints). Returns the run's Result."""
+        directory (metrics, plots, checkpoints). ``init_from`` starts from saved weights (a run
+        directory, a weights or checkpoint file), matched by parameter name and shape, as
+        ``netc run --init-from``. Returns the run's Result."""
         from .runtime.data import Dataset
         from .runtime.run import datasets, new_run_dir, with_overrides
         from .runtime.train import Trainer, TrainError
@@ -92,6 +96,12 @@ class Model:
         else:
             tr = Dataset.from_arrays(dict(data), inputs)
             va = None if val is None else Dataset.from_arrays(dict(val), inputs)
+        if init_from is not None:
+            from .runtime.run import init_from as load_matching
+
+            report = load_matching(self.executor, self.plan, init_from)
+            if progress:
+                print(report, file=sys.stderr)
         run_dir = new_run_dir(self.plan.name, str(out)) if out is not None else None
         aug = self.setup.data_cfg.get("augment") if self.setup and data is None else None
         t = Trainer(

@@ -263,15 +263,15 @@ def read_weights(path: str | Path) -> Checkpoint:
     return load_checkpoint(p)
 
 
-def init_from(s: Setup, path: str) -> str:
-    """Start from saved weights: each parameter of the spec takes the tensor of the same name
+def init_from(ex: Any, plan: Plan, path: str | Path) -> str:
+    """Start from saved weights: each parameter of the plan takes the tensor of the same name
     when its shape matches. Returns the report (loaded, absent, refused, unused)."""
     src = read_weights(path)
     have = {n: a for n, a in src.tensors.items() if "/" not in n}
-    buf = buffers(s.ex)
+    buf = buffers(ex)
     flat = buf.params()
     loaded, absent, refused = [], [], []
-    for p in s.plan.params:
+    for p in plan.params:
         a = have.get(p.name)
         if a is None:
             absent.append(p.name)
@@ -280,7 +280,7 @@ def init_from(s: Setup, path: str) -> str:
         else:
             flat[p.offset : p.offset + p.numel] = a.ravel()
             loaded.append(p.name)
-    names = {p.name for p in s.plan.params}
+    names = {p.name for p in plan.params}
     unused = sorted(n for n in have if n not in names)
     if not loaded:
         raise CheckpointError(
@@ -350,7 +350,7 @@ def run(
     train, val, _, norm = datasets(s)
     bind_executor(s, train)
     if ckpt is None and init is not None:  # before the run directory: a refusal leaves none behind
-        notes.append(init_from(s, init))
+        notes.append(init_from(s.ex, s.plan, init))
     aug = s.data_cfg.get("augment")
     if overfit_batch:
         # One batch, no validation, a constant learning rate: the schedule and early stopping

@@ -166,7 +166,7 @@ class Schedule:
         initial = peak / c.get("div_factor", 25.0)
         final = initial / c.get("final_div_factor", 1e4)
         cos = c.get("anneal_strategy", "cos") == "cos"
-        t = min(t, self.total)
+        t = min(t, self.total - 1)  # an extended run holds the final learning rate
         phases = (
             (float(c.get("pct_start", 0.3) * self.total) - 1, initial, peak),
             (self.total - 1, peak, final),

@@ -678,3 +678,43 @@ def test_a_full_disk_is_one_message_and_the_run_resumes_bitwise_exact(
     assert main([*command, *QUIET]) == 0
     assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
     assert _untimed(d) == _untimed(ws.good)
+
+
+def test_an_extended_cosine_schedule_holds_its_final_learning_rate(ws, tmp_path, capsys):
+    """Like a PyTorch scheduler restored from its state_dict, the schedule keeps the length it was
+    planned over; past it, the learning rate stays at the schedule's last value (eta_min)."""
+    text = SPEC.replace("batch_size: 8", "batch_size: 8\n  schedule: {type: cosine, eta_min: 0.001}")
+    spec = _spec(tmp_path, "cosine.yaml", str(ws.dir / "data.npz"), text)
+    d = tmp_path / "run"
+    assert main(["run", str(spec), "--out", str(d), *QUIET]) == 0
+    first = _records(d)
+    assert main(["run", str(spec), "--resume", str(d), "--epochs", "3", *QUIET]) == 0
+    recs = _records(d)
+    assert [r["lrs"] for r in recs[:2]] == [r["lrs"] for r in first]  # the first two epochs stay as they were
+    assert first[0]["lrs"][0] == pytest.approx(0.01) and first[1]["lrs"][-1] > 0.001
+    assert recs[2]["lrs"] == [0.001] * 4
+
+
+def test_a_run_that_diverged_in_its_first_epoch_is_no_dead_end(ws, tmp_path, capsys):
+    d = tmp_path / "run"
+    assert main(["run", str(ws.spec), "--out", str(d), "--lr", "1e30", *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    assert "at epoch 1" in msg and "No checkpoint was written before it." in msg
+    assert json.loads((d / "netc-run.json").read_text())["diverged"]["epoch"] == 1
+    # --resume restarts it from the beginning with its saved configuration, saying it will diverge again
+    assert main(["run", str(ws.spec), "--resume", str(d), "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "note: this run diverged" in err and "restarting tiny from the beginning" in err
+    # --out on it again, with a learning rate that works, starts it afresh
+    assert main(["run", str(ws.spec), "--out", str(d), *QUIET]) == 0
+    assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
+    assert "diverged" not in json.loads((d / "netc-run.json").read_text())
+
+
+def test_model_fit_accepts_init_from(ws, tmp_path, capsys):
+    import netc
+
+    m = netc.Model.from_spec(ws.spec)
+    r = m.fit(init_from=ws.good, epochs=1, progress=True)
+    assert r.status == "finished"
+    assert "loaded 4 of 4 parameters" in capsys.readouterr().err

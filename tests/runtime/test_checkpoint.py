@@ -232,6 +232,39 @@ def test_bit_flip_is_refused_by_sha256(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_records_carry_a_checksum_an_edit_is_refused_an_old_record_warns(tmp_path, capsys):
+    rec = save_checkpoint(tmp_path, "a", _tensors(), {"epoch": 3})
+    obj = json.loads(rec.read_text())
+    assert obj["checksum"] == ck._json_digest(obj)
+    for name in ("a.json", "latest.json"):
+        path = tmp_path / name
+        good = path.read_text()
+        path.write_text(good.replace('"seq": 1', '"seq": 2'))
+        with pytest.raises(
+            CheckpointError, match=rf"{re.escape(str(path))}: checksum mismatch: the file is corrupt"
+        ):
+            load_checkpoint(tmp_path)
+        path.write_text(good)
+    # a record of a netc before checksums: used, with a warning naming it
+    rec.write_text(json.dumps({k: v for k, v in obj.items() if k != "checksum"}))
+    assert load_checkpoint(tmp_path).meta == {"epoch": 3}
+    assert f"netc: warning: checkpoint record {rec} carries no checksum" in capsys.readouterr().err
+
+
+def test_weights_files_carry_a_checksum_of_header_and_data(tmp_path):
+    path = tmp_path / "w.safetensors"
+    write_safetensors(path, {"a": np.arange(4, dtype=np.float32)})
+    raw = path.read_bytes()
+    # the header names dtype F32; as I32 the same bytes would be other numbers: refused too
+    path.write_bytes(raw.replace(b'"F32"', b'"I32"'))
+    with pytest.raises(CheckpointError, match="checksum mismatch: the file is corrupt"):
+        read_safetensors(path)
+    write_safetensors(path, {"a": np.arange(4, dtype=np.float32)}, checksum=False)
+    read_safetensors(path)  # another tool's file: read
+    with pytest.raises(CheckpointError, match="carries no checksum"):
+        read_safetensors(path, unverified="refuse")
+
+
 def test_truncated_file_is_refused(tmp_path):
     save_checkpoint(tmp_path, "a", _tensors(), {})
     (tfile,) = tmp_path.glob("*.safetensors")
