@@ -218,8 +218,9 @@ def _saved_config(d: Path) -> dict[str, Any]:
 
 
 def _run_config(d: Path) -> dict[str, Any] | None:
-    """A run directory's config.json (checked), or None where there is none (a bare weights file)."""
-    return read_config(d)
+    """A run directory's config.json (checked), or None where ``d`` is no netc run (a weights
+    file in a folder of its own, whose config.json, if any, is someone else's)."""
+    return read_config(d) if is_run(d) else None
 
 
 def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> int | None:
@@ -375,9 +376,7 @@ def run(
         t.restore(ckpt)
         if ckpt.meta.get("spec_hash") not in (None, "", s.spec_hash):
             t.progress.message(f"note: {spec} has changed since this run started; its parameters still match")
-        if t.ended and extend is not None:
-            t.ended = None  # extended: the run goes on where it stopped
-        elif t.ended and (d / "weights.safetensors").exists():
+        if t.ended and (d / "weights.safetensors").exists():
             return _complete(t, spec, d)
         if t.ended:  # killed after its last checkpoint, before its final weights
             t.progress.message(f"{d} ended at epoch {t.epoch}; writing its final weights")

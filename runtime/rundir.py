@@ -272,5 +272,6 @@ def meta_schema(
             "lrs": {"type": "array", "items": _NUM, "maxItems": steps_per_epoch},
             "epoch_time": _NUM,
             "ended": {"enum": [None, *ENDINGS]},
+            "epochs": {"type": "integer", "minimum": 1},
         },
     }

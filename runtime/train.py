@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -459,6 +459,7 @@ class Trainer:
             "epoch_time": self._epoch_t,
             "normalize": self.normalizer.mode if self.normalizer else "none",
             "ended": self.ended,
+            "epochs": self.epochs,  # the run's length then: a longer one now was extended
             # Every random choice is a function of (seed, epoch, batch, step);
             # these are the only generator states a resume needs.
             "rng": {"order": [self.seed, self.epoch], "dropout_step": self.step},
@@ -542,7 +543,8 @@ class Trainer:
         self.buf.set_params(params)
         self.buf.set_opt_state(state)
         self.epoch, self.cursor, self.step, self.micro = m["epoch"], m["cursor"], m["step"], m["micro"]
-        self.ended = m.get("ended")
+        # An ended run whose length has grown since (--epochs on resume) goes on where it stopped.
+        self.ended = m.get("ended") if m.get("epochs", self.epochs) >= self.epochs else None
         if self.early and m["early_stopping"]:
             for k, v in m["early_stopping"].items():
                 setattr(self.early, k, v)
@@ -661,7 +663,8 @@ class Trainer:
     # -- the loop ------------------------------------------------------------
     def fit(self) -> Result:
         flag = [False]
-        with _catch_sigint(flag), self._writes(self.run_dir or Path(".")):
+        writes = self._writes(self.run_dir) if self.run_dir is not None else nullcontext()
+        with _catch_sigint(flag), writes:
             return self._fit(flag)
 
     def _fit(self, flag: list[bool]) -> Result:

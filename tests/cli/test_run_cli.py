@@ -603,6 +603,14 @@ def test_epochs_extends_a_finished_run_as_if_it_had_been_longer(ws, tmp_path, ca
     capsys.readouterr()
     assert main(["run", str(ws.spec), "--resume", str(d), *QUIET]) == 0
     assert "it finished its 4 epochs" in capsys.readouterr().out
+    # killed after the extension saved its new length, before its first checkpoint: resuming
+    # goes on extending, it does not take the old finished checkpoint for the end
+    cut = tmp_path / "cut"
+    shutil.copytree(ws.good, cut)
+    (cut / "config.json").write_text(_config(cut, epochs=4))
+    assert main(["run", str(ws.spec), "--resume", str(cut), *QUIET]) == 0
+    assert capsys.readouterr().out.startswith("done: 4 epochs, 16 steps")
+    assert (cut / "weights.safetensors").read_bytes() == (d / "weights.safetensors").read_bytes()
 
 
 def test_init_from_loads_what_matches_and_reports_the_rest(ws, tmp_path, capsys):
