@@ -375,6 +375,25 @@ def test_early_stopping_restores_the_best_epochs_weights(patience, status, tmp_p
         np.testing.assert_array_equal(tensors[p.name].ravel(), seen[best][1][p.offset : p.offset + p.numel])
 
 
+def test_resuming_an_early_stopped_run_trains_nothing(tmp_path, spec_file):
+    """The stop decision is in the last checkpoint: a resume says the run is complete, and one
+    killed before its final weights writes them (the best epoch's) without training on."""
+    spec = spec_file(EARLY.replace("PATIENCE", "1"))
+    d = tmp_path / "run"
+    ref = _run(spec, d)
+    assert ref.status == "early_stopped" and load_checkpoint(d).meta["ended"] == "early_stopped"
+    files = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    again = _run(spec, resume=str(d))
+    assert (
+        again.status == "complete" and f"stopped early at epoch {ref.epoch} (early stopping" in again.message
+    )
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == files
+    (d / "weights.safetensors").unlink()
+    done = _run(spec, resume=str(d))
+    assert done.status == "early_stopped" and done.epoch == ref.epoch and done.best == ref.best
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == files
+
+
 # -- 3. divergence ----------------------------------------------------------------------------------
 DIVERGE = classifier(
     "diverge",
