@@ -433,6 +433,11 @@ DAMAGE = {
             "modules only in this spec: fc1",
         ],
     ),
+    "best_a_directory": (
+        lambda d: _replace_by_dir(d / "checkpoints" / "best.safetensors"),
+        "checkpoints/best.safetensors",
+        ["is a directory, not a safetensors file"],
+    ),
     "best_missing": (
         lambda d: (d / "checkpoints" / "best.safetensors").unlink(),
         "checkpoints/best.safetensors",
