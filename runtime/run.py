@@ -171,6 +171,11 @@ def new_run_dir(name: str, out: str | None) -> Path:
                     "netc would overwrite its files: choose another --out, or empty the folder"
                 )
             if not _dead_run(d):
+                if (read_marker(d) or {}).get("diverged"):
+                    raise TrainError(
+                        f"{d} holds a run that diverged after its last good checkpoint; pick another --out "
+                        f"(add --init-from {d} to start from that checkpoint's weights)"
+                    )
                 raise TrainError(
                     f"{d} already holds a run; continue it with --resume {d}, or pick another --out"
                 )
@@ -344,7 +349,8 @@ def run(
         if diverged:
             notes.append(
                 f"note: this run diverged ({diverged.get('message', '')}); with the same configuration it "
-                "will again: start a new run with a lower --lr"
+                f"will again: start a new run with a lower --lr (--init-from {d} starts from its last "
+                "good weights)"
             )
     else:
         s = build(spec, overrides=overrides, device=device, bind=False)

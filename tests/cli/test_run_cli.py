@@ -731,3 +731,21 @@ def test_model_fit_accepts_init_from(ws, tmp_path, capsys):
     r = m.fit(init_from=ws.good, epochs=1, progress=True)
     assert r.status == "finished"
     assert "loaded 4 of 4 parameters" in capsys.readouterr().err
+
+
+def test_a_run_that_diverged_after_a_checkpoint_points_to_a_new_run_from_its_weights(ws, tmp_path, capsys):
+    text = SPEC.replace(
+        "batch_size: 8", "batch_size: 8\n  schedule: {type: multistep, milestones: [1], gamma: 1.0e+30}"
+    )
+    spec = _spec(tmp_path, "diverge.yaml", str(ws.dir / "data.npz"), text)
+    d = tmp_path / "run"
+    assert main(["run", str(spec), "--out", str(d), "--epochs", "3", *QUIET]) == 1
+    capsys.readouterr()
+    before = _files(d)
+    assert main(["run", str(spec), "--out", str(d), *QUIET]) == 1
+    msg = _one_message(capsys.readouterr().err)
+    assert f"{d} holds a run that diverged" in msg and f"--init-from {d}" in msg
+    assert _files(d) == before
+    new = tmp_path / "new"
+    assert main(["run", str(ws.spec), "--init-from", str(d), "--out", str(new), "--no-plots"]) == 0
+    assert f"init from {d / 'checkpoints' / 'epoch-0001.json'}: loaded 4 of 4" in capsys.readouterr().err
