@@ -5,12 +5,15 @@ metrics against a NumPy recomputation; and the Model API."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +26,7 @@ import netc
 from netc.compiler.plan import optimizer_key
 from netc.runtime import run as rr
 from netc.runtime import train as tr
-from netc.runtime.checkpoint import load_checkpoint, read_safetensors
+from netc.runtime.checkpoint import CheckpointError, load_checkpoint, read_safetensors
 from netc.runtime.data import Dataset
 from netc.runtime.executor import Executor
 from netc.runtime.run import build, datasets, load_weights
@@ -392,6 +395,42 @@ def test_resuming_an_early_stopped_run_trains_nothing(tmp_path, spec_file):
     done = _run(spec, resume=str(d))
     assert done.status == "early_stopped" and done.epoch == ref.epoch and done.best == ref.best
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == files
+
+
+def _key_paths(obj: Any, prefix: tuple = ()) -> Iterator[tuple]:
+    for k, v in obj.items() if isinstance(obj, dict) else enumerate(obj[:1]) if isinstance(obj, list) else ():
+        yield (*prefix, k)
+        yield from _key_paths(v, (*prefix, k))
+
+
+def test_any_edit_of_checkpoint_metadata_is_a_checkpoint_error_or_harmless(tmp_path, spec_file):
+    """Every key of the trainer's metadata deleted or given a value of another type or range:
+    restore raises CheckpointError (naming the record) or accepts it, never anything else."""
+    spec = spec_file(EARLY.replace("PATIENCE", "1"))
+    _run(spec, tmp_path / "run")
+    base = load_checkpoint(tmp_path / "run")
+    s = build(spec)
+    train, val, _, norm = datasets(s)
+    values = ["DELETE", None, "x", -1, 10**30, [], {}, 1.5, True]
+    cases = 0
+    for path in _key_paths(base.meta):
+        for v in values:
+            meta = copy.deepcopy(base.meta)
+            *parents, last = path
+            holder = functools.reduce(lambda o, k: o[k], parents, meta)
+            if v == "DELETE":
+                if not isinstance(holder, dict):
+                    continue
+                del holder[last]
+            else:
+                holder[last] = v
+            t = Trainer(s.ex, s.train_cfg, train, val, normalizer=norm, progress=False, plots=False)
+            try:
+                t.restore(dataclasses.replace(base, meta=meta))
+            except CheckpointError as e:
+                assert str(base.path) in str(e), (path, v, e)
+            cases += 1
+    assert cases > 300
 
 
 # -- 3. divergence ----------------------------------------------------------------------------------
