@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import gzip
 import io
 import lzma
 import math
@@ -32,7 +31,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..compiler.host import short_of_memory
+from ..compiler import host
 from ..compiler.report.summary import human_bytes
 
 __all__ = [
@@ -160,14 +159,34 @@ def _file(data: dict, key: str, base_dir: Path) -> Path:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """gzip data (one member or several) unpacked, at most as much as the memory available
+    holds: a small file that unpacks to terabytes (a gzip bomb) is a message, not a MemoryError."""
+    budget = host.available_memory() or 1 << 62
+    out, rest = [], raw
+    while rest.strip(b"\x00"):  # members follow one another; zero padding may end the file
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunk = d.decompress(rest, budget + 1)
+        if len(chunk) > budget:
+            raise DataError(
+                f"{path}: the gzip'd data unpacks to more than the {human_bytes(budget)} of memory available"
+            )
+        if not d.eof:
+            raise DataError(f"{path}: cannot read the file: the gzip'd data is truncated")
+        out.append(chunk)
+        budget -= len(chunk)
+        rest = d.unused_data
+    return b"".join(out)
+
+
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when it is gzip (by content, not by name)."""
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DataError(f"{path}: cannot read the file: {e}") from None
+            return _gunzip(raw, path)
+    except (OSError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read the file: {type(e).__name__}") from None
     return raw
 
 
@@ -200,7 +219,10 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(
             f"{path}: IDX file {what}: {len(buf)} bytes, the header {_shape(dims)} {dtype.name} needs {want}"
         )
-    return np.frombuffer(buf, dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
+    try:
+        return np.frombuffer(buf, dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
+    except ValueError:  # a dimension of 0 next to ones beyond what NumPy can index
+        raise DataError(f"{path}: the IDX header's dimensions {_shape(dims)} do not form an array") from None
 
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -286,7 +308,7 @@ _ZIP_ERRORS = (
 
 
 def _check_fits(nbytes: int, where: str) -> None:
-    have = short_of_memory(nbytes)
+    have = host.short_of_memory(nbytes)
     if have is not None:
         raise DataError(
             f"{where}: the array takes {human_bytes(nbytes)}, more than the {human_bytes(have)} "

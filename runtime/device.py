@@ -45,13 +45,21 @@ def cuda_usable() -> tuple[bool, str]:
     return False, reason
 
 
-def check_host_memory(ledger: dict[str, Any]) -> None:
-    """Refuse, before allocating, an executor whose memory ledger exceeds the memory this machine
-    has available: one message with both figures and what to reduce, not a MemoryError (or the
-    kernel's OOM killer) part-way through."""
+def check_host_memory(plan: Any, batch: int, optimizer: str | None = None, dtype: Any = None) -> None:
+    """Refuse, before allocating, a CPU executor whose memory ledger (at ``batch``, in ``dtype``)
+    exceeds the memory this machine has available: one message with both figures and what to
+    reduce, not a MemoryError (or the kernel's OOM killer) part-way through. Checked here, where
+    every command gets its executor, and not in the Executor itself: its zero-filled buffers are
+    only backed by memory as they are touched, so tests and tools that build one without
+    training on it are not refused on a machine that is busy at the moment."""
+    import numpy as np
+
     from ..compiler.host import short_of_memory
+    from ..compiler.memory import assign_memory
     from ..compiler.report.summary import human_bytes
 
+    fb = np.dtype(dtype or np.float32).itemsize
+    ledger = assign_memory(plan, batch, optimizer, float_bytes=fb).memory["ledger"]
     need = int(ledger["training_peak_bytes"])
     have = short_of_memory(need)
     if have is not None:
@@ -78,4 +86,5 @@ def make_executor(plan: Any, batch: int, device: str = "cpu", **kw: Any) -> Any:
             raise DeviceError(f"--device cuda: no usable CUDA GPU ({why.rstrip('.')}); use --device cpu")
     from .executor import Executor
 
+    check_host_memory(plan, batch, kw.get("optimizer"), kw.get("dtype"))
     return Executor(plan, batch, **kw)

@@ -19,7 +19,6 @@ import numpy as np
 from ..compiler.memory import ALIGN, assign_memory
 from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk
-from .device import check_host_memory
 from .init import initialize
 from .kernels import kernel_module
 
@@ -188,7 +187,6 @@ class Executor(PlanRunner):
     ) -> None:
         n_params, n_grads, slots = self._setup(plan, batch, dtype, optimizer)
         led = self.plan.memory["ledger"]
-        check_host_memory(led)  # before any of it is allocated (the CUDA executor's is device memory)
         self.params = np.zeros(n_params, self.dtype)
         self.grads = np.zeros(n_grads, self.dtype)
         self.opt_state = np.zeros((slots, n_grads), self.dtype)

@@ -285,3 +285,15 @@ def test_a_closed_pipe_ends_quietly(ws, tmp_path, command):
     err = p.stderr.read().decode()
     assert p.wait(timeout=300) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_per_class_scores_match_scikit_learn_where_a_class_is_never_predicted_or_present():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from netc.runtime.plots import confusion_matrix
+
+    y = np.array([0, 0, 1, 1, 1, 3, 3])
+    p = np.array([0, 1, 1, 1, 0, 1, 0])  # class 2 never present, class 3 never predicted
+    got = rr.per_class_scores(confusion_matrix(y, p, 4))
+    want = precision_recall_fscore_support(y, p, labels=[0, 1, 2, 3], zero_division=0)
+    np.testing.assert_allclose(got, np.stack(want, axis=1))

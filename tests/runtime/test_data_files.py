@@ -156,8 +156,29 @@ def test_idx_headers_that_lie_about_the_size_are_refused(tmp_path):
     assert "lie.idx: IDX file truncated" in msg and "[1000000000, 3]" in msg
     (tmp_path / "cut.idx").write_bytes(good[:-5])
     assert "truncated" in error(read_idx, tmp_path / "cut.idx")
+    huge = b"\x00\x00\x08\x04" + b"\x00\x00\x00\x00" + b"\xff\xff\xff\xff" * 3  # 0 x 2^32-1 x ...
+    (tmp_path / "zero.idx").write_bytes(huge)
+    assert "zero.idx: the IDX header's dimensions [0, 4294967295, 4294967295, 4294967295]" in error(
+        read_idx, tmp_path / "zero.idx"
+    )
     (tmp_path / "cut.gz").write_bytes(gzip.compress(good)[:-6])
     assert "cut.gz: cannot read the file" in error(read_idx, tmp_path / "cut.gz")
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_the_memory(tmp_path, monkeypatch):
+    import netc.compiler.host as host
+
+    (tmp_path / "bomb.idx.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((4000, 1000), np.uint8))))
+    monkeypatch.setattr(host, "available_memory", lambda: 1 << 20)  # 4 MB unpacked, 1 MiB free
+    msg = error(read_idx, tmp_path / "bomb.idx.gz")
+    assert "bomb.idx.gz: the gzip'd data unpacks to more than the 1.00 MiB of memory available" in msg
+    monkeypatch.setattr(host, "available_memory", lambda: 1 << 30)
+    assert read_idx(tmp_path / "bomb.idx.gz").shape == (4000, 1000)
+    # several gzip members in one file are one stream, as gzip(1) writes them
+    two = gzip.compress(b"1,2,3,0\n") + gzip.compress(b"4,5,6,1\n")
+    (tmp_path / "two.csv").write_bytes(two)
+    ds = load_dataset({"source": "csv", "path": "two.csv"}, XY, tmp_path)
+    assert len(ds) == 2
 
 
 # -- zero rows ---------------------------------------------------------------------------------------
