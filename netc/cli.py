@@ -117,10 +117,12 @@ def cmd_gradcheck(a: argparse.Namespace) -> int:
     from . import load
 
     plan = load(a.spec).compile(a.batch, input_grads=True)
-    from .runtime.check import gradcheck
+    from .runtime.check import gradcheck, target_inputs
 
     try:
-        rows = gradcheck(plan, a.batch, samples=a.samples, device=a.device)
+        rows = gradcheck(
+            plan, a.batch, samples=a.samples, device=a.device, tol=a.tol, inputs=a.inputs, tensors=a.tensors
+        )
     except ValueError as e:
         raise UsageError(f"netc gradcheck: {e}") from None
     width = max(len(r.name) for r in rows)
@@ -129,7 +131,10 @@ def cmd_gradcheck(a: argparse.Namespace) -> int:
     for r in rows:
         flag = "" if r.max_rel_error <= a.tol else "  FAIL"
         bad += bool(flag)
-        print(f"{r.name:<{width}}  {r.kind:<9}  {r.checked:>7}  {r.max_rel_error:>14.2e}{flag}")
+        note = f"  ({r.kinks} near a kink, skipped)" if r.kinks else ""
+        print(f"{r.name:<{width}}  {r.kind:<9}  {r.checked:>7}  {r.max_rel_error:>14.2e}{flag}{note}")
+    if a.inputs == "data" and (targets := [t for t in target_inputs(plan) if f"d:{t}" in plan.tensors]):
+        print(f"not checked: {', '.join(targets)} (loss targets; --inputs all checks them)")
     verdict = f"{bad} of {len(rows)} over the tolerance {a.tol:g}" if bad else f"all within {a.tol:g}"
     print(f"float64 central differences, eps 1e-5, batch {a.batch}: {verdict}")
     return 1 if bad else 0
@@ -164,6 +169,17 @@ def _lr(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
     if not v > 0 or v != v or v == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def _tolerance(text: str) -> float:
+    """A finite number >= 0: a NaN tolerance would let every gradient pass."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return v
 
 
@@ -374,7 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("spec")
     g.add_argument("--batch", type=_positive, default=4)
     g.add_argument("--samples", type=_positive, default=6, help="elements checked per tensor (6)")
-    g.add_argument("--tol", type=_lr, default=1e-4, help="largest relative error allowed (1e-4)")
+    g.add_argument("--tol", type=_tolerance, default=1e-4, help="largest relative error allowed (1e-4)")
+    g.add_argument(
+        "--inputs",
+        choices=["data", "all", "none"],
+        default="data",
+        help="whose input gradients to check: data (all but loss targets; default), all, none",
+    )
+    g.add_argument(
+        "--tensors", type=_positive, default=None, help="check only K tensors, spread from first to last (all)"
+    )
     g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="whose kernels (cpu)")
     g.set_defaults(func=cmd_gradcheck)
 

@@ -32,6 +32,22 @@ def _one_message(err: str) -> str:
 
 # (arguments, the message netc prints)
 CASES = {
+    "batch_huge": (
+        ["compile", str(SPEC), "--batch", "99999999999999"],
+        "netc compile: argument --batch: expected a positive integer of at most 2,147,483,647, got 99999999999999",
+    ),
+    "tol_nan": (  # a NaN tolerance would let every gradient pass
+        ["gradcheck", str(SPEC), "--tol", "nan"],
+        "netc gradcheck: argument --tol: expected a finite number >= 0, got nan",
+    ),
+    "seed_negative": (
+        ["run", str(SPEC), "--seed", "-1"],
+        "netc run: argument --seed: expected an integer from 0 to 2**63 - 1, got -1",
+    ),
+    "seed_huge": (
+        ["run", str(SPEC), "--seed", str(2**64)],
+        f"netc run: argument --seed: expected an integer from 0 to 2**63 - 1, got {2**64}",
+    ),
     "batch_zero": (
         ["compile", str(SPEC), "--batch", "0"],
         "netc compile: argument --batch: expected a positive integer, got 0",
