@@ -287,7 +287,10 @@ def _npy_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
             f"but {have:,} bytes follow it"
         )
     _check_fits(nbytes, where)
-    out = np.empty(shape[::-1] if fortran else shape, dtype)
+    try:
+        out = np.empty(shape[::-1] if fortran else shape, dtype)
+    except ValueError:  # more than NumPy's 64 dimensions, or a 0 next to sizes it cannot index
+        raise bad(f"NumPy cannot make an array of the header's shape {_shape(shape)}") from None
     if nbytes:
         view, got = memoryview(out.reshape(-1).view(np.uint8)), 0
         while got < nbytes:

@@ -84,6 +84,7 @@ def test_an_npy_header_declaring_an_impossible_shape_is_refused_before_allocatin
         ("{'descr': '<f4', 'fortran_order': 0, 'shape': (3,), }", "fortran_order"),
         ("{'descr': 'not a dtype', 'fortran_order': False, 'shape': (3,), }", "descr"),
         ("{'descr': '|O', 'fortran_order': False, 'shape': (3,), }", "Python objects"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2**62, 2**62), }", "not a dict"),
         ('"""', "not a dict"),  # numpy's own reader raises a tokenizer error on this one
         ("\x00\x01\x02", "not a dict"),
     ],
@@ -92,6 +93,14 @@ def test_a_malformed_npy_header_is_one_message(tmp_path, header, words):
     (tmp_path / "h.npy").write_bytes(with_header(np.zeros(3, np.float32), header))
     msg = error(read_inputs, tmp_path / "h.npy", XY, need=["x"])
     assert msg.startswith(f"{tmp_path / 'h.npy'}: ") and words in msg
+
+
+@pytest.mark.parametrize("shape", ["(0, 4611686018427387904, 8)", "(" + "1, " * 70 + "0)"])
+def test_an_empty_npy_of_a_shape_numpy_cannot_make_is_one_message(tmp_path, shape):
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
+    (tmp_path / "e.npy").write_bytes(with_header(np.zeros(0, np.float32), header))
+    msg = error(read_inputs, tmp_path / "e.npy", XY, need=["x"])
+    assert msg.startswith(f"{tmp_path / 'e.npy'}: not a valid .npy array: NumPy cannot make an array")
 
 
 def test_random_bytes_named_npz_are_not_a_zip_archive(tmp_path):
