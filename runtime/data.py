@@ -22,6 +22,7 @@ import io
 import lzma
 import math
 import os
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Collection
@@ -254,7 +255,9 @@ def _npy_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
     if len(tail) < 2 + 2 * (major != 1) or hlen > _NPY_MAX_HEADER or start + hlen > size:
         raise bad(f"its header length ({hlen} bytes) runs past the end of the data ({size} bytes)")
     try:
-        header = ast.literal_eval(f.read(hlen).decode("utf-8" if major == 3 else "latin1"))
+        with warnings.catch_warnings():  # Python's SyntaxWarnings on damaged text: the message says it
+            warnings.simplefilter("ignore")
+            header = ast.literal_eval(f.read(hlen).decode("utf-8" if major == 3 else "latin1"))
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, UnicodeDecodeError):
         header = None
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
@@ -265,7 +268,9 @@ def _npy_array(f: BinaryIO, size: int, where: str) -> np.ndarray:
     if not isinstance(fortran, bool):
         raise bad("the header's fortran_order is not True or False")
     try:
-        dtype = np.lib.format.descr_to_dtype(header["descr"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dtype = np.lib.format.descr_to_dtype(header["descr"])
     except (
         TypeError,
         ValueError,

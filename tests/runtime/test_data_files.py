@@ -95,6 +95,17 @@ def test_a_malformed_npy_header_is_one_message(tmp_path, header, words):
     assert msg.startswith(f"{tmp_path / 'h.npy'}: ") and words in msg
 
 
+def test_a_damaged_header_raises_no_python_warning_besides_the_message(tmp_path):
+    import warnings
+
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3or 4,), }"  # SyntaxWarning in ast
+    (tmp_path / "w.npy").write_bytes(with_header(np.zeros(3, np.float32), header))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "not a dict" in error(read_inputs, tmp_path / "w.npy", XY, need=["x"])
+    assert caught == []
+
+
 @pytest.mark.parametrize("shape", ["(0, 4611686018427387904, 8)", "(" + "1, " * 70 + "0)"])
 def test_an_empty_npy_of_a_shape_numpy_cannot_make_is_one_message(tmp_path, shape):
     header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"
