@@ -57,6 +57,7 @@ def infer_shapes(graph: Graph) -> Shaped:
     params: dict[str, list[Param]] = {}
     flops: dict[str, tuple[int, int]] = {}
     errors: list[Diagnostic] = []
+    advised: list[Diagnostic] = []  # warnings from the op contracts (Op.advice)
     for m in graph.order:
         if any(i not in types for i in m.inputs):
             continue  # an upstream module failed and was reported
@@ -100,11 +101,19 @@ def infer_shapes(graph: Graph) -> Shaped:
             who = f"module '{m.name}'" if text.startswith(m.op + " ") else f"module '{m.name}' ({m.op})"
             errors.append(Diagnostic(f"{who}: {text}{ctx}", m.where(sub), m.ptr + sub, hint))
             continue
+        advice = op.advice(m.attrs, ins)
+        if advice:
+            ctx = m.note and f" (in {m.note})"
+            advised.append(
+                Diagnostic(f"module '{m.name}': {advice}{ctx}", m.where(), m.ptr, severity="warning")
+            )
         if not m.trainable:
             ps = [Param(p.name, p.shape, p.init, False, p.fan_in, p.fan_out) for p in ps]
         types[m.name] = out
         params[m.name] = ps
         flops[m.name] = op.flops(m.attrs, ins, out)
     if errors:
-        raise SpecError(errors)
+        # The warnings go along: a linear given [N, C, H, W] explains the error at the loss.
+        raise SpecError(advised + errors)
+    graph.warnings.extend(advised)
     return Shaped(graph, types, params, flops)

@@ -60,7 +60,11 @@ class SpecError(Exception):
         lines = [str(d) for d in self.diagnostics[:limit]]
         if n > limit:
             lines.append(f"… and {n - limit:,} more")
-        lines.append(f"{n:,} error{'s' if n != 1 else ''}")
+        errors = sum(d.severity == "error" for d in self.diagnostics)
+        count = f"{errors:,} error{'s' if errors != 1 else ''}"
+        if errors < n:  # warnings that explain an error travel with it
+            count += f", {n - errors:,} warning{'s' if n - errors != 1 else ''}"
+        lines.append(count)
         return "\n".join(lines)
 
     @classmethod

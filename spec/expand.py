@@ -102,6 +102,9 @@ class _Expander:
         self.names: set[str] = set()
         self.failed: set[str] = set()  # modules not created; references to them are not errors again
         self.sizes: dict[str, int] = {}  # block name -> modules one instance of it makes
+        # pointer -> where the argument substituted there was given, for the module being
+        # expanded: an attribute error then names the value's place, not only the block's
+        self.given: dict[str, str] = {}
 
     # -- references -------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -183,6 +186,7 @@ class _Expander:
         evaluate arithmetic on them; None (with errors) if any argument is unknown or an
         expression cannot be evaluated."""
         ok = True
+        self.given = {}
 
         def fail(message: str, where: tuple[Document, str], hint: str = "") -> None:
             nonlocal ok
@@ -201,8 +205,10 @@ class _Expander:
                         or f"arguments of '{block}': {', '.join('$' + a for a in env.values) or 'none'}",
                     )
                     return v
-                if len(names) == 1 and v == "$" + names[0]:
-                    return env.values[names[0]]
+                arg = names[0]
+                self.given[p] = f"${arg} is {_describe(env.values[arg])}, given at {_at(env.where[arg])}"
+                if len(names) == 1 and v == "$" + arg:
+                    return env.values[arg]
                 if not _EXPR_RE.fullmatch(v):
                     return v  # free text such as a `doc:`; the attribute check judges it
                 try:
@@ -441,7 +447,11 @@ class _Expander:
             for e in check_attributes(op, raw):
                 e.path.extendleft(reversed(_parts(ptr)))
                 for d in _diag(doc, e):
-                    self.errors.append(Diagnostic(d.message + f" (in {note})", d.location, d.pointer, d.hint))
+                    given = next(
+                        (g for q, g in self.given.items() if (d.pointer + "/").startswith(q + "/")), ""
+                    )
+                    hint = "; ".join(h for h in (d.hint, given) if h)
+                    self.errors.append(Diagnostic(d.message + f" (in {note})", d.location, d.pointer, hint))
             if len(self.errors) > before:
                 self.failed.add(name)
                 return
@@ -486,6 +496,10 @@ def _has_arg(v: Any) -> bool:
     if isinstance(v, dict):
         return any(_has_arg(x) for x in v.values())
     return False
+
+
+def _at(where: tuple[Document, str]) -> str:
+    return str(where[0].where(where[1]))
 
 
 def _arith(text: str, env: dict[str, Any]) -> int | float:

@@ -211,6 +211,34 @@ def _self_containing(root: yaml.Node | None) -> yaml.Node | None:
     return None
 
 
+def _biggest(root: yaml.Node) -> yaml.Node | None:
+    """The value where a tree of more than MAX_VALUES values (counting every alias as the
+    copy it stands for) is largest below the top level, or None for a tree within the bound.
+    Sizes are memoized per node, so a billion laughs is counted in time linear in the file,
+    not walked value by value."""
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in size:
+            continue
+        kids = _children(node)
+        if ready or not kids:
+            size[id(node)] = min(1 + sum(size[id(c)] for c in kids), 2 * MAX_VALUES)
+            continue
+        stack.append((node, True))
+        stack += [(c, False) for c in kids if id(c) not in size]
+    if size[id(root)] <= MAX_VALUES:
+        return None
+    return max(_children(root), key=lambda c: size[id(c)], default=root)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [c for kv in node.value for c in kv]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
 def _key(node: yaml.Node, doc: Document, ptr: str, errors: list[Diagnostic]) -> str | None:
     """A mapping key as the text written: keys are names, so `1:`, `on:` and `null:` stay the
     strings they look like. None (and an error) for a key that is not a plain scalar."""
@@ -284,6 +312,13 @@ def _parse(node: yaml.Node | None, loader: Any, file: str) -> Document:
         )
     if node is None:
         raise SpecError.one("the spec file is empty", Location(file, 1, 1), hint="start with `netc: 1`")
+    big = _biggest(node)
+    if big is not None:
+        raise SpecError.one(
+            f"the spec holds more than {MAX_VALUES:,} values",
+            _loc(file, big.start_mark),
+            hint="YAML aliases (*name) that repeat other aliases multiply quickly",
+        )
     errors: list[Diagnostic] = []
     doc.data = _walk(node, loader, doc, "", errors)
     if errors:
@@ -315,6 +350,8 @@ def _read(path: Path) -> str:
         raise SpecError.one(f"no such spec file: {name}") from None
     except OSError as e:
         raise SpecError.one(f"cannot read spec file {name}: {e.strerror}") from None
+    except ValueError as e:  # a NUL byte in the name
+        raise SpecError.one(f"cannot read spec file {name!r}: {e}") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -386,13 +423,18 @@ def load(
                 ptr,
                 "include names netc spec files whose blocks this spec uses",
             )
-        target = (path.parent / inc).resolve()
+        try:
+            target = (path.parent / inc).resolve()
+            found = target.exists()
+        except (OSError, ValueError) as e:  # a NUL byte, a name longer than the system allows
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise SpecError.one(f"include '{_short(inc)}' is not a usable path: {why}", where, ptr) from None
         if str(target) in (*_seen, resolved):
             chain = [*_seen[_seen.index(str(target)) :], resolved] if str(target) in _seen else [resolved]
             names = " → ".join(Path(p).name for p in [*chain, str(target)])
             hint = "a file cannot include itself, directly or indirectly"
             raise SpecError.one(f"include cycle: {names}", where, ptr, hint)
-        if not target.exists():
+        if not found:
             raise SpecError.one(f"included file not found: {inc}", where, ptr, f"looked for {target}")
         tree = _load_include(target, inc, where, ptr)
         doc.includes.append(load(target, (*_seen, resolved), tree))

@@ -38,7 +38,13 @@ _COMMON = {
 _LOSS_COMMON = {
     "in": _COMMON["in"],
     "doc": _COMMON["doc"],
-    "weight": {"type": "number", "minimum": 0, "default": 1.0, "description": "weight in the total loss"},
+    "weight": {
+        "type": "number",
+        "minimum": 0,
+        "default": 1.0,
+        "description": "this loss term's weight in the total loss: one number (per-class weights "
+        "are not supported yet)",
+    },
 }
 
 OPTIMIZERS = ["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"]

@@ -53,8 +53,53 @@ class Spec:
 
 # JSON Schema counts 3.0 as an integer; a shape rule given 3.0 would compute float shapes
 # (and crash on slicing), so `kernel: 3.0` is an error here, not a silent integer.
+# id(allOf list) -> (the list, its dispatch: key and value -> index, or None)
+_DISPATCH: dict[int, tuple[list[Any], tuple[str, dict[str, int]] | None]] = {}
+_ALL_OF = Draft202012Validator.VALIDATORS["allOf"]
+
+
+def _dispatch_table(all_of: list[Any]) -> tuple[str, dict[str, int]] | None:
+    """For an allOf made only of `if: {properties: {K: {const: V}}, required: [K]}, then: ...`
+    items on one key K (the per-op and per-optimizer dispatch of the schema): K and V -> the
+    item's index. None for any other allOf."""
+    key, table = None, {}
+    for i, item in enumerate(all_of):
+        cond = item.get("if") if isinstance(item, dict) else None
+        if not (
+            isinstance(cond, dict) and set(item) <= {"if", "then"} and set(cond) == {"properties", "required"}
+        ):
+            return None
+        (k, c), *rest = cond["properties"].items() or [(None, None)]
+        if rest or cond["required"] != [k] or not isinstance(c, dict) or set(c) != {"const"}:
+            return None
+        if key not in (None, k) or not isinstance(c["const"], str):
+            return None
+        key, table[c["const"]] = k, i
+    return (key, table) if key is not None else None
+
+
+def _all_of(validator: Any, all_of: list[Any], instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """allOf, with the op dispatch taken directly: each of ~40 `if op == X` items would
+    otherwise be evaluated for every module (most of the time spent validating a spec). Only
+    the matching item can yield errors (an `if` without `else` never does), so the errors
+    are the standard ones, paths included."""
+    cached = _DISPATCH.get(id(all_of))
+    if cached is None or cached[0] is not all_of:  # holding the list keeps its id unique
+        cached = _DISPATCH[id(all_of)] = (all_of, _dispatch_table(all_of))
+    found = cached[1]
+    if found is None:
+        yield from _ALL_OF(validator, all_of, instance, schema)
+        return
+    key, table = found
+    value = instance.get(key) if isinstance(instance, dict) else None
+    index = table.get(value) if isinstance(value, str) else None
+    if index is not None:
+        yield from validator.descend(instance, all_of[index], schema_path=index)
+
+
 _Validator = validators.extend(
     Draft202012Validator,
+    validators={"allOf": _all_of},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
     ),
@@ -207,7 +252,10 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
     if v == "type":
         expected = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
         names = " or ".join(TYPE_NAMES.get(t, t) for t in expected)
-        yield Diagnostic(f"{field_} must be {names}, got {_describe(e.instance)}", doc.where(ptr), ptr)
+        # The field's description says what the value means (a loss `weight` is the term's
+        # one number in the total, not per-class weights).
+        hint = e.schema.get("description", "")
+        yield Diagnostic(f"{field_} must be {names}, got {_describe(e.instance)}", doc.where(ptr), ptr, hint)
         return
     if v in _BOUNDS:
         bound = f"{_BOUNDS[v]} {e.validator_value}"
@@ -225,6 +273,22 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
     if v == "minProperties" and e.instance == {}:
         yield Diagnostic(f"{field_} must not be empty", doc.where(ptr), ptr)
         return
+    if v in ("oneOf", "anyOf") and isinstance(e.instance, list):
+        lengths = _list_lengths(e.schema)
+        if lengths and len(e.instance) not in lengths:
+            # "invalid value a list" says nothing; a wrong length is the usual mistake
+            # (`padding: [1, 1, 0, 0]` on a pool, which pads symmetrically).
+            alts = " or ".join(str(n) for n in sorted(lengths))
+            scalars = {a["type"] for a in _alternatives(e.schema) if a.get("type") in ("integer", "number")}
+            scalar = "".join(f" {TYPE_NAMES[t]} or" for t in sorted(scalars))
+            yield Diagnostic(
+                f"{field_} has {len(e.instance)} item{'s' if len(e.instance) != 1 else ''}; it takes"
+                f"{scalar} a list of {alts}",
+                doc.where(ptr),
+                ptr,
+                _description(e.schema),
+            )
+            return
     if v in ("oneOf", "anyOf"):
         if e.context:
             inner = best_match(e.context)
@@ -267,6 +331,39 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
         )
         return
     yield Diagnostic(f"{field_}: {e.message}", doc.where(ptr), ptr)
+
+
+def _alternatives(schema: Any) -> list[dict[str, Any]]:
+    """The schemas a value may match: the branches of oneOf/anyOf, recursively."""
+    if not isinstance(schema, dict):
+        return []
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if branches is None:
+        return [schema]
+    return [b for branch in branches for b in _alternatives(branch)]
+
+
+def _list_lengths(schema: dict[str, Any]) -> set[int]:
+    """The lengths a list may have where the only list branches have fixed lengths (a pair,
+    four sides); empty when any length goes."""
+    out: set[int] = set()
+    for alt in _alternatives(schema):
+        if alt.get("type") == "array":
+            lo, hi = alt.get("minItems"), alt.get("maxItems")
+            if lo is None or lo != hi:
+                return set()
+            out.add(lo)
+    return out
+
+
+def _description(schema: Any) -> str:
+    """A schema's description, or the first one among its oneOf/anyOf branches."""
+    if not isinstance(schema, dict):
+        return ""
+    if schema.get("description"):
+        return str(schema["description"])
+    branches = schema.get("oneOf") or schema.get("anyOf") or []
+    return next((d for d in map(_description, branches) if d), "")
 
 
 def _expect(schema: dict[str, Any]) -> str:

@@ -169,6 +169,11 @@ class Op:
         element forward, two backward (elementwise ops)."""
         return out.numel, 2 * out.numel
 
+    def advice(self, attrs: dict[str, Any], ins: list[TensorType]) -> str | None:
+        """A warning for a use that is valid but most likely not what was meant (the shapes
+        pass reports it at the module), or None."""
+        return None
+
     def saves_inputs(self, attrs: dict[str, Any]) -> tuple[int, ...]:
         """Indices of inputs the backward pass reads. An index at or past the number of inputs
         a module actually has (an optional input left out) is to be ignored."""

@@ -31,6 +31,17 @@ class Linear(Op):
             raise ShapeError(f"linear needs an input with at least one per-sample axis, got {x}", 0)
         return TensorType((*x.shape[:-1], attrs["out_features"]))
 
+    def advice(self, attrs: dict[str, Any], ins: list[TensorType]) -> str | None:
+        # [N, T, D] (a sequence of vectors) is linear's other common use; [N, C, H, W] fed
+        # to a classifier head is a forgotten flatten, whose error would surface only at the loss.
+        x = ins[0]
+        if len(x.shape) < 3:
+            return None
+        return (
+            f"linear acts on the last axis only, so its input {x} gives {self.shape(attrs, ins)}; "
+            "to connect every value, put a `flatten` (or a `global_avgpool`) before it"
+        )
+
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         k, n = ins[0].shape[-1], attrs["out_features"]
         ps = [Param("w", (n, k), attrs["init"], fan_in=k, fan_out=n)]

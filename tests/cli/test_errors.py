@@ -4,6 +4,7 @@ escapes ``main`` (argparse's own exit code 2, an uncaught OSError)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,12 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _one_message(err: str) -> str:
-    """The message without argparse's trailing pointer to --help."""
-    lines = [line for line in err.strip().splitlines() if not line.startswith("(see `netc")]
+    """The message without argparse's trailing pointer to --help, or a spec error's count line."""
+    lines = [
+        line
+        for line in err.strip().splitlines()
+        if not line.startswith("(see `netc") and not re.fullmatch(r"\d+ errors?", line)
+    ]
     assert len(lines) == 1, err
     return lines[0]
 
