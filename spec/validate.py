@@ -289,6 +289,12 @@ def _diag(doc: Document, e: ValidationError) -> Iterator[Diagnostic]:
                 _description(e.schema),
             )
             return
+    if v in ("oneOf", "anyOf") and e.context:
+        # A list of the right length with a wrong item: name the item, not "a list".
+        items = [c for c in e.context if len(c.absolute_path) > len(path)]
+        if items and isinstance(e.instance, list):
+            yield from _diag(doc, best_match(items))
+            return
     if v in ("oneOf", "anyOf"):
         if e.context:
             inner = best_match(e.context)

@@ -628,7 +628,10 @@ def make_case(seed: int, i: int, files: dict[str, bytes], specs: list[str]) -> C
                 continue
             for _ in range(5):
                 edit = rng.choice(DOC_EDITS)
-                label = edit(rng, doc, case) if edit is d_include else edit(rng, doc)
+                try:
+                    label = edit(rng, doc, case) if edit is d_include else edit(rng, doc)
+                except RecursionError:  # the mutator's own copy of a document nested thousands deep
+                    label = None
                 if label:
                     case.edits.append(f"{target}: {label}")
                     break
