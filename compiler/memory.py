@@ -22,7 +22,7 @@ from typing import Any
 
 from .ops import OPS
 from .ops.base import TensorType
-from .plan import OPTIMIZER_SLOTS, Plan, Step
+from .plan import OPTIMIZER_SLOTS, Plan, Step, grad_name
 
 ALIGN = 64  # bytes; keeps every buffer on a cache line / SIMD boundary
 
@@ -66,9 +66,11 @@ def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[
             for g in s.grad_inputs:
                 touch(g, t)
     end = len(steps) - 1
-    # The host reads outputs and losses after the step; inputs stay intact so a
-    # step can be replayed on the same batch (gradient checks, repeated forward).
-    for name in [*plan.inputs, *plan.outputs, *plan.losses]:
+    # The host reads outputs, losses and the gradients of spec inputs (gradient
+    # checks, saliency) after the step; inputs stay intact so a step can be
+    # replayed on the same batch (gradient checks, repeated forward).
+    input_grads = [grad_name(n) for n in plan.inputs]
+    for name in [*plan.inputs, *plan.outputs, *plan.losses, *input_grads]:
         if name in life:
             life[name][1] = end
     return life

@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="whose input gradients to check: data (all but loss targets; default), all, none",
     )
     g.add_argument(
-        "--tensors", type=_positive, default=None, help="check only K tensors, spread from first to last (all)"
+        "--tensors", type=_positive, default=None, help="check only K tensors, spread first to last (all)"
     )
     g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="whose kernels (cpu)")
     g.set_defaults(func=cmd_gradcheck)

@@ -205,10 +205,12 @@ class _Expander:
                         or f"arguments of '{block}': {', '.join('$' + a for a in env.values) or 'none'}",
                     )
                     return v
-                arg = names[0]
-                self.given[p] = f"${arg} is {_describe(env.values[arg])}, given at {_at(env.where[arg])}"
-                if len(names) == 1 and v == "$" + arg:
-                    return env.values[arg]
+                self.given[p] = "; ".join(
+                    f"${a} is {_describe(env.values[a])}, given at {_at(env.where[a])}"
+                    for a in dict.fromkeys(names)
+                )
+                if len(names) == 1 and v == "$" + names[0]:
+                    return env.values[names[0]]
                 if not _EXPR_RE.fullmatch(v):
                     return v  # free text such as a `doc:`; the attribute check judges it
                 try:

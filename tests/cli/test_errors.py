@@ -39,7 +39,8 @@ def _one_message(err: str) -> str:
 CASES = {
     "batch_huge": (
         ["compile", str(SPEC), "--batch", "99999999999999"],
-        "netc compile: argument --batch: expected a positive integer of at most 2,147,483,647, got 99999999999999",
+        "netc compile: argument --batch: expected a positive integer of at most 2,147,483,647, "
+        "got 99999999999999",
     ),
     "tol_nan": (  # a NaN tolerance would let every gradient pass
         ["gradcheck", str(SPEC), "--tol", "nan"],
