@@ -485,6 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 1
+    except MemoryError:
+        # The ledger checks refuse what cannot fit before allocating; this is the last resort for an
+        # allocation they cannot foresee (a data set larger than memory, a busy machine).
+        print("netc: out of memory; reduce the batch size, the model or the data set", file=sys.stderr)
+        return 1
     except Exception as e:
         # Data, checkpoint and run errors are a person's to fix: one line, no traceback.
         # The runtime is imported lazily (it pulls in numba), hence the name check.

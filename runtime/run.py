@@ -32,7 +32,7 @@ from .checkpoint import (
     spec_hash,
 )
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
-from .device import DeviceError, make_executor
+from .device import DeviceError, check_host_memory, make_executor
 from .rundir import CONFIG, MARKER, METRICS, is_run, read_config, read_marker, write_json, write_marker
 from .train import (
     Evaluator,
@@ -105,6 +105,10 @@ def build(
     plan = net.compile(int(cfg["batch_size"]), optimizer_key(cfg["optimizer"]))
     text = expanded_yaml(net.expanded)
     s = Setup(net, Path(spec), cfg, data_cfg, plan, None, spec_hash(text), text, device)
+    if device == "cpu":
+        # The ledger is known now: refuse a network that cannot fit before the data is read, since
+        # reading (or generating) it can take as long, and as much memory, as the network would.
+        check_host_memory(plan, int(cfg["batch_size"]), plan.optimizer)
     if bind:
         bind_executor(s)
     return s

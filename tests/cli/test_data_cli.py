@@ -297,3 +297,15 @@ def test_per_class_scores_match_scikit_learn_where_a_class_is_never_predicted_or
     got = rr.per_class_scores(confusion_matrix(y, p, 4))
     want = precision_recall_fscore_support(y, p, labels=[0, 1, 2, 3], zero_division=0)
     np.testing.assert_allclose(got, np.stack(want, axis=1))
+
+
+def test_run_refuses_a_plan_beyond_memory_before_reading_its_data(ws, tmp_path, capsys, monkeypatch):
+    # Reading or generating the data can cost as much as the network (a synthetic source sized by
+    # a million-class head allocated 7 TiB before any check): the ledger is checked first.
+    def no_data(*a, **k):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(rr, "datasets", no_data)
+    msg = fails(["run", str(ws.dir / "huge.yaml"), "--out", str(tmp_path / "r"), *QUIET], capsys)
+    assert msg.startswith("netc: the memory ledger's training-step peak at batch ")
+    assert list(tmp_path.iterdir()) == []
