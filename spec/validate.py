@@ -430,10 +430,26 @@ def _sort(ds: list[Diagnostic]) -> list[Diagnostic]:
     )
 
 
+def _type_fields(schema: dict[str, Any], value: dict[str, Any]) -> set[str] | None:
+    """The fields a per-type object (``if type == T then only T's fields``) allows for the
+    value's type; None where the schema has no such rule."""
+    for rule in schema.get("allOf", []):
+        cond = rule.get("if", {}).get("properties", {}).get("type", {})
+        then = rule.get("then", {})
+        if "const" in cond and cond["const"] == value.get("type") and then.get("additionalProperties") is False:
+            return set(then.get("properties", {}))
+    return None
+
+
 def _fill(defaults_schema: dict[str, Any], value: dict[str, Any] | None) -> dict[str, Any]:
-    """Fill the schema's explicit defaults into a section, recursively."""
+    """Fill the schema's explicit defaults into a section, recursively. An optimizer or a
+    schedule gets only its own type's defaults, so the filled section (a run's config.json)
+    can be pasted back into a spec."""
     out = dict(value or {})
+    allowed = _type_fields(defaults_schema, out)
     for k, s in defaults_schema.get("properties", {}).items():
+        if allowed is not None and k not in allowed:
+            continue
         if k not in out and "default" in s:
             out[k] = s["default"]
         elif isinstance(out.get(k), dict) and s.get("type") == "object":

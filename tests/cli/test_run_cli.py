@@ -24,6 +24,7 @@ from netc.runtime import run as rr
 from netc.runtime import train as tr
 
 QUIET = ["--quiet", "--no-plots"]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 SPEC = classifier(
     "tiny",
@@ -616,6 +617,41 @@ def test_epochs_extends_a_finished_run_as_if_it_had_been_longer(ws, tmp_path, ca
     assert main(["run", str(ws.spec), "--resume", str(cut), *QUIET]) == 0
     assert capsys.readouterr().out.startswith("done: 4 epochs, 16 steps")
     assert (cut / "weights.safetensors").read_bytes() == (d / "weights.safetensors").read_bytes()
+
+
+def test_the_config_train_section_pastes_back_into_the_spec(ws, tmp_path):
+    """config.json holds only the chosen optimizer's and schedule's fields: pasted back as the
+    spec's train section it validates and means the same; an old config.json that lists every
+    optimizer's defaults still resumes."""
+    import yaml
+
+    from netc import load
+
+    train = json.loads((ws.good / "config.json").read_text())["train"]
+    assert set(train["optimizer"]) == {"type", "lr", "betas", "no_decay"}, train["optimizer"]
+    doc = yaml.safe_load(ws.spec.read_text())
+    pasted = tmp_path / "pasted.yaml"
+    pasted.write_text(yaml.safe_dump({**doc, "train": train}))
+    assert load(pasted).train == train
+    old = tmp_path / "old"
+    shutil.copytree(ws.good, old)
+    full = {"dampening": 0.0, "nesterov": False, "alpha": 0.99, "centered": False, "lr_decay": 0.0}
+    (old / "config.json").write_text(_config(old, optimizer={**train["optimizer"], **full}, epochs=3))
+    assert main(["run", str(ws.spec), "--resume", str(old), *QUIET]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_train_section_is_a_fixed_point(name, tmp_path):
+    import yaml
+
+    from netc import load
+
+    train = load(EXAMPLES / f"{name}.yaml").train
+    (tmp_path / "blocks").symlink_to(EXAMPLES / "blocks")  # its includes resolve as before
+    doc = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    pasted = tmp_path / f"{name}.yaml"
+    pasted.write_text(yaml.safe_dump({**doc, "train": train}))
+    assert load(pasted).train == train
 
 
 def test_init_from_loads_what_matches_and_reports_the_rest(ws, tmp_path, capsys):
