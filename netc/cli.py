@@ -198,12 +198,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     overrides = {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "seed": a.seed}
     r = run(a.spec, overrides, out=a.out, resume=a.resume, init=a.init_from, overfit_batch=a.overfit_batch,
-            progress=not a.quiet, plots=not a.no_plots, device=a.device)  # fmt: skip
+            progress=a.progress, plots=not a.no_plots, device=a.device)  # fmt: skip
+    if a.progress == "silent" and r.status in ("finished", "early_stopped", "complete", "overfit"):
+        return 0  # --silent: errors only; the run directory holds the rest
     if r.status == "complete":  # a resumed run that had already ended
         print(r.message)
         return 0
     if r.status in ("overfit", "overfit_failed"):
-        print(r.message)
+        print(r.message, file=sys.stdout if r.status == "overfit" else sys.stderr)
         return 0 if r.status == "overfit" else 1
     if r.status == "diverged":
         print(f"netc run: {r.message}", file=sys.stderr)
@@ -424,7 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights, best or checkpoint file), matched by parameter name and shape")  # fmt: skip
     r.add_argument("--overfit-batch", action="store_true", help="train on one minibatch until its loss is ~0")
     r.add_argument("--device", **device)
-    r.add_argument("--quiet", action="store_true", help="no progress display")
+    shown = r.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", dest="progress", action="store_const", const="quiet", default="live",
+                       help="no live progress line; epoch summaries and notes only")  # fmt: skip
+    shown.add_argument("--silent", dest="progress", action="store_const", const="silent",
+                       help="print nothing but errors")  # fmt: skip
     r.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     r.set_defaults(func=cmd_run)
 

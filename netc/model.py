@@ -66,7 +66,7 @@ class Model:
         *,
         out: str | Path | None = None,
         init_from: str | Path | None = None,
-        progress: bool = True,
+        progress: bool | str = True,
         **train: Any,
     ) -> Any:
         """Train with the spec's train section; keywords override it (``epochs``,
@@ -75,7 +75,8 @@ class Model:
         section is loaded, split and normalized as declared. ``out`` keeps a run
         directory (metrics, plots, checkpoints). ``init_from`` starts from saved weights (a run
         directory, a weights or checkpoint file), matched by parameter name and shape, as
-        ``netc run --init-from``. Returns the run's Result."""
+        ``netc run --init-from``. ``progress`` is True (``"live"``), ``"quiet"`` (epoch summaries
+        only) or False (``"silent"``). Returns the run's Result."""
         from .runtime.data import Dataset
         from .runtime.run import datasets, new_run_dir, with_overrides
         from .runtime.train import Trainer, TrainError
@@ -100,7 +101,7 @@ class Model:
             from .runtime.run import init_from as load_matching
 
             report = load_matching(self.executor, self.plan, init_from)
-            if progress:
+            if progress not in (False, "silent"):
                 print(report, file=sys.stderr)
         run_dir = new_run_dir(self.plan.name, str(out)) if out is not None else None
         aug = self.setup.data_cfg.get("augment") if self.setup and data is None else None

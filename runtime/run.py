@@ -326,7 +326,7 @@ def run(
     resume: str | None = None,
     init: str | None = None,
     overfit_batch: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     plots: bool = True,
     device: str = "cpu",
 ) -> Result:

@@ -234,15 +234,26 @@ class Evaluator:
 
 # -- progress ----------------------------------------------------------------
 class Progress:
-    """One status line per epoch; redrawn in place with ETA and live metrics on a terminal."""
+    """What a run prints, by ``level``: ``live`` (the default; True) redraws a status line with
+    the epoch's ETA on a terminal and prints the epoch summaries and notes; ``quiet`` keeps the
+    summaries and notes; ``silent`` (False) prints nothing."""
 
-    def __init__(self, epochs: int, steps: int, enabled: bool = True, stream: Any = None) -> None:
+    LEVELS = ("live", "quiet", "silent")
+
+    def __init__(self, epochs: int, steps: int, level: bool | str = "live", stream: Any = None) -> None:
+        level = "live" if level is True else "silent" if level is False else level
+        if level not in self.LEVELS:
+            raise ValueError(f"progress: expected one of {', '.join(self.LEVELS)}, got {level!r}")
         self.epochs, self.steps = epochs, steps
         self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = time.perf_counter()
+        self.enabled = level != "silent"
+        self.live = level == "live" and hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = 0.0
+        self.start_epoch(1, 0)
+
+    def start_epoch(self, epoch: int, step: int) -> None:
+        """Time the ETA from here: the epoch's start, or the step a resume continues from."""
+        self._epoch, self._step0, self._t0 = epoch, step, time.perf_counter()
 
     def update(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
         if not self.live:
@@ -251,11 +262,14 @@ class Progress:
         if now - self._last < 0.1 and step < self.steps:
             return
         self._last = now
+        if epoch != self._epoch:  # a caller that does not announce its epochs
+            self.start_epoch(epoch, step - 1)
         frac = step / max(self.steps, 1)
         width = 24
         bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
-        el = now - self.t0
-        eta = el / frac * (1 - frac) if frac > 0 else 0.0
+        el = now - self._t0
+        done = step - self._step0  # steps timed since start_epoch: a resumed epoch's earlier ones were not
+        eta = el / done * (self.steps - step) if done > 0 else 0.0
         live = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         line = f"epoch {epoch}/{self.epochs} [{bar}] {step}/{self.steps} {_clock(el)}<{_clock(eta)}  {live}"
         self.stream.write("\r" + line[:160].ljust(100))
@@ -367,7 +381,7 @@ class Trainer:
         normalizer: Normalizer | None = None,
         augment: dict[str, Any] | None = None,
         spec_hash: str = "",
-        progress: bool = True,
+        progress: bool | str = True,
         plots: bool = True,
         keep: int = 2,
     ) -> None:
@@ -674,6 +688,7 @@ class Trainer:
         while self.epoch < self.epochs:
             t0 = time.perf_counter() - self._epoch_t
             order = epoch_order(self.seed, self.epoch, len(self.train))
+            self.progress.start_epoch(self.epoch + 1, self.cursor)
             while self.cursor < self.batches_per_epoch:
                 b = self.cursor
                 loss = self._micro_step(order[b * self.batch : (b + 1) * self.batch])

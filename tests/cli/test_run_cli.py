@@ -619,6 +619,19 @@ def test_epochs_extends_a_finished_run_as_if_it_had_been_longer(ws, tmp_path, ca
     assert (cut / "weights.safetensors").read_bytes() == (d / "weights.safetensors").read_bytes()
 
 
+def test_quiet_keeps_the_epoch_summaries_and_silent_prints_nothing(ws, tmp_path, capsys):
+    assert main(["run", str(ws.spec), "--out", str(tmp_path / "q"), "--quiet", "--no-plots"]) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"^epoch 1/2  train_loss \S+  train_accuracy \S+  val_loss", err, re.M), err
+    assert "epoch 2/2" in err and "training tiny" in err and "\r" not in err
+    assert out.startswith("done: 2 epochs")
+    assert main(["run", str(ws.spec), "--out", str(tmp_path / "s"), "--silent", "--no-plots"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert (tmp_path / "s" / "weights.safetensors").exists()
+    assert main(["run", str(ws.spec), "--quiet", "--silent"]) == 1
+    assert "argument --silent: not allowed with argument --quiet" in capsys.readouterr().err
+
+
 def test_the_config_train_section_pastes_back_into_the_spec(ws, tmp_path):
     """config.json holds only the chosen optimizer's and schedule's fields: pasted back as the
     spec's train section it validates and means the same; an old config.json that lists every

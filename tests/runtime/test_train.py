@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import io
 import json
 import os
 import signal
@@ -701,3 +702,46 @@ def test_model_fit_with_out_keeps_a_run_directory(tmp_path, spec_file):
     assert r.run_dir == tmp_path / "mine"
     assert (tmp_path / "mine" / "weights.safetensors").exists()
     assert [rec["epoch"] for rec in _records(tmp_path / "mine")] == [1]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_eta_counts_only_this_epoch(monkeypatch):
+    """Epoch 1 took 100 s for 10 steps; one 1-second step into epoch 2 the ETA is 9 s, not the
+    99 s that timing from the start of the run would give."""
+    clock = [0.0]
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: clock[0])
+    stream = _Tty()
+    p = tr.Progress(epochs=2, steps=10, stream=stream)
+    p.start_epoch(1, 0)
+    clock[0] = 100.0
+    p.update(1, 10, {})
+    p.start_epoch(2, 0)
+    clock[0] = 101.0
+    p.update(2, 1, {})
+    assert stream.getvalue().rsplit("\r", 1)[1].startswith("epoch 2/2 [##--------"), stream.getvalue()
+    assert " 1/10 00:01<00:09" in stream.getvalue().rsplit("\r", 1)[1]
+    # a resumed epoch: 6 of 10 steps were done before; 2 more in 4 s leave 2 steps, 4 s
+    p.start_epoch(2, 6)
+    clock[0] = 105.0
+    p.update(2, 8, {})
+    assert " 8/10 00:04<00:04" in stream.getvalue().rsplit("\r", 1)[1]
+
+
+@pytest.mark.parametrize(("level", "summaries", "live"), [("live", True, True), ("quiet", True, False),
+                                                          ("silent", False, False)])  # fmt: skip
+def test_progress_levels(level, summaries, live):
+    stream = _Tty()
+    p = tr.Progress(epochs=1, steps=4, level=level, stream=stream)
+    p.update(1, 4, {"loss": 0.5})
+    p.epoch_end(1, {"train_loss": 0.5, "lr": 0.1, "time": 1.0})
+    p.message("note: hello")
+    text = stream.getvalue()
+    assert ("[####" in text) == live
+    assert ("epoch 1/1  train_loss 0.5000" in text) == summaries
+    assert ("note: hello" in text) == summaries
+    with pytest.raises(ValueError, match="expected one of live, quiet, silent"):
+        tr.Progress(1, 1, level="loud")
