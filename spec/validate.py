@@ -436,7 +436,8 @@ def _type_fields(schema: dict[str, Any], value: dict[str, Any]) -> set[str] | No
     for rule in schema.get("allOf", []):
         cond = rule.get("if", {}).get("properties", {}).get("type", {})
         then = rule.get("then", {})
-        if "const" in cond and cond["const"] == value.get("type") and then.get("additionalProperties") is False:
+        closed = then.get("additionalProperties") is False
+        if closed and "const" in cond and cond["const"] == value.get("type"):
             return set(then.get("properties", {}))
     return None
 
