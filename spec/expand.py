@@ -138,7 +138,7 @@ class _Expander:
             ptr = base + pointer(name)
             if env is not None:
                 raw = self.substitute(raw, env, doc, ptr, stack[-1])
-                if raw is None:
+                if raw is None or not self.names_after_substitution(raw, doc, ptr):
                     self.failed.add(prefix + name)
                     continue
             ins = raw.get("in")
@@ -180,6 +180,18 @@ class _Expander:
             )
         )
         return []
+
+    def names_after_substitution(self, raw: dict[str, Any], doc: Document, ptr: str) -> bool:
+        """``in`` still names modules once $arguments are substituted (``in: $c // 3 + 1``
+        passes the schema as text and becomes a number). (``block:`` takes no $argument.)"""
+        ins = raw.get("in")
+        if ins is None or all(isinstance(x, str) for x in (ins if isinstance(ins, list) else [ins])):
+            return True
+        p = ptr + "/in"
+        given = next((g for q, g in self.given.items() if (q + "/").startswith(p + "/")), "")
+        what = f"'in' must be a module name or a list of them, got {_describe(ins)}"
+        self.errors.append(Diagnostic(what, doc.where(p), p, given))
+        return False
 
     def substitute(self, raw: Any, env: _Env, doc: Document, ptr: str, block: str) -> Any:
         """Replace "$arg" strings, at any depth (`kernel: [1, $k]`), by argument values and

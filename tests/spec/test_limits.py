@@ -435,3 +435,14 @@ def test_linear_on_an_image_warns_and_the_warning_travels_with_the_loss_error(tm
 def test_no_example_warns_about_linear(path):
     """Transformers apply linear to [T, D] per sample: that is not the mistake warned about."""
     assert not [w for w in netc.load(path).warnings if "linear acts" in w.message]
+
+
+def test_an_argument_that_turns_in_into_a_number_is_located(tmp_path, capsys):
+    """Found by the fuzzer (case 18268, seed 7): `in: $c // 2 + 1` is text to the schema and a
+    number once substituted; it was a TypeError in the expander."""
+    spec = tmp_path / "l.yaml"
+    spec.write_text(LISTS.replace("conv: {op: conv2d, in: x,", "conv: {op: conv2d, in: $c // 2 + 1,"))
+    code, _, err = _cli(["validate", str(spec)], capsys)
+    where = "/blocks/b/modules/conv/in"
+    _fails_cleanly(code, "", err, f"error: 'in' must be a module name or a list of them, got 3 (at {where})")
+    assert f"$c is 4, given at {spec}:13" in err
