@@ -33,7 +33,7 @@ from .checkpoint import (
 )
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
 from .device import DeviceError, check_host_memory, make_executor
-from .rundir import CONFIG, MARKER, METRICS, is_run, read_config, read_marker, write_json, write_marker
+from .rundir import CONFIG, MARKER, METRICS, STEPS, is_run, read_config, read_marker, write_json, write_marker
 from .train import (
     Evaluator,
     Meter,
@@ -150,7 +150,7 @@ def _dead_run(d: Path) -> bool:
 
 def _clear_progress(d: Path) -> None:
     """Forget what a dead run logged (its metrics, its best weights) before it starts again."""
-    for f in (d / METRICS, d / "checkpoints" / "best.safetensors"):
+    for f in (d / METRICS, d / STEPS, d / "checkpoints" / "best.safetensors"):
         if f.is_file():
             f.unlink()
 

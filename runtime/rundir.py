@@ -6,6 +6,7 @@ silently accepted value (``epoch: 10**30``).
     RUN/netc-run.json      the marker: this folder is a netc run (written first)
     RUN/config.json        the resolved train and data sections (flags applied)
     RUN/metrics.jsonl      one JSON record per epoch
+    RUN/steps.jsonl        one JSON record per optimizer step (loss, lr, gradient norm)
     RUN/checkpoints/...    see checkpoint.py; the trainer's metadata is checked by meta_schema
 
 docs/checkpoints.md describes the files and the rules for ``--out``.
@@ -14,6 +15,7 @@ docs/checkpoints.md describes the files and the rules for ``--out``.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from .checkpoint import CheckpointError, _commit, _write_temp
 MARKER = "netc-run.json"
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+STEPS = "steps.jsonl"
 RUN_KIND = "netc-run"
 RUN_FORMAT = 1
 ENDINGS = ("finished", "early_stopped")  # how a run can end with a checkpoint to show for it
@@ -144,28 +147,40 @@ def read_config(d: Path) -> dict[str, Any] | None:
     return obj
 
 
-# -- metrics.jsonl ----------------------------------------------------------------------------------
+# -- metrics.jsonl and steps.jsonl ------------------------------------------------------------------
 _RECORD_SCHEMA = {
     "type": "object",
     "required": ["epoch", "step"],
     "properties": {"epoch": {"type": "integer", "minimum": 1}, "step": _INT},
 }
+_STEP_SCHEMA = {
+    "type": "object",
+    "required": ["step", "epoch", "loss", "lr"],
+    "properties": {
+        "step": {"type": "integer", "minimum": 1},
+        "epoch": {"type": "integer", "minimum": 1},
+        "loss": _NUM,
+        "lr": _NUM,
+        "grad_norm": _NUM,
+        "losses": {"type": "object", "additionalProperties": _NUM},
+    },
+}
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The epoch records of a metrics.jsonl, checked: record i is epoch i + 1. A last line cut
-    short (a kill or a full disk during the append, so no newline) is dropped: the checkpoint
-    it belonged to was never written."""
+def _read_jsonl(path: Path, what: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log, each checked against ``schema``. A last line cut short
+    (a kill or a full disk during the append, so no newline) is dropped: the checkpoint it
+    belonged to was never written."""
     if not path.exists():
         return []
     if path.is_dir():
-        raise CheckpointError(f"metrics log {path} is a directory, not a file")
+        raise CheckpointError(f"{what} {path} is a directory, not a file")
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as e:
-        raise CheckpointError(f"cannot read metrics log {path}: {e.strerror or e}") from None
+        raise CheckpointError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except UnicodeDecodeError:
-        raise CheckpointError(f"metrics log {path} is not UTF-8 text (damaged?)") from None
+        raise CheckpointError(f"{what} {path} is not UTF-8 text (damaged?)") from None
     lines = text.split("\n")
     lines.pop()  # "" after the final newline; else a record whose append was cut short
     out = []
@@ -173,11 +188,28 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         try:
             rec = json.loads(line)
         except ValueError as e:
-            raise CheckpointError(f"metrics log {path}, line {i}: not a JSON record ({e})") from None
-        check(rec, _RECORD_SCHEMA, path, f"line {i}")
+            raise CheckpointError(f"{what} {path}, line {i}: not a JSON record ({e})") from None
+        check(rec, schema, path, f"line {i}")
+        out.append(rec)
+    return out
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The epoch records of a metrics.jsonl, checked: record i is epoch i + 1."""
+    out = _read_jsonl(path, "metrics log", _RECORD_SCHEMA)
+    for i, rec in enumerate(out, 1):
         if rec["epoch"] != i:
             raise CheckpointError(f"{path}: line {i}: epoch {rec['epoch']}, expected {i} (out of order)")
-        out.append(rec)
+    return out
+
+
+def read_steps(path: Path) -> list[dict[str, Any]]:
+    """The per-step records of a steps.jsonl, checked: consecutive optimizer steps. (A run
+    from a netc before steps.jsonl starts its log at the step it resumed from.)"""
+    out = _read_jsonl(path, "step log", _STEP_SCHEMA)
+    for i, (a, b) in enumerate(itertools.pairwise(out), 2):
+        if b["step"] != a["step"] + 1:
+            raise CheckpointError(f"{path}: line {i}: step {b['step']} after {a['step']} (out of order)")
     return out
 
 

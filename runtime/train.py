@@ -444,6 +444,9 @@ class Trainer:
         self._norm_count = 0
         self._gnorm_sum = 0.0
         self._epoch_t = 0.0
+        # steps.jsonl: each optimizer step's record, appended at each epoch end and checkpoint
+        self._steps: list[dict[str, Any]] = []
+        self._step_losses: dict[str, float] = {}
         self.progress = Progress(self.epochs, self.batches_per_epoch, progress)
         self.callbacks: list[Callable[[Trainer, dict[str, Any]], None]] = []  # after each epoch
         self.step_callbacks: list[Callable[[Trainer], None]] = []  # after each optimizer step
@@ -493,6 +496,7 @@ class Trainer:
             return None
         from .checkpoint import save_checkpoint
 
+        self._flush_steps()  # the step log reaches at least as far as every checkpoint
         return save_checkpoint(
             self.run_dir / "checkpoints", tag, self._tensors(), self._meta(), keep=self.keep
         )
@@ -570,7 +574,7 @@ class Trainer:
         self._epoch_t = m["epoch_time"]
         if self.run_dir is not None:
             self._restore_best()
-            from .rundir import METRICS, read_metrics
+            from .rundir import METRICS, STEPS, read_metrics, read_steps
 
             log = self.run_dir / METRICS
             records = read_metrics(log)
@@ -582,6 +586,11 @@ class Trainer:
             self.history = records[: self.epoch]
             with self._writes(log):
                 _write_jsonl(log, self.history)  # drop records past the checkpoint
+            steps_log = self.run_dir / STEPS
+            steps = read_steps(steps_log)
+            if steps and steps[-1]["step"] > self.step:
+                with self._writes(steps_log):
+                    _write_jsonl(steps_log, [r for r in steps if r["step"] <= self.step])
 
     def _restore_best(self) -> None:
         """The best epoch's weights so far (early stopping), from checkpoints/best.safetensors."""
@@ -621,8 +630,9 @@ class Trainer:
             raise TrainError(f"{cause} while writing {what}; {last}; free space and {how}") from None
 
     # -- one step ----------------------------------------------------------
-    def _grad_norms(self) -> None:
-        self._gnorm_sum += self.buf.global_norm()
+    def _grad_norms(self) -> float:
+        norm = self.buf.global_norm()
+        self._gnorm_sum += norm
         every = max(self.steps_per_epoch // 10, 1)
         if self.step % every == 0:
             g = self.buf.grads()
@@ -636,13 +646,14 @@ class Trainer:
             )
             self._norm_sums = norms if self._norm_sums is None else self._norm_sums + norms
             self._norm_count += 1
+        return norm
 
     def _optimizer_step(self) -> None:
         if self.accumulate > 1:
             self.buf.finish_accumulation(self.accumulate)
         if self._wsegs is not None:
             self.meter.penalty += self.buf.penalty(self._wsegs, self.l1, self.l2)
-        self._grad_norms()
+        norm = self._grad_norms()
         if self.clip_value:
             self.buf.clip_value(float(self.clip_value))
         if self.clip_norm:
@@ -654,6 +665,28 @@ class Trainer:
         self.schedule.after_step()
         self.step += 1
         self.meter.steps += 1
+        self._log_step(lr, norm)
+
+    def _log_step(self, lr: float, norm: float) -> None:
+        """The step's record for steps.jsonl: its loss (the weighted total, averaged over an
+        accumulation group, and each term where there are several), learning rate and gradient
+        norm (before clipping)."""
+        terms, self._step_losses = self._step_losses, {}
+        if self.run_dir is None:
+            return
+        k = 1.0 / self.accumulate
+        rec: dict[str, Any] = {"step": self.step, "epoch": self.epoch + 1, "loss": terms.pop("", 0.0) * k,
+                               "lr": lr, "grad_norm": norm}  # fmt: skip
+        if len(terms) > 1:
+            rec["losses"] = {name: v * k for name, v in terms.items()}
+        self._steps.append(rec)
+
+    def _flush_steps(self) -> None:
+        if self._steps and self.run_dir is not None:
+            from .rundir import STEPS
+
+            _append_jsonl(self.run_dir / STEPS, self._steps)
+            self._steps = []
 
     def _micro_step(self, idx: np.ndarray) -> float:
         ex = self.ex
@@ -669,6 +702,10 @@ class Trainer:
             return loss
         ex.backward()
         self.meter.add(ex, len(idx), losses)
+        acc = self._step_losses
+        acc[""] = acc.get("", 0.0) + loss
+        for name, v in losses.items():
+            acc[name] = acc.get(name, 0.0) + v
         if self.accumulate > 1:
             self.buf.accumulate()
         self.micro += 1
@@ -717,7 +754,8 @@ class Trainer:
             self.ended = "early_stopped" if stop else "finished" if self.epoch >= self.epochs else None
             self.history.append(record)
             if self.run_dir is not None:
-                _append_jsonl(self.run_dir / "metrics.jsonl", record)
+                self._flush_steps()
+                _append_jsonl(self.run_dir / "metrics.jsonl", [record])
                 if improved:
                     self._save_best()
                 if self.epoch % int(self.cfg.get("checkpoint_every", 1)) == 0 or self.ended:
@@ -838,10 +876,17 @@ class Trainer:
         return Result("diverged", self.epoch, self.step, self.history, {}, self.run_dir, msg)
 
     def _plot(self) -> None:
-        if self.plots and self.history:
-            from .plots import plot_history
+        if not self.plots:
+            return
+        from .plots import plot_history, plot_steps
+        from .rundir import STEPS, read_steps
 
+        self._flush_steps()
+        if self.history:
             plot_history(self.history, self.run_dir / "plots")  # type: ignore[operator]
+        steps = read_steps(self.run_dir / STEPS)  # type: ignore[operator]
+        if steps:
+            plot_steps(steps, self.run_dir / "plots")  # type: ignore[operator]
 
     # -- sanity check ------------------------------------------------------------
     def overfit_batch(self, max_steps: int = 1000, target: float = 1e-3) -> Result:
@@ -901,10 +946,10 @@ def lr_find(
 
 
 # -- metrics log ----------------------------------------------------------------------
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+def _append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     try:
         with path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write("".join(json.dumps(r) + "\n" for r in records))
     except OSError as e:  # name the file: the message says what could not be written
         raise OSError(e.errno, e.strerror, str(path)) from e
 

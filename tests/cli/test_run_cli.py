@@ -24,6 +24,7 @@ from netc.runtime import run as rr
 from netc.runtime import train as tr
 
 QUIET = ["--quiet", "--no-plots"]
+SILENT = ["--silent", "--no-plots"]  # errors only: a failure prints its one message
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 SPEC = classifier(
@@ -116,7 +117,7 @@ def test_ctrl_c_prints_the_resume_command_exits_130_and_the_command_resumes(ws, 
     step_hook.clear()
     assert main([*line.removeprefix("resume with: netc ").split(), *QUIET]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("done: 2 epochs, 8 steps") and err == ""
+    assert out.startswith("done: 2 epochs, 8 steps") and err.startswith("resuming ")
     assert (d / "weights.safetensors").read_bytes() == (ws.good / "weights.safetensors").read_bytes()
 
 
@@ -127,7 +128,7 @@ def test_resume_keeps_the_configuration_a_contradicting_flag_is_refused(flag, wa
     d = tmp_path / "good"
     shutil.copytree(ws.good, d)
     before = _files(d)
-    assert main(["run", str(ws.spec), "--resume", str(d), *flag.split(), *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--resume", str(d), *flag.split(), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     assert msg.startswith(f"netc: {flag}: the run in") and f"was started with {was}" in msg
     assert _files(d) == before
@@ -140,7 +141,7 @@ def test_divergence_is_one_message_suggesting_a_lower_lr_and_exit_1(ws, tmp_path
     )
     spec = _spec(tmp_path, "diverge.yaml", str(ws.dir / "data.npz"), text)
     d = tmp_path / "run"
-    assert main(["run", str(spec), "--out", str(d), "--epochs", "3", *QUIET]) == 1
+    assert main(["run", str(spec), "--out", str(d), "--epochs", "3", *SILENT]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     msg = _one_message(err)
@@ -236,7 +237,7 @@ def test_resume_with_a_corrupt_checkpoint_is_refused_naming_the_file(ws, tmp_pat
     data[-6] ^= 0xFF
     tensors.write_bytes(bytes(data))
     before = _files(d)
-    assert main(["run", str(ws.spec), "--resume", str(d), *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--resume", str(d), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     assert (
         msg.startswith(f"netc: {tensors}: checksum mismatch: the file is corrupt")
@@ -465,7 +466,7 @@ def test_a_damaged_run_file_is_one_message_naming_the_file_and_key(case, early, 
     damage(d)
     before = _files(d)
     capsys.readouterr()
-    assert main(["run", str(early.spec), "--resume", str(d), *QUIET]) == 1
+    assert main(["run", str(early.spec), "--resume", str(d), *SILENT]) == 1
     captured = capsys.readouterr()
     msg = _one_message(captured.err)
     assert msg.startswith("netc") and str(d / name) in msg, msg
@@ -526,7 +527,7 @@ def test_out_refuses_a_folder_that_is_not_a_netc_run_and_touches_nothing(ws, tmp
     for name in ("config.json", "spec.yaml", "plan.json", "weights.safetensors", "plots/loss.png"):
         (d / name).write_text(f"the user's own {name}")
     before = _files(d)
-    assert main(["run", str(ws.spec), "--out", str(d), *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--out", str(d), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     assert msg.startswith(f"netc: --out {d}: the folder is not empty and is not a netc run")
     assert "choose another --out, or empty the folder" in msg
@@ -540,7 +541,7 @@ def test_out_refuses_a_folder_that_is_not_a_netc_run_and_touches_nothing(ws, tmp
     }
     f = tmp_path / "a-file"
     f.write_text("x")
-    assert main(["run", str(ws.spec), "--out", str(f), *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--out", str(f), *SILENT]) == 1
     assert "a file of that name exists" in _one_message(capsys.readouterr().err)
     assert f.read_text() == "x"
 
@@ -700,11 +701,11 @@ def test_init_from_refuses_shape_mismatches_and_needs_one_match(ws, tmp_path, ca
         str(ws.dir / "data.npz"),
         SPEC.replace("fc1", "hidden").replace("logits", "out"),
     )
-    assert main(["run", str(other), "--init-from", str(ws.good), "--out", str(tmp_path / "x"), *QUIET]) == 1
+    assert main(["run", str(other), "--init-from", str(ws.good), "--out", str(tmp_path / "x"), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     assert "none of its 4 parameters fits this spec" in msg and "weights.safetensors" in msg
     assert not (tmp_path / "x").exists()
-    assert main(["run", str(ws.spec), "--init-from", str(ws.good), "--resume", str(ws.good), *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--init-from", str(ws.good), "--resume", str(ws.good), *SILENT]) == 1
     assert "--init-from starts a new run" in _one_message(capsys.readouterr().err)
 
 
@@ -728,7 +729,7 @@ def test_a_full_disk_is_one_message_and_the_run_resumes_bitwise_exact(
 
     monkeypatch.setattr(ck, "_write_temp", full_disk)
     d = tmp_path / "run"
-    assert main(["run", str(ws.spec), "--out", str(d), *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--out", str(d), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     where = d / "checkpoints" / fails if fails != "weights.safetensors" else d / fails
     kept = "epoch-0002.json" if fails == "weights.safetensors" else "epoch-0001.json"
@@ -759,7 +760,7 @@ def test_an_extended_cosine_schedule_holds_its_final_learning_rate(ws, tmp_path,
 
 def test_a_run_that_diverged_in_its_first_epoch_is_no_dead_end(ws, tmp_path, capsys):
     d = tmp_path / "run"
-    assert main(["run", str(ws.spec), "--out", str(d), "--lr", "1e30", *QUIET]) == 1
+    assert main(["run", str(ws.spec), "--out", str(d), "--lr", "1e30", *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     assert "at epoch 1" in msg and "No checkpoint was written before it." in msg
     assert json.loads((d / "netc-run.json").read_text())["diverged"]["epoch"] == 1
@@ -788,10 +789,10 @@ def test_a_run_that_diverged_after_a_checkpoint_points_to_a_new_run_from_its_wei
     )
     spec = _spec(tmp_path, "diverge.yaml", str(ws.dir / "data.npz"), text)
     d = tmp_path / "run"
-    assert main(["run", str(spec), "--out", str(d), "--epochs", "3", *QUIET]) == 1
+    assert main(["run", str(spec), "--out", str(d), "--epochs", "3", *SILENT]) == 1
     capsys.readouterr()
     before = _files(d)
-    assert main(["run", str(spec), "--out", str(d), *QUIET]) == 1
+    assert main(["run", str(spec), "--out", str(d), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)
     assert f"{d} holds a run that diverged" in msg and f"--init-from {d}" in msg
     assert _files(d) == before

@@ -361,7 +361,7 @@ def test_plot_lr_find(tmp_path, drawn):
     assert_png(plots.plot_lr_find(lrs, losses, s, tmp_path / "lr_find.png"))
     ax = drawn["lr_find.png"].axes[0]
     assert ax.get_xscale() == "log"
-    assert labels_of(ax) == ["loss", "smoothed (β=0.98)", f"suggested {s:.2e}"]
+    assert labels_of(ax) == ["loss", "smoothed (running median)", f"suggested {s:.2e}"]
     assert ax.lines[2].get_xdata()[0] == pytest.approx(s)
     # The diverged tail (up to e^8) is clipped out of view.
     assert ax.get_ylim()[1] < 10

@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tinyspec import classifier
 import netc
 from netc.compiler.plan import optimizer_key
 from netc.runtime import run as rr
+from netc.runtime import rundir as rd
 from netc.runtime import train as tr
 from netc.runtime.checkpoint import CheckpointError, load_checkpoint, read_safetensors
 from netc.runtime.data import Dataset
@@ -67,6 +69,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     (parameters, optimizer state and metadata but the epoch's wall time)."""
     assert (a / "weights.safetensors").read_bytes() == (b / "weights.safetensors").read_bytes()
     assert _records(a) == _records(b)
+    assert (a / "steps.jsonl").read_bytes() == (b / "steps.jsonl").read_bytes()  # no time in it
     ca, cb = load_checkpoint(a), load_checkpoint(b)
     assert ca.tag == cb.tag
     assert ca.tensors.keys() == cb.tensors.keys()
@@ -278,10 +281,10 @@ def killing_commit(tmp, final):
     event("renamed " + final.name)
 
 
-def killing_append(path, record):
-    event("append")
-    append(path, record)
-    event("appended")
+def killing_append(path, records):
+    event("append " + path.name)
+    append(path, records)
+    event("appended " + path.name)
 
 
 class Killed(rr.Trainer):
@@ -745,3 +748,31 @@ def test_progress_levels(level, summaries, live):
     assert ("note: hello" in text) == summaries
     with pytest.raises(ValueError, match="expected one of live, quiet, silent"):
         tr.Progress(1, 1, level="loud")
+
+
+def test_steps_jsonl_has_every_optimizer_step_and_averages_to_the_epoch_loss(tmp_path, spec_file):
+    spec = _resume_spec(spec_file, "adam", 1, False, False)
+    r = _run(spec, tmp_path / "run")
+    steps = rd.read_steps(tmp_path / "run" / "steps.jsonl")
+    assert [s["step"] for s in steps] == list(range(1, r.step + 1))
+    for rec in _records(tmp_path / "run"):
+        mine = [s for s in steps if s["epoch"] == rec["epoch"]]
+        assert mine[-1]["step"] == rec["step"]
+        assert np.mean([s["loss"] for s in mine]) == pytest.approx(rec["train_loss"], rel=1e-6)
+        assert [s["lr"] for s in mine] == rec["lrs"]
+        assert np.mean([s["grad_norm"] for s in mine]) == pytest.approx(rec["grad_norm"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"step": 1, "epoch": 1, "loss": 1.0, "lr": 0.1}\n{"step": 3, "epoch": 1, "loss": 1.0, "lr": 0.1}\n',
+         "line 2: step 3 after 1 (out of order)"),
+        ('{"step": 1, "epoch": 1, "loss": "x", "lr": 0.1}\n', "line 1"),
+        ("not json\n", "line 1: not a JSON record"),
+    ],
+)  # fmt: skip
+def test_a_damaged_step_log_is_named_on_resume(text, message, tmp_path):
+    (tmp_path / "steps.jsonl").write_text(text)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        rd.read_steps(tmp_path / "steps.jsonl")
