@@ -172,6 +172,14 @@ class PlanRunner:
         for f in self._backward:
             f()
 
+    def forward_stepwise(self) -> Iterator[Step]:
+        """The forward pass one step at a time: a step's output is current when the step is
+        yielded. (After the whole pass it may not be: the arena gives a tensor's memory to
+        another once its last reader has run.)"""
+        for s, f in zip(self.plan.forward_steps, self._forward, strict=True):
+            f()
+            yield s
+
 
 class Executor(PlanRunner):
     """Runs a plan on the CPU at a fixed batch size."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ _METRIC_RE = re.compile(r"^(accuracy|mae|rmse)(_.+)?$")
 _SPLIT_RE = re.compile(rf"^({'|'.join(SPLITS)})_(.+)$")
 _SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
-MAX_HISTOGRAM_PANELS = 24
+MAX_HISTOGRAM_PANELS = 30
 MAX_GRAD_NORM_LINES = 12
 # Above this many classes per-cell count annotations are unreadable.
 MAX_ANNOTATED_CLASSES = 30
@@ -341,71 +341,108 @@ def plot_steps(steps: list[dict], out_dir: Path) -> Path:
     return _save(fig, Path(out_dir) / "steps.png")
 
 
+def _spread(n: int, cap: int) -> list[int]:
+    """Up to ``cap`` indices of ``n`` spread evenly over the range, the first and last included:
+    a deep network's histograms then cover its whole depth, not only its largest tensors."""
+    if n <= cap:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (cap - 1)) for i in range(cap)})
+
+
+def _histogram_panel(ax: Axes, name: str, arr: np.ndarray, color: str, note: str) -> None:
+    flat = arr.reshape(-1)
+    if not (np.issubdtype(flat.dtype, np.number) or flat.dtype == np.bool_) or np.iscomplexobj(flat):
+        flat = np.empty(0)
+    flat = flat.astype(np.float64, copy=False)
+    finite = flat[np.isfinite(flat)]
+    short = name if len(name) <= 30 else "…" + name[-29:]
+    shape = "×".join(str(d) for d in arr.shape) or "scalar"
+    label = f"{short}{note} [{shape}]"
+    if finite.size == 0:
+        ax.set_title(label, fontsize=8)
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    else:
+        step = max(1, finite.size // _HISTOGRAM_SAMPLE)
+        # One stairs artist instead of hist's 50 bar patches: a grid of panels draws several
+        # times faster.
+        counts, edges = np.histogram(finite[::step], bins=50)
+        ax.stairs(counts, edges, fill=True, color=color)
+        stats = f"mean {finite.mean():.3g}  std {finite.std():.3g}"
+        if finite.size < flat.size:
+            stats += f"  ({flat.size - finite.size:,} non-finite)"
+        ax.set_title(f"{label}\n{stats}", fontsize=8)
+    ax.set_yticks([])  # the counts scale with the batch; the shape is what matters
+    ax.xaxis.set_major_locator(_pyplot().MaxNLocator(4))
+    ax.tick_params(labelsize=7)
+
+
 def _histograms_figure(
-    epoch: int, params: dict[str, np.ndarray], activations: dict[str, np.ndarray]
+    epoch: int,
+    params: dict[str, np.ndarray],
+    activations: dict[str, np.ndarray],
+    buffers: Collection[str] = (),
 ) -> Figure:
     plt = _pyplot()
-    items = [("param", k, np.asarray(v)) for k, v in params.items()]
-    items += [("act", k, np.asarray(v)) for k, v in activations.items()]
-    # Stable sort: equal sizes keep parameters before activations, in order.
-    items.sort(key=lambda it: it[2].size, reverse=True)
-    shown = items[:MAX_HISTOGRAM_PANELS]
-    rows, cols = _grid(len(shown), max_cols=6)
-    fig, axes = plt.subplots(rows, cols, figsize=(max(2.9 * cols, 6.0), 2.3 * rows + 0.6), squeeze=False)
-    for ax, (kind, name, arr) in zip(axes.flat, shown, strict=False):
-        flat = arr.reshape(-1)
-        if not (np.issubdtype(flat.dtype, np.number) or flat.dtype == np.bool_) or np.iscomplexobj(flat):
-            flat = np.empty(0)
-        flat = flat.astype(np.float64, copy=False)
-        finite = flat[np.isfinite(flat)]
-        short = name if len(name) <= 28 else "…" + name[-27:]
-        label = f"{short} ({kind}, {arr.size:,})"
-        if finite.size == 0:
-            ax.set_title(label, fontsize=7)
-            ax.text(
-                0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes, fontsize=8
-            )
-        else:
-            step = max(1, finite.size // _HISTOGRAM_SAMPLE)
-            # One stairs artist instead of hist's 50 bar patches: a 24-panel
-            # grid draws several times faster.
-            counts, edges = np.histogram(finite[::step], bins=50)
-            ax.stairs(counts, edges, fill=True, color="tab:blue" if kind == "param" else "tab:orange")
-            stats = f"mean {finite.mean():.3g}  std {finite.std():.3g}"
-            if finite.size < flat.size:
-                stats += f"  ({flat.size - finite.size:,} non-finite)"
-            ax.set_title(f"{label}\n{stats}", fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(shown) :]:
-        ax.set_visible(False)
-    if not shown:
-        axes.flat[0].set_visible(True)
-        axes.flat[0].axis("off")
-        axes.flat[0].text(0.5, 0.5, "no tensors", ha="center", va="center")
-    title = f"epoch {epoch}: parameters (blue) and activations (orange)"
-    if len(items) > len(shown):
-        title += f" — the {len(shown)} largest of {len(items)} tensors"
-    fig.suptitle(title, fontsize=9)
-    # Fixed margins (in inches, for 6-point ticks and two-line 7-point
-    # titles) instead of tight_layout, which would draw the whole grid once
-    # more only to measure it: a third of the time of a call made per epoch.
-    w, h = fig.get_size_inches()
-    fig.subplots_adjust(
-        left=0.5 / w, right=1 - 0.15 / w, bottom=0.3 / h, top=1 - 0.85 / h, wspace=0.35, hspace=0.45
-    )
+    sections = []
+    for kind, tensors in (("parameters", params), ("activations", activations)):
+        names = list(tensors)  # the network's order, as given
+        if names:
+            shown = [names[i] for i in _spread(len(names), MAX_HISTOGRAM_PANELS)]
+            sections.append((kind, names, tensors, shown))
+    cols = 6
+    # Inches: a panel row (two 8-point title lines, 7-point ticks), a section's head (its title
+    # above the first row's panel titles), the figure's own title.
+    panel_h, head_h, top_h = 2.0, 0.75, 0.4
+    heights = [math.ceil(len(shown) / cols) * panel_h + head_h for *_, shown in sections]
+    if heights:
+        heights[0] += top_h
+    fig = plt.figure(figsize=(3.0 * cols, sum(heights) if heights else 2.0))
+    fig.suptitle(f"epoch {epoch}", fontsize=11, y=1 - 0.1 / (sum(heights) or 2.0), va="top")
+    if not sections:
+        fig.text(0.5, 0.5, "no tensors", ha="center", va="center")
+        return fig
+    subs = fig.subfigures(len(sections), 1, height_ratios=heights, squeeze=False)
+    for i, (sf, (kind, names, tensors, shown), h) in enumerate(
+        zip(subs.flat, sections, heights, strict=True)
+    ):
+        title = f"{kind}: {len(names)}, in network order"
+        if len(shown) < len(names):
+            title += f" ({len(shown)} spread over the network shown)"
+        if kind == "parameters" and any(n in buffers for n in names):
+            title += "; grey: buffers (running statistics)"
+        top = top_h if i == 0 else 0.0
+        sf.suptitle(title, fontsize=10, x=0.01, ha="left", y=1 - (top + 0.08) / h, va="top")
+        axes = sf.subplots(math.ceil(len(shown) / cols), cols, squeeze=False)
+        for ax, name in zip(axes.flat, shown, strict=False):
+            if kind == "activations":
+                color, note = "tab:orange", ""
+            else:
+                color, note = ("tab:gray", " (buffer)") if name in buffers else ("tab:blue", "")
+            _histogram_panel(ax, name, np.asarray(tensors[name]), color, note)
+        for ax in axes.flat[len(shown) :]:
+            ax.set_visible(False)
+        # Fixed margins instead of tight_layout, which would draw the whole grid once more
+        # only to measure it.
+        sf.subplots_adjust(left=0.02, right=0.99, bottom=0.3 / h, top=1 - (top + head_h) / h, wspace=0.12,
+                           hspace=0.75)  # fmt: skip
     return fig
 
 
 def plot_histograms(
-    epoch: int, params: dict[str, np.ndarray], activations: dict[str, np.ndarray], out_dir: Path
+    epoch: int,
+    params: dict[str, np.ndarray],
+    activations: dict[str, np.ndarray],
+    out_dir: Path,
+    buffers: Collection[str] = (),
 ) -> Path:
-    """A grid of histograms, one per parameter and per activation tensor,
-    each titled with its name, mean and std, written to
-    ``out_dir/histograms/epoch_NNN.png``. At most ``MAX_HISTOGRAM_PANELS``
-    tensors are shown, the largest first; the title says when some were left
-    out. Non-finite values are counted, not binned."""
+    """Histograms of every parameter and activation tensor, written to
+    ``out_dir/histograms/epoch_NNN.png``: parameters first, then activations, each in the order
+    given (the network's), each panel titled with its name, shape, mean and std; ``buffers``
+    (BatchNorm running statistics) are drawn grey. Above ``MAX_HISTOGRAM_PANELS`` tensors of a
+    kind, that many spread evenly from the first to the last are shown, and the section title
+    says so. Non-finite values are counted, not binned."""
     with _drawing():
-        fig = _histograms_figure(epoch, params, activations)
+        fig = _histograms_figure(epoch, params, activations, buffers)
     return _save(fig, Path(out_dir) / "histograms" / f"epoch_{epoch:03d}.png")
 
 

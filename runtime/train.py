@@ -824,12 +824,24 @@ class Trainer:
             return
         from .plots import plot_histograms
 
-        acts = {
-            s.output: self.buf.view(s.output)
-            for s in self.plan.forward_steps
-            if s.output not in self.plan.losses and self.plan.tensors[s.output].dtype != "int64"
-        }
-        plot_histograms(e, self._named(self.buf.params()), acts, self.run_dir / "plots")  # type: ignore[operator]
+        buffers = [p.name for p in self.plan.params if not p.trainable]
+        plot_histograms(e, self._named(self.buf.params()), self._activations(), self.run_dir / "plots",  # type: ignore[operator]
+                        buffers)  # fmt: skip
+
+    def _activations(self) -> dict[str, np.ndarray]:
+        """Every float activation, in network order, of one forward pass in evaluation mode (it
+        changes no running statistic) on the first training batch, each copied out as soon as
+        its step has run."""
+        ex = self.ex
+        self.buf.feed(self.train, np.arange(self.batch), None, None)
+        ex.training = False
+        out = {}
+        for s in ex.forward_stepwise():
+            t = s.output
+            if t not in self.plan.losses and self.plan.tensors[t].dtype != "int64":
+                out[t] = np.array(self.buf.view(t))
+        ex.training = True
+        return out
 
     def _finish(self, status: str, message: str) -> Result:
         best: dict[str, Any] = {}

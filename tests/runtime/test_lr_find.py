@@ -42,7 +42,9 @@ def _short_run(s: Setup, lr: float) -> float:
     return float(np.mean(losses[-STEPS // 5 :]))
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.yaml") if p.stem not in FILE_EXAMPLES))
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in EXAMPLES.glob("*.yaml") if p.stem not in FILE_EXAMPLES)
+)
 def test_a_short_run_at_the_suggestion_gets_close_to_the_tuned_loss(name):
     s = build(EXAMPLES / f"{name}.yaml", bind=False)
     lrs, losses = find_lr(s)  # the command's default range and length
@@ -51,4 +53,6 @@ def test_a_short_run_at_the_suggestion_gets_close_to_the_tuned_loss(name):
     assert 1e-5 < lr < 1.0, lr  # no blip at the range's ends
     tuned = _short_run(s, s.train_cfg["optimizer"]["lr"])
     at = _short_run(s, lr)
-    assert at <= 1.5 * tuned + 0.02, f"{name}: suggested {lr:.3g} reached {at:.4f}, the tuned rate {tuned:.4f}"
+    assert at <= 1.5 * tuned + 0.02, (
+        f"{name}: suggested {lr:.3g} reached {at:.4f}, the tuned rate {tuned:.4f}"
+    )

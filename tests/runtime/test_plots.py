@@ -228,34 +228,57 @@ def test_grad_norms_many_parameters_keeps_the_largest(tmp_path):
     assert f"12 largest of {n}" in per.get_title()
 
 
+def _panels(fig) -> dict[str, list]:
+    """The visible histogram panels of each section (parameters, activations), in order."""
+    out = {}
+    for sf in fig.subfigs:
+        kind = sf.get_suptitle().split(":")[0]
+        out[kind] = [ax for ax in sf.axes if ax.get_visible()]
+    return out
+
+
 def test_histograms(tmp_path, drawn):
     rng = np.random.default_rng(0)
-    params = {"conv1.w": rng.standard_normal((8, 3, 3, 3)), "conv1.b": np.zeros(8)}
+    params = {
+        "conv1.w": rng.standard_normal((8, 3, 3, 3)),
+        "conv1.b": np.zeros(8),
+        "bn.running_var": np.ones(8),
+    }
     acts = {"conv1": rng.standard_normal((4, 8, 6, 6)).astype(np.float32)}
     acts["relu"] = np.maximum(acts["conv1"], 0)
     acts["relu"][0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
-    path = plots.plot_histograms(3, params, acts, tmp_path)
+    path = plots.plot_histograms(3, params, acts, tmp_path, buffers=["bn.running_var"])
     assert path == tmp_path / "histograms" / "epoch_003.png"
     assert_png(path)
-    titles = [ax.get_title() for ax in drawn["epoch_003.png"].axes if ax.get_visible()]
-    assert len(titles) == 4
-    relu = next(t for t in titles if t.startswith("relu"))
+    fig = drawn["epoch_003.png"]
+    panels = _panels(fig)
+    assert list(panels) == ["parameters", "activations"]  # separate sections, parameters first
+    titles = {k: [ax.get_title() for ax in v] for k, v in panels.items()}
+    assert [t.split(" ")[0] for t in titles["parameters"]] == ["conv1.w", "conv1.b", "bn.running_var"]
+    assert titles["parameters"][0].startswith("conv1.w [8×3×3×3]")
+    assert titles["parameters"][2].startswith("bn.running_var (buffer) [8]")
+    assert "grey: buffers" in fig.subfigs[0].get_suptitle()
+    assert [t.split(" ")[0] for t in titles["activations"]] == ["conv1", "relu"]
+    relu = titles["activations"][1]
     finite = acts["relu"][np.isfinite(acts["relu"])]
     assert f"mean {finite.mean():.3g}" in relu and "3 non-finite" in relu
-    assert any(t.startswith("conv1.b (param") and "std 0" in t for t in titles)
+    assert "std 0" in titles["parameters"][1]
+    assert all(ax.title.get_fontsize() >= 8 for v in panels.values() for ax in v)  # legible
 
 
-def test_histograms_cap_panels_largest_first(tmp_path, drawn):
-    params = {f"p{i}": np.arange(i + 1, dtype=np.float64) for i in range(30)}
+def test_histograms_spread_over_the_network_in_order(tmp_path, drawn):
+    params = {f"p{i}": np.arange(i + 1, dtype=np.float64) for i in range(40)}
     acts = {"huge": np.ones(1000), "nan": np.full(50, np.nan)}
     assert_png(plots.plot_histograms(12, params, acts, tmp_path))
     fig = drawn["epoch_012.png"]
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(visible) == plots.MAX_HISTOGRAM_PANELS
-    assert visible[0].get_title().startswith("huge")
-    assert visible[1].get_title().startswith("nan")
-    assert visible[1].texts[0].get_text() == "no finite values"
-    assert "24 largest of 32" in fig.get_suptitle()
+    panels = _panels(fig)
+    names = [ax.get_title().split(" ")[0] for ax in panels["parameters"]]
+    assert len(names) == plots.MAX_HISTOGRAM_PANELS
+    assert names[0] == "p0" and names[-1] == "p39"  # the first and the last layer
+    assert [int(n[1:]) for n in names] == sorted(int(n[1:]) for n in names)  # network order
+    assert "30 spread over the network shown" in fig.subfigs[0].get_suptitle()
+    assert [ax.get_title().split(" ")[0] for ax in panels["activations"]] == ["huge", "nan"]
+    assert panels["activations"][1].texts[0].get_text() == "no finite values"
 
 
 def test_histograms_with_no_tensors(tmp_path):

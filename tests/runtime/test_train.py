@@ -776,3 +776,31 @@ def test_a_damaged_step_log_is_named_on_resume(text, message, tmp_path):
     (tmp_path / "steps.jsonl").write_text(text)
     with pytest.raises(CheckpointError, match=re.escape(message)):
         rd.read_steps(tmp_path / "steps.jsonl")
+
+
+DEEP = MLP.replace(
+    "  act: {op: tanh, in: fc1}\n",
+    "  bn: {op: batchnorm1d, in: fc1}\n  act: {op: tanh, in: bn}\n  drop: {op: dropout, in: act, p: 0.5}\n"
+    "  fc2: {op: linear, in: drop, out_features: 5}\n  act2: {op: relu, in: fc2}\n",
+).replace("in: act, out_features: 4", "in: act2, out_features: 4")
+
+
+def test_histogram_activations_are_each_tensors_own_values_in_network_order(spec_file):
+    """The arena gives a tensor's memory to another once its last reader has run: read after the
+    pass, an early activation shows a later one's values. The histograms' activations are each
+    copied right after its step, in evaluation mode (no running statistic moves)."""
+    t = _trainer(spec_file(DEEP), 4, _arrays(12))
+    t.fit()
+    p = {k: v.astype(np.float64) for k, v in t._named(t.buf.params()).items()}
+    before = t.buf.params()
+    acts = t._activations()
+    np.testing.assert_array_equal(t.buf.params(), before)  # running statistics untouched
+    assert list(acts) == ["fc1", "bn", "act", "drop", "fc2", "act2", "logits"]
+    x = t.train.arrays["x"][:4].astype(np.float64)
+    fc1 = x @ p["fc1.w"].T + p["fc1.b"]
+    bn = (fc1 - p["bn.running_mean"]) / np.sqrt(p["bn.running_var"] + 1e-5) * p["bn.w"] + p["bn.b"]
+    act2 = np.maximum(np.tanh(bn) @ p["fc2.w"].T + p["fc2.b"], 0)
+    want = {"fc1": fc1, "bn": bn, "act": np.tanh(bn), "drop": np.tanh(bn), "act2": act2,
+            "logits": act2 @ p["logits.w"].T + p["logits.b"]}  # fmt: skip
+    for k, v in want.items():
+        np.testing.assert_allclose(acts[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
