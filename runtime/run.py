@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import Network, load
+from ..compiler.pipeline import Network, load
 from ..compiler.plan import Plan, optimizer_key
 from ..compiler.report.expanded import expanded_yaml
 from .buffers import buffers
