@@ -15,9 +15,9 @@ from __future__ import annotations
 from .compiler.pipeline import Network, compile_file, load
 from .compiler.plan import Plan
 from .spec.errors import Diagnostic, SpecError
+from .version import __version__ as __version__
 
 __all__ = ["Diagnostic", "Model", "Network", "Plan", "SpecError", "compile_file", "load"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
