@@ -14,7 +14,7 @@ float32 GEMM ceiling (np.dot of 2048², measured in the same run).
 
 Every measurement runs in its own worker process with 2 threads, because
 OpenBLAS (netc's BLAS, through SciPy) and PyTorch's OpenMP/MKL pools fight for
-the two cores when they share a process (DESIGN.md §8); the driver alternates
+the two cores when they share a process (idle OpenMP workers spin instead of sleeping); the driver alternates
 which framework goes first from round to round and reports medians over rounds.
 A worker is ``--worker netc|torch|numpy --net NAME --batch B --mode train|infer|kernel``;
 it warms up (compiles or loads kernels, fills caches), times ``--repeats``

@@ -247,146 +247,218 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False
     ``input_grads`` also computes gradients of the float spec inputs
     (for gradient checks and saliency)."""
     graph = shaped.graph
-    net = graph.net
-    types = shaped.types
+    tensors = _tensors(shaped)
+    params = _params(shaped)
+    by_module: dict[str, list[ParamInfo]] = {}
+    for p in params:
+        by_module.setdefault(p.module, []).append(p)
+    # The step phases add tensors (saved ones, then gradients) in the order they meet them,
+    # and that order is the plan's tensor table, so its JSON: keep them in this order.
+    forward = _forward_steps(shaped, by_module, tensors)
+    requires = _requires_grad(shaped, by_module, input_grads)
+    backward = _backward_steps(shaped, forward, requires, _reaches_loss(shaped), tensors)
+    return Plan(
+        name=graph.net.name,
+        inputs=list(graph.net.inputs),
+        outputs=list(graph.outputs),
+        losses={m.name: m.weight for m in graph.losses},
+        tensors=tensors,
+        params=params,
+        steps=forward + backward,
+        modules=_module_rows(shaped, by_module, {s.module for s in backward}),
+        clusters=dict(graph.net.clusters),
+        optimizer=optimizer,
+    )
+
+
+def _tensors(shaped: Shaped) -> dict[str, Tensor]:
+    """The spec inputs and every module's output, losses marked (the step phases add the
+    saved tensors and the gradients)."""
+    graph, net = shaped.graph, shaped.graph.net
     tensors: dict[str, Tensor] = {}
-    for name, t in types.items():
+    for name, t in shaped.types.items():
         producer = None if name in net.inputs else name
-        kind = "input" if producer is None else "activation"
         tensors[name] = Tensor(
-            name, list(t.shape), t.dtype, t.batched, kind, producer, list(graph.consumers[name])
+            name=name,
+            shape=list(t.shape),
+            dtype=t.dtype,
+            batched=t.batched,
+            kind="input" if producer is None else "activation",
+            producer=producer,
+            consumers=list(graph.consumers[name]),
         )
     for m in graph.losses:
         tensors[m.name].kind = "loss"
+    return tensors
 
-    # Parameters: one flat buffer for all, one for the gradients of trainable ones.
+
+def _params(shaped: Shaped) -> list[ParamInfo]:
+    """Every parameter in network order: one flat buffer for all, one for the gradients of
+    the trainable ones."""
     params: list[ParamInfo] = []
     offset = goffset = 0
-    for m in graph.order:
+    for m in shaped.graph.order:
         for p in shaped.params[m.name]:
             trainable = p.trainable and m.trainable
             params.append(
                 ParamInfo(
-                    f"{m.name}.{p.name}",
-                    m.name,
-                    list(p.shape),
-                    p.init,
-                    trainable,
-                    p.fan_in,
-                    p.fan_out,
-                    offset,
-                    goffset if trainable else None,
-                    m.lr_mult,
-                    _role(m.op, p.name, trainable),
+                    name=f"{m.name}.{p.name}",
+                    module=m.name,
+                    shape=list(p.shape),
+                    init=p.init,
+                    trainable=trainable,
+                    fan_in=p.fan_in,
+                    fan_out=p.fan_out,
+                    offset=offset,
+                    grad_offset=goffset if trainable else None,
+                    lr_mult=m.lr_mult,
+                    role=_role(m.op, p.name, trainable),
                 )
             )
             offset += p.numel
             if trainable:
                 goffset += p.numel
-    by_module: dict[str, list[ParamInfo]] = {}
-    for p in params:
-        by_module.setdefault(p.module, []).append(p)
+    return params
 
-    # Which tensors need gradients, and which modules reach a loss.
+
+def _requires_grad(
+    shaped: Shaped, by_module: dict[str, list[ParamInfo]], input_grads: bool
+) -> dict[str, bool]:
+    """Tensor -> whether it requires grad (see the module docstring)."""
+    graph, net = shaped.graph, shaped.graph.net
     requires = {n: input_grads and spec.get("dtype", "float32") != "int64" for n, spec in net.inputs.items()}
     for m in graph.order:
         own = any(p.trainable for p in by_module.get(m.name, []))
         requires[m.name] = own or any(requires[i] for i in m.inputs)
+    return requires
+
+
+def _reaches_loss(shaped: Shaped) -> dict[str, bool]:
+    """Module -> whether its output reaches a loss."""
+    graph = shaped.graph
     reaches: dict[str, bool] = {}
     for m in reversed(graph.order):
         reaches[m.name] = m.is_loss or any(reaches.get(c, False) for c in graph.consumers[m.name])
+    return reaches
 
+
+def _forward_steps(
+    shaped: Shaped, by_module: dict[str, list[ParamInfo]], tensors: dict[str, Tensor]
+) -> list[Step]:
+    """One forward step per module in topological order; adds each one's saved tensors."""
+    types = shaped.types
     forward: list[Step] = []
-    for m in graph.order:
-        op = OPS[m.op]
-        ins = [types[i] for i in m.inputs]
+    for m in shaped.graph.order:
         saved = []
-        for s in op.saved(m.attrs, ins, types[m.name]):
+        for s in OPS[m.op].saved(m.attrs, [types[i] for i in m.inputs], types[m.name]):
             sname = f"{m.name}:{s.name}"
-            tensors[sname] = Tensor(sname, list(s.shape), s.dtype, s.batched, "saved", m.name, [m.name])
+            tensors[sname] = Tensor(
+                name=sname,
+                shape=list(s.shape),
+                dtype=s.dtype,
+                batched=s.batched,
+                kind="saved",
+                producer=m.name,
+                consumers=[m.name],
+            )
             saved.append(sname)
         forward.append(
             Step(
-                "forward",
-                m.name,
-                m.op,
-                m.attrs,
-                list(m.inputs),
-                m.name,
-                [p.name for p in by_module.get(m.name, [])],
-                saved,
+                kind="forward",
+                module=m.name,
+                op=m.op,
+                attrs=m.attrs,
+                inputs=list(m.inputs),
+                output=m.name,
+                params=[p.name for p in by_module.get(m.name, [])],
+                saved=saved,
                 weight=m.weight,
             )
         )
+    return forward
 
+
+def _backward_steps(
+    shaped: Shaped,
+    forward: list[Step],
+    requires: dict[str, bool],
+    reaches: dict[str, bool],
+    tensors: dict[str, Tensor],
+) -> list[Step]:
+    """One backward step, in reverse topological order, per module whose output requires grad
+    and reaches a loss; adds the gradient tensors. The first step to reach a gradient writes
+    it, later ones accumulate into it."""
+    graph, types = shaped.graph, shaped.types
     backward: list[Step] = []
     written: set[str] = set()
     for fs, m in zip(reversed(forward), reversed(graph.order), strict=True):
         if not (requires[m.name] and reaches[m.name]):
             continue
-        op = OPS[m.op]
+        int_inputs = OPS[m.op].int_inputs
         gins: list[str | None] = []
         acc: list[bool] = []
         for idx, i in enumerate(m.inputs):
-            if requires[i] and idx not in op.int_inputs:
+            if requires[i] and idx not in int_inputs:
                 g = grad_name(i)
                 gins.append(g)
                 acc.append(g in written)
                 written.add(g)
                 if g not in tensors:
                     t = types[i]
-                    tensors[g] = Tensor(g, list(t.shape), t.dtype, t.batched, "grad", m.name, [i])
+                    tensors[g] = Tensor(
+                        name=g,
+                        shape=list(t.shape),
+                        dtype=t.dtype,
+                        batched=t.batched,
+                        kind="grad",
+                        producer=m.name,
+                        consumers=[i],
+                    )
             else:
                 gins.append(None)
                 acc.append(False)
         backward.append(
             Step(
-                "backward",
-                m.name,
-                m.op,
-                m.attrs,
-                list(m.inputs),
-                m.name,
-                fs.params,
-                fs.saved,
+                kind="backward",
+                module=m.name,
+                op=m.op,
+                attrs=m.attrs,
+                inputs=list(m.inputs),
+                output=m.name,
+                params=fs.params,
+                saved=fs.saved,
                 grad_output=None if m.is_loss else grad_name(m.name),
                 grad_inputs=gins,
                 accumulate=acc,
                 weight=m.weight,
             )
         )
+    return backward
 
-    has_backward = {s.module for s in backward}
+
+def _module_rows(
+    shaped: Shaped, by_module: dict[str, list[ParamInfo]], has_backward: set[str]
+) -> list[ModuleRow]:
+    """The summary table's row of each module: shape, parameter counts and FLOPs."""
     rows = []
-    for m in graph.order:
+    for m in shaped.graph.order:
         ps = by_module.get(m.name, [])
         f, b = shaped.flops[m.name]
-        t = types[m.name]
+        t = shaped.types[m.name]
         rows.append(
             ModuleRow(
-                m.name,
-                m.op,
-                OPS[m.op].describe(m.attrs),
-                list(t.shape),
-                t.batched,
-                sum(p.numel for p in ps if p.role != "stat"),
-                sum(p.numel for p in ps if p.trainable),
-                f,
-                b if m.name in has_backward else 0,
-                list(m.blocks),
-                m.is_loss,
-                sum(p.numel for p in ps if p.role == "stat"),
+                name=m.name,
+                op=m.op,
+                describe=OPS[m.op].describe(m.attrs),
+                output_shape=list(t.shape),
+                batched=t.batched,
+                params=sum(p.numel for p in ps if p.role != "stat"),
+                trainable_params=sum(p.numel for p in ps if p.trainable),
+                forward_flops=f,
+                backward_flops=b if m.name in has_backward else 0,
+                blocks=list(m.blocks),
+                is_loss=m.is_loss,
+                buffers=sum(p.numel for p in ps if p.role == "stat"),
             )
         )
-    return Plan(
-        name=net.name,
-        inputs=list(net.inputs),
-        outputs=list(graph.outputs),
-        losses={m.name: m.weight for m in graph.losses},
-        tensors=tensors,
-        params=params,
-        steps=forward + backward,
-        modules=rows,
-        clusters=dict(net.clusters),
-        optimizer=optimizer,
-    )
+    return rows

@@ -79,7 +79,8 @@ class Model:
         only) or False (``"silent"``). Returns the run's Result."""
         from .runtime.data import Dataset
         from .runtime.run import datasets, new_run_dir, with_overrides
-        from .runtime.train import Trainer, TrainError
+        from .runtime.training.errors import TrainError
+        from .runtime.training.trainer import Trainer
 
         base = self.setup.train_cfg if self.setup else {"optimizer": {"type": self.plan.optimizer}}
         cfg = with_overrides(base, train)
@@ -113,7 +114,7 @@ class Model:
     def evaluate(self, data: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Loss terms and metrics (accuracy, MAE, RMSE) over any number of samples, in evaluation mode."""
         from .runtime.data import Dataset
-        from .runtime.train import Evaluator, Meter
+        from .runtime.training.metrics import Evaluator, Meter
 
         inputs = self.setup.net.expanded.inputs if self.setup else None
         m = Evaluator(self.executor).evaluate(Dataset.from_arrays(dict(data), inputs), Meter(self.plan), "x")

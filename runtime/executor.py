@@ -22,7 +22,7 @@ from .binding import Binding, State, Thunk
 from .init import initialize
 from .kernels import kernel_module
 
-# Numba's OpenMP workers spin next to OpenBLAS and starve it (DESIGN.md §8);
+# Numba's OpenMP workers busy-wait between parallel loops, starving OpenBLAS's threads;
 # the workqueue layer does not. numba reads NUMBA_THREADING_LAYER only at its
 # first import, which a user's script may already have done, so set the config
 # itself (it counts until the first parallel kernel runs).

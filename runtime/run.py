@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import Network, load
+from ..compiler.pipeline import Network, load
 from ..compiler.plan import Plan, optimizer_key
 from ..compiler.report.expanded import expanded_yaml
 from .buffers import buffers
@@ -34,17 +34,11 @@ from .checkpoint import (
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
 from .device import DeviceError, check_host_memory, make_executor
 from .rundir import CONFIG, MARKER, METRICS, STEPS, is_run, read_config, read_marker, write_json, write_marker
-from .train import (
-    Evaluator,
-    Meter,
-    Result,
-    Trainer,
-    TrainError,
-    check_batch_fits,
-    heads,
-    label_classes,
-    lr_find,
-)
+from .training.batches import check_batch_fits
+from .training.errors import TrainError
+from .training.lr_range import lr_find
+from .training.metrics import Evaluator, Meter, heads, label_classes
+from .training.trainer import Result, Trainer
 
 USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
 

@@ -7,7 +7,7 @@ silently accepted value (``epoch: 10**30``).
     RUN/config.json        the resolved train and data sections (flags applied)
     RUN/metrics.jsonl      one JSON record per epoch
     RUN/steps.jsonl        one JSON record per optimizer step (loss, lr, gradient norm)
-    RUN/checkpoints/...    see checkpoint.py; the trainer's metadata is checked by meta_schema
+    RUN/checkpoints/...    see store/records.py; the trainer's metadata is checked by meta_schema
 
 docs/checkpoints.md describes the files and the rules for ``--out``.
 """
@@ -23,7 +23,9 @@ from typing import Any
 from jsonschema.exceptions import best_match
 
 from ..spec.validate import _Validator  # the spec's validator: 3.0 and true are not integers
-from .checkpoint import CheckpointError, _commit, _write_temp
+from ..version import __version__
+from .store import atomic
+from .store.errors import CheckpointError
 
 MARKER = "netc-run.json"
 CONFIG = "config.json"
@@ -69,8 +71,8 @@ def _read_json(path: Path, what: str) -> Any:
 def write_json(path: Path, obj: Any) -> None:
     """Write a JSON file atomically (a kill leaves the old file or the new one, never half)."""
     data = (json.dumps(obj, indent=1) + "\n").encode()
-    tmp, _ = _write_temp(path, lambda f: f.write(data))
-    _commit(tmp, path)
+    tmp, _ = atomic.write_temp(path, lambda f: f.write(data))
+    atomic.commit(tmp, path)
 
 
 # -- the marker ---------------------------------------------------------------------------------
@@ -86,8 +88,6 @@ _MARKER_SCHEMA = {
 
 
 def write_marker(d: Path, **fields: Any) -> None:
-    from .. import __version__
-
     write_json(d / MARKER, {"kind": RUN_KIND, "format": RUN_FORMAT, "netc": __version__, **fields})
 
 
@@ -213,10 +213,21 @@ def read_steps(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def append_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append records to a JSON-lines log (metrics.jsonl, steps.jsonl). Not atomic: a record cut
+    short by a kill has no newline, and the readers above drop it."""
+    try:
+        with path.open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+    except OSError as e:  # name the file: the message says what could not be written
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
 def write_metrics(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace a JSON-lines log atomically (a resume cuts one back to its checkpoint)."""
     data = "".join(json.dumps(r) + "\n" for r in records).encode()
-    tmp, _ = _write_temp(path, lambda f: f.write(data))
-    _commit(tmp, path)
+    tmp, _ = atomic.write_temp(path, lambda f: f.write(data))
+    atomic.commit(tmp, path)
 
 
 # -- a checkpoint's metadata (what Trainer.save writes) ---------------------------------------------

@@ -22,6 +22,7 @@ from netc.cli import main
 from netc.runtime import checkpoint as ck
 from netc.runtime import run as rr
 from netc.runtime import train as tr
+from netc.runtime.store import atomic, records
 
 QUIET = ["--quiet", "--no-plots"]
 SILENT = ["--silent", "--no-plots"]  # errors only: a failure prints its one message
@@ -317,7 +318,7 @@ def _rewrite_record(path: Path, change: Any) -> None:
     obj = json.loads(path.read_text())
     obj.pop("checksum")
     change(obj)
-    ck._write_json(path, obj)
+    records._write_json(path, obj)
 
 
 def _untimed(d: Path) -> list[dict]:
@@ -715,7 +716,7 @@ def test_init_from_refuses_shape_mismatches_and_needs_one_match(ws, tmp_path, ca
 def test_a_full_disk_is_one_message_and_the_run_resumes_bitwise_exact(
     fails, ws, tmp_path, capsys, monkeypatch
 ):
-    real = ck._write_temp
+    real = atomic.write_temp
 
     def full_disk(final: Path, write: Any) -> Any:
         if final.name != fails:
@@ -727,7 +728,7 @@ def test_a_full_disk_is_one_message_and_the_run_resumes_bitwise_exact(
 
         return real(final, half)
 
-    monkeypatch.setattr(ck, "_write_temp", full_disk)
+    monkeypatch.setattr(atomic, "write_temp", full_disk)
     d = tmp_path / "run"
     assert main(["run", str(ws.spec), "--out", str(d), *SILENT]) == 1
     msg = _one_message(capsys.readouterr().err)

@@ -22,7 +22,6 @@ import safetensors
 import safetensors.numpy as stnp
 
 import netc
-from netc.runtime import checkpoint as ck
 from netc.runtime.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -36,6 +35,8 @@ from netc.runtime.checkpoint import (
     training_tensors,
     write_safetensors,
 )
+from netc.runtime.store import records
+from netc.runtime.store import safetensors as st
 
 
 def _tensors() -> dict[str, np.ndarray]:
@@ -66,7 +67,7 @@ def _assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> Non
 @pytest.mark.parametrize("metadata", [None, {}, {"note": 'é "quoted"'}])
 def test_writer_matches_the_reference_byte_for_byte(metadata):
     buf = io.BytesIO()
-    ck._write_stream(buf, _tensors(), metadata)
+    st.write_stream(buf, _tensors(), metadata)
     assert buf.getvalue() == stnp.save(_tensors(), metadata=metadata)
     n = int.from_bytes(buf.getvalue()[:8], "little")
     assert n % 8 == 0
@@ -235,7 +236,7 @@ def test_bit_flip_is_refused_by_sha256(tmp_path):
 def test_records_carry_a_checksum_an_edit_is_refused_an_old_record_warns(tmp_path, capsys):
     rec = save_checkpoint(tmp_path, "a", _tensors(), {"epoch": 3})
     obj = json.loads(rec.read_text())
-    assert obj["checksum"] == ck._json_digest(obj)
+    assert obj["checksum"] == records._json_digest(obj)
     for name in ("a.json", "latest.json"):
         path = tmp_path / name
         good = path.read_text()
@@ -278,7 +279,7 @@ def test_truncated_file_is_refused(tmp_path):
 def test_unknown_format_is_refused(tmp_path):
     rec = save_checkpoint(tmp_path, "a", {}, {})
     obj = json.loads(rec.read_text())
-    ck._write_json(rec, {**obj, "format": 2})  # a consistent record of a newer netc
+    records._write_json(rec, {**obj, "format": 2})  # a consistent record of a newer netc
     with pytest.raises(
         CheckpointError, match=rf"{re.escape(str(rec))} has checkpoint format 2; this netc reads format 1"
     ):
@@ -300,14 +301,14 @@ def test_no_checkpoint_anywhere(tmp_path):
 
 def _fail_on(monkeypatch, name: str) -> None:
     """Make writing the JSON file ``name`` die the way a SIGKILL would: before it lands."""
-    real = ck._write_json
+    real = records._write_json
 
     def write(path: Path, obj):
         if path.name == name:
             raise KeyboardInterrupt("killed")
         real(path, obj)
 
-    monkeypatch.setattr(ck, "_write_json", write)
+    monkeypatch.setattr(records, "_write_json", write)
 
 
 def test_missing_commit_record_falls_back_to_previous_checkpoint(tmp_path, monkeypatch):

@@ -101,7 +101,7 @@ def test_save_and_load_weights_round_trip(tmp_path):
 
 
 def test_workqueue_threading_layer_even_if_numba_was_imported_first():
-    # OpenMP workers spin beside OpenBLAS and starve it (DESIGN.md §8).
+    # OpenMP workers busy-wait between parallel loops and take the cores OpenBLAS's threads need.
     import subprocess
     import sys
 

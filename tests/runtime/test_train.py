@@ -34,6 +34,7 @@ from netc.runtime.data import Dataset
 from netc.runtime.executor import Executor
 from netc.runtime.run import build, datasets, load_weights
 from netc.runtime.train import Evaluator, Trainer
+from netc.runtime.training import progress
 
 UNTIMED = ("time", "samples_per_s")  # the only fields of a metrics record that may differ
 
@@ -173,8 +174,8 @@ def test_ctrl_c_at_a_random_step_then_resume_is_bitwise_equal(case, tmp_path, sp
 _KILLER = """
 import os, signal, sys
 
-import netc.runtime.checkpoint as ck
 import netc.runtime.run as rr
+import netc.runtime.store.safetensors as st
 from netc.cli import main
 
 kill_step, kill_save = int(sys.argv[1]), sys.argv[2]
@@ -186,7 +187,7 @@ class Killed(rr.Trainer):
         self.step_callbacks.append(lambda t: t.step == kill_step and os.kill(os.getpid(), signal.SIGKILL))
 
 
-write_stream = ck._write_stream
+write_stream = st.write_stream
 
 
 def torn_write(f, tensors, metadata):
@@ -198,7 +199,7 @@ def torn_write(f, tensors, metadata):
 
 
 rr.Trainer = Killed
-ck._write_stream = torn_write
+st.write_stream = torn_write
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -247,10 +248,9 @@ def test_sigkill_inside_a_checkpoint_write_resumes_from_the_previous_one(tmp_pat
 _EVENT_KILLER = """
 import os, signal, sys
 
-import netc.runtime.checkpoint as ck
 import netc.runtime.rundir as rd
 import netc.runtime.run as rr
-import netc.runtime.train as tr
+from netc.runtime.store import atomic
 from netc.cli import main
 
 kill_at, events = int(sys.argv[1]), []
@@ -262,7 +262,7 @@ def event(name):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-write_temp, commit, append = ck._write_temp, ck._commit, tr._append_jsonl
+write_temp, commit, append = atomic.write_temp, atomic.commit, rd.append_jsonl
 
 
 def killing_write_temp(final, write):
@@ -293,9 +293,9 @@ class Killed(rr.Trainer):
         self.step_callbacks.append(lambda t: event(f"step {t.step}"))
 
 
-ck._write_temp = rd._write_temp = killing_write_temp
-ck._commit = rd._commit = killing_commit
-tr._append_jsonl = killing_append
+atomic.write_temp = killing_write_temp
+atomic.commit = killing_commit
+rd.append_jsonl = killing_append
 rr.Trainer = Killed
 code = main(sys.argv[2:])
 if kill_at < 0:
@@ -716,7 +716,7 @@ def test_progress_eta_counts_only_this_epoch(monkeypatch):
     """Epoch 1 took 100 s for 10 steps; one 1-second step into epoch 2 the ETA is 9 s, not the
     99 s that timing from the start of the run would give."""
     clock = [0.0]
-    monkeypatch.setattr(tr.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
     stream = _Tty()
     p = tr.Progress(epochs=2, steps=10, stream=stream)
     p.start_epoch(1, 0)
