@@ -234,14 +234,6 @@ def grad_name(tensor: str) -> str:
     return f"d:{tensor}"
 
 
-def _role(module_op: str, pname: str, trainable: bool) -> str:
-    if not trainable and pname.startswith("running_"):
-        return "stat"
-    if module_op in ("batchnorm1d", "batchnorm2d", "layernorm"):
-        return "norm"
-    return "bias" if pname.startswith("b") else "weight"
-
-
 def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False) -> Plan:
     """Steps, tensors and parameters of a shaped graph (memory not yet assigned).
     ``input_grads`` also computes gradients of the float spec inputs
@@ -277,7 +269,7 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False
                     offset,
                     goffset if trainable else None,
                     m.lr_mult,
-                    _role(m.op, p.name, trainable),
+                    OPS[m.op].param_role(p.name, trainable),  # the op says what decays
                 )
             )
             offset += p.numel

@@ -12,21 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import PROB, REDUCTION, Loss, ShapeError, TensorType, check_dtype, float_input
-
-
-def class_labels(opname: str, ins: list[TensorType]) -> TensorType:
-    """Shape rule of classification losses: float logits [..., C] and int64 labels [...]."""
-    logits, labels = ins
-    float_input(logits, 0)
-    check_dtype(opname, labels, 1, "int64", "class labels")
-    if not logits.shape or labels.shape != logits.shape[:-1]:
-        raise ShapeError(
-            f"{opname} needs labels shaped like the logits without their last (class) axis, but input 0 "
-            f"is {logits} and input 1 is {labels}",
-            1,
-        )
-    return TensorType((), batched=False)
+from .base import PROB, REDUCTION, Loss, TensorType, class_labels, class_range
 
 
 class CrossEntropy(Loss):
@@ -36,10 +22,14 @@ class CrossEntropy(Loss):
         "label_smoothing": {**PROB, "default": 0.0, "description": "mass ε spread evenly over all classes"},
     }
     int_inputs = (1,)
+    loss_kind = "classification"
     example = ({}, (TensorType((10,)), TensorType((), "int64")))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         return class_labels("cross_entropy", ins)
+
+    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
+        return class_range(ins)
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         n, rows = ins[0].numel, ins[1].numel

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import REDUCTION, Loss, TensorType, check_rank
-from .cross_entropy import class_labels
+from .base import REDUCTION, Loss, TensorType, check_rank, class_labels, class_range
 
 
 class Hinge(Loss):
@@ -21,12 +20,16 @@ class Hinge(Loss):
         "margin": {"type": "number", "default": 1.0, "description": "required score gap to the true class"},
     }
     int_inputs = (1,)
+    loss_kind = "classification"
     cost = (4, 2)
     example = ({}, (TensorType((10,)), TensorType((), "int64")))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         check_rank("hinge", ins[0], 0, (1,), "[N, C]")
         return class_labels("hinge", ins)
+
+    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
+        return class_range(ins)
 
 
 OP = Hinge()

@@ -14,6 +14,7 @@ from .base import Movement, ShapeError, TensorType
 
 class Reshape(Movement):
     name = "reshape"
+    family = "shape"
     attributes: ClassVar[dict[str, Any]] = {
         "shape": {
             "type": "array",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ...compiler.ops.maxpool2d import OP as POOL
+from ...compiler.ops.base import Pool2d
 from ..binding import Binding
 
 
@@ -18,7 +18,7 @@ def view(a: np.ndarray, *shape: int) -> np.ndarray:
 
 def pool_geometry(b: Binding) -> tuple[int, ...]:
     """(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo) of a pooling binding (stride default resolved)."""
-    (kh, kw), (sh, sw), (ph, pw) = POOL.geometry(b.attrs)
+    (kh, kw), (sh, sw), (ph, pw) = Pool2d.geometry(b.attrs)
     h, w = b.x[0].shape[2], b.x[0].shape[3]
     return (h, w, kh, kw, sh, sw, ph, pw, b.y.shape[2], b.y.shape[3])
 
