@@ -292,6 +292,7 @@ class Elementwise(Op):
     (forward, backward) FLOPs per element; a transcendental (exp, tanh, erf)
     counts as one FLOP."""
 
+    family = "activation"  # unless the op says otherwise (dropout, parameter)
     cost: ClassVar[tuple[int, int]] = (1, 2)
     example = ({}, (TensorType((16,)),))
 
@@ -358,6 +359,7 @@ class Movement(Op):
     """An op that only moves or views data (reshape, transpose, concat, select): no FLOPs,
     and backward needs nothing but shapes."""
 
+    family = "shape"  # unless the op says otherwise (concat merges)
     reads_inputs = ()
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:

@@ -12,7 +12,6 @@ from .base import Elementwise
 
 class Elu(Elementwise):
     name = "elu"
-    family = "activation"
     attributes: ClassVar[dict[str, Any]] = {
         "alpha": {"type": "number", "default": 1.0, "description": "scale of the negative branch"}
     }

@@ -14,7 +14,6 @@ from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
 class Flatten(Movement):
     name = "flatten"
-    family = "shape"
     attributes: ClassVar[dict[str, Any]] = {
         "start_axis": {**AXIS, "default": 0, "description": "first per-sample axis to merge"}
     }

@@ -15,7 +15,6 @@ from .base import Elementwise, TensorType
 
 class Gelu(Elementwise):
     name = "gelu"
-    family = "activation"
     attributes: ClassVar[dict[str, Any]] = {
         "approximate": {
             "enum": ["none", "tanh"],

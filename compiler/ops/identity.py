@@ -9,7 +9,6 @@ from .base import Movement, TensorType
 
 class Identity(Movement):
     name = "identity"
-    family = "shape"
     example = ({}, (TensorType((16,)),))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:

@@ -12,7 +12,6 @@ from .base import Elementwise
 
 class LeakyRelu(Elementwise):
     name = "leaky_relu"
-    family = "activation"
     attributes: ClassVar[dict[str, Any]] = {
         "negative_slope": {"type": "number", "default": 0.01, "description": "slope for x < 0"}
     }

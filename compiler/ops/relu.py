@@ -12,7 +12,6 @@ from .base import Elementwise
 
 class Relu(Elementwise):
     name = "relu"
-    family = "activation"
 
     def saves_inputs(self, attrs: dict[str, Any]) -> tuple[int, ...]:
         return ()

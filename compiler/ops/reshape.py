@@ -14,7 +14,6 @@ from .base import Movement, ShapeError, TensorType
 
 class Reshape(Movement):
     name = "reshape"
-    family = "shape"
     attributes: ClassVar[dict[str, Any]] = {
         "shape": {
             "type": "array",

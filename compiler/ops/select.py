@@ -13,7 +13,6 @@ from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
 class Select(Movement):
     name = "select"
-    family = "shape"
     attributes: ClassVar[dict[str, Any]] = {
         "axis": {**AXIS, "description": "per-sample axis to index (negative allowed)"},
         "index": {"type": "integer", "description": "position along the axis (negative counts from the end)"},

@@ -10,7 +10,6 @@ from .base import Elementwise
 
 class Sigmoid(Elementwise):
     name = "sigmoid"
-    family = "activation"
     reads_inputs = ()
     reads_output = True
     cost = (4, 3)

@@ -13,7 +13,6 @@ from .base import AXIS, Elementwise, TensorType, norm_axis
 
 class Softmax(Elementwise):
     name = "softmax"
-    family = "activation"
     attributes: ClassVar[dict[str, Any]] = {
         "axis": {**AXIS, "default": -1, "description": "per-sample axis to normalise over"}
     }

@@ -10,7 +10,6 @@ from .base import Elementwise
 
 class Tanh(Elementwise):
     name = "tanh"
-    family = "activation"
     reads_inputs = ()
     reads_output = True
     cost = (1, 3)

@@ -12,7 +12,6 @@ from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
 class Transpose(Movement):
     name = "transpose"
-    family = "shape"
     attributes: ClassVar[dict[str, Any]] = {
         "perm": {
             "type": "array",

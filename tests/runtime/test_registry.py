@@ -84,3 +84,17 @@ def test_a_kernel_module_without_cuda_is_named(monkeypatch):
     assert any("bind_cuda" in p and "one argument" in p for p in problems), problems
     del kernels.bind_cuda
     assert any("has no bind_cuda" in p for p in missing_parts(fake, kernels))
+
+
+def test_random_inputs_draw_ids_in_the_range_the_ops_declare():
+    from pathlib import Path
+
+    import netc
+    from netc.runtime.check import int_input_high, random_inputs
+
+    plan = netc.compile_file(Path(__file__).parents[2] / "examples" / "transformer_encoder.yaml", batch=2)
+    tokens = next(s for s in plan.forward_steps if s.op == "embedding").attrs["num_embeddings"]
+    assert int_input_high(plan, "tokens") == tokens  # embedding: its table size
+    assert int_input_high(plan, "label") == 10  # cross_entropy: the logits' class axis
+    feed = random_inputs(plan, 64, seed=1)
+    assert feed["tokens"].min() >= 0 and feed["tokens"].max() < tokens
