@@ -10,8 +10,8 @@ the trainer scores it) and the ``int_input_range`` of its integer inputs.
 ``missing_facts`` (in ``__init__``) lists what an op left out.
 
 This module also owns the bases several ops derive from (:class:`Elementwise`,
-:class:`Movement`, :class:`Loss`, :class:`Pool2d`, :class:`Normalization`) and
-the shape helpers they share.
+:class:`Movement`, :class:`Loss`, :class:`ClassificationLoss`, :class:`Pool2d`,
+:class:`Normalization`) and the shape helpers they share.
 
 Conventions every contract follows
 ----------------------------------
@@ -389,23 +389,27 @@ class Loss(Op):
         return self.cost[0] * ins[0].numel, self.cost[1] * ins[0].numel
 
 
-def class_labels(opname: str, ins: list[TensorType]) -> TensorType:
-    """Shape rule of classification losses: float logits [..., C] and int64 labels [...]."""
-    logits, labels = ins
-    float_input(logits, 0)
-    check_dtype(opname, labels, 1, "int64", "class labels")
-    if not logits.shape or labels.shape != logits.shape[:-1]:
-        raise ShapeError(
-            f"{opname} needs labels shaped like the logits without their last (class) axis, but input 0 "
-            f"is {logits} and input 1 is {labels}",
-            1,
-        )
-    return TensorType((), batched=False)
+class ClassificationLoss(Loss):
+    """A loss over float logits [..., C] and int64 class labels [...] (input 1), each in [0, C)."""
 
+    loss_kind = "classification"
+    int_inputs = (1,)
+    example = ({}, (TensorType((10,)), TensorType((), "int64")))
 
-def class_range(ins: list[TensorType]) -> dict[int, int]:
-    """``int_input_range`` of a classification loss: labels (input 1) index the logits' last axis."""
-    return {1: ins[0].shape[-1]}
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        logits, labels = ins
+        float_input(logits, 0)
+        check_dtype(self.name, labels, 1, "int64", "class labels")
+        if not logits.shape or labels.shape != logits.shape[:-1]:
+            raise ShapeError(
+                f"{self.name} needs labels shaped like the logits without their last (class) axis, but "
+                f"input 0 is {logits} and input 1 is {labels}",
+                1,
+            )
+        return TensorType((), batched=False)
+
+    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
+        return {1: ins[0].shape[-1]}  # labels index the logits' last axis
 
 
 class Normalization(Op):

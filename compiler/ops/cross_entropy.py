@@ -12,24 +12,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import PROB, REDUCTION, Loss, TensorType, class_labels, class_range
+from .base import PROB, REDUCTION, ClassificationLoss, TensorType
 
 
-class CrossEntropy(Loss):
+class CrossEntropy(ClassificationLoss):
     name = "cross_entropy"
     attributes: ClassVar[dict[str, Any]] = {
         "reduction": REDUCTION,
         "label_smoothing": {**PROB, "default": 0.0, "description": "mass ε spread evenly over all classes"},
     }
-    int_inputs = (1,)
-    loss_kind = "classification"
-    example = ({}, (TensorType((10,)), TensorType((), "int64")))
-
-    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
-        return class_labels("cross_entropy", ins)
-
-    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
-        return class_range(ins)
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         n, rows = ins[0].numel, ins[1].numel
