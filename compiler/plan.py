@@ -234,14 +234,6 @@ def grad_name(tensor: str) -> str:
     return f"d:{tensor}"
 
 
-def _role(module_op: str, pname: str, trainable: bool) -> str:
-    if not trainable and pname.startswith("running_"):
-        return "stat"
-    if module_op in ("batchnorm1d", "batchnorm2d", "layernorm"):
-        return "norm"
-    return "bias" if pname.startswith("b") else "weight"
-
-
 def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False) -> Plan:
     """Steps, tensors and parameters of a shaped graph (memory not yet assigned).
     ``input_grads`` also computes gradients of the float spec inputs
@@ -312,7 +304,7 @@ def _params(shaped: Shaped) -> list[ParamInfo]:
                     offset=offset,
                     grad_offset=goffset if trainable else None,
                     lr_mult=m.lr_mult,
-                    role=_role(m.op, p.name, trainable),
+                    role=OPS[m.op].param_role(p.name, trainable),  # the op says what decays
                 )
             )
             offset += p.numel

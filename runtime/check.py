@@ -1,5 +1,5 @@
-"""Whole-network checks on a user's own spec: random inputs that fit it,
-finite-difference gradient checks (float64) and per-module timing."""
+"""Whole-network checks on a user's own spec: random inputs that fit it (integer inputs in the
+range their ops declare), finite-difference gradient checks (float64) and per-module timing."""
 
 from __future__ import annotations
 
@@ -10,14 +10,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..compiler.ops import OPS
+from ..compiler.ops.base import TensorType
 from ..compiler.plan import Plan
 from .buffers import buffers
 from .device import make_executor
 
 
+def _tensor_type(plan: Plan, name: str) -> TensorType:
+    t = plan.tensors[name]
+    return TensorType(tuple(t.shape), t.dtype, t.batched)
+
+
+def int_input_high(plan: Plan, name: str) -> int:
+    """The exclusive upper bound of valid values of the int64 spec input ``name``, as the ops
+    that read it declare (``Op.int_input_range``: class labels, token ids); 2 when none does
+    (0/1 values). Where several ops read it, the last in forward order decides."""
+    high = 2
+    for s in plan.forward_steps:
+        if name not in s.inputs:
+            continue
+        ranges = OPS[s.op].int_input_range(s.attrs, [_tensor_type(plan, x) for x in s.inputs])
+        for i, x in enumerate(s.inputs):
+            if x == name and i in ranges:
+                high = ranges[i]
+    return high
+
+
 def random_inputs(plan: Plan, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs of the right shapes; int64 inputs hold valid class labels or
-    token ids, read off the ops that consume them."""
+    token ids, in the range the ops that consume them declare."""
     rng = np.random.default_rng(seed)
     out = {}
     for name in plan.inputs:
@@ -26,15 +48,7 @@ def random_inputs(plan: Plan, batch: int, seed: int = 0) -> dict[str, np.ndarray
         if t.dtype != "int64":
             out[name] = rng.standard_normal(shape)
             continue
-        high = 2
-        for s in plan.forward_steps:
-            if name not in s.inputs:
-                continue
-            if s.op == "embedding":
-                high = s.attrs["num_embeddings"]
-            elif s.op in ("cross_entropy", "hinge"):
-                high = plan.tensors[s.inputs[0]].shape[-1]
-        out[name] = rng.integers(0, high, shape)
+        out[name] = rng.integers(0, int_input_high(plan, name), shape)
     return out
 
 

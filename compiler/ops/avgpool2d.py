@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import TensorType
-from .maxpool2d import Pool2d
+from .base import Pool2d, TensorType
 
 
 class Avgpool2d(Pool2d):

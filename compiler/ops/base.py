@@ -1,8 +1,17 @@
-"""The op contract: what the compiler knows about an op, in pure Python.
+"""The op contract and the bases ops share: what the compiler and the runtime know about an op.
 
 Every op file in this folder defines one subclass of :class:`Op` and one
 instance of it named ``OP``. The compiler reads only this contract; kernels
-live in ``runtime/kernels/<op>.py``.
+live in ``runtime/kernels/<op>.py``. An op states every fact a pass or the
+runtime needs about it here, on its class, so no side table elsewhere has to
+know op names: its drawing ``family``, the ``param_role`` of each parameter
+(what weight decay and penalties apply to), the ``loss_kind`` of a loss (how
+the trainer scores it) and the ``int_input_range`` of its integer inputs.
+``missing_facts`` (in ``__init__``) lists what an op left out.
+
+This module also owns the bases several ops derive from (:class:`Elementwise`,
+:class:`Movement`, :class:`Loss`, :class:`ClassificationLoss`, :class:`Pool2d`,
+:class:`Normalization`) and the shape helpers they share.
 
 Conventions every contract follows
 ----------------------------------
@@ -122,6 +131,28 @@ def bias_init(weight_init: str) -> str:
     return "fan_in_uniform" if weight_init == "kaiming_uniform" else "zeros"
 
 
+#: Op families, by which a drawing colours its nodes (``compiler/report/draw.py``).
+FAMILIES = (
+    "conv",
+    "linear",
+    "norm",
+    "activation",
+    "pooling",
+    "attention",
+    "merge",
+    "shape",
+    "regularization",
+    "parameter",
+    "loss",
+    "other",
+)
+#: Parameter roles in the plan (``Op.param_role``): optimizers exempt bias and norm from weight
+#: decay, penalties apply to weights only, stats are never trained.
+ROLES = ("weight", "bias", "norm", "stat")
+#: What a loss's targets are, which decides how the trainer scores it: class labels
+#: (accuracy), 0/1 targets (accuracy at 0.5), or values (error only).
+LOSS_KINDS = ("classification", "binary", "regression")
+
 REDUCTION = {"enum": ["mean", "sum"], "default": "mean", "description": "how the loss reduces over the batch"}
 
 
@@ -136,10 +167,13 @@ class Op:
     #: number of inputs: an int, or (min, max) with max None for "any"
     arity: ClassVar[int | tuple[int, int | None]] = 1
     is_loss: ClassVar[bool] = False
+    #: one of FAMILIES: how a drawing colours the op (every op must set it)
+    family: ClassVar[str | None] = None
+    #: one of LOSS_KINDS for a loss (every loss must set it); None for every other op
+    loss_kind: ClassVar[str | None] = None
     #: attributes worth printing on a drawing's node
     key_attributes: ClassVar[tuple[str, ...]] = ()
-    #: input dtypes accepted; None means float32 only
-    #: indices of inputs that take int64 (labels, token ids)
+    #: indices of inputs that take int64 (labels, token ids); ``int_input_range`` bounds each
     int_inputs: ClassVar[tuple[int, ...]] = ()
     #: what ``saves_inputs``/``saves_output`` answer unless overridden; None = every required input
     reads_inputs: ClassVar[tuple[int, ...] | None] = None
@@ -155,6 +189,20 @@ class Op:
 
     def arity_range(self) -> tuple[int, int | None]:
         return (self.arity, self.arity) if isinstance(self.arity, int) else self.arity
+
+    # -- facts the passes and the runtime read ---------------------------
+    def param_role(self, pname: str, trainable: bool) -> str:
+        """The role of parameter ``pname`` in the plan: "weight", "bias", "norm" (a
+        normalisation's scale and shift) or "stat" (running statistics, never trained).
+        Optimizers exempt roles from weight decay and penalties by it. Default: the house
+        naming rule, "b" or "b_…" is a bias, anything else a weight."""
+        return "bias" if pname.startswith("b") else "weight"
+
+    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
+        """For each input in ``int_inputs``, the exclusive upper bound of its valid values
+        (0 is the lower bound): what random test inputs draw from, and what the kernels
+        reject beyond. Ops with integer inputs must override it."""
+        return {}
 
     # -- the contract ---------------------------------------------------
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
@@ -244,6 +292,7 @@ class Elementwise(Op):
     (forward, backward) FLOPs per element; a transcendental (exp, tanh, erf)
     counts as one FLOP."""
 
+    family = "activation"  # unless the op says otherwise (dropout, parameter)
     cost: ClassVar[tuple[int, int]] = (1, 2)
     example = ({}, (TensorType((16,)),))
 
@@ -310,6 +359,7 @@ class Movement(Op):
     """An op that only moves or views data (reshape, transpose, concat, select): no FLOPs,
     and backward needs nothing but shapes."""
 
+    family = "shape"  # unless the op says otherwise (concat merges)
     reads_inputs = ()
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
@@ -322,6 +372,7 @@ class Loss(Op):
 
     arity = 2
     is_loss = True
+    family = "loss"
     attributes: ClassVar[dict[str, Any]] = {"reduction": REDUCTION}
     key_attributes = ("reduction",)
     cost: ClassVar[tuple[int, int]] = (3, 3)
@@ -336,3 +387,89 @@ class Loss(Op):
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         return self.cost[0] * ins[0].numel, self.cost[1] * ins[0].numel
+
+
+class ClassificationLoss(Loss):
+    """A loss over float logits [..., C] and int64 class labels [...] (input 1), each in [0, C)."""
+
+    loss_kind = "classification"
+    int_inputs = (1,)
+    example = ({}, (TensorType((10,)), TensorType((), "int64")))
+
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        logits, labels = ins
+        float_input(logits, 0)
+        check_dtype(self.name, labels, 1, "int64", "class labels")
+        if not logits.shape or labels.shape != logits.shape[:-1]:
+            raise ShapeError(
+                f"{self.name} needs labels shaped like the logits without their last (class) axis, but "
+                f"input 0 is {logits} and input 1 is {labels}",
+                1,
+            )
+        return TensorType((), batched=False)
+
+    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
+        return {1: ins[0].shape[-1]}  # labels index the logits' last axis
+
+
+class Normalization(Op):
+    """A normalisation layer (batch or layer norm): an optional learned scale ``w`` and shift
+    ``b`` (role "norm": no weight decay) and possibly running statistics (role "stat").
+    FLOPs per element: forward 7 (+2 with affine), backward 10 (+3 with affine)."""
+
+    family = "norm"
+
+    def param_role(self, pname: str, trainable: bool) -> str:
+        return "stat" if not trainable and pname.startswith("running_") else "norm"
+
+    @staticmethod
+    def affine_params(shape: tuple[int, ...], affine: bool) -> list[Param]:
+        """w ("ones") and b ("zeros") of the layer, when affine."""
+        return [Param("w", shape, "ones"), Param("b", shape, "zeros")] if affine else []
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        n, affine = out.numel, attrs["affine"]
+        return 7 * n + 2 * n * affine, 10 * n + 3 * n * affine
+
+
+class Pool2d(Op):
+    """Shared shape rule of maxpool2d and avgpool2d."""
+
+    family = "pooling"
+    attributes: ClassVar[dict[str, Any]] = {
+        "kernel": {**PAIR_POS, "description": "window size: int or [height, width]"},
+        "stride": {**PAIR_OR_NULL, "default": None, "description": "step: int or pair; null means = kernel"},
+        "padding": {
+            **PAIR_NONNEG,
+            "default": 0,
+            "description": "implicit padding per side, at most kernel/2",
+        },
+    }
+    required = ("kernel",)
+    key_attributes = ("kernel", "stride", "padding")
+    example = ({"kernel": 2}, (TensorType((16, 32, 32)),))
+
+    @staticmethod
+    def geometry(attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(kernel, stride, padding) pairs with the stride default resolved (the pool kernels
+        call it too)."""
+        k = pair(attrs["kernel"])
+        return (
+            k,
+            pair(attrs["stride"] if attrs["stride"] is not None else attrs["kernel"]),
+            pair(attrs["padding"]),
+        )
+
+    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
+        x = ins[0]
+        check_rank(self.name, x, 0, (3,), "[N, C, H, W]")
+        float_input(x)
+        k, s, p = self.geometry(attrs)
+        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+            raise ShapeError(f"{self.name} padding {list(p)} must be at most half the kernel {list(k)}")
+        ho, wo = window_out(self.name, x, k, s, (p[0], p[0], p[1], p[1]))
+        return TensorType((x.shape[0], ho, wo))
+
+    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
+        k = self.geometry(attrs)[0]
+        return out.numel * k[0] * k[1], out.numel

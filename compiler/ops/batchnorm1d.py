@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import AFFINE, EPS, Op, Param, Saved, TensorType, check_rank, float_input
+from .base import AFFINE, EPS, Normalization, Param, Saved, TensorType, check_rank, float_input
 
 MOMENTUM = {
     "type": "number",
@@ -27,16 +27,7 @@ MOMENTUM = {
 }
 
 
-def norm_params(shape: tuple[int, ...], affine: bool) -> list[Param]:
-    """w ("ones") and b ("zeros") of a normalisation layer, when affine."""
-    return [Param("w", shape, "ones"), Param("b", shape, "zeros")] if affine else []
-
-
-def norm_flops(n: int, affine: bool) -> tuple[int, int]:
-    return 7 * n + 2 * n * affine, 10 * n + 3 * n * affine
-
-
-class Batchnorm1d(Op):
+class Batchnorm1d(Normalization):
     name = "batchnorm1d"
     attributes: ClassVar[dict[str, Any]] = {"momentum": MOMENTUM, "eps": EPS, "affine": AFFINE}
     layout: ClassVar[tuple[tuple[int, ...], str]] = ((1, 2), "[N, C] or [N, C, L]")
@@ -53,10 +44,7 @@ class Batchnorm1d(Op):
             Param("running_mean", c, "zeros", trainable=False),
             Param("running_var", c, "ones", trainable=False),
         ]
-        return norm_params(c, attrs["affine"]) + stats
-
-    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
-        return norm_flops(out.numel, attrs["affine"])
+        return self.affine_params(c, attrs["affine"]) + stats
 
     def saved(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> list[Saved]:
         c = ins[0].shape[:1]

@@ -13,6 +13,7 @@ from .base import Loss
 
 class BinaryCrossEntropy(Loss):
     name = "binary_cross_entropy"
+    loss_kind = "binary"
     cost = (8, 7)
 
 

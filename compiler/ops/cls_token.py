@@ -15,6 +15,7 @@ from .base import INIT_ATTR, Op, Param, TensorType, check_rank, float_input
 
 class ClsToken(Op):
     name = "cls_token"
+    family = "attention"
     attributes: ClassVar[dict[str, Any]] = {
         "init": {**INIT_ATTR, "default": "zeros", "description": "token initializer"}
     }

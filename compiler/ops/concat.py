@@ -12,6 +12,7 @@ from .base import AXIS, Movement, ShapeError, TensorType, norm_axis
 
 class Concat(Movement):
     name = "concat"
+    family = "merge"
     arity = (2, None)
     attributes: ClassVar[dict[str, Any]] = {
         "axis": {**AXIS, "default": 0, "description": "per-sample axis to join along"}

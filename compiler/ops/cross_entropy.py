@@ -12,34 +12,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import PROB, REDUCTION, Loss, ShapeError, TensorType, check_dtype, float_input
+from .base import PROB, REDUCTION, ClassificationLoss, TensorType
 
 
-def class_labels(opname: str, ins: list[TensorType]) -> TensorType:
-    """Shape rule of classification losses: float logits [..., C] and int64 labels [...]."""
-    logits, labels = ins
-    float_input(logits, 0)
-    check_dtype(opname, labels, 1, "int64", "class labels")
-    if not logits.shape or labels.shape != logits.shape[:-1]:
-        raise ShapeError(
-            f"{opname} needs labels shaped like the logits without their last (class) axis, but input 0 "
-            f"is {logits} and input 1 is {labels}",
-            1,
-        )
-    return TensorType((), batched=False)
-
-
-class CrossEntropy(Loss):
+class CrossEntropy(ClassificationLoss):
     name = "cross_entropy"
     attributes: ClassVar[dict[str, Any]] = {
         "reduction": REDUCTION,
         "label_smoothing": {**PROB, "default": 0.0, "description": "mass ε spread evenly over all classes"},
     }
-    int_inputs = (1,)
-    example = ({}, (TensorType((10,)), TensorType((), "int64")))
-
-    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
-        return class_labels("cross_entropy", ins)
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         n, rows = ins[0].numel, ins[1].numel

@@ -14,6 +14,7 @@ from .base import PROB, Elementwise, Saved, TensorType
 
 class Dropout(Elementwise):
     name = "dropout"
+    family = "regularization"
     attributes: ClassVar[dict[str, Any]] = {
         "p": {**PROB, "default": 0.5, "description": "probability of zeroing an element, in [0, 1)"}
     }

@@ -15,6 +15,7 @@ from .base import INIT_ATTR, INT_POS, Op, Param, TensorType, check_dtype
 
 class Embedding(Op):
     name = "embedding"
+    family = "linear"
     attributes: ClassVar[dict[str, Any]] = {
         "num_embeddings": {**INT_POS, "description": "table size (ids lie in [0, num_embeddings))"},
         "dim": {**INT_POS, "description": "vector size per id"},
@@ -28,6 +29,9 @@ class Embedding(Op):
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         check_dtype("embedding", ins[0], 0, "int64", "token ids")
         return TensorType((*ins[0].shape, attrs["dim"]))
+
+    def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
+        return {0: attrs["num_embeddings"]}
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         n, d = attrs["num_embeddings"], attrs["dim"]

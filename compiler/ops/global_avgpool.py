@@ -14,6 +14,7 @@ from .base import Op, ShapeError, TensorType, float_input
 
 class GlobalAvgpool(Op):
     name = "global_avgpool"
+    family = "pooling"
     reads_inputs = ()
     example = ({}, (TensorType((64, 7, 7)),))
 

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import REDUCTION, Loss, TensorType, check_rank
-from .cross_entropy import class_labels
+from .base import REDUCTION, ClassificationLoss, TensorType, check_rank
 
 
-class Hinge(Loss):
+class Hinge(ClassificationLoss):
     name = "hinge"
     attributes: ClassVar[dict[str, Any]] = {
         "reduction": REDUCTION,
         "margin": {"type": "number", "default": 1.0, "description": "required score gap to the true class"},
     }
-    int_inputs = (1,)
     cost = (4, 2)
-    example = ({}, (TensorType((10,)), TensorType((), "int64")))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         check_rank("hinge", ins[0], 0, (1,), "[N, C]")
-        return class_labels("hinge", ins)
+        return super().shape(attrs, ins)
 
 
 OP = Hinge()

@@ -12,6 +12,7 @@ from .base import Loss
 
 class L1(Loss):
     name = "l1"
+    loss_kind = "regression"
 
 
 OP = L1()

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import AFFINE, EPS, INT_POS, Op, Param, Saved, ShapeError, TensorType, float_input
-from .batchnorm1d import norm_flops, norm_params
+from .base import AFFINE, EPS, INT_POS, Normalization, Param, Saved, ShapeError, TensorType, float_input
 
 
-class Layernorm(Op):
+class Layernorm(Normalization):
     name = "layernorm"
     attributes: ClassVar[dict[str, Any]] = {
         "normalized_axes": {**INT_POS, "default": 1, "description": "normalise over this many trailing axes"},
@@ -37,10 +36,7 @@ class Layernorm(Op):
         return ins[0]
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
-        return norm_params(ins[0].shape[self._split(attrs, ins[0]) :], attrs["affine"])
-
-    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
-        return norm_flops(out.numel, attrs["affine"])
+        return self.affine_params(ins[0].shape[self._split(attrs, ins[0]) :], attrs["affine"])
 
     def saved(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> list[Saved]:
         lead = ins[0].shape[: self._split(attrs, ins[0])]

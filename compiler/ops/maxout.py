@@ -15,6 +15,7 @@ from .base import AXIS, Op, Saved, ShapeError, TensorType, float_input, norm_axi
 
 class Maxout(Op):
     name = "maxout"
+    family = "activation"
     attributes: ClassVar[dict[str, Any]] = {
         "pieces": {"type": "integer", "minimum": 2, "description": "inputs per max group"},
         "axis": {**AXIS, "default": 0, "description": "per-sample axis split into groups"},

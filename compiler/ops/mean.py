@@ -14,6 +14,7 @@ from .base import AXES, Op, TensorType, axes_set, float_input
 
 class Mean(Op):
     name = "mean"
+    family = "merge"
     attributes: ClassVar[dict[str, Any]] = {
         "axes": {**AXES, "description": "per-sample axes to average over (negative allowed)"},
         "keepdims": {"type": "boolean", "default": False, "description": "keep reduced axes with size 1"},

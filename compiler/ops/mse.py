@@ -12,6 +12,7 @@ from .base import Loss
 
 class Mse(Loss):
     name = "mse"
+    loss_kind = "regression"
 
 
 OP = Mse()

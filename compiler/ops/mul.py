@@ -13,6 +13,7 @@ from .base import Op, TensorType, float_input, same_shapes
 
 class Mul(Op):
     name = "mul"
+    family = "merge"
     arity = 2
     example = ({}, (TensorType((128,)), TensorType((128,))))
 

@@ -39,6 +39,7 @@ from .base import (
 
 class MultiHeadAttention(Op):
     name = "multi_head_attention"
+    family = "attention"
     arity = (1, 2)
     attributes: ClassVar[dict[str, Any]] = {
         "num_heads": {**INT_POS, "description": "number of heads h; D must divide by it"},

@@ -14,6 +14,7 @@ from .base import INIT_ATTR, Elementwise, Param, TensorType
 
 class Parameter(Elementwise):
     name = "parameter"
+    family = "parameter"
     attributes: ClassVar[dict[str, Any]] = {
         "init": {**INIT_ATTR, "default": "zeros", "description": "initializer of w"}
     }

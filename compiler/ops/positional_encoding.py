@@ -15,6 +15,7 @@ from .base import INT_POS, Op, ShapeError, TensorType, check_rank, float_input
 
 class PositionalEncoding(Op):
     name = "positional_encoding"
+    family = "attention"
     attributes: ClassVar[dict[str, Any]] = {
         "max_len": {**INT_POS, "default": 5000, "description": "longest sequence allowed"}
     }

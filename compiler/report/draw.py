@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..ops import OPS
 from ..plan import ModuleRow, Plan
 
 FORMATS = (".svg", ".png", ".pdf", ".dot")
@@ -33,7 +34,8 @@ PYPI_NAME = "graphviz-pure"
 TIMEOUT_S = 60
 PNG_DPI = 144  # Graphviz's default 96 dpi makes small, blurry labels
 
-# Pastel fills by op family, so a drawing reads at a glance.
+# Pastel fills by op family (``compiler/ops/base.py`` FAMILIES), so a drawing reads at a glance.
+# Loss nodes are drawn apart (an octagon in LOSS_COLOR).
 FAMILY_COLORS = {
     "conv": "#ffd8a8",
     "linear": "#d3f9d8",
@@ -45,47 +47,13 @@ FAMILY_COLORS = {
     "shape": "#e9ecef",
     "regularization": "#f1f3f5",
     "parameter": "#fff9db",
+    "loss": "#ffa8a8",  # salmon
     "other": "#f8f9fa",
 }
 INPUT_COLOR = "#d0ebff"
-LOSS_COLOR = "#ffa8a8"  # salmon
+LOSS_COLOR = FAMILY_COLORS["loss"]
 BLOCK_COLOR = "#dee2e6"
 CLUSTER_FILLS = ("#f8f9fa", "#eef1f4", "#e4e8ec")  # by nesting depth
-
-OP_FAMILY = {
-    "conv2d": "conv",
-    "linear": "linear",
-    "embedding": "linear",
-    "batchnorm1d": "norm",
-    "batchnorm2d": "norm",
-    "layernorm": "norm",
-    "relu": "activation",
-    "leaky_relu": "activation",
-    "elu": "activation",
-    "gelu": "activation",
-    "tanh": "activation",
-    "sigmoid": "activation",
-    "softmax": "activation",
-    "log_softmax": "activation",
-    "maxout": "activation",
-    "maxpool2d": "pooling",
-    "avgpool2d": "pooling",
-    "global_avgpool": "pooling",
-    "multi_head_attention": "attention",
-    "positional_encoding": "attention",
-    "cls_token": "attention",
-    "add": "merge",
-    "mul": "merge",
-    "concat": "merge",
-    "mean": "merge",
-    "reshape": "shape",
-    "flatten": "shape",
-    "transpose": "shape",
-    "select": "shape",
-    "identity": "shape",
-    "dropout": "regularization",
-    "parameter": "parameter",
-}
 
 
 class DrawError(Exception):
@@ -100,13 +68,10 @@ class DrawResult:
 
 
 def op_family(op: str) -> str:
-    """The family that colors an op's node; new ops fall back on their name."""
-    if op in OP_FAMILY:
-        return OP_FAMILY[op]
-    for key, fam in (("conv", "conv"), ("pool", "pooling"), ("norm", "norm"), ("attention", "attention")):
-        if key in op:
-            return fam
-    return "other"
+    """The family that colors an op's node, as the op declares it (``Op.family``); "other" for
+    a name the registry does not know (a plan read from JSON written by another netc)."""
+    known = OPS.get(op)
+    return (known.family if known else None) or "other"
 
 
 def shape_text(shape: list[int], batched: bool) -> str:

@@ -14,7 +14,8 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._elementwise_common import flat, or_empty
+from ._copies import copy_cpu
+from ._views import flat, or_empty
 
 
 @njit(cache=True)
@@ -31,15 +32,8 @@ def forward_cpu(xs, y):  # xs: a tuple of flat arrays
 @njit(cache=True)
 def backward_cpu(dy, dxs, acc):  # dxs: flat arrays, empty where not needed
     for k in range(len(dxs)):
-        dx = dxs[k]
-        if dx.size == 0:
-            continue
-        if acc[k]:
-            for i in range(dx.size):
-                dx[i] += dy[i]
-        else:
-            for i in range(dx.size):
-                dx[i] = dy[i]
+        if dxs[k].size:
+            copy_cpu(dy, dxs[k], acc[k])  # dx = dy, or += dy
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -48,7 +42,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     if b.dy is None or all(g is None for g in b.dx):
         return fwd, nothing
     dy = flat(b.dy)
-    dxs = tuple(flat(or_empty(g, y)) for g in b.dx)
+    dxs = tuple(flat(or_empty(g, y.dtype)) for g in b.dx)
     acc = np.array(b.acc, np.bool_)
     return fwd, lambda: backward_cpu(dy, dxs, acc)
 

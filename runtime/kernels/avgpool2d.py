@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from numba import cuda, njit
 
-from ..binding import Binding, Thunk, nothing
-from ._conv_common import pool_geometry, view, window
-from ._cuda_spatial import bind_pool_cuda, covering_cuda, window_cuda
+from ..binding import Binding, Thunk
+from ._windows import bind_pool_cpu, bind_pool_cuda, covering_cuda, window, window_cuda
 
 
 @njit(cache=True)
@@ -43,7 +42,7 @@ def forward_cpu(x, y, include_pad, geo):
 
 
 @njit(cache=True)
-def backward_cpu(dy, dx, include_pad, acc_dx, geo):
+def backward_cpu(dy, include_pad, dx, acc_dx, geo):
     # dy [P, Ho·Wo]; dx [P, H·W]
     h, w, kh, kw, sh, sw, ph, pw, ho, wo = geo
     for q in range(dy.shape[0]):
@@ -61,18 +60,7 @@ def backward_cpu(dy, dx, include_pad, acc_dx, geo):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    geo = pool_geometry(b)
-    n, c, h, w = b.x[0].shape
-    x = view(b.x[0], n * c, h * w)
-    y = view(b.y, n * c, -1)
-    include = bool(b.attrs["count_include_pad"])
-    fwd = lambda: forward_cpu(x, y, include, geo)  # noqa: E731
-    if b.dx[0] is None:
-        return fwd, nothing
-    dy = view(b.dy, *y.shape)
-    dx = view(b.dx[0], *x.shape)
-    acc = b.acc[0]
-    return fwd, lambda: backward_cpu(dy, dx, include, acc, geo)
+    return bind_pool_cpu(b, forward_cpu, backward_cpu)
 
 
 @cuda.jit

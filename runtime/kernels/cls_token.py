@@ -4,7 +4,7 @@ Arrays are viewed per sample as rows ([N, (T+1)·D] for y), so the token is the 
 columns of each row and the sequence the rest.
 
 On the GPU one kernel writes each row of y (token, then sequence); backward copies the
-sequence columns of dy into dx (``_cuda_elementwise.ColumnCopy``) and sums the token columns over
+sequence columns of dy into dx (``_copies.ColumnCopy``) and sums the token columns over
 the batch (``_cuda.row_sum``: fixed order, no atomics)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._cuda_elementwise import ColumnCopy
-from ._cuda_elementwise import per_sample as per_sample_cuda
-from ._losses_embed_common import batch_sum, bind_learned_table, pass_grad
+from ._copies import ColumnCopy
+from ._tables import batch_sum, bind_learned_table, pass_grad
+from ._views import per_sample_cuda
 
 
 @njit(cache=True)

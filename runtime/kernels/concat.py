@@ -4,7 +4,7 @@ Every array is viewed as [outer, width] around the axis (outer = the axes before
 included; width = the axis times everything after it), so each input fills a column band
 [offset_i, offset_i + width_i) of y's rows. The inputs travel as one tuple: one kernel call.
 
-On the GPU each input is one launch of ``_cuda_elementwise.ColumnCopy`` into (from, in
+On the GPU each input is one launch of ``_copies.ColumnCopy`` into (from, in
 backward) its column band [offset_i, offset_i + width_i) of y's rows.
 """
 
@@ -17,8 +17,8 @@ from numba import njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._cuda_elementwise import ColumnCopy
-from ._elementwise_common import or_empty
+from ._copies import ColumnCopy
+from ._views import or_empty
 
 
 @njit(cache=True)
@@ -61,7 +61,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     if b.dy is None or all(g is None for g in b.dx):
         return fwd, nothing
     dy = rows(b.dy)
-    dxs = tuple(rows(g) if g is not None else or_empty(None, y, 2) for g in b.dx)
+    dxs = tuple(rows(g) if g is not None else or_empty(None, y.dtype, 2) for g in b.dx)
     acc = np.array(b.acc, np.bool_)
     return fwd, lambda: backward_cpu(dy, dxs, offsets, acc)
 

@@ -54,9 +54,10 @@ from ...compiler.ops.base import TensorType, pair
 from ...compiler.ops.conv2d import OP as CONV
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
-from . import _cuda, _cuda_spatial
+from . import _cuda
 from ._blas import gemm
-from ._conv_common import view
+from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from ._views import view
 
 
 @njit(cache=True)
@@ -373,6 +374,36 @@ def bias_fill_cuda(bias, y):
         y[e // (o * p), (e // p) % o, e % p] = bias[(e // p) % o]
 
 
+# the bias gradient: Σ over samples and positions per channel, one block per channel, no atomics
+
+
+@cuda.jit(device=True)
+def block_channel_sum(buf, a, ch):
+    """Σ_{n, l} a[n, ch, l] (float64) over a 3-d [N, C, L] array, computed by the whole 1-d block."""
+    t, nt = cuda.threadIdx.x, cuda.blockDim.x
+    ln = a.shape[2]
+    s = 0.0
+    for e in range(t, a.shape[0] * ln, nt):
+        s += a[e // ln, ch, e % ln]
+    return _cuda.block_sum(buf, s)
+
+
+@cuda.jit
+def channel_sum_kernel(a, out):
+    # block c: out[c] = Σ a[:, c, :] (a bias gradient over samples and positions), no atomics
+    buf = cuda.shared.array(THREADS, np.float64)
+    ch = cuda.blockIdx.x
+    total = block_channel_sum(buf, a, ch)
+    if cuda.threadIdx.x == 0:
+        out[ch] = total
+
+
+def channel_sum(a: Any, out: Any) -> None:
+    """out[c] = Σ_{n, l} a[n, c, l] for a 3-d device array (one block per channel)."""
+    if a.shape[1]:
+        channel_sum_kernel[a.shape[1], _cuda.reduce_threads(a.shape[0] * a.shape[2])](a, out)
+
+
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
     c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, groups = geo
@@ -438,7 +469,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
 
     def bwd() -> None:
         if db is not None:
-            _cuda_spatial.channel_sum(dy3, db)
+            channel_sum(dy3, db)
         for q in range(len(col_v)):
             if dw_g is not None:
                 if not direct:

@@ -25,7 +25,9 @@ from numba import cuda, njit, prange
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda import THREADS  # a shared array's shape must be a global int of this module
-from ._losses_embed_common import as_rows, check_ids, checked, flat, new_flag, reduction_scale
+from ._ids import check_ids, checked, device_check, new_flag
+from ._losses import reduction_scale
+from ._views import as_rows, flat
 
 #: logits elements from which the row loops run in parallel: on 2 cores the parallel loops took
 #: half the time from 256x100 logits up (exp is the cost: ~4 ns an element, numba has no vector exp)
@@ -197,13 +199,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         forward_cuda[n_rows, threads](x, labels, eps, row_loss)
         _cuda.device_sum(row_loss, y, partials, scale=scale)
 
-    def check() -> None:
-        host = labels.copy_to_host()
-        bad = (host < 0) | (host >= c)
-        if bad.any():
-            raise ValueError(f"cross_entropy '{b.module}': label {int(host[bad][0])} out of range [0, {c})")
-
-    b.checks.append(check)
+    b.checks.append(device_check(labels, c, "cross_entropy", b.module, "label"))
     if b.dx[0] is None:
         return fwd, nothing
     dx, acc = _cuda.rows(b.dx[0], c), bool(b.acc[0])

@@ -19,7 +19,8 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._elementwise_common import flat
+from ._copies import copy_cpu
+from ._views import flat
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (golden ratio)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -62,12 +63,8 @@ def backward_cpu(mask, dy, dx, acc, training):
         else:
             for i in range(dx.size):
                 dx[i] = dy[i] * mask[i]
-    elif acc:
-        for i in range(dx.size):
-            dx[i] += dy[i]
     else:
-        for i in range(dx.size):
-            dx[i] = dy[i]
+        copy_cpu(dy, dx, acc)  # evaluation: the identity's gradient
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:

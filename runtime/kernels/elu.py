@@ -4,7 +4,7 @@ Backward reads the input. exp is ``fast_exp``, so the loops vectorize; exp(x) - 
 replaced by its Taylor polynomial for |x| < 0.02, where the subtraction would cancel.
 
 On the GPU the same scalar functions run as device functions, with exp = math.exp
-(``_cuda_elementwise.device_functions``), in grid-stride kernels; alpha is passed in the
+(``_pointwise.device_functions``), in grid-stride kernels; alpha is passed in the
 arrays' dtype.
 """
 
@@ -14,8 +14,7 @@ from numba import njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
-from ._cuda_elementwise import device_functions
-from ._elementwise_common import bind_unary, fast_exp
+from ._pointwise import bind_unary, device_functions, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
@@ -41,6 +40,8 @@ _f = _scalar(elu)
 _g = _scalar(elu_grad)
 
 
+# This op's own copy of the unary loops: numba's disk cache cannot cache one shared loop that
+# takes the scalar function as an argument (see _pointwise).
 @_jit
 def forward_cpu(x, y, alpha):
     for i in range(x.size):

@@ -24,7 +24,8 @@ from numba import cuda, njit
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda import THREADS  # a shared array's shape must be a global int of this module
-from ._losses_embed_common import as_rows, check_ids, checked, flat, new_flag
+from ._ids import check_ids, checked, device_check, new_flag
+from ._views import as_rows, flat
 
 
 @njit(cache=True)
@@ -105,13 +106,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     def fwd() -> None:
         forward_cuda[launch](ids, w, y)
 
-    def check() -> None:
-        host = ids.copy_to_host()
-        bad = (host < 0) | (host >= n)
-        if bad.any():
-            raise ValueError(f"embedding '{b.module}': token id {int(host[bad][0])} out of range [0, {n})")
-
-    b.checks.append(check)
+    b.checks.append(device_check(ids, n, "embedding", b.module, "token id"))
     dw = b.dp.get("w")
     if dw is None:
         return fwd, nothing

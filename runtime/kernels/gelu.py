@@ -23,8 +23,7 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
-from ._cuda_elementwise import device_functions
-from ._elementwise_common import bind_unary, fast_exp
+from ._pointwise import bind_unary, device_functions, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
@@ -100,6 +99,8 @@ def _g_erf_r(x, dy):
     return dy * (0.5 * (1.0 + _erf_r(x * _SQRT1_2)) + x * _INV_SQRT_2PI * exp(-0.5 * x * x))
 
 
+# This op's own copy of the unary loops: numba's disk cache cannot cache one shared loop that
+# takes the scalar function as an argument (see _pointwise).
 @_jit
 def forward_cpu(x, y, form):
     if form == TANH:

@@ -11,8 +11,8 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._conv_common import view
 from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from ._views import view
 
 
 @njit(cache=True, fastmath={"reassoc"})  # reassociation lets the float64 sum vectorize (10x)

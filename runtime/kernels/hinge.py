@@ -22,7 +22,8 @@ from numba import cuda, njit
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda import THREADS  # a shared array's shape must be a global int of this module
-from ._losses_embed_common import check_ids, checked, new_flag, reduction_scale
+from ._ids import check_ids, checked, device_check, new_flag
+from ._losses import reduction_scale
 
 
 # Plain Python so the CUDA backend can compile it with cuda.jit(device=True).
@@ -137,13 +138,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         forward_cuda[n_rows, threads](x, labels, margin, row_loss)
         _cuda.device_sum(row_loss, y, partials, scale=scale / c)
 
-    def check() -> None:
-        host = labels.copy_to_host()
-        bad = (host < 0) | (host >= c)
-        if bad.any():
-            raise ValueError(f"hinge '{b.module}': label {int(host[bad][0])} out of range [0, {c})")
-
-    b.checks.append(check)
+    b.checks.append(device_check(labels, c, "hinge", b.module, "label"))
     if b.dx[0] is None:
         return fwd, nothing
     dx, acc, gc = b.dx[0], bool(b.acc[0]), float(b.weight * scale / c)

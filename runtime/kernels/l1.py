@@ -2,7 +2,7 @@
 
 On the GPU the same scalar functions run in ``forward_cuda`` (per-block float64 sums through
 ``_cuda.block_sum``, then ``_cuda.device_sum`` when there is more than one block: deterministic, no
-atomics) and the elementwise ``backward_cuda`` (``_cuda_attention_losses``).
+atomics) and the elementwise ``backward_cuda`` (``_losses``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 from numba import njit
 
 from ..binding import Binding, Thunk
-from ._cuda_attention_losses import bind_pointwise_loss_cuda, pointwise_loss_kernels
-from ._losses_embed_common import bind_pointwise_loss
+from ._losses import bind_pointwise_loss, bind_pointwise_loss_cuda, pointwise_loss_kernels
 
 
 # Scalar math, plain Python so the CUDA backend can compile it with cuda.jit(device=True).
@@ -31,6 +30,8 @@ def grad_t(x, t):
 _loss, _grad_x, _grad_t = (njit(cache=True)(f) for f in (loss, grad_x, grad_t))
 
 
+# This loss's own copy of the pointwise-loss loops: numba's disk cache cannot cache one shared
+# loop that takes the scalar functions as arguments (see _losses).
 @njit(cache=True)
 def forward_cpu(x, t, y, scale):
     s = 0.0  # float64 sum for any array dtype

@@ -24,6 +24,7 @@ from numba import cuda, get_num_threads, njit, prange
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda import SUM_LANES, THREADS, WARP  # shared-array shapes: global ints of this module
+from ._views import as_rows
 from .batchnorm1d import (  # numba's cache won't see edits there: clear it
     FAST,
     _inv_std_cuda,
@@ -107,9 +108,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     empty = np.zeros(0, dt)
 
     def rows(a: np.ndarray) -> np.ndarray:
-        if not a.flags.c_contiguous:  # a reshape would copy, and the kernels would write the copy
-            raise ValueError(f"{b.module}: kernel needs C-contiguous arrays, got strides {a.strides}")
-        return a.reshape(-1, m)
+        return as_rows(a, m)
 
     def flat(a: np.ndarray | None) -> np.ndarray:
         return a.reshape(-1) if a is not None else empty

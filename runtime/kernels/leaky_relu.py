@@ -9,7 +9,7 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
-from ._elementwise_common import bind_unary
+from ._pointwise import bind_unary
 
 
 def leaky_relu(x, slope):  # scalar functions are shared with the CUDA backend
@@ -25,6 +25,8 @@ _f = njit(cache=True, inline="always")(leaky_relu)
 _g = njit(cache=True, inline="always")(leaky_relu_grad)
 
 
+# This op's own copy of the unary loops: numba's disk cache cannot cache one shared loop that
+# takes the scalar function as an argument (see _pointwise).
 @njit(cache=True)
 def forward_cpu(x, y, slope):
     for i in range(x.size):

@@ -3,7 +3,7 @@
 Same [outer, size, inner] layout as softmax, with contiguous, vectorized rows for the last
 axis (inner = 1). Backward: dx = dy - exp(y) · Σ dy, reading the output only.
 
-On the GPU one block handles each (outer, inner) row (``_cuda_elementwise.bind_rows_cuda``):
+On the GPU one block handles each (outer, inner) row (``_softmax.bind_rows_cuda``):
 ``_cuda.block_max`` and ``_cuda.block_sum`` of exp(x - max) (float64, fixed tree order) give
 the shift; backward is one ``block_sum`` of dy per row.
 """
@@ -18,8 +18,8 @@ from numba import cuda, njit
 from ..binding import Binding, Thunk
 from . import _cuda
 from ._cuda import THREADS  # a shared array's shape must be an int global of this module
-from ._cuda_elementwise import bind_rows_cuda
-from ._elementwise_common import bind_rows, fast_exp, row_max, row_sum, row_sum_exp
+from ._pointwise import fast_exp
+from ._softmax import bind_rows, bind_rows_cuda, row_max, row_sum, row_sum_exp
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -71,6 +71,8 @@ def _backward_strided(y, dy, dx, acc, o):
                 dx[o, d, j] = dy[o, d, j] - math.exp(y[o, d, j]) * s
 
 
+# This op's own copy of the row dispatch: numba's disk cache cannot cache one shared loop that
+# takes the row kernels as arguments (see _pointwise).
 @_jit
 def forward_cpu(x, y, x2, y2):  # x, y [outer, size, inner]; x2, y2 the same as [outer, size·inner]
     for o in range(x.shape[0]):

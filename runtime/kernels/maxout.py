@@ -14,7 +14,7 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._elementwise_common import around_axis
+from ._views import around_axis
 
 
 @njit(cache=True)

@@ -18,9 +18,8 @@ import math
 import numpy as np
 from numba import cuda, njit
 
-from ..binding import Binding, Thunk, nothing
-from ._conv_common import pool_geometry, view, window
-from ._cuda_spatial import bind_pool_cuda, covering_cuda, window_cuda
+from ..binding import Binding, Thunk
+from ._windows import bind_pool_cpu, bind_pool_cuda, covering_cuda, window, window_cuda
 
 
 @njit(cache=True)
@@ -46,8 +45,8 @@ def forward_cpu(x, y, argmax, geo):
 
 
 @njit(cache=True)
-def backward_cpu(dy, argmax, dx, acc_dx):
-    # dy, argmax [P, Ho·Wo]; dx [P, H·W]
+def backward_cpu(dy, argmax, dx, acc_dx, geo):
+    # dy, argmax [P, Ho·Wo]; dx [P, H·W]; geo unused (the argmax says where each dy goes)
     for q in range(dy.shape[0]):
         dxq = dx[q]
         if not acc_dx:
@@ -57,18 +56,7 @@ def backward_cpu(dy, argmax, dx, acc_dx):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    geo = pool_geometry(b)
-    n, c, h, w = b.x[0].shape
-    x = view(b.x[0], n * c, h * w)
-    y = view(b.y, n * c, -1)
-    argmax = view(b.saved["argmax"], *y.shape)
-    fwd = lambda: forward_cpu(x, y, argmax, geo)  # noqa: E731
-    if b.dx[0] is None:
-        return fwd, nothing
-    dy = view(b.dy, *y.shape)
-    dx = view(b.dx[0], *x.shape)
-    acc = b.acc[0]
-    return fwd, lambda: backward_cpu(dy, argmax, dx, acc)
+    return bind_pool_cpu(b, forward_cpu, backward_cpu, saved="argmax")
 
 
 @cuda.jit

@@ -21,7 +21,7 @@ from numba import cuda, njit
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda import SUM_LANES, THREADS, WARP  # shared-array shapes: int globals of this module
-from ._elementwise_common import reduction_layout
+from ._views import reduction_layout
 
 
 @njit(cache=True)

@@ -10,7 +10,7 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._elementwise_common import flat, or_empty
+from ._views import flat, or_empty
 
 
 @njit(cache=True)
@@ -42,7 +42,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     if b.dy is None or (b.dx[0] is None and b.dx[1] is None):
         return fwd, nothing
     dy = flat(b.dy)
-    dx0, dx1 = flat(or_empty(b.dx[0], y)), flat(or_empty(b.dx[1], y))
+    dx0, dx1 = flat(or_empty(b.dx[0], y.dtype)), flat(or_empty(b.dx[1], y.dtype))
     acc0, acc1 = b.acc[0], b.acc[1]
     return fwd, lambda: backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1)
 

@@ -46,6 +46,7 @@ from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._blas import gemm, project
 from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from ._views import as_rows, or_empty
 
 
 @njit(cache=True)
@@ -211,16 +212,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     scale = 1.0 / math.sqrt(d // h)
 
     def rows(a: np.ndarray) -> np.ndarray:
-        if not a.flags.c_contiguous:  # a reshape would copy, and the kernels would write the copy
-            raise ValueError(f"{b.module}: kernel needs C-contiguous arrays, got strides {a.strides}")
-        return a.reshape(-1, d)
-
-    def or_empty(a: np.ndarray | None, ndim: int) -> np.ndarray:
-        return a if a is not None else np.zeros((0,) * ndim, dt)
+        return as_rows(a, d)
 
     xq, xkv = rows(b.x[0]), rows(b.x[-1])
     w = [b.p[f"w_{p}"] for p in "qkvo"]
-    bias = [or_empty(b.p.get(f"b_{p}"), 1) for p in "qkvo"]
+    bias = [or_empty(b.p.get(f"b_{p}"), dt) for p in "qkvo"]
     q, k, v, ctx = (rows(b.saved[s]) for s in ("q", "k", "v", "context"))
     attn = b.saved["attn"]
     y = rows(b.y)
@@ -229,10 +225,10 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy = rows(b.dy)
     ws = b.workspace(dt, tq * tk).reshape(tq, tk)
-    dxq = rows(b.dx[0]) if b.dx[0] is not None else or_empty(None, 2)
-    dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else or_empty(None, 2)
-    dw = [or_empty(b.dp.get(f"w_{p}"), 2) for p in "qkvo"]
-    db = [or_empty(b.dp.get(f"b_{p}"), 1) for p in "qkvo"]
+    dxq = rows(b.dx[0]) if b.dx[0] is not None else or_empty(None, dt, 2)
+    dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else or_empty(None, dt, 2)
+    dw = [or_empty(b.dp.get(f"w_{p}"), dt, 2) for p in "qkvo"]
+    db = [or_empty(b.dp.get(f"b_{p}"), dt) for p in "qkvo"]
     acc_q, acc_kv = bool(b.acc[0]), bool(b.acc[-1])
 
     def bwd() -> None:

@@ -10,9 +10,8 @@ from numba import njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._cuda_elementwise import add_table_cuda
-from ._cuda_elementwise import per_sample as per_sample_cuda
-from ._losses_embed_common import add_table, batch_sum, bind_learned_table, pass_grad
+from ._tables import add_table, add_table_cuda, batch_sum, bind_learned_table, pass_grad
+from ._views import per_sample_cuda
 
 
 @njit(cache=True)

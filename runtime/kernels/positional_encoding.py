@@ -12,9 +12,8 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._cuda_elementwise import add_table_cuda
-from ._cuda_elementwise import per_sample as per_sample_cuda
-from ._losses_embed_common import add_table, pass_grad, per_sample
+from ._tables import add_table, add_table_cuda, pass_grad
+from ._views import per_sample, per_sample_cuda
 
 
 def table(t: int, d: int, dtype: np.dtype) -> np.ndarray:

@@ -6,7 +6,7 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
-from ._elementwise_common import bind_unary
+from ._pointwise import bind_unary
 
 
 def relu(x):  # scalar functions are shared with the CUDA backend
@@ -24,6 +24,8 @@ _f_cuda = cuda.jit(device=True)(relu)
 _g_cuda = cuda.jit(device=True)(relu_grad)
 
 
+# This op's own copy of the unary loops: numba's disk cache cannot cache one shared loop that
+# takes the scalar function as an argument (see _pointwise).
 @njit(cache=True)
 def forward_cpu(x, y):
     for i in range(x.size):

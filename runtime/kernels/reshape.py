@@ -3,8 +3,7 @@ On the GPU the same flat copies (``_cuda.copy``)."""
 
 from __future__ import annotations
 
-from ._cuda_elementwise import bind_copy_cuda
-from ._elementwise_common import bind_copy, copy_cpu
+from ._copies import bind_copy, bind_copy_cuda, copy_cpu
 
 # One flat copy serves both directions: forward_cpu(x, y, False), backward_cpu(dy, dx, acc).
 forward_cpu = backward_cpu = copy_cpu

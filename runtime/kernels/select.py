@@ -4,7 +4,7 @@ x is viewed as [outer, size, inner] around the axis and y as [outer, inner]. Bac
 dy into the selected slice and zeros elsewhere (with acc, adds into the slice only).
 
 On the GPU forward (and backward with acc) copy between y and the column band
-[index·inner, (index + 1)·inner) of x viewed as [outer, size·inner] (``_cuda_elementwise.ColumnCopy``);
+[index·inner, (index + 1)·inner) of x viewed as [outer, size·inner] (``_copies.ColumnCopy``);
 backward without acc writes every element of dx in one pass (dy in the slice, zeros elsewhere).
 """
 
@@ -14,8 +14,8 @@ from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._cuda_elementwise import ColumnCopy
-from ._elementwise_common import around_axis
+from ._copies import ColumnCopy
+from ._views import around_axis
 
 
 @njit(cache=True)

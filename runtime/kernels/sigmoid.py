@@ -4,7 +4,7 @@ exp is ``fast_exp`` (vectorizes; libm's exp does not), and error_model="numpy" d
 zero-division check that would keep the loop scalar.
 
 On the GPU the same scalar functions run as device functions, with exp = math.exp
-(``_cuda_elementwise.device_functions``), in grid-stride kernels.
+(``_pointwise.device_functions``), in grid-stride kernels.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from numba import njit
 
 from ..binding import Binding, Thunk
 from . import _cuda
-from ._cuda_elementwise import device_functions
-from ._elementwise_common import bind_unary, fast_exp
+from ._pointwise import bind_unary, device_functions, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
@@ -37,6 +36,8 @@ _f = _scalar(sigmoid)
 _g = _scalar(sigmoid_grad)
 
 
+# This op's own copy of the unary loops: numba's disk cache cannot cache one shared loop that
+# takes the scalar function as an argument (see _pointwise).
 @_jit
 def forward_cpu(x, y):
     for i in range(x.size):

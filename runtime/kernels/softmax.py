@@ -7,7 +7,7 @@ the scaling all vectorize; sums use reassociated (vectorized) float64 adds, dete
 for a given machine. Other axes loop with stride ``inner`` and libm's exp (faster than
 ``fast_exp`` where nothing vectorizes). Backward: dx = y ⊙ (dy - Σ dy ⊙ y), reading the output only.
 
-On the GPU one block normalises each (outer, inner) row (``_cuda_elementwise.bind_rows_cuda``):
+On the GPU one block normalises each (outer, inner) row (``_softmax.bind_rows_cuda``):
 ``_cuda.block_max`` then ``_cuda.block_sum`` of the exponentials (float64, fixed tree order),
 each thread rescaling the elements it wrote; backward is one ``block_sum`` of dy ⊙ y per row.
 Exponentials run in the arrays' dtype (the max is cast back first).
@@ -23,8 +23,8 @@ from numba import cuda, njit
 from ..binding import Binding, Thunk
 from . import _cuda
 from ._cuda import THREADS  # a shared array's shape must be an int global of this module
-from ._cuda_elementwise import bind_rows_cuda
-from ._elementwise_common import bind_rows, fast_exp, row_dot, row_max, row_sum
+from ._pointwise import fast_exp
+from ._softmax import bind_rows, bind_rows_cuda, row_dot, row_max, row_sum
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -80,6 +80,8 @@ def _backward_strided(y, dy, dx, acc, o):
                 dx[o, d, j] = y[o, d, j] * (dy[o, d, j] - s)
 
 
+# This op's own copy of the row dispatch: numba's disk cache cannot cache one shared loop that
+# takes the row kernels as arguments (see _pointwise).
 @_jit
 def forward_cpu(x, y, x2, y2):  # x, y [outer, size, inner]; x2, y2 the same as [outer, size·inner]
     for o in range(x.shape[0]):

@@ -6,7 +6,7 @@ padded to a fixed rank, so one compiled loop nest serves every rank. The loop wa
 destination contiguously and gathers from a strided view of the source; backward is the
 same gather from dy through the inverse permutation (or += with acc).
 
-On the GPU the same merged permutation drives ``_cuda_elementwise.gather_cuda``: each thread writes
+On the GPU the same merged permutation drives ``_copies.gather_cuda``: each thread writes
 consecutive destination elements and reads the source through the permuted strides, held in
 a small int64 array uploaded at bind time (device arrays cannot be transposed in place).
 """
@@ -18,8 +18,8 @@ from numba import njit
 
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
-from ._cuda_elementwise import c_strides, gather_cuda, gather_meta
-from ._elementwise_common import merged_permutation, pad_rank
+from ._copies import gather_cuda, gather_meta
+from ._views import c_strides, merged_permutation, pad_rank
 
 
 @njit(cache=True)

@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from ...compiler.ops import OPS
 from ...compiler.plan import Plan
 from ..buffers import buffers
 from ..data import Dataset
 
-CLASSIFICATION_LOSSES = ("cross_entropy", "hinge")  # every other loss but bce is a regression
+# Kept for callers that read it: the op contracts' own loss_kind is what decides.
+CLASSIFICATION_LOSSES = tuple(n for n, op in OPS.items() if op.loss_kind == "classification")
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,7 @@ def heads(plan: Plan) -> list[Head]:
     for s in plan.forward_steps:
         if s.output not in plan.losses:
             continue
-        kind = (
-            "classification"
-            if s.op in CLASSIFICATION_LOSSES
-            else "binary"
-            if s.op == "binary_cross_entropy"
-            else "regression"
-        )
+        kind = OPS[s.op].loss_kind  # classification, binary or regression: the op says
         found.append(Head(s.output, kind, s.inputs[0], s.inputs[1]))
     out = []
     for h in found:

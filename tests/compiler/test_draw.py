@@ -20,6 +20,8 @@ import pytest
 
 import netc
 from netc.cli import main
+from netc.compiler.ops import OPS
+from netc.compiler.ops.base import FAMILIES, Op
 from netc.compiler.plan import Plan
 from netc.compiler.report import draw as draw_mod
 from netc.compiler.report.draw import DrawError, draw, shape_text, to_dot
@@ -250,15 +252,24 @@ def test_inputs_losses_and_outputs_are_styled_apart(loss_plan):
     assert draw_mod.FAMILY_COLORS["linear"] != draw_mod.FAMILY_COLORS["activation"]
 
 
-def test_op_families():
+def test_op_families(monkeypatch):
     assert draw_mod.op_family("conv2d") == "conv"
     assert draw_mod.op_family("batchnorm2d") == "norm"
     assert draw_mod.op_family("maxpool2d") == "pooling"
     assert draw_mod.op_family("multi_head_attention") == "attention"
-    assert draw_mod.op_family("depthwise_conv3d") == "conv"  # an op added later still gets a family
+
+    # an op added later gets the family it declares (the registry test makes every op declare one)
+    class DepthwiseConv3d(Op):
+        name = "depthwise_conv3d"
+        family = "conv"
+
+    monkeypatch.setitem(OPS, "depthwise_conv3d", DepthwiseConv3d())
+    assert draw_mod.op_family("depthwise_conv3d") == "conv"
     assert draw_mod.op_family("something_new") == "other"
-    for op in draw_mod.OP_FAMILY.values():
-        assert op in draw_mod.FAMILY_COLORS
+    for fam in FAMILIES:
+        assert fam in draw_mod.FAMILY_COLORS
+    for op in OPS.values():
+        assert op.family in draw_mod.FAMILY_COLORS
 
 
 def test_deterministic(tmp_path, blocks_plan):

@@ -1,9 +1,12 @@
-"""CUDA helpers of the pointwise losses (mse, l1, binary_cross_entropy): the binding of their
-``bind_cuda``, twin of ``_losses_embed_common.bind_pointwise_loss``.
+"""The losses' shared parts, CPU and CUDA: the reduction scale and the pointwise-loss binders.
 
-Each loss module gets its own two kernels from ``pointwise_loss_kernels``, closed over its own
-scalar functions (a CUDA kernel cannot take a device function as an argument; a closure freezes it)
-and named as the module's own, so ``tests/cuda/ptx_check.py`` finds them by module and name:
+``reduction_scale`` turns the sum of the per-element losses into the reduced loss. A pointwise loss
+(mse, l1, binary_cross_entropy) defines its scalar functions ℓ(x, t), ∂ℓ/∂x and ∂ℓ/∂t; on the CPU
+its own ``forward_cpu``/``backward_cpu`` loops call them (``bind_pointwise_loss`` binds them: own
+copies, since numba's disk cache cannot cache a shared loop that takes the scalar functions as
+arguments), and on the GPU ``pointwise_loss_kernels`` builds its two kernels, closed over those
+functions (a CUDA kernel cannot take a device function as an argument; a closure freezes it) and
+named as the module's own, so ``tests/cuda/ptx_check.py`` finds them by module and name:
 
     forward_cuda(x, t, out, scale)   block b: out[b] = scale·Σ ℓ(x_i, t_i) over its grid-stride share,
                                      summed in float64 with ``_cuda.block_sum`` (fixed order)
@@ -17,6 +20,7 @@ atomics. The split depends on the element count only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +29,38 @@ from numba import cuda
 from ..binding import Binding, Thunk, nothing
 from . import _cuda
 from ._cuda import THREADS  # a shared array's shape must be a global int of the kernel's module
-from ._losses_embed_common import reduction_scale
+from ._views import flat, or_empty
+
+
+def reduction_scale(b: Binding, count: int) -> float:
+    """The factor that turns the sum of the per-element losses into the reduced loss."""
+    return 1.0 / count if b.attrs["reduction"] == "mean" else 1.0
+
+
+# -- pointwise losses on the CPU (mse, l1, binary_cross_entropy) ------------------------------------
+
+
+def bind_pointwise_loss(b: Binding, forward: Callable, backward: Callable) -> tuple[Thunk, Thunk]:
+    """Bind a loss over two inputs of one shape: ``forward(x, t, y, scale)`` writes the reduced
+    loss into y[0]; ``backward(x, t, dx, dt, g, acc_x, acc_t)`` writes g·∂ℓ/∂x and g·∂ℓ/∂t (an
+    empty dx or dt is skipped), with g = weight·scale."""
+    x, t, y = flat(b.x[0]), flat(b.x[1]), b.y.reshape(-1)
+    scale = reduction_scale(b, x.size)
+    g = x.dtype.type(b.weight * scale)  # in the arrays' dtype, so float32 loops stay float32
+    dx = or_empty(None if b.dx[0] is None else flat(b.dx[0]), x.dtype)
+    dt = or_empty(None if b.dx[1] is None else flat(b.dx[1]), x.dtype)
+    acc_x, acc_t = bool(b.acc[0]), bool(b.acc[1])
+
+    def fwd() -> None:
+        forward(x, t, y, scale)
+
+    def bwd() -> None:
+        backward(x, t, dx, dt, g, acc_x, acc_t)
+
+    return fwd, (bwd if dx.size or dt.size else nothing)
+
+
+# -- pointwise losses on the GPU ----------------------------------------------------------------------
 
 
 def pointwise_loss_kernels(loss: Any, grad_x: Any, grad_t: Any, module: str) -> tuple[Any, Any]:

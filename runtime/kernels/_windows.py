@@ -1,0 +1,98 @@
+"""Window geometry of the sliding-window ops (conv2d, maxpool2d, avgpool2d), CPU and CUDA.
+
+Window geometry
+    ``pool_geometry(b)``: a pool binding's sizes with the stride default resolved (the contract's
+    ``Pool2d.geometry``). ``window(i, s, p, k, size)``: output i's window [start, end) along one
+    axis, clipped to the input; ``window_cuda`` is the same function compiled for the device.
+    ``covering_cuda(h, s, p, k, n_out)``: the outputs [i0, i1) whose window (stride s, padding p,
+    size k) covers input cell h. Backward kernels gather with it: each input cell sums the outputs
+    that read it, in output order (the order the CPU's scatter adds them), so no two threads write
+    one cell and no atomics are needed.
+
+Pool binders
+    ``bind_pool_cpu`` and ``bind_pool_cuda`` bind a pool's kernels over [planes, pixels] rows, with
+    one argument order on both: ``forward(x, y, extra, geometry)``, ``backward(dy, extra, dx, acc,
+    geometry)``, ``extra`` being maxpool's saved argmax or avgpool's count_include_pad flag.
+
+Every function that touches ``cuda.*`` is ``@cuda.jit``: the simulator swaps the ``cuda`` global of a
+module only while one of its kernels or device functions runs (docs/cuda.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numba import cuda, njit
+
+from ...compiler.ops.base import Pool2d
+from ..binding import Binding, Thunk, nothing
+from . import _cuda
+from ._views import view
+
+
+def pool_geometry(b: Binding) -> tuple[int, ...]:
+    """(H, W, kh, kw, sh, sw, ph, pw, Ho, Wo) of a pooling binding (stride default resolved)."""
+    (kh, kw), (sh, sw), (ph, pw) = Pool2d.geometry(b.attrs)
+    h, w = b.x[0].shape[2], b.x[0].shape[3]
+    return (h, w, kh, kw, sh, sw, ph, pw, b.y.shape[2], b.y.shape[3])
+
+
+@njit(cache=True)
+def window(i, s, p, k, size):
+    """[start, end) of output i's window along one axis, clipped to the unpadded input."""
+    start = i * s - p
+    return max(start, 0), min(start + k, size)
+
+
+window_cuda = cuda.jit(device=True)(window.py_func)
+
+
+@cuda.jit(device=True)
+def covering_cuda(h, s, p, k, n_out):
+    """[i0, i1): the outputs i < n_out with s·i - p <= h < s·i - p + k (h inside the input)."""
+    lo = h + p - k + 1  # the first output starts at or after this tap offset
+    i0 = 0 if lo <= 0 else (lo + s - 1) // s  # no negative floor division: its rounding differs
+    i1 = min(n_out, (h + p) // s + 1)
+    return i0, max(i0, i1)
+
+
+def bind_pool_cpu(b: Binding, forward: Any, backward: Any, saved: str | None = None) -> tuple[Thunk, Thunk]:
+    """The CPU thunks of a 2-d pool over [planes, pixels] rows: ``forward(x, y, extra, geo)`` and
+    ``backward(dy, extra, dx, acc, geo)``, ``geo`` the tuple of ``pool_geometry`` and ``extra`` the
+    saved tensor ``saved`` (maxpool's argmax) as rows, or else the count_include_pad flag (avgpool)."""
+    geo = pool_geometry(b)
+    n, c, h, w = b.x[0].shape
+    x = view(b.x[0], n * c, h * w)
+    y = view(b.y, n * c, -1)
+    extra = view(b.saved[saved], *y.shape) if saved else bool(b.attrs["count_include_pad"])
+    fwd = lambda: forward(x, y, extra, geo)  # noqa: E731
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx, acc = view(b.dy, *y.shape), view(b.dx[0], *x.shape), b.acc[0]
+    return fwd, lambda: backward(dy, extra, dx, acc, geo)
+
+
+def bind_pool_cuda(b: Binding, forward: Any, backward: Any, saved: str | None = None) -> tuple[Thunk, Thunk]:
+    """The thunks of a 2-d pool over [planes, pixels] rows: ``forward(x, y, extra, *geometry)`` and
+    ``backward(dy, extra, dx, acc, *geometry)``, where ``extra`` is the saved tensor ``saved``
+    (maxpool's argmax) as rows, or else the count_include_pad flag (avgpool)."""
+    geo = pool_geometry(b)
+    h, w = b.x[0].shape[2], b.x[0].shape[3]
+    x = _cuda.rows(b.x[0], h * w)
+    y = _cuda.rows(b.y, geo[8] * geo[9])
+    extra = _cuda.rows(b.saved[saved], y.shape[1]) if saved else bool(b.attrs["count_include_pad"])
+    fwd_launch = _cuda.grid_1d(y.size)
+
+    def fwd() -> None:
+        forward[fwd_launch](x, y, extra, *geo)
+
+    if b.dx[0] is None:
+        return fwd, nothing
+    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
+    acc = bool(b.acc[0])
+    bwd_launch = _cuda.grid_1d(dx.size)
+
+    def bwd() -> None:
+        backward[bwd_launch](dy, extra, dx, acc, *geo)
+
+    return fwd, bwd
