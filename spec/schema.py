@@ -2,8 +2,9 @@
 
 ``build_schema()`` is the single source of schemas/network.schema.json; a
 test fails when the committed file differs (regenerate with
-``python -m netc.spec.schema``). Op attribute schemas come from the contracts,
-so adding an op never means editing the schema by hand.
+``python -m netc.spec.schema``). Op attribute schemas come from the contracts and
+the data sources' keys from their declarations (netc.sources), so adding an op or a
+source never means editing the schema by hand.
 """
 
 from __future__ import annotations
@@ -256,7 +257,12 @@ def _data_schema() -> dict[str, Any]:
     # docs/data.md is the reference for every field; descriptions here feed editor completion.
     column = {"oneOf": [{"type": "string"}, _NONNEG]}
     common = {
-        "source": {"enum": SOURCES, "description": "where the samples come from (docs/data.md)"},
+        "source": {
+            "enum": SOURCES,
+            "description": "where the samples come from (docs/data.md)",
+            # Not a JSON-Schema keyword (validators ignore it): editors show each one in completion.
+            "enumDescriptions": [s.doc for s in SOURCE_REGISTRY.values()],
+        },
         "split": _obj({"val": {**_FRAC, "default": 0.1}, "test": _FRAC}),
         "normalize": {"enum": ["none", "standardize", "minmax"], "default": "none"},
         "augment": _obj(

@@ -89,6 +89,7 @@ def test_every_file_is_registered_and_every_source_documented():
 def test_the_schema_reads_the_declarations():
     data = schema_mod.build_schema()["properties"]["data"]
     assert data["properties"]["source"]["enum"] == list(NAMES)
+    assert data["properties"]["source"]["enumDescriptions"] == [s.doc for s in SOURCES.values()]
     for key, fragment in FIELDS.items():
         assert data["properties"][key]["description"] == fragment["description"]
     assert data["properties"]["labels"]["description"].startswith("idx: ")
