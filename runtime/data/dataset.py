@@ -95,9 +95,7 @@ def load_dataset(
     if source not in SOURCES:
         raise DataError(f"data.source: unknown source '{source}' (known: {', '.join(SOURCES)})")
     raw = SOURCES[source].loader(data, inputs, Path(base_dir), classes)
-    arrays = fit_arrays(
-        raw, inputs, data.get("columns") or {}, source, classes, origin=f"data.source: {source}"
-    )
+    arrays = fit_arrays(raw, inputs, data.get("columns") or {}, classes, origin=f"data.source: {source}")
     n = len(next(iter(arrays.values())))
     limit = data.get("limit")
     if limit and limit < n:

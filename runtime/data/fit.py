@@ -21,7 +21,7 @@ from .sources import Raw, csv_raw
 
 
 def _bind(
-    raw: Raw, inputs: dict[str, dict], columns: dict, source: str, only: Collection[str] | None = None
+    raw: Raw, inputs: dict[str, dict], columns: dict, only: Collection[str] | None = None
 ) -> dict[str, tuple[str, str]]:
     """Spec input -> (key in raw.arrays, how it was chosen), for the inputs in ``only`` (all by
     default); the defaults (first input: features, last: targets) count every input's position."""
@@ -33,7 +33,7 @@ def _bind(
     for i, name in enumerate(names):
         if only is not None and name not in only:
             continue
-        if name in columns and source != "csv":
+        if name in columns and not raw.columns_applied:
             key, via = str(columns[name]), f"data.columns.{name}"
             if key not in raw.arrays:
                 raise DataError(
@@ -119,14 +119,13 @@ def fit_arrays(
     raw: Raw,
     inputs: dict[str, dict],
     columns: dict,
-    source: str,
     classes: dict,
     only: Collection[str] | None = None,
     origin: str = "",
 ) -> dict[str, np.ndarray]:
     """raw's arrays bound to the inputs (those in ``only``, default all), shape-, dtype- and
     range-checked; ``origin`` (a spec key or a flag) ends the messages that name no input."""
-    binding = _bind(raw, inputs, columns, source, only)
+    binding = _bind(raw, inputs, columns, only)
     names = list(inputs)
     target = names[-1] if len(names) >= 2 else None
     lines = raw.lines
@@ -219,4 +218,4 @@ def read_inputs(
     else:
         raise DataError(f"{path}: unknown input format (use .npz, .npy, .csv or an IDX file) ({flag})")
     only = names if need is None else [n for n in names if n in need]
-    return fit_arrays(raw, inputs, keys, "predict", dict(classes or {}), only, origin=flag)
+    return fit_arrays(raw, inputs, keys, dict(classes or {}), only, origin=flag)

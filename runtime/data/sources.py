@@ -33,6 +33,8 @@ class Raw:
     describe: dict[str, str] = field(default_factory=dict)  # key -> how the message names that array
     lines: np.ndarray | None = None  # CSV: the file line of each sample, for messages
     via: dict[str, str] = field(default_factory=dict)  # key named after an input -> how it was chosen
+    # The loader applied data.columns itself (a CSV's columns are column indices, not array keys).
+    columns_applied: bool = False
 
     def name(self, key: str) -> str:
         return self.describe.get(key, f"{self.where} array '{key}'")
@@ -42,11 +44,13 @@ class Raw:
 
 
 def resolve_path(value: str, base_dir: Path) -> Path:
+    """A spec's path: ``~`` expanded, relative to ``base_dir`` (the spec's folder), resolved."""
     p = Path(value).expanduser()
     return (p if p.is_absolute() else Path(base_dir) / p).resolve()
 
 
 def data_file(data: dict, key: str, base_dir: Path) -> Path:
+    """The existing file ``data[key]`` names; a DataError when it is missing or not found."""
     source = data.get("source")
     if not data.get(key):
         raise DataError(f"data.{key} is required for data.source: {source} (the file to read)")
@@ -98,7 +102,12 @@ def csv_raw(
             f"{ix[0]}..{ix[-1]}" if run else ", ".join(map(str, ix)) or "(none)"
         )
     return Raw(
-        {n: table[:, ix] for n, ix in picked.items()}, str(path), describe=describe, lines=lines, via=via
+        {n: table[:, ix] for n, ix in picked.items()},
+        str(path),
+        describe=describe,
+        lines=lines,
+        via=via,
+        columns_applied=True,
     )
 
 
@@ -106,6 +115,7 @@ def csv_raw(
 
 
 def xy(x: np.ndarray, y: np.ndarray, where: str, num_classes: int | None = None) -> Raw:
+    """Features 'x' for the first input and targets 'y' for the last: what most sources give."""
     return Raw(
         {"x": x, "y": y},
         where,
@@ -134,6 +144,8 @@ def builtin_raw(name: str, read: Callable[[], tuple[Any, Any, int | None]]) -> R
 
 
 def class_count(inputs: dict, classes: dict, default: int) -> int:
+    """How many classes a synthetic source makes: the network's for the target input, 2 for a
+    float target, else the source's ``default``."""
     names = list(inputs)
     if len(names) >= 2:
         t = names[-1]
@@ -145,6 +157,7 @@ def class_count(inputs: dict, classes: dict, default: int) -> int:
 
 
 def feature_dim(inputs: dict, source: str, want: int | None = None) -> int:
+    """The first input's number of values; a DataError when a source needs exactly ``want``."""
     name = next(iter(inputs))
     d = math.prod(inputs[name]["shape"])
     if want is not None and d != want:
