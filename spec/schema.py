@@ -2,8 +2,9 @@
 
 ``build_schema()`` is the single source of schemas/network.schema.json; a
 test fails when the committed file differs (regenerate with
-``python -m netc.spec.schema``). Op attribute schemas come from the contracts,
-so adding an op never means editing the schema by hand.
+``python -m netc.spec.schema``). Op attribute schemas come from the contracts and
+the data sources' keys from their declarations (netc.sources), so adding an op or a
+source never means editing the schema by hand.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from importlib import resources
 from typing import Any
 
 from ..compiler.ops import LAYERS, LOSSES, OPS
+from ..sources import FIELDS as SOURCE_FIELDS
+from ..sources import SOURCES as SOURCE_REGISTRY
 
 SCHEMA_ID = "https://netc.dev/schemas/network.schema.json"
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -52,10 +55,7 @@ SCHEDULES = [
     "constant", "step", "multistep", "exponential", "inverse_sqrt", "cosine",
     "cosine_restarts", "cyclic", "one_cycle", "reduce_on_plateau",
 ]  # fmt: skip
-SOURCES = [
-    "mnist", "digits", "iris", "breast_cancer", "wine", "diabetes",
-    "npz", "csv", "idx", "xor", "spirals", "blobs", "majority",
-]  # fmt: skip
+SOURCES = list(SOURCE_REGISTRY)  # the data sources, in registry order (netc.sources)
 
 # The largest size, count or index a spec may hold (the runtime indexes with int32 in places,
 # and no real network needs a 2-billion-wide axis). build_schema() puts this bound on every
@@ -256,51 +256,38 @@ def _train_schema() -> dict[str, Any]:
 def _data_schema() -> dict[str, Any]:
     # docs/data.md is the reference for every field; descriptions here feed editor completion.
     column = {"oneOf": [{"type": "string"}, _NONNEG]}
-    return _obj(
-        {
-            "source": {"enum": SOURCES, "description": "where the samples come from (docs/data.md)"},
-            "path": {
-                "type": "string",
-                "description": "npz, csv, idx: the data file (idx: images), relative to the spec's folder",
-            },
-            "labels": {
-                "type": "string",
-                "description": "idx: the labels file, relative to the spec's folder",
-            },
-            "header": {
-                "type": "boolean",
-                "description": "csv: whether the first row names the columns (default: detected)",
-            },
-            "delimiter": {
-                "type": "string",
-                "minLength": 1,
-                "description": "csv: the column separator (default ,)",
-            },
-            "split": _obj({"val": {**_FRAC, "default": 0.1}, "test": _FRAC}),
-            "normalize": {"enum": ["none", "standardize", "minmax"], "default": "none"},
-            "augment": _obj(
-                {
-                    "hflip": {"type": "boolean", "default": False},
-                    "crop_padding": _NONNEG,
-                    "noise_std": {"type": "number", "minimum": 0},
-                },
-                description="image inputs [C, H, W] only: random flips, shifted crops, Gaussian noise",
-            ),
-            "columns": {
-                "type": "object",
-                "additionalProperties": {
-                    "oneOf": [column, {"type": "array", "items": column, "minItems": 1}]
-                },
-                "description": "spec input name -> array key (npz, idx: images/labels, built-ins: x/y) "
-                "or column indices or header names (csv)",
-            },
-            "samples": {**_POSINT, "description": "synthetic sources: how many samples to generate"},
-            "noise": {"type": "number", "minimum": 0, "description": "synthetic sources: noise level"},
-            "limit": {**_POSINT, "description": "keep a seeded random subset of this many samples"},
-            "seed": {**_NONNEG, "default": 0, "description": "seeds synthetic data and `limit`"},
+    common = {
+        "source": {
+            "enum": SOURCES,
+            "description": "where the samples come from (docs/data.md)",
+            # Not a JSON-Schema keyword (validators ignore it): editors show each one in completion.
+            "enumDescriptions": [s.doc for s in SOURCE_REGISTRY.values()],
         },
-        ["source"],
-    )
+        "split": _obj({"val": {**_FRAC, "default": 0.1}, "test": _FRAC}),
+        "normalize": {"enum": ["none", "standardize", "minmax"], "default": "none"},
+        "augment": _obj(
+            {
+                "hflip": {"type": "boolean", "default": False},
+                "crop_padding": _NONNEG,
+                "noise_std": {"type": "number", "minimum": 0},
+            },
+            description="image inputs [C, H, W] only: random flips, shifted crops, Gaussian noise",
+        ),
+        "columns": {
+            "type": "object",
+            "additionalProperties": {"oneOf": [column, {"type": "array", "items": column, "minItems": 1}]},
+            "description": "spec input name -> array key (npz, idx: images/labels, built-ins: x/y) "
+            "or column indices or header names (csv)",
+        },
+        "limit": {**_POSINT, "description": "keep a seeded random subset of this many samples"},
+        "seed": {**_NONNEG, "default": 0, "description": "seeds synthetic data and `limit`"},
+    }
+    # The keys only some sources read come from their declarations (netc.sources); a source
+    # may not redefine a key every source shares.
+    clash = sorted(set(common) & set(SOURCE_FIELDS))
+    if clash:
+        raise ValueError(f"data sources redefine the data section's own keys: {', '.join(clash)}")
+    return _obj({**common, **SOURCE_FIELDS}, ["source"])
 
 
 def _or_arg(schema: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.tinyspec import classifier
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["netc", "spec", "compiler", "runtime", "schemas", "pyproject.toml", "README.md"]
+SOURCES = ["netc", "spec", "compiler", "runtime", "sources", "schemas", "pyproject.toml", "README.md"]
 
 
 def _files(d: Path) -> set[str]:

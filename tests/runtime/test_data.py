@@ -1,4 +1,4 @@
-"""runtime/data.py: every source feeds the example specs, the file readers round-trip
+"""runtime/data/: every source feeds the example specs, the file readers round-trip
 and reject bad files with messages that name the place, splits are stratified and
 seeded, normalization uses the train split only, augmentation is exact and seeded,
 and the `majority` task needs the marks."""
@@ -13,7 +13,6 @@ import pytest
 
 import netc
 from netc.runtime.data import (
-    _SOURCES,
     Augmenter,
     DataError,
     Dataset,
@@ -24,6 +23,7 @@ from netc.runtime.data import (
     read_inputs,
     split_dataset,
 )
+from netc.sources import SOURCES as REGISTRY
 from netc.spec.schema import SOURCES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def error(fn, *args, **kw) -> str:
 
 
 def test_the_schema_lists_exactly_the_sources_the_loader_knows():
-    assert list(_SOURCES) == SOURCES
+    assert list(REGISTRY) == SOURCES
 
 
 def _check_fits(ds: Dataset, inputs: dict) -> None:
