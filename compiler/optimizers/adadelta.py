@@ -9,6 +9,7 @@ from .base import OptimizerFamily
 
 OPTIMIZER = OptimizerFamily(
     name="adadelta",
+    doc=__doc__,
     types={"adadelta": ("Adadelta", {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0})},
     fields={
         "rho": {

@@ -7,6 +7,7 @@ from .base import OptimizerFamily
 
 OPTIMIZER = OptimizerFamily(
     name="adagrad",
+    doc=__doc__,
     types={
         "adagrad": (
             "Adagrad",

@@ -58,6 +58,8 @@ class OptimizerFamily:
     types: dict[str, tuple[str, dict[str, Any]]]
     #: Ledger key -> state slot names, in state-row order.
     slots: dict[str, tuple[str, ...]]
+    #: What the family is and how it updates (its module's docstring: ``doc=__doc__``).
+    doc: str | None
     #: Field -> JSON-Schema fragment, for the fields not in COMMON_FIELDS.
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Ledger keys that are not type names -> (type, the settings the key implies).

@@ -17,6 +17,7 @@ def _key(kind: str, hp: dict[str, Any]) -> str:
 
 OPTIMIZER = OptimizerFamily(
     name="rmsprop",
+    doc=__doc__,
     types={
         "rmsprop": (
             "RMSprop",

@@ -25,6 +25,7 @@ def _rules(kind: str, hp: dict[str, Any]) -> list[tuple[str, str]]:
 
 OPTIMIZER = OptimizerFamily(
     name="sgd",
+    doc=__doc__,
     types={"sgd": ("SGD", _SGD), "momentum": ("SGD", {**_SGD, "momentum": 0.9})},
     fields={"dampening": {"type": "number", "minimum": 0}, "nesterov": {"type": "boolean"}},
     slots={"sgd": (), "momentum": ("momentum_buffer",)},

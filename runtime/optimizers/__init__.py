@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 from types import ModuleType
 from typing import Any
 
@@ -43,8 +42,7 @@ def check(contract: Any, kernels: ModuleType | None, docs: str) -> list[str]:
     missing: list[str] = []
     if not isinstance(name, str) or not name:
         missing.append(f"{who}: the contract has no name")
-    module = sys.modules.get(type(contract).__module__)
-    if not ((type(contract).__doc__ or "") + (getattr(module, "__doc__", None) or "")).strip():
+    if not (getattr(contract, "doc", None) or "").strip():
         missing.append(f"{who}: the contract has no docstring")
     types = getattr(contract, "types", None) or {}
     if not types:
