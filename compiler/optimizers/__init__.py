@@ -2,8 +2,9 @@
 
 Adding an optimizer: write compiler/optimizers/<family>.py (the contract: an
 ``OptimizerFamily`` named ``OPTIMIZER``) and runtime/optimizers/<family>.py (its CPU and CUDA
-update kernels), add the family's name to ``NAMES`` below and its rows to the
-tables in docs/training.md. The spec schema, the ledger keys
+update kernels), add the family's name to ``NAMES`` below, its rows to the
+tables in docs/training.md and its ledger keys to schemas/plan.schema.json
+(README.md, "Adding an optimizer", has the whole recipe). The spec schema, the ledger keys
 (``netc.compiler.plan.OPTIMIZER_SLOTS``), ``netc compile --optimizer`` and the
 runtime's dispatch all read this registry.
 """
