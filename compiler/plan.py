@@ -19,49 +19,23 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import optimizers
 from .ops import OPS
 from .shapes import Shaped
 
 # Ledger key -> optimizer state slots, each one float per trainable parameter
-# element. The key says which optional buffers the configuration needs, so the
-# ledger (and the executor's state buffer) is exact: rmsprop keeps its square
-# average, plus a gradient average when centered, plus a momentum buffer when
-# momentum > 0.
-OPTIMIZER_SLOTS = {
-    "sgd": 0,
-    "momentum": 1,
-    "adam": 2,
-    "adamw": 2,
-    "rmsprop": 1,
-    "rmsprop_momentum": 2,
-    "rmsprop_centered": 2,
-    "rmsprop_centered_momentum": 3,
-    "adagrad": 1,
-}
+# element, from the optimizer contracts (compiler/optimizers/). The key says
+# which optional buffers the configuration needs, so the ledger (and the
+# executor's state buffer) is exact: rmsprop keeps its square average, plus a
+# gradient average when centered, plus a momentum buffer when momentum > 0.
+OPTIMIZER_SLOTS: dict[str, int] = {key: len(names) for key, names in optimizers.SLOT_NAMES.items()}
 
 
 def optimizer_key(cfg: dict[str, Any] | None) -> str:
     """The OPTIMIZER_SLOTS key of a ``train.optimizer`` mapping, e.g.
     ``{"type": "sgd", "momentum": 0.9}`` -> ``"momentum"``. Absent fields take
     the optimizer's own default (``momentum`` 0.9 for type momentum, else 0)."""
-    cfg = cfg or {}
-    kind = cfg.get("type", "sgd")
-    if kind in ("sgd", "momentum"):
-        m = cfg.get("momentum")
-        m = (0.9 if kind == "momentum" else 0.0) if m is None else m
-        return "momentum" if m > 0 else "sgd"
-    if kind == "rmsprop":
-        return (
-            "rmsprop"
-            + ("_centered" if cfg.get("centered") else "")
-            + ("_momentum" if (cfg.get("momentum") or 0) > 0 else "")
-        )
-    if kind in ("adam", "adamw", "adagrad"):
-        return kind
-    raise ValueError(
-        f"train.optimizer.type: unknown optimizer {kind!r}; "
-        "expected one of: sgd, momentum, adam, adamw, rmsprop, adagrad"
-    )
+    return optimizers.ledger_key(cfg)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .compiler import optimizers
 from .spec.errors import Diagnostic, SpecError
 
 
@@ -370,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch", type=_positive, default=32, help="batch size for the memory ledger (32)")
     c.add_argument(
         "--optimizer",
-        choices=["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"],
+        choices=optimizers.TYPES,
         help="optimizer state in the ledger",
     )
     c.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")

@@ -6,14 +6,11 @@ another, its optimizer state in one more per slot), so an update is one loop
 over all parameters. Per-parameter learning-rate multipliers and weight-decay
 exemptions come in as a per-element-segment table built once (``segments``).
 
-Each optimizer matches ``torch.optim`` (same defaults, same update order):
-sgd/momentum (``SGD``), adam (``Adam``), adamw (``AdamW``), rmsprop
-(``RMSprop``) and adagrad (``Adagrad``). State slots, in order, per type:
-
-- sgd, momentum: momentum_buffer (only when momentum > 0)
-- adam, adamw: exp_avg, exp_avg_sq
-- rmsprop: square_avg, grad_avg (centered only), momentum_buffer (momentum > 0 only)
-- adagrad: sum
+Each optimizer matches ``torch.optim`` (same defaults, same update order).
+The optimizers themselves are a registry: a numba-free contract per family in
+``compiler/optimizers/`` (types, PyTorch's defaults, fields, state slots) and
+its CPU and CUDA update kernels in ``runtime/optimizers/``; this module owns
+the ``Optimizer`` that dispatches through it, plus clipping and penalties.
 
 The L2 penalty convention (``penalty``) is ``l2 / 2 * ||w||^2`` so that its
 gradient is ``l2 * w``; the L1 penalty is ``l1 * sum |w|`` with gradient
@@ -37,194 +34,26 @@ from typing import Any
 import numpy as np
 from numba import cuda, njit
 
-from ..compiler.plan import OPTIMIZER_SLOTS, Plan, optimizer_key
+from ..compiler import optimizers as registry
+from ..compiler.plan import Plan
 from .kernels import _cuda
+from .optimizers import kernel_module
+from .optimizers.adagrad import adagrad_update, adagrad_update_cuda
+from .optimizers.adam import adam_update, adam_update_cuda
+from .optimizers.rmsprop import rmsprop_update, rmsprop_update_cuda
+from .optimizers.sgd import sgd_update, sgd_update_cuda
 
-# PyTorch's defaults, per optimizer type (torch 2.x).
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "momentum": {"lr": 1e-3, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
-    "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2},
-    "rmsprop": {
-        "lr": 1e-2,
-        "alpha": 0.99,
-        "eps": 1e-8,
-        "weight_decay": 0.0,
-        "momentum": 0.0,
-        "centered": False,
-    },
-    "adagrad": {
-        "lr": 1e-2,
-        "lr_decay": 0.0,
-        "weight_decay": 0.0,
-        "initial_accumulator_value": 0.0,
-        "eps": 1e-10,
-    },
-}
+# PyTorch's defaults, per optimizer type (torch 2.x), from the contracts.
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = registry.DEFAULTS
 
-
-# -- sgd ------------------------------------------------------------------------
-
-
-@njit(cache=True, fastmath={"contract"})
-def _sgd_segment(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
-    # One branch-free loop per case, so each vectorizes; scalars are cast to
-    # the parameter dtype so float32 stays float32 in the loop.
-    lr, momentum, keep, wd = (
-        p.dtype.type(lr),
-        p.dtype.type(momentum),
-        p.dtype.type(1.0 - dampening),
-        p.dtype.type(wd),
-    )
-    n = p.size
-    if momentum == 0.0:
-        for i in range(n):
-            p[i] -= lr * (g[i] + wd * p[i])
-    elif first:  # PyTorch: the first step's buffer is the gradient itself
-        for i in range(n):
-            d = g[i] + wd * p[i]
-            buf[i] = d
-            p[i] -= lr * (d + momentum * d if nesterov else d)
-    elif nesterov:
-        for i in range(n):
-            d = g[i] + wd * p[i]
-            b = momentum * buf[i] + keep * d
-            buf[i] = b
-            p[i] -= lr * (d + momentum * b)
-    else:
-        for i in range(n):
-            b = momentum * buf[i] + keep * (g[i] + wd * p[i])
-            buf[i] = b
-            p[i] -= lr * b
-
-
-@njit(cache=True)
-def sgd_update(p, g, buf, segs, lr, momentum, dampening, nesterov, weight_decay, first):
-    # segs: rows of (param offset, grad offset, size, lr_mult * 1e6, decay flag)
-    for s in range(segs.shape[0]):
-        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
-        slr = lr * segs[s, 3] / 1e6
-        wd = weight_decay if segs[s, 4] else 0.0
-        b = buf[go : go + n] if buf.size else buf
-        _sgd_segment(p[po : po + n], g[go : go + n], b, slr, momentum, dampening, nesterov, wd, first)
-
-
-# -- adam / adamw ---------------------------------------------------------------
-
-
-@njit(cache=True, fastmath={"contract"})
-def _adam_segment(p, g, m, v, lr, b1, b2, eps, wd, decoupled, c1, c2):
-    t = p.dtype.type
-    lr, b1, b2, eps, wd = t(lr), t(b1), t(b2), t(eps), t(wd)
-    ic1, isc2 = t(1.0 / c1), t(1.0 / np.sqrt(c2))
-    one = t(1.0)
-    if decoupled:
-        for i in range(p.size):
-            gi = g[i]
-            m[i] = b1 * m[i] + (one - b1) * gi
-            v[i] = b2 * v[i] + (one - b2) * gi * gi
-            p[i] = p[i] * (one - lr * wd) - lr * (m[i] * ic1) / (np.sqrt(v[i]) * isc2 + eps)
-    else:
-        for i in range(p.size):
-            gi = g[i] + wd * p[i]
-            m[i] = b1 * m[i] + (one - b1) * gi
-            v[i] = b2 * v[i] + (one - b2) * gi * gi
-            p[i] -= lr * (m[i] * ic1) / (np.sqrt(v[i]) * isc2 + eps)
-
-
-@njit(cache=True)
-def adam_update(p, g, m, v, segs, lr, b1, b2, eps, weight_decay, decoupled, t):
-    c1 = 1.0 - b1**t
-    c2 = 1.0 - b2**t
-    for s in range(segs.shape[0]):
-        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
-        slr = lr * segs[s, 3] / 1e6
-        wd = weight_decay if segs[s, 4] else 0.0
-        _adam_segment(p[po : po + n], g[go : go + n], m[go : go + n], v[go : go + n], slr, b1, b2, eps, wd,
-                      decoupled, c1, c2)  # fmt: skip
-
-
-# -- rmsprop --------------------------------------------------------------------
-
-
-@njit(cache=True, fastmath={"contract"})
-def _rmsprop_segment(p, g, sq, ga, buf, lr, alpha, eps, wd, momentum, centered):
-    # torch.optim.RMSprop: sq = alpha sq + (1-alpha) g^2; centered keeps the
-    # gradient average ga (updated as torch's lerp) and divides by
-    # sqrt(sq - ga^2) + eps; momentum accumulates g / denominator in buf.
-    t = p.dtype.type
-    lr, a, w, eps, wd, mom = t(lr), t(alpha), t(1.0 - alpha), t(eps), t(wd), t(momentum)
-    n = p.size
-    if centered and momentum > 0.0:
-        for i in range(n):
-            gi = g[i] + wd * p[i]
-            s = a * sq[i] + w * gi * gi
-            sq[i] = s
-            m = ga[i] + w * (gi - ga[i])
-            ga[i] = m
-            b = mom * buf[i] + gi / (np.sqrt(s - m * m) + eps)
-            buf[i] = b
-            p[i] -= lr * b
-    elif centered:
-        for i in range(n):
-            gi = g[i] + wd * p[i]
-            s = a * sq[i] + w * gi * gi
-            sq[i] = s
-            m = ga[i] + w * (gi - ga[i])
-            ga[i] = m
-            p[i] -= lr * gi / (np.sqrt(s - m * m) + eps)
-    elif momentum > 0.0:
-        for i in range(n):
-            gi = g[i] + wd * p[i]
-            s = a * sq[i] + w * gi * gi
-            sq[i] = s
-            b = mom * buf[i] + gi / (np.sqrt(s) + eps)
-            buf[i] = b
-            p[i] -= lr * b
-    else:
-        for i in range(n):
-            gi = g[i] + wd * p[i]
-            s = a * sq[i] + w * gi * gi
-            sq[i] = s
-            p[i] -= lr * gi / (np.sqrt(s) + eps)
-
-
-@njit(cache=True)
-def rmsprop_update(p, g, sq, ga, buf, segs, lr, alpha, eps, weight_decay, momentum, centered):
-    # ga and buf are empty when the configuration does not keep them.
-    for s in range(segs.shape[0]):
-        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
-        slr = lr * segs[s, 3] / 1e6
-        wd = weight_decay if segs[s, 4] else 0.0
-        a = ga[go : go + n] if ga.size else ga
-        b = buf[go : go + n] if buf.size else buf
-        _rmsprop_segment(p[po : po + n], g[go : go + n], sq[go : go + n], a, b, slr, alpha, eps, wd, momentum,
-                         centered)  # fmt: skip
-
-
-# -- adagrad --------------------------------------------------------------------
-
-
-@njit(cache=True, fastmath={"contract"})
-def _adagrad_segment(p, g, acc, clr, eps, wd):
-    t = p.dtype.type
-    clr, eps, wd = t(clr), t(eps), t(wd)
-    for i in range(p.size):
-        gi = g[i] + wd * p[i]
-        s = acc[i] + gi * gi
-        acc[i] = s
-        p[i] -= clr * gi / (np.sqrt(s) + eps)
-
-
-@njit(cache=True)
-def adagrad_update(p, g, acc, segs, lr, lr_decay, eps, weight_decay, t):
-    # torch.optim.Adagrad: the step's lr is lr / (1 + (t - 1) lr_decay).
-    clr = lr / (1.0 + (t - 1) * lr_decay)
-    for s in range(segs.shape[0]):
-        po, go, n = segs[s, 0], segs[s, 1], segs[s, 2]
-        wd = weight_decay if segs[s, 4] else 0.0
-        _adagrad_segment(p[po : po + n], g[go : go + n], acc[go : go + n], clr * segs[s, 3] / 1e6, eps, wd)
+# The kernels that lived here before the registry, still importable from here.
+__all__ = [
+    "OPTIMIZER_DEFAULTS", "CudaOptimizer", "Optimizer", "PenaltyCuda", "adagrad_update",
+    "adagrad_update_cuda", "adam_update", "adam_update_cuda", "clip_by_norm", "clip_by_norm_cuda",
+    "clip_by_value", "clip_by_value_cuda", "global_norm", "global_norm_cuda", "penalty",
+    "rmsprop_update", "rmsprop_update_cuda", "segments", "sgd_update", "sgd_update_cuda",
+    "weight_segments",
+]  # fmt: skip
 
 
 # -- clipping and penalties -----------------------------------------------------
@@ -309,45 +138,17 @@ def weight_segments(plan: Plan) -> np.ndarray:
 # -- the optimizer --------------------------------------------------------------
 
 
-def _parse_kind(kind: str) -> tuple[str, dict[str, Any]]:
-    """A type name, or a ledger key (``rmsprop_centered``): the type and the
-    settings the key implies."""
-    if kind in OPTIMIZER_DEFAULTS:
-        return kind, {}
-    if kind in OPTIMIZER_SLOTS and kind.startswith("rmsprop"):
-        return "rmsprop", {"centered": True} if "centered" in kind else {}
-    raise ValueError(
-        f"train.optimizer.type: unknown optimizer {kind!r}; expected one of: {', '.join(OPTIMIZER_DEFAULTS)}"
-    )
-
-
-def _check(kind: str, h: dict[str, Any]) -> None:
-    """The ranges torch.optim enforces, as errors naming the spec field."""
-
-    def bad(field: str, why: str) -> ValueError:
-        return ValueError(f"train.optimizer.{field}: {why} (got {h[field]!r}) for optimizer '{kind}'")
-
-    for f in ("lr", "momentum", "dampening", "weight_decay", "eps", "lr_decay", "initial_accumulator_value"):
-        if f in h and not h[f] >= 0:
-            raise bad(f, "must be at least 0")
-    if "alpha" in h and not 0 <= h["alpha"] < 1:
-        raise bad("alpha", "must be in [0, 1)")
-    if "betas" in h and (len(h["betas"]) != 2 or not all(0 <= b < 1 for b in h["betas"])):
-        raise bad("betas", "must be two numbers in [0, 1)")
-    if h.get("nesterov") and (h["momentum"] <= 0 or h["dampening"] != 0):
-        raise bad("nesterov", "needs momentum > 0 and dampening 0")
-
-
 class Optimizer:
     """One optimizer over an executor's flat buffers.
 
     ``Optimizer(kind, params, grads, segs, state=..., **hyper)`` takes a type
-    (sgd, momentum, adam, adamw, rmsprop, adagrad) or a ledger key
-    (``rmsprop_centered``, ...) and the type's hyperparameters; absent ones take
-    PyTorch's defaults (``OPTIMIZER_DEFAULTS``). ``state`` is the
-    (slots, grads.size) buffer the memory ledger accounts for; a larger one is
-    accepted (its leading rows are used). Device arrays (a CUDA executor's
-    buffers) make it a ``CudaOptimizer``.
+    (one of ``netc.compiler.optimizers.TYPES``: sgd, momentum, adam, adamw,
+    rmsprop, adagrad, adadelta) or a ledger key (``rmsprop_centered``, ...) and
+    the type's hyperparameters; absent ones take PyTorch's defaults
+    (``OPTIMIZER_DEFAULTS``). ``state`` is the (slots, grads.size) buffer the
+    memory ledger accounts for; a larger one is accepted (its leading rows are
+    used). Device arrays (a CUDA executor's buffers) make it a ``CudaOptimizer``.
+    ``step()`` runs the family's update kernel (``runtime/optimizers/``).
     """
 
     def __new__(cls, kind: str, params: Any, *args: Any, **kw: Any) -> Optimizer:
@@ -364,7 +165,7 @@ class Optimizer:
         state: np.ndarray | None = None,
         **hp: Any,
     ) -> None:
-        kind, implied = _parse_kind(kind)
+        family, kind, implied = registry.parse_kind(kind)
         defaults = OPTIMIZER_DEFAULTS[kind]
         wrong = sorted(set(hp) - set(defaults))
         if wrong:
@@ -373,9 +174,10 @@ class Optimizer:
         self.kind = kind
         self.p, self.g, self.segs = params, grads, segs
         self.hp: dict[str, Any] = {**defaults, **implied, **{k: v for k, v in hp.items() if v is not None}}
-        _check(kind, self.hp)
-        self.key = optimizer_key({"type": kind, **self.hp})
-        slots = OPTIMIZER_SLOTS[self.key]
+        registry.check_hyper(kind, self.hp)
+        self.key = family.key(kind, self.hp)
+        self._names = registry.SLOT_NAMES[self.key]
+        slots = len(self._names)
         self.state = state if state is not None else self._zeros((slots, grads.size), grads.dtype)
         if self.state.ndim != 2 or self.state.shape[0] < slots or self.state.shape[1] != grads.size:
             raise ValueError(
@@ -384,10 +186,16 @@ class Optimizer:
             )
         self.slots = slots
         self.t = 0
+        self._kernels = kernel_module(family.name)
+        self._none = self._empty(grads)  # stands in for a state row this configuration lacks
 
     @staticmethod
     def _zeros(shape: tuple[int, int], dtype: Any) -> Any:
         return np.zeros(shape, dtype)
+
+    @staticmethod
+    def _empty(like: Any) -> Any:
+        return like[:0]
 
     @classmethod
     def from_config(
@@ -403,7 +211,7 @@ class Optimizer:
         already applies) are ignored here."""
         cfg = dict(cfg or {})
         kind = cfg.pop("type", "sgd")  # a ledger key (plan.optimizer) works too
-        own = OPTIMIZER_DEFAULTS[_parse_kind(kind)[0]]
+        own = OPTIMIZER_DEFAULTS[registry.parse_kind(kind)[1]]
         hp = {k: v for k, v in cfg.items() if k in own}
         if "betas" in hp:
             hp["betas"] = tuple(hp["betas"])
@@ -412,18 +220,12 @@ class Optimizer:
     @property
     def slot_names(self) -> list[str]:
         """What each state row holds (torch's state key names)."""
-        if self.kind in ("sgd", "momentum"):
-            return ["momentum_buffer"] if self.slots else []
-        if self.kind in ("adam", "adamw"):
-            return ["exp_avg", "exp_avg_sq"]
-        if self.kind == "adagrad":
-            return ["sum"]
-        names = ["square_avg"]
-        if self.hp["centered"]:
-            names.append("grad_avg")
-        if self.hp["momentum"] > 0:
-            names.append("momentum_buffer")
-        return names
+        return list(self._names)
+
+    def row(self, name: str) -> Any:
+        """The state row of slot ``name``, or an empty array when this
+        configuration does not keep it (the kernels skip an empty row)."""
+        return self.state[self._names.index(name)] if name in self._names else self._none
 
     @property
     def lr(self) -> float:
@@ -437,28 +239,7 @@ class Optimizer:
     def step(self) -> None:
         """One update of every trainable parameter from the gradient buffer."""
         self.t += 1
-        h, st = self.hp, self.state
-        if self.kind in ("sgd", "momentum"):
-            buf = st[0] if self.slots else self.g[:0]
-            sgd_update(self.p, self.g, buf, self.segs, h["lr"], h["momentum"], h["dampening"],
-                       bool(h["nesterov"]), h["weight_decay"], self.t == 1)  # fmt: skip
-        elif self.kind in ("adam", "adamw"):
-            b1, b2 = h["betas"]
-            adam_update(self.p, self.g, st[0], st[1], self.segs, h["lr"], b1, b2, h["eps"],
-                        h["weight_decay"], self.kind == "adamw", self.t)  # fmt: skip
-        elif self.kind == "rmsprop":
-            centered, mom = bool(h["centered"]), float(h["momentum"])
-            ga = st[1] if centered else self.g[:0]
-            buf = st[1 + centered] if mom > 0 else self.g[:0]
-            rmsprop_update(self.p, self.g, st[0], ga, buf, self.segs, h["lr"], h["alpha"], h["eps"],
-                           h["weight_decay"], mom, centered)  # fmt: skip
-        else:
-            if self.t == 1:
-                # Filled at the first step, not at construction, so a state
-                # buffer restored from a checkpoint first is never overwritten.
-                st[0].fill(h["initial_accumulator_value"])
-            adagrad_update(self.p, self.g, st[0], self.segs, h["lr"], h["lr_decay"], h["eps"],
-                           h["weight_decay"], self.t)  # fmt: skip
+        self._kernels.update_cpu(self)
 
     def state_dict(self) -> dict[str, Any]:
         """The JSON-able scalars needed to resume; the state arrays themselves
@@ -476,111 +257,15 @@ class Optimizer:
 
 # -- on the GPU -----------------------------------------------------------------
 #
-# One thread per trainable element (grid-stride). ``starts`` holds the running
-# element count before each segment (S + 1 entries, the last the total), so a
-# thread's segment is a binary search; scalars are cast to the parameters' dtype
-# as the CPU kernels do, so float32 updates stay float32.
-
-
-@cuda.jit(device=True)
-def _locate(segs, starts, i):
-    """(parameter index, gradient index, segment) of trainable element i."""
-    lo, hi = 0, starts.size - 1  # starts[lo] <= i < starts[hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if starts[mid] <= i:
-            lo = mid
-        else:
-            hi = mid
-    j = i - starts[lo]
-    return segs[lo, 0] + j, segs[lo, 1] + j, lo
-
-
-@cuda.jit
-def sgd_update_cuda(p, g, buf, segs, starts, lr, momentum, dampening, nesterov, weight_decay, first):
-    t = p.dtype.type
-    mom, keep = t(momentum), t(1.0 - dampening)
-    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
-        pi, gi, s = _locate(segs, starts, i)
-        slr = t(lr * segs[s, 3] / 1e6)
-        wd = t(weight_decay if segs[s, 4] else 0.0)
-        d = g[gi] + wd * p[pi]
-        if momentum == 0.0:
-            p[pi] -= slr * d
-        elif first:  # PyTorch: the first step's buffer is the gradient itself
-            buf[gi] = d
-            p[pi] -= slr * (d + mom * d if nesterov else d)
-        else:
-            b = mom * buf[gi] + keep * d
-            buf[gi] = b
-            p[pi] -= slr * (d + mom * b if nesterov else b)
-
-
-@cuda.jit
-def adam_update_cuda(p, g, m, v, segs, starts, lr, b1, b2, eps, weight_decay, decoupled, ic1, isc2):
-    t = p.dtype.type
-    b1, b2, eps, ic1, isc2 = t(b1), t(b2), t(eps), t(ic1), t(isc2)
-    one = t(1.0)
-    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
-        pi, gi, s = _locate(segs, starts, i)
-        slr = t(lr * segs[s, 3] / 1e6)
-        wd = t(weight_decay if segs[s, 4] else 0.0)
-        gr = g[gi] if decoupled else g[gi] + wd * p[pi]
-        mi = b1 * m[gi] + (one - b1) * gr
-        vi = b2 * v[gi] + (one - b2) * gr * gr
-        m[gi] = mi
-        v[gi] = vi
-        step = slr * (mi * ic1) / (math.sqrt(vi) * isc2 + eps)
-        if decoupled:
-            p[pi] = p[pi] * (one - slr * wd) - step
-        else:
-            p[pi] -= step
-
-
-@cuda.jit
-def rmsprop_update_cuda(p, g, sq, ga, buf, segs, starts, lr, alpha, eps, weight_decay, momentum, centered):
-    # ga and buf are empty when the configuration does not keep them (as on the CPU)
-    t = p.dtype.type
-    a, w, eps, mom = t(alpha), t(1.0 - alpha), t(eps), t(momentum)
-    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
-        pi, gi, s = _locate(segs, starts, i)
-        slr = t(lr * segs[s, 3] / 1e6)
-        wd = t(weight_decay if segs[s, 4] else 0.0)
-        gr = g[gi] + wd * p[pi]
-        sv = a * sq[gi] + w * gr * gr
-        sq[gi] = sv
-        if centered:
-            mv = ga[gi] + w * (gr - ga[gi])
-            ga[gi] = mv
-            den = math.sqrt(sv - mv * mv) + eps
-        else:
-            den = math.sqrt(sv) + eps
-        if momentum > 0.0:
-            b = mom * buf[gi] + gr / den
-            buf[gi] = b
-            p[pi] -= slr * b
-        else:
-            p[pi] -= slr * gr / den
-
-
-@cuda.jit
-def adagrad_update_cuda(p, g, acc, segs, starts, clr, eps, weight_decay):
-    t = p.dtype.type
-    eps = t(eps)
-    for i in range(cuda.grid(1), starts[starts.size - 1], cuda.gridsize(1)):
-        pi, gi, s = _locate(segs, starts, i)
-        slr = t(clr * segs[s, 3] / 1e6)
-        wd = t(weight_decay if segs[s, 4] else 0.0)
-        gr = g[gi] + wd * p[pi]
-        sv = acc[gi] + gr * gr
-        acc[gi] = sv
-        p[pi] -= slr * gr / (math.sqrt(sv) + eps)
+# Each family's CUDA update is one launch per step over every trainable element
+# (runtime/optimizers/base.py: how a thread finds its segment).
 
 
 class CudaOptimizer(Optimizer):
     """``Optimizer`` over device buffers (a ``CudaExecutor``'s params, grads, opt_state): the same
     hyperparameters, state rows, ``lr``, ``step()``, ``state_dict``/``load_state_dict``; ``segs`` is
-    the host table of ``segments(plan)``, copied to the device once."""
+    the host table of ``segments(plan)``, copied to the device once (``segs_d``, with the running
+    element counts ``starts_d``), and ``grid`` is the launch configuration over all of them."""
 
     def __init__(self, kind: str, params: Any, grads: Any, segs: np.ndarray, state: Any = None,
                  **hp: Any) -> None:  # fmt: skip
@@ -588,9 +273,9 @@ class CudaOptimizer(Optimizer):
         table = np.ascontiguousarray(segs, np.int64).reshape(-1, 5)
         starts = np.concatenate([[0], np.cumsum(table[:, 2])]).astype(np.int64)
         self._total = int(starts[-1])
-        self._segs_d = cuda.to_device(table if len(table) else np.zeros((1, 5), np.int64))
-        self._starts_d = cuda.to_device(starts)
-        self._none = _cuda.empty(grads.dtype)  # stands in for a state row this configuration lacks
+        self.segs_d = cuda.to_device(table if len(table) else np.zeros((1, 5), np.int64))
+        self.starts_d = cuda.to_device(starts)
+        self.grid = _cuda.grid_1d(max(self._total, 1))
 
     @staticmethod
     def _zeros(shape: tuple[int, int], dtype: Any) -> Any:
@@ -598,38 +283,15 @@ class CudaOptimizer(Optimizer):
         _cuda.zero(z)
         return z
 
+    @staticmethod
+    def _empty(like: Any) -> Any:
+        return _cuda.empty(like.dtype)
+
     def step(self) -> None:
         """One update of every trainable parameter from the gradient buffer: one launch."""
         self.t += 1
-        if self._total == 0:
-            return
-        h, st, none = self.hp, self.state, self._none
-        blocks, threads = _cuda.grid_1d(self._total)
-        p, g, segs, starts = self.p, self.g, self._segs_d, self._starts_d
-        if self.kind in ("sgd", "momentum"):
-            buf = st[0] if self.slots else none
-            sgd_update_cuda[blocks, threads](p, g, buf, segs, starts, float(h["lr"]), float(h["momentum"]),
-                                             float(h["dampening"]), bool(h["nesterov"]),
-                                             float(h["weight_decay"]), self.t == 1)  # fmt: skip
-        elif self.kind in ("adam", "adamw"):
-            b1, b2 = (float(b) for b in h["betas"])
-            ic1, isc2 = 1.0 / (1.0 - b1**self.t), 1.0 / math.sqrt(1.0 - b2**self.t)
-            adam_update_cuda[blocks, threads](p, g, st[0], st[1], segs, starts, float(h["lr"]), b1, b2,
-                                              float(h["eps"]), float(h["weight_decay"]), self.kind == "adamw",
-                                              ic1, isc2)  # fmt: skip
-        elif self.kind == "rmsprop":
-            centered, mom = bool(h["centered"]), float(h["momentum"])
-            ga = st[1] if centered else none
-            buf = st[1 + centered] if mom > 0 else none
-            rmsprop_update_cuda[blocks, threads](p, g, st[0], ga, buf, segs, starts, float(h["lr"]),
-                                                 float(h["alpha"]), float(h["eps"]), float(h["weight_decay"]),
-                                                 mom, centered)  # fmt: skip
-        else:
-            if self.t == 1:  # as on the CPU: at the first step, so a restored state is kept
-                _cuda.fill(st[0], h["initial_accumulator_value"])
-            clr = float(h["lr"]) / (1.0 + (self.t - 1) * float(h["lr_decay"]))
-            adagrad_update_cuda[blocks, threads](p, g, st[0], segs, starts, clr, float(h["eps"]),
-                                                 float(h["weight_decay"]))  # fmt: skip
+        if self._total:
+            self._kernels.update_cuda(self)
 
 
 @cuda.jit

@@ -14,6 +14,7 @@ import sys
 from importlib import resources
 from typing import Any
 
+from ..compiler import optimizers
 from ..compiler.ops import LAYERS, LOSSES, OPS
 from ..sources import FIELDS as SOURCE_FIELDS
 from ..sources import SOURCES as SOURCE_REGISTRY
@@ -50,7 +51,8 @@ _LOSS_COMMON = {
     },
 }
 
-OPTIMIZERS = ["sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"]
+# Optimizer types and the fields each reads come from the optimizer contracts.
+OPTIMIZERS = list(optimizers.TYPES)
 SCHEDULES = [
     "constant", "step", "multistep", "exponential", "inverse_sqrt", "cosine",
     "cosine_restarts", "cyclic", "one_cycle", "reduce_on_plateau",
@@ -79,14 +81,7 @@ def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any)
 
 # Fields each optimizer and schedule type reads; a field another type reads is
 # rejected (through the per-type if/then below) rather than silently ignored.
-OPTIMIZER_FIELDS = {
-    "sgd": ["lr", "momentum", "dampening", "nesterov", "weight_decay"],
-    "momentum": ["lr", "momentum", "dampening", "nesterov", "weight_decay"],
-    "adam": ["lr", "betas", "eps", "weight_decay"],
-    "adamw": ["lr", "betas", "eps", "weight_decay"],
-    "rmsprop": ["lr", "alpha", "eps", "weight_decay", "momentum", "centered"],
-    "adagrad": ["lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"],
-}
+OPTIMIZER_FIELDS: dict[str, list[str]] = {t: list(d) for t, d in optimizers.DEFAULTS.items()}
 # type -> (required fields, optional fields); runtime/schedules.py checks the same table.
 SCHEDULE_FIELDS: dict[str, tuple[list[str], list[str]]] = {
     "constant": ([], []),
@@ -119,48 +114,13 @@ def _per_type(fields: dict[str, list[str]], common: list[str], required: dict[st
 
 
 def _train_schema() -> dict[str, Any]:
-    # No defaults for lr, momentum, eps, weight_decay: each optimizer applies
-    # PyTorch's own (sgd lr 1e-3, rmsprop eps 1e-8, adagrad eps 1e-10, adamw
-    # weight_decay 1e-2, ...), which one schema default cannot express.
+    # Each optimizer applies PyTorch's own defaults (sgd lr 1e-3, adagrad eps 1e-10,
+    # adamw weight_decay 1e-2, ...): the contracts' fields say which one schema
+    # default can express (optimizers.optimizer_properties).
     optimizer = _obj(
         {
             "type": {"enum": OPTIMIZERS, "default": "sgd"},
-            "lr": {
-                **_POSNUM,
-                "description": "learning rate (default: 1e-3 sgd/momentum/adam/adamw, 1e-2 rmsprop/adagrad)",
-            },
-            "momentum": {
-                "type": "number",
-                "minimum": 0,
-                "description": "momentum factor (default 0.9 for type momentum, else 0)",
-            },
-            "dampening": {"type": "number", "minimum": 0, "default": 0.0},
-            "nesterov": {"type": "boolean", "default": False},
-            "weight_decay": {
-                "type": "number",
-                "minimum": 0,
-                "description": "L2 penalty on the gradient; decoupled for adamw (default 1e-2 adamw, else 0)",
-            },
-            "betas": {"type": "array", "items": _FRAC, "minItems": 2, "maxItems": 2, "default": [0.9, 0.999]},
-            "eps": {**_POSNUM, "description": "denominator term (default 1e-10 adagrad, else 1e-8)"},
-            "alpha": {**_FRAC, "default": 0.99, "description": "rmsprop: smoothing constant"},
-            "centered": {
-                "type": "boolean",
-                "default": False,
-                "description": "rmsprop: normalize by the variance",
-            },
-            "lr_decay": {
-                "type": "number",
-                "minimum": 0,
-                "default": 0.0,
-                "description": "adagrad: lr / (1 + (t-1) lr_decay)",
-            },
-            "initial_accumulator_value": {
-                "type": "number",
-                "minimum": 0,
-                "default": 0.0,
-                "description": "adagrad",
-            },
+            **optimizers.optimizer_properties(),
             "no_decay": {
                 "type": "array",
                 "items": {"enum": ["bias", "norm"]},

@@ -31,6 +31,8 @@ CONFIGS = [
     ("rmsprop", {"weight_decay": 0.05}),
     ("rmsprop", {"centered": True, "momentum": 0.9}),
     ("adagrad", {"lr_decay": 0.1, "initial_accumulator_value": 0.1, "weight_decay": 0.1}),
+    ("adadelta", {}),
+    ("adadelta", {"rho": 0.8, "eps": 1e-4, "weight_decay": 0.1}),
 ]
 
 

@@ -68,6 +68,7 @@ TORCH = {
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
     "adagrad": torch.optim.Adagrad,
+    "adadelta": torch.optim.Adadelta,
 }
 
 CASES = [
@@ -91,6 +92,9 @@ CASES = [
     ("adagrad", {"lr": 0.1, "lr_decay": 0.05}),
     ("adagrad", {"lr": 0.1, "weight_decay": 0.1}),
     ("adagrad", {"lr": 0.1, "initial_accumulator_value": 0.5}),
+    ("adadelta", {"lr": 1.0}),
+    ("adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-4}),
+    ("adadelta", {"lr": 1.0, "weight_decay": 0.1}),  # "b" is in no_decay: its group has none
 ]
 
 
@@ -172,6 +176,7 @@ def test_optimizer_equals_torch_over_50_steps(kind, hyper, spec_file):
         ("adamw", {"lr": 0.01}),
         ("rmsprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
         ("adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+        ("adadelta", {"lr": 1.0, "weight_decay": 0.05}),
     ],
 )
 def test_optimizer_float32_equals_torch(kind, hyper):
@@ -193,6 +198,7 @@ def test_defaults_are_torchs(spec_file):
         "adamw": torch.optim.AdamW([torch.zeros(1)]).defaults,
         "rmsprop": torch.optim.RMSprop([torch.zeros(1)]).defaults,
         "adagrad": torch.optim.Adagrad([torch.zeros(1)]).defaults,
+        "adadelta": torch.optim.Adadelta([torch.zeros(1)]).defaults,
     }
     for kind, ref in torch_defaults.items():
         # As the spec gives it: the schema's filled-in defaults must not override torch's.
@@ -208,6 +214,7 @@ def test_resume_from_state_dict_continues_exactly():
     segs, n_params, n_grads = _layout()
     for cfg in ({"type": "sgd", "lr": 0.1, "momentum": 0.9}, {"type": "adam", "lr": 0.01},
                 {"type": "adagrad", "lr": 0.1, "initial_accumulator_value": 0.3},
+                {"type": "adadelta", "rho": 0.8, "weight_decay": 0.01},
                 {"type": "rmsprop", "centered": True, "momentum": 0.9}):  # fmt: skip
         rng = np.random.default_rng(1)
         grads = rng.standard_normal((30, n_grads))
@@ -277,6 +284,7 @@ def test_optimizer_key_counts_the_state_each_configuration_keeps():
         "rmsprop_centered": [{"type": "rmsprop", "centered": True}],
         "rmsprop_centered_momentum": [{"type": "rmsprop", "centered": True, "momentum": 0.1}],
         "adagrad": [{"type": "adagrad", "lr_decay": 0.1}],
+        "adadelta": [{"type": "adadelta"}, {"type": "adadelta", "rho": 0.5}],
     }
     segs, n_params, n_grads = _layout()
     for key, cfgs in cases.items():
@@ -318,6 +326,7 @@ KEY_CONFIGS = {
     "rmsprop_centered": {"type": "rmsprop", "centered": True},
     "rmsprop_centered_momentum": {"type": "rmsprop", "centered": True, "momentum": 0.9},
     "adagrad": {"type": "adagrad"},
+    "adadelta": {"type": "adadelta"},
 }
 
 
