@@ -42,7 +42,7 @@ sit on the GPU. PyTorch runs with TF32 off (``fp32_precision = "ieee"`` for matm
 conv) because netc's kernels compute in IEEE float32, and with cuDNN autotuning off (its default).
 Targets are for the training step only (the issue's GPU targets: netc/torch ≥ 1.0x on the MLP
 and LeNet-5, ≥ 0.5x on ResNet-mini and the transformer layer). The kernel rows give netc's tiled
-GEMM (``runtime/kernels/_cuda.gemm``, float32, N = 512, 1024, 2048) as a share of cuBLAS
+GEMM (``runtime/kernels/cuda_core.gemm``, float32, N = 512, 1024, 2048) as a share of cuBLAS
 (``torch.mm`` on the GPU), and the conv2d and linear layers' forward + backward against
 PyTorch. The table header names the GPU as numba and PyTorch see it. Without a usable GPU (or
 with only numba's CUDA simulator, which times Python) the driver says why and exits 1 before
@@ -366,7 +366,7 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
     if a.net == "gemm":  # GPU only: the CPU's GEMM ceiling is NumPy's (numpy_worker)
         from numba import cuda
 
-        from netc.runtime.kernels._cuda import gemm
+        from netc.runtime.kernels.cuda_core import gemm
 
         n = a.batch
         rng = np.random.default_rng(0)
@@ -672,7 +672,7 @@ def render_gpu(
     gemms = [k for k in res if len(k) == 2 and k[0] == "gemm"]
     if gemms:
         lines += [
-            "| GEMM float32, N×N times N×N | netc `_cuda.gemm` GFLOP/s | cuBLAS (torch.mm) GFLOP/s "
+            "| GEMM float32, N×N times N×N | netc `cuda_core.gemm` GFLOP/s | cuBLAS (torch.mm) GFLOP/s "
             "| netc share of cuBLAS |",
             "|---|---:|---:|---:|",
         ]

@@ -78,7 +78,8 @@ class Model:
         ``netc run --init-from``. ``progress`` is True (``"live"``), ``"quiet"`` (epoch summaries
         only) or False (``"silent"``). Returns the run's Result."""
         from .runtime.data import Dataset
-        from .runtime.run import datasets, new_run_dir, with_overrides
+        from .runtime.run import datasets, with_overrides
+        from .runtime.rundir import new_run_dir
         from .runtime.training.errors import TrainError
         from .runtime.training.trainer import Trainer
 

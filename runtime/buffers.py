@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from .backends.base import Executor
 from .data import Augmenter, Dataset
 
 
 class HostBuffers:
     """The CPU executor: its arrays are host arrays already."""
 
-    def __init__(self, ex: Any) -> None:
+    def __init__(self, ex: Executor) -> None:
         self.ex = ex
         self.acc: Any = None  # gradient accumulator, allocated when first needed
 
@@ -91,7 +92,7 @@ class HostBuffers:
 
         clip_by_norm(self.ex.grads, n)
 
-    def executor_like(self, size: int) -> Any:
+    def executor_like(self, size: int) -> Executor:
         """An evaluation executor of another batch size holding the same weights."""
         from .executor import Executor
 
@@ -105,7 +106,7 @@ class HostBuffers:
 class DeviceBuffers(HostBuffers):
     """The CUDA executor: kernels on device buffers; host staging for the batch."""
 
-    def __init__(self, ex: Any) -> None:
+    def __init__(self, ex: Executor) -> None:
         from numba import cuda
 
         self.ex = ex
@@ -151,7 +152,7 @@ class DeviceBuffers(HostBuffers):
             self.ex.view(name)[: len(v)].copy_to_device(v)
 
     def accumulate(self) -> None:
-        from .kernels._cuda import copy, zero
+        from .kernels.cuda_core import copy, zero
 
         if self.acc is None:
             from numba import cuda
@@ -161,7 +162,7 @@ class DeviceBuffers(HostBuffers):
         copy(self.ex.grads, self.acc, acc=True)
 
     def finish_accumulation(self, k: int) -> None:
-        from .kernels._cuda import scale, zero
+        from .kernels.cuda_core import scale, zero
 
         scale(self.acc, self.ex.grads, 1.0 / k)
         zero(self.acc)
@@ -188,7 +189,7 @@ class DeviceBuffers(HostBuffers):
 
         clip_by_norm_cuda(self.ex.grads, n, self.ex.reducer)
 
-    def executor_like(self, size: int) -> Any:
+    def executor_like(self, size: int) -> Executor:
         from .executor_cuda import CudaExecutor
 
         return CudaExecutor(self.ex.plan, size, dtype=self.ex.dtype, optimizer="sgd")
@@ -197,10 +198,6 @@ class DeviceBuffers(HostBuffers):
         other.params.copy_to_device(self.ex.params)
 
 
-def buffers(ex: Any) -> HostBuffers:
-    """The buffer operations for ``ex``'s device (made once per executor)."""
-    b = ex.__dict__.get("_netc_buffers")
-    if b is None:
-        b = HostBuffers(ex) if isinstance(ex.params, np.ndarray) else DeviceBuffers(ex)
-        ex.__dict__["_netc_buffers"] = b
-    return b
+def buffers(ex: Executor) -> HostBuffers:
+    """The buffer operations for ``ex``'s device (its backend makes them, once per executor)."""
+    return ex.buffer_ops

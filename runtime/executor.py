@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numba
 import numpy as np
@@ -21,6 +21,9 @@ from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk
 from .init import initialize
 from .kernels import kernel_module
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 # Numba's OpenMP workers busy-wait between parallel loops, starving OpenBLAS's threads;
 # the workqueue layer does not. numba reads NUMBA_THREADING_LAYER only at its
@@ -85,6 +88,8 @@ class PlanRunner:
     bound step lists, training mode and the replay. Subclasses allocate the
     buffers (host or device), bind the kernels and copy inputs in."""
 
+    #: the backend this executor belongs to (``netc.runtime.backends``)
+    backend_name: ClassVar[str]
     plan: Plan
     batch: int
     dtype: np.dtype
@@ -102,6 +107,7 @@ class PlanRunner:
         self.batch = batch
         self.state = State()
         self._views, self._forward, self._backward = {}, [], []
+        self._buffer_ops: Any = None
         n_params = sum(p.numel for p in self.plan.params)
         n_grads = sum(p.numel for p in self.plan.params if p.trainable)
         return n_params, n_grads, OPTIMIZER_SLOTS[opt]
@@ -126,8 +132,23 @@ class PlanRunner:
         self._views[name] = v
         return v
 
-    def _bind_with(self, bind: str, param: Any, grad: Any) -> list[Any]:
-        """Bind every step through the kernel modules' ``bind``; returns the bindings."""
+    @property
+    def backend(self) -> Backend:
+        from .backends import get
+
+        return get(self.backend_name)
+
+    @property
+    def buffer_ops(self) -> Any:
+        """The trainer's operations on this executor's buffers (made once)."""
+        if self._buffer_ops is None:
+            self._buffer_ops = self.backend.buffers(self)
+        return self._buffer_ops
+
+    def _bind_with(self, param: Any, grad: Any) -> list[Any]:
+        """Bind every step through the kernel modules' binder for this backend; returns the
+        bindings."""
+        bind = self.backend.bind_attr
         back = {s.module for s in self.plan.backward_steps}
         bwd_thunks: dict[str, Thunk] = {}
         bindings = []
@@ -184,6 +205,8 @@ class PlanRunner:
 class Executor(PlanRunner):
     """Runs a plan on the CPU at a fixed batch size."""
 
+    backend_name = "cpu"
+
     def __init__(
         self,
         plan: Plan,
@@ -203,7 +226,7 @@ class Executor(PlanRunner):
         self._count_allocated()
         self.state.seed[0] = seed
         initialize(self.plan, self.params, seed)
-        self._bind_with("bind_cpu", self.param, self.grad)
+        self._bind_with(self.param, self.grad)
         self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]
 
     def param(self, name: str) -> np.ndarray:

@@ -26,21 +26,18 @@ from numba import cuda
 
 from ..compiler.memory import ALIGN
 from ..compiler.plan import Plan
+from .backends.base import DeviceError
 from .binding import Thunk
-from .device import DeviceError
 from .executor import PlanRunner
 from .init import initialize
-from .kernels import kernel_module
-from .kernels._cuda import Reducer, grid_1d, zero
+from .kernels.cuda_core import Reducer, grid_1d, zero
 
 
 def ops_without_cuda(plan: Plan) -> list[tuple[str, str]]:
-    """(op, first module using it) for each op of the plan that has no ``bind_cuda`` yet."""
-    seen: dict[str, str] = {}
-    for s in plan.forward_steps:
-        if s.op not in seen and not hasattr(kernel_module(s.op), "bind_cuda"):
-            seen[s.op] = s.module
-    return list(seen.items())
+    """(op, module) of every step whose op has no CUDA kernels yet."""
+    from .backends import get
+
+    return get("cuda").missing_kernels(plan)
 
 
 @cuda.jit
@@ -51,6 +48,8 @@ def _gather_kernel(src, index, out):
 
 class CudaExecutor(PlanRunner):
     """Runs a plan on the current CUDA device at a fixed batch size."""
+
+    backend_name = "cuda"
 
     def __init__(
         self,
@@ -149,7 +148,7 @@ class CudaExecutor(PlanRunner):
 
     # -- binding -------------------------------------------------------------
     def _bind(self) -> None:
-        for b in self._bind_with("bind_cuda", self.param_view, self.grad_view):
+        for b in self._bind_with(self.param_view, self.grad_view):
             self._checks.extend(b.checks)
         # Every loss is one element of the arena: gather them into one buffer, fetched in one copy.
         names = list(self.plan.losses)

@@ -36,7 +36,7 @@ from numba import cuda, njit
 
 from ..compiler import optimizers as registry
 from ..compiler.plan import Plan
-from .kernels import _cuda
+from .kernels import cuda_core
 from .optimizers import kernel_module
 from .optimizers.adagrad import adagrad_update, adagrad_update_cuda
 from .optimizers.adam import adam_update, adam_update_cuda
@@ -152,8 +152,10 @@ class Optimizer:
     """
 
     def __new__(cls, kind: str, params: Any, *args: Any, **kw: Any) -> Optimizer:
-        if cls is Optimizer and _cuda.is_device_array(params):
-            return super().__new__(CudaOptimizer)
+        if cls is Optimizer:  # bare arrays: the backend that holds them names its optimizer
+            from .backends import owning
+
+            cls = owning(params).optimizer_class()
         return super().__new__(cls)
 
     def __init__(
@@ -275,17 +277,17 @@ class CudaOptimizer(Optimizer):
         self._total = int(starts[-1])
         self.segs_d = cuda.to_device(table if len(table) else np.zeros((1, 5), np.int64))
         self.starts_d = cuda.to_device(starts)
-        self.grid = _cuda.grid_1d(max(self._total, 1))
+        self.grid = cuda_core.grid_1d(max(self._total, 1))
 
     @staticmethod
     def _zeros(shape: tuple[int, int], dtype: Any) -> Any:
         z = cuda.device_array(shape, dtype)
-        _cuda.zero(z)
+        cuda_core.zero(z)
         return z
 
     @staticmethod
     def _empty(like: Any) -> Any:
-        return _cuda.empty(like.dtype)
+        return cuda_core.empty(like.dtype)
 
     def step(self) -> None:
         """One update of every trainable parameter from the gradient buffer: one launch."""
@@ -311,17 +313,17 @@ class PenaltyCuda:
     each layer) into a float64 scratch, then one deterministic sum; the value comes back to the
     host like the loss."""
 
-    def __init__(self, segs: np.ndarray, reducer: _cuda.Reducer) -> None:
+    def __init__(self, segs: np.ndarray, reducer: cuda_core.Reducer) -> None:
         self.segs = [tuple(int(v) for v in row[:3]) for row in segs]
         n = sum(r[2] for r in self.segs)
         self.terms = cuda.device_array(max(n, 1), np.float64)
-        _cuda.zero(self.terms)
+        cuda_core.zero(self.terms)
         self.reducer = reducer
 
     def __call__(self, p: Any, g: Any, l1: float, l2: float) -> float:
         at = 0
         for po, go, n in self.segs:
-            blocks, threads = _cuda.grid_1d(n)
+            blocks, threads = cuda_core.grid_1d(n)
             _penalty_kernel[blocks, threads](p[po : po + n], g[go : go + n], self.terms[at : at + n],
                                              float(l1), float(l2))  # fmt: skip
             at += n
@@ -341,7 +343,7 @@ def _clip_value_kernel(g, value):
 def clip_by_value_cuda(g: Any, value: float) -> None:
     """``clip_by_value`` on a flat device gradient buffer."""
     if g.size:
-        blocks, threads = _cuda.grid_1d(g.size)
+        blocks, threads = cuda_core.grid_1d(g.size)
         _clip_value_kernel[blocks, threads](g, float(value))
 
 
@@ -355,16 +357,16 @@ def _scale_to_norm_kernel(g, sumsq, max_norm):
             g[i] *= c
 
 
-def global_norm_cuda(g: Any, reducer: _cuda.Reducer) -> float:
+def global_norm_cuda(g: Any, reducer: cuda_core.Reducer) -> float:
     """``global_norm`` of a flat device buffer (float64 sum of squares, deterministic)."""
     reducer.sum(g, square=True)
     return math.sqrt(reducer.value())
 
 
-def clip_by_norm_cuda(g: Any, max_norm: float, reducer: _cuda.Reducer) -> None:
+def clip_by_norm_cuda(g: Any, max_norm: float, reducer: cuda_core.Reducer) -> None:
     """``clip_by_norm`` on a flat device buffer, without a host sync: the squared norm before
     clipping is left in ``reducer.result`` (``math.sqrt(reducer.value())`` fetches the norm)."""
     if g.size:
         reducer.sum(g, square=True)
-        blocks, threads = _cuda.grid_1d(g.size)
+        blocks, threads = cuda_core.grid_1d(g.size)
         _scale_to_norm_kernel[blocks, threads](g, reducer.result, float(max_norm))

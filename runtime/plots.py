@@ -6,6 +6,10 @@ matplotlib is imported inside the functions, not at module level, so that
 importing this module costs nothing when no plot is drawn. Every figure is drawn on the non-interactive
 Agg backend, saved and closed: a training run must never open a window or
 accumulate figures in pyplot's registry.
+
+Longer than 500 lines: every figure a run writes, each drawn by a small function; they share
+the lazy pyplot import, the drawing guard that closes a failed figure, and the save helper
+(the one place tests intercept figures).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ command line prints as one message with exit code 1.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 from ..compiler.pipeline import Network, load
 from ..compiler.plan import Plan, optimizer_key
 from ..compiler.report.expanded import expanded_yaml
+from .backends import Executor
 from .buffers import buffers
 from .checkpoint import (
     Checkpoint,
@@ -26,14 +26,22 @@ from .checkpoint import (
     check_compatible,
     has_checkpoint,
     is_checkpoint_file,
-    is_temp_file,
     load_checkpoint,
     read_safetensors,
     spec_hash,
 )
 from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
 from .device import DeviceError, check_host_memory, make_executor
-from .rundir import CONFIG, MARKER, METRICS, STEPS, is_run, read_config, read_marker, write_json, write_marker
+from .rundir import (
+    CONFIG,
+    clear_progress,
+    new_run_dir,
+    read_marker,
+    run_config,
+    saved_config,
+    write_json,
+    write_marker,
+)
 from .training.batches import check_batch_fits
 from .training.errors import TrainError
 from .training.lr_range import lr_find
@@ -77,7 +85,7 @@ class Setup:
     train_cfg: dict[str, Any]
     data_cfg: dict[str, Any]
     plan: Plan
-    ex: Any  # Executor or CudaExecutor
+    ex: Executor | None  # bound once the data is read (bind_executor)
     spec_hash: str
     resolved: str  # the expanded spec as YAML
     device: str = "cpu"
@@ -136,64 +144,6 @@ def datasets(
 
 
 # -- run directories -------------------------------------------------------------------
-def _dead_run(d: Path) -> bool:
-    """A netc run that has nothing to resume from: no checkpoint, no final weights (killed
-    before its first checkpoint, stopped by NaN in epoch 1, interrupted before training)."""
-    return is_run(d) and not has_checkpoint(d / "checkpoints") and not (d / "weights.safetensors").exists()
-
-
-def _clear_progress(d: Path) -> None:
-    """Forget what a dead run logged (its metrics, its best weights) before it starts again."""
-    for f in (d / METRICS, d / STEPS, d / "checkpoints" / "best.safetensors"):
-        if f.is_file():
-            f.unlink()
-
-
-def _empty(d: Path) -> bool:
-    """Nothing in ``d`` but temporary files of a netc write that was killed."""
-    return all(is_temp_file(p) for p in d.iterdir())
-
-
-def new_run_dir(name: str, out: str | None) -> Path:
-    """A run directory for a new run, marked as netc's: ``out`` if given, else runs/<name>,
-    runs/<name>-2, ... ``out`` must be new, empty, or a netc run that never saved a checkpoint
-    (started again from the beginning); anything else is refused before a file is touched."""
-    if out is not None:
-        d = Path(out)
-        if d.exists() and not d.is_dir():
-            raise TrainError(f"--out {d}: a file of that name exists; choose another --out")
-        if d.is_dir() and not _empty(d):
-            if not is_run(d):
-                raise TrainError(
-                    f"--out {d}: the folder is not empty and is not a netc run (it has no {MARKER}); "
-                    "netc would overwrite its files: choose another --out, or empty the folder"
-                )
-            if not _dead_run(d):
-                if (read_marker(d) or {}).get("diverged"):
-                    raise TrainError(
-                        f"{d} holds a run that diverged after its last good checkpoint; pick another --out "
-                        f"(add --init-from {d} to start from that checkpoint's weights)"
-                    )
-                raise TrainError(
-                    f"{d} already holds a run; continue it with --resume {d}, or pick another --out"
-                )
-            _clear_progress(d)
-    else:
-        base = Path("runs") / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        d, i = base, 1
-        while d.exists():
-            i += 1
-            d = base.with_name(f"{base.name}-{i}")
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        write_marker(d)  # first: a run killed at any later moment is still recognizably netc's
-        (d / "checkpoints").mkdir(exist_ok=True)
-        (d / "plots").mkdir(exist_ok=True)
-    except OSError as e:
-        raise TrainError(f"cannot create the run directory {d}: {e.strerror}") from None
-    return d
-
-
 def _write_run_files(d: Path, s: Setup, init_from: str | None = None) -> None:
     config: dict[str, Any] = {"spec": str(s.spec), "train": s.train_cfg, "data": s.data_cfg}
     if init_from is not None:
@@ -204,26 +154,6 @@ def _write_run_files(d: Path, s: Setup, init_from: str | None = None) -> None:
         (d / "plan.json").write_text(s.plan.to_json() + "\n")
     except OSError as e:
         raise TrainError(f"cannot write the run files of {d}: {e.strerror}") from None
-
-
-def _saved_config(d: Path) -> dict[str, Any]:
-    if not d.is_dir():
-        raise TrainError(f"--resume {d}: no such run directory")
-    saved = read_config(d)
-    if saved is not None:
-        return saved
-    if read_marker(d) is not None or _empty(d):
-        raise TrainError(
-            f"--resume {d}: the run was interrupted before it saved its configuration ({CONFIG}); nothing "
-            f"was trained: start it again with netc run SPEC --out {d}"
-        )
-    raise TrainError(f"--resume {d}: no {CONFIG}; is this a netc run directory?")
-
-
-def _run_config(d: Path) -> dict[str, Any] | None:
-    """A run directory's config.json (checked), or None where ``d`` is no netc run (a weights
-    file in a folder of its own, whose config.json, if any, is someone else's)."""
-    return read_config(d) if is_run(d) else None
 
 
 def _check_overrides(saved: dict[str, Any], overrides: dict[str, Any], d: Path) -> int | None:
@@ -267,7 +197,7 @@ def read_weights(path: str | Path) -> Checkpoint:
     return load_checkpoint(p)
 
 
-def init_from(ex: Any, plan: Plan, path: str | Path) -> str:
+def init_from(ex: Executor, plan: Plan, path: str | Path) -> str:
     """Start from saved weights: each parameter of the plan takes the tensor of the same name
     when its shape matches. Returns the report (loaded, absent, refused, unused)."""
     src = read_weights(path)
@@ -336,7 +266,7 @@ def run(
         if init is not None:
             raise TrainError("--init-from starts a new run; a resumed run continues from its own checkpoint")
         d = Path(resume)
-        saved = _saved_config(d)
+        saved = saved_config(d)
         extend = _check_overrides(saved["train"], overrides, d)
         cfg = saved["train"] if extend is None else {**saved["train"], "epochs": extend}
         s = build(spec, cfg, device=device, bind=False)
@@ -368,7 +298,7 @@ def run(
         _write_run_files(d, s, init)
     elif ckpt is None or extend is not None:
         if ckpt is None:
-            _clear_progress(d)
+            clear_progress(d)
         _write_run_files(d, s, init)  # the new length, for a later resume
         write_marker(d)  # the divergence is history now
     t = Trainer(s.ex, s.train_cfg, train, val, run_dir=d, normalizer=norm, augment=aug, spec_hash=s.spec_hash,
@@ -425,7 +355,7 @@ def load_weights(s: Setup, path: str | Path) -> tuple[Normalizer | None, Path]:
         flat[p.offset : p.offset + p.numel] = ckpt.tensors[p.name].ravel()
     buf.set_params(flat)
     run_dir = ckpt.path.parent.parent if ckpt.path.parent.name == "checkpoints" else ckpt.path.parent
-    saved = _run_config(run_dir)
+    saved = run_config(run_dir)
     if saved is not None:  # the run's own data and seed, so "val" and "test" are the run's splits
         s.data_cfg = saved["data"]
         s.train_cfg = {**s.train_cfg, "seed": saved["train"].get("seed", 0)}

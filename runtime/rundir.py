@@ -9,6 +9,9 @@ silently accepted value (``epoch: 10**30``).
     RUN/steps.jsonl        one JSON record per optimizer step (loss, lr, gradient norm)
     RUN/checkpoints/...    see store/records.py; the trainer's metadata is checked by meta_schema
 
+It also decides what a folder is before netc writes to it: ``new_run_dir`` makes a run directory
+(refusing a non-empty folder that is not a netc run), ``saved_config`` reopens one for
+``--resume``, and ``dead_run``/``clear_progress`` handle a run that saved nothing to resume from.
 docs/checkpoints.md describes the files and the rules for ``--out``.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,10 @@ from jsonschema.exceptions import best_match
 from ..spec.validate import _Validator  # the spec's validator: 3.0 and true are not integers
 from ..version import __version__
 from .store import atomic
+from .store.atomic import is_temp_file
 from .store.errors import CheckpointError
+from .store.records import has_checkpoint
+from .training.errors import TrainError
 
 MARKER = "netc-run.json"
 CONFIG = "config.json"
@@ -318,3 +325,82 @@ def meta_schema(
             "epochs": {"type": "integer", "minimum": 1},
         },
     }
+
+
+# -- creating and reopening run directories ------------------------------------------------------
+def dead_run(d: Path) -> bool:
+    """A netc run that has nothing to resume from: no checkpoint, no final weights (killed
+    before its first checkpoint, stopped by NaN in epoch 1, interrupted before training)."""
+    return is_run(d) and not has_checkpoint(d / "checkpoints") and not (d / "weights.safetensors").exists()
+
+
+def clear_progress(d: Path) -> None:
+    """Forget what a dead run logged (its metrics, its best weights) before it starts again."""
+    for f in (d / METRICS, d / STEPS, d / "checkpoints" / "best.safetensors"):
+        if f.is_file():
+            f.unlink()
+
+
+def is_empty(d: Path) -> bool:
+    """Nothing in ``d`` but temporary files of a netc write that was killed."""
+    return all(is_temp_file(p) for p in d.iterdir())
+
+
+def new_run_dir(name: str, out: str | None) -> Path:
+    """A run directory for a new run, marked as netc's: ``out`` if given, else runs/<name>,
+    runs/<name>-2, ... ``out`` must be new, empty, or a netc run that never saved a checkpoint
+    (started again from the beginning); anything else is refused before a file is touched."""
+    if out is not None:
+        d = Path(out)
+        if d.exists() and not d.is_dir():
+            raise TrainError(f"--out {d}: a file of that name exists; choose another --out")
+        if d.is_dir() and not is_empty(d):
+            if not is_run(d):
+                raise TrainError(
+                    f"--out {d}: the folder is not empty and is not a netc run (it has no {MARKER}); "
+                    "netc would overwrite its files: choose another --out, or empty the folder"
+                )
+            if not dead_run(d):
+                if (read_marker(d) or {}).get("diverged"):
+                    raise TrainError(
+                        f"{d} holds a run that diverged after its last good checkpoint; pick another --out "
+                        f"(add --init-from {d} to start from that checkpoint's weights)"
+                    )
+                raise TrainError(
+                    f"{d} already holds a run; continue it with --resume {d}, or pick another --out"
+                )
+            clear_progress(d)
+    else:
+        base = Path("runs") / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        d, i = base, 1
+        while d.exists():
+            i += 1
+            d = base.with_name(f"{base.name}-{i}")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        write_marker(d)  # first: a run killed at any later moment is still recognizably netc's
+        (d / "checkpoints").mkdir(exist_ok=True)
+        (d / "plots").mkdir(exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"cannot create the run directory {d}: {e.strerror}") from None
+    return d
+
+
+def saved_config(d: Path) -> dict[str, Any]:
+    if not d.is_dir():
+        raise TrainError(f"--resume {d}: no such run directory")
+    saved = read_config(d)
+    if saved is not None:
+        return saved
+    if read_marker(d) is not None or is_empty(d):
+        raise TrainError(
+            f"--resume {d}: the run was interrupted before it saved its configuration ({CONFIG}); nothing "
+            f"was trained: start it again with netc run SPEC --out {d}"
+        )
+    raise TrainError(f"--resume {d}: no {CONFIG}; is this a netc run directory?")
+
+
+def run_config(d: Path) -> dict[str, Any] | None:
+    """A run directory's config.json (checked), or None where ``d`` is no netc run (a weights
+    file in a folder of its own, whose config.json, if any, is someone else's)."""
+    return read_config(d) if is_run(d) else None

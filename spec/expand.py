@@ -5,6 +5,10 @@ Inlines blocks (unrolling ``repeat`` with readable names such as
 ``sequence:`` shorthand into named modules, resolves every ``in`` reference
 to a flat module or input name, and fills op defaults. Each module keeps the
 document and pointer it came from, so later passes can name the place.
+
+Longer than 500 lines because it is one pass: block instances, argument substitution and
+arithmetic, repeat and the size bounds all work on the same scope stack and error list, and
+split apart they would pass that state around.
 """
 
 from __future__ import annotations

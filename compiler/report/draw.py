@@ -23,10 +23,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..ops import OPS
-from ..plan import ModuleRow, Plan
+
+if TYPE_CHECKING:  # annotations only: Plan.summary()/draw() import these modules
+    from ..plan import ModuleRow, Plan
 
 FORMATS = (".svg", ".png", ".pdf", ".dot")
 RENDERERS = ("auto", "system", "pypi", "none")

@@ -3,9 +3,10 @@ summary that `netc compile --json` prints."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..plan import Plan
+if TYPE_CHECKING:  # annotations only: Plan.summary()/draw() import these modules
+    from ..plan import Plan
 
 
 def human_bytes(n: int) -> str:

@@ -11,7 +11,7 @@ The modules whose names start with ``_`` are helpers the kernel modules share, n
 they hold: ``_views`` (no-copy array views), ``_pointwise`` (elementwise binders and the
 vectorizable exp, CPU and CUDA), ``_softmax`` (row reductions along an axis), ``_losses``
 (reduction scale, id checks, pointwise-loss binders, per-sample tables), ``_windows`` (conv and
-pool window geometry), ``_blas`` (matrix products) and ``_cuda`` (the CUDA primitives).
+pool window geometry), ``_blas`` (matrix products) and ``cuda_core`` (the CUDA primitives).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._views import RANK, flat
 
 # -- flat copies ----------------------------------------------------------------------------------
@@ -45,17 +45,17 @@ def bind_copy(b: Binding) -> tuple[Thunk, Thunk]:
 
 def bind_copy_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     """y = x with any shapes of one size (any dtype); dx = dy (or += dy)."""
-    x, y = _cuda.flat(b.x[0]), _cuda.flat(b.y)
+    x, y = cuda_core.flat(b.x[0]), cuda_core.flat(b.y)
 
     def fwd() -> None:
-        _cuda.copy(x, y)
+        cuda_core.copy(x, y)
 
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
-    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+    dy, dx, acc = cuda_core.flat(b.dy), cuda_core.flat(b.dx[0]), bool(b.acc[0])
 
     def bwd() -> None:
-        _cuda.copy(dy, dx, acc)
+        cuda_core.copy(dy, dx, acc)
 
     return fwd, bwd
 
@@ -81,7 +81,7 @@ class ColumnCopy:
 
     def __init__(self, src: Any, s0: int, dst: Any, d0: int, width: int, acc: bool) -> None:
         self.args = (src, int(s0), dst, int(d0), int(width), bool(acc))
-        self.launch = _cuda.grid_1d(dst.shape[0] * width)
+        self.launch = cuda_core.grid_1d(dst.shape[0] * width)
 
     def __call__(self) -> None:
         if self.args[4]:

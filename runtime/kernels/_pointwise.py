@@ -2,8 +2,8 @@
 
 ``fast_exp`` is an exp that vectorizes (libm's exp is a call LLVM cannot vectorize, there being no
 SVML here, which made every exp-based activation cost 2-5 ns per element). ``bind_unary`` binds a
-unary elementwise op's CPU kernels over flat views (its device twin is ``_cuda.bind_unary``, with
-``_cuda.unary_kernels`` building the device kernels). ``device_function(s)`` compile the scalar
+unary elementwise op's CPU kernels over flat views (its device twin is ``cuda_core.bind_unary``, with
+``cuda_core.unary_kernels`` building the device kernels). ``device_function(s)`` compile the scalar
 functions a CPU module defines as CUDA device functions, with ``exp = math.exp`` in place of
 ``fast_exp``.
 

@@ -4,7 +4,7 @@ each tensor as rows along the op's ``axis``.
 CPU: ``row_max``, ``row_sum``, ``row_dot`` and ``row_sum_exp`` reduce one contiguous row with
 reassociated adds, so the loops vectorize; ``bind_rows`` hands the kernels each array both as
 [outer, size, inner] and as [outer, size·inner]. CUDA: ``bind_rows_cuda`` runs one block per
-(outer, inner) row, reducing with ``_cuda.block_max`` / ``block_sum``. Numba's on-disk cache checks
+(outer, inner) row, reducing with ``cuda_core.block_max`` / ``block_sum``. Numba's on-disk cache checks
 the caller's file only: after editing a reduction, delete the callers' caches.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._pointwise import fast_exp
 from ._views import around_axis
 
@@ -81,7 +81,7 @@ def bind_rows_cuda(b: Binding, forward: Any, backward: Any) -> tuple[Thunk, Thun
     shape = around_axis(x, b.attrs["axis"] % (x.ndim - 1))
     x3, y3 = x.reshape(shape), b.y.reshape(shape)
     n_rows = shape[0] * shape[2]
-    blocks, threads = max(1, min(n_rows, _cuda.MAX_BLOCKS)), _cuda.reduce_threads(shape[1])
+    blocks, threads = max(1, min(n_rows, cuda_core.MAX_BLOCKS)), cuda_core.reduce_threads(shape[1])
 
     def fwd() -> None:
         forward[blocks, threads](x3, y3)

@@ -4,7 +4,7 @@ Every helper here is pure Python, runs once when a step is bound, and never copi
 through the views into the arena, so a view that would need a copy is an error. Host (NumPy)
 views: ``flat`` (1-d), ``as_rows`` ([rows, cols]), ``per_sample`` ([N, S]), ``view`` (any shape),
 ``or_empty`` (a size-0 stand-in for a gradient nobody needs; kernels test ``.size``). Device twins
-of flat and rows are ``_cuda.flat`` / ``_cuda.rows``; ``per_sample_cuda`` is built on them.
+of flat and rows are ``cuda_core.flat`` / ``cuda_core.rows``; ``per_sample_cuda`` is built on them.
 
 Axis layouts (shared by host and device binders): ``around_axis`` ([outer, size, inner] around
 one axis: softmax, select, maxout), and fixed-rank views with merged axes so one compiled kernel
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda
+from . import cuda_core
 
 # -- host views -----------------------------------------------------------------------------------
 
@@ -58,7 +58,7 @@ def or_empty(a: np.ndarray | None, dtype: Any, ndim: int = 1) -> np.ndarray:
 
 def per_sample_cuda(a: Any) -> Any:
     """A [N, S] view of a C-contiguous batch device array."""
-    return _cuda.rows(a, a.size // a.shape[0])
+    return cuda_core.rows(a, a.size // a.shape[0])
 
 
 # -- axis layouts ---------------------------------------------------------------------------------

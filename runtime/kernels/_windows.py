@@ -26,7 +26,7 @@ from numba import cuda, njit
 
 from ...compiler.ops.base import Pool2d
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._views import view
 
 
@@ -78,19 +78,19 @@ def bind_pool_cuda(b: Binding, forward: Any, backward: Any, saved: str | None = 
     (maxpool's argmax) as rows, or else the count_include_pad flag (avgpool)."""
     geo = pool_geometry(b)
     h, w = b.x[0].shape[2], b.x[0].shape[3]
-    x = _cuda.rows(b.x[0], h * w)
-    y = _cuda.rows(b.y, geo[8] * geo[9])
-    extra = _cuda.rows(b.saved[saved], y.shape[1]) if saved else bool(b.attrs["count_include_pad"])
-    fwd_launch = _cuda.grid_1d(y.size)
+    x = cuda_core.rows(b.x[0], h * w)
+    y = cuda_core.rows(b.y, geo[8] * geo[9])
+    extra = cuda_core.rows(b.saved[saved], y.shape[1]) if saved else bool(b.attrs["count_include_pad"])
+    fwd_launch = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         forward[fwd_launch](x, y, extra, *geo)
 
     if b.dx[0] is None:
         return fwd, nothing
-    dy, dx = _cuda.rows(b.dy, y.shape[1]), _cuda.rows(b.dx[0], x.shape[1])
+    dy, dx = cuda_core.rows(b.dy, y.shape[1]), cuda_core.rows(b.dx[0], x.shape[1])
     acc = bool(b.acc[0])
-    bwd_launch = _cuda.grid_1d(dx.size)
+    bwd_launch = cuda_core.grid_1d(dx.size)
 
     def bwd() -> None:
         backward[bwd_launch](dy, extra, dx, acc, *geo)

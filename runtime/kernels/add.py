@@ -3,7 +3,7 @@
 The inputs travel as one tuple so a module with k inputs is one kernel call; the sum runs
 in input order, ((x0 + x1) + x2) + …, as PyTorch's chained adds round.
 
-On the GPU one kernel writes x0 + x1 and each further input is added by ``_cuda.copy`` with
+On the GPU one kernel writes x0 + x1 and each further input is added by ``cuda_core.copy`` with
 acc, in order (the same roundings); backward is one copy of dy per needed gradient.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._copies import copy_cpu
 from ._views import flat, or_empty
 
@@ -54,21 +54,21 @@ def forward_cuda(a, b, y):
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    xs, y = [_cuda.flat(a) for a in b.x], _cuda.flat(b.y)
-    blocks, threads = _cuda.grid_1d(y.size)
+    xs, y = [cuda_core.flat(a) for a in b.x], cuda_core.flat(b.y)
+    blocks, threads = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         forward_cuda[blocks, threads](xs[0], xs[1], y)
         for c in xs[2:]:
-            _cuda.copy(c, y, True)
+            cuda_core.copy(c, y, True)
 
     if b.dy is None or all(g is None for g in b.dx):
         return fwd, nothing
-    dy = _cuda.flat(b.dy)
-    grads = [(_cuda.flat(g), bool(acc)) for g, acc in zip(b.dx, b.acc, strict=True) if g is not None]
+    dy = cuda_core.flat(b.dy)
+    grads = [(cuda_core.flat(g), bool(acc)) for g, acc in zip(b.dx, b.acc, strict=True) if g is not None]
 
     def bwd() -> None:
         for dx, acc in grads:  # in input order: a gradient listed twice (x + x) accumulates
-            _cuda.copy(dy, dx, acc)
+            cuda_core.copy(dy, dx, acc)
 
     return fwd, bwd

@@ -11,7 +11,7 @@ Backward with x̂ = (x - μ)·invstd and g = Σ dy, h = Σ dy·x̂ per channel: 
 dx = w·invstd·(dy - g/m - x̂·h/m) in training, w·invstd·dy in eval (statistics are constants).
 
 CUDA: one block per channel does the channel's work in both directions: the sums over N·L are block
-reductions (``_cuda.block_sum``, float64, fixed order: deterministic, no atomics), thread 0 writes the
+reductions (``cuda_core.block_sum``, float64, fixed order: deterministic, no atomics), thread 0 writes the
 saved statistics and the running-statistics update (the CPU's ``moving`` and unbiased variance),
 then every thread normalises its share. The mode is read from ``b.state`` when the thunk runs.
 """
@@ -24,8 +24,8 @@ import numpy as np
 from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from . import cuda_core
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 # reassociation lets the reductions vectorize; no nnan/ninf, so NaN and inf still propagate
 FAST = {"reassoc", "nsz", "contract"}
@@ -159,12 +159,12 @@ def forward_cuda(x, w, b, running_mean, running_var, mean, invstd, y, training, 
         s = 0.0
         for e in range(t, m, nt):
             s += x[e // ln, ch, e % ln]
-        mu = _cuda.block_sum(buf, s) / m
+        mu = cuda_core.block_sum(buf, s) / m
         ss = 0.0
         for e in range(t, m, nt):  # two passes, as the CPU: no cancellation in E[x²] - μ²
             d = x[e // ln, ch, e % ln] - mu
             ss += d * d
-        var = _cuda.block_sum(buf, ss) / m
+        var = cuda_core.block_sum(buf, ss) / m
         inv = _inv_std_cuda(var, eps)
         if t == 0:
             mean[ch] = mu
@@ -202,8 +202,8 @@ def backward_cuda(x, w, mean, invstd, dy, dx, dw, db, training, acc):
         d = dy[i, ch, j]
         sg += d
         sh += d * (x[i, ch, j] - mu) * inv
-    g = _cuda.block_sum(buf, sg)
-    h = _cuda.block_sum(buf, sh)
+    g = cuda_core.block_sum(buf, sg)
+    h = cuda_core.block_sum(buf, sh)
     if t == 0:
         if dw.size:
             dw[ch] = h
@@ -228,15 +228,15 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     dt = b.y.dtype
 
     def ncl(a):  # [N, C, L] view of a C-contiguous device array
-        return _cuda.flat(a).reshape(n, c, a.size // (n * c))
+        return cuda_core.flat(a).reshape(n, c, a.size // (n * c))
 
     x, y = ncl(b.x[0]), ncl(b.y)
-    empty = _cuda.empty(dt)
+    empty = cuda_core.empty(dt)
     w, bias = b.p.get("w", empty), b.p.get("b", empty)
     rm, rv = b.p["running_mean"], b.p["running_var"]
     mean, invstd = b.saved["mean"], b.saved["invstd"]
     momentum, eps = float(b.attrs["momentum"]), float(b.attrs["eps"])
-    threads = _cuda.reduce_threads(n * x.shape[2])
+    threads = cuda_core.reduce_threads(n * x.shape[2])
     state = b.state
 
     def fwd() -> None:
@@ -246,7 +246,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     if b.dy is None:
         return fwd, nothing
     dy = ncl(b.dy)
-    dx = ncl(b.dx[0]) if b.dx[0] is not None else _cuda.empty(dt, 3)
+    dx = ncl(b.dx[0]) if b.dx[0] is not None else cuda_core.empty(dt, 3)
     dw, db = b.dp.get("w"), b.dp.get("b")
     dw = dw if dw is not None else empty
     db = db if db is not None else empty

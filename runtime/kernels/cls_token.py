@@ -5,14 +5,14 @@ columns of each row and the sequence the rest.
 
 On the GPU one kernel writes each row of y (token, then sequence); backward copies the
 sequence columns of dy into dx (``_copies.ColumnCopy``) and sums the token columns over
-the batch (``_cuda.row_sum``: fixed order, no atomics)."""
+the batch (``cuda_core.row_sum``: fixed order, no atomics)."""
 
 from __future__ import annotations
 
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._copies import ColumnCopy
 from ._tables import batch_sum, bind_learned_table, pass_grad
 from ._views import per_sample_cuda
@@ -52,15 +52,15 @@ def forward_cuda(x, w, y):
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    x, y, w = per_sample_cuda(b.x[0]), per_sample_cuda(b.y), _cuda.flat(b.p["w"])
+    x, y, w = per_sample_cuda(b.x[0]), per_sample_cuda(b.y), cuda_core.flat(b.p["w"])
     d = w.size
-    blocks, threads = _cuda.grid_1d(y.size)
+    blocks, threads = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         forward_cuda[blocks, threads](x, w, y)
 
     dx = None if b.dx[0] is None else per_sample_cuda(b.dx[0])
-    dw = None if b.dp.get("w") is None else _cuda.flat(b.dp["w"])
+    dw = None if b.dp.get("w") is None else cuda_core.flat(b.dp["w"])
     if dx is None and dw is None:
         return fwd, nothing
     dy, acc = per_sample_cuda(b.dy), bool(b.acc[0])
@@ -71,6 +71,6 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         if seq is not None:
             seq()
         if dw is not None:
-            _cuda.row_sum(token, dw)
+            cuda_core.row_sum(token, dw)
 
     return fwd, bwd

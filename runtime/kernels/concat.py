@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._copies import ColumnCopy
 from ._views import or_empty
 
@@ -72,7 +72,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     outer = int(np.prod(b.y.shape[:ax]))
 
     def rows(a: Any) -> Any:
-        return _cuda.rows(a, a.size // outer)
+        return cuda_core.rows(a, a.size // outer)
 
     xs, y = [rows(a) for a in b.x], rows(b.y)
     offsets = np.cumsum([0] + [a.shape[1] for a in xs]).tolist()

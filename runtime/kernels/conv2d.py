@@ -27,7 +27,7 @@ large enough, else column matrices allocated once at bind time.
 On the GPU (``bind_cuda``) the same scheme runs on chunks of S samples: S column matrices
 [C·kh·kw, Ho·Wo], as many as fit in the workspace the contract declares (sized for the CPU's
 threads, so S >= min(N, THREADS); a larger batch takes N/S rounds of launches). An im2col kernel
-(one thread per column entry) fills them, and per group one ``_cuda.gemm_batched`` launch over the
+(one thread per column entry) fills them, and per group one ``cuda_core.gemm_batched`` launch over the
 chunk does each product:
 
     forward   y[s, g]  = W_g @ cols[s, g]              (W_g broadcast; y preset to the bias, beta 1)
@@ -54,10 +54,10 @@ from ...compiler.ops.base import TensorType, pair
 from ...compiler.ops.conv2d import OP as CONV
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._blas import gemm
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
 from ._views import view
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
 @njit(cache=True)
@@ -385,7 +385,7 @@ def block_channel_sum(buf, a, ch):
     s = 0.0
     for e in range(t, a.shape[0] * ln, nt):
         s += a[e // ln, ch, e % ln]
-    return _cuda.block_sum(buf, s)
+    return cuda_core.block_sum(buf, s)
 
 
 @cuda.jit
@@ -401,7 +401,7 @@ def channel_sum_kernel(a, out):
 def channel_sum(a: Any, out: Any) -> None:
     """out[c] = Σ_{n, l} a[n, c, l] for a 3-d device array (one block per channel)."""
     if a.shape[1]:
-        channel_sum_kernel[a.shape[1], _cuda.reduce_threads(a.shape[0] * a.shape[2])](a, out)
+        channel_sum_kernel[a.shape[1], cuda_core.reduce_threads(a.shape[0] * a.shape[2])](a, out)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
@@ -437,8 +437,8 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     y_g = [[y3[s0 : s0 + chunk, g * og : (g + 1) * og, :] for g in range(groups)] for s0 in starts]
     w_g = [w3[g : g + 1] for g in range(groups)]
     geo_cuda = (kh, kw, sh, sw, dh, dw, pt, pl)
-    im_launch = [_cuda.grid_1d(cv.size) for cv in col_v]
-    bias_launch = _cuda.grid_1d(y3.size)
+    im_launch = [cuda_core.grid_1d(cv.size) for cv in col_v]
+    bias_launch = cuda_core.grid_1d(y3.size)
     beta_y = 0.0 if bias is None else 1.0
 
     def fwd() -> None:
@@ -448,7 +448,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
             if not direct:
                 im2col_cuda[im_launch[q]](x_v[q], col_v[q], *geo_cuda, wo)
             for g in range(groups):
-                _cuda.gemm_batched(False, False, 1.0, w_g[g], cols_g[q][g], beta_y, y_g[q][g])
+                cuda_core.gemm_batched(False, False, 1.0, w_g[g], cols_g[q][g], beta_y, y_g[q][g])
 
     if b.dy is None:
         return fwd, nothing
@@ -464,7 +464,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     else:
         dcol_g = cols_g
     dx_v = None if dx4 is None else [dx4[s0 : s0 + chunk] for s0 in starts]
-    dx_launch = [_cuda.grid_1d(xv.size) for xv in x_v]
+    dx_launch = [cuda_core.grid_1d(xv.size) for xv in x_v]
     beta_dx = 1.0 if direct and acc else 0.0
 
     def bwd() -> None:
@@ -476,10 +476,10 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
                     im2col_cuda[im_launch[q]](x_v[q], col_v[q], *geo_cuda, wo)
                 beta = 0.0 if q == 0 else 1.0  # later chunks add to the sum over samples
                 for g in range(groups):
-                    _cuda.gemm_batched(False, True, 1.0, dy_g[q][g], cols_g[q][g], beta, dw_g[g])
+                    cuda_core.gemm_batched(False, True, 1.0, dy_g[q][g], cols_g[q][g], beta, dw_g[g])
             if dx_v is not None:
                 for g in range(groups):
-                    _cuda.gemm_batched(True, False, 1.0, w_g[g], dy_g[q][g], beta_dx, dcol_g[q][g])
+                    cuda_core.gemm_batched(True, False, 1.0, w_g[g], dy_g[q][g], beta_dx, dcol_g[q][g])
                 if not direct:
                     col2im_cuda[dx_launch[q]](col_v[q], dx_v[q], *geo_cuda, ho, wo, acc)
 

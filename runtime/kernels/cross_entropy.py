@@ -8,8 +8,8 @@ Rows run in parallel when the logits are large enough to pay for waking the thre
 per-row losses then go to a private [R] array and are summed serially, so the loss does not
 depend on the thread count. Labels outside [0, C) raise ValueError after the call.
 
-On the GPU one block reduces each row (``_cuda.block_max`` / ``block_sum``, fixed order) into a
-per-row loss buffer that ``_cuda.device_sum`` then reduces: deterministic, no atomics. A bad label
+On the GPU one block reduces each row (``cuda_core.block_max`` / ``block_sum``, fixed order) into a
+per-row loss buffer that ``cuda_core.device_sum`` then reduces: deterministic, no atomics. A bad label
 cannot be raised from a kernel without a device-to-host copy every step, so the row's loss becomes
 NaN (and its gradient skips the label term); the check registered in ``b.checks``, which the CUDA
 executor runs when a loss comes back non-finite, finds the label on the host and raises.
@@ -23,11 +23,11 @@ import numpy as np
 from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from . import cuda_core
 from ._ids import check_ids, checked, device_check, new_flag
 from ._losses import reduction_scale
 from ._views import as_rows, flat
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 #: logits elements from which the row loops run in parallel: on 2 cores the parallel loops took
 #: half the time from 256x100 logits up (exp is the cost: ~4 ns an element, numba has no vector exp)
@@ -139,11 +139,11 @@ def _row_max_sumexp_cuda(buf, x, r):
     m = -math.inf
     for j in range(t, x.shape[1], nt):
         m = max(m, x[r, j])
-    m = _cuda.block_max(buf, m)
+    m = cuda_core.block_max(buf, m)
     s = 0.0
     for j in range(t, x.shape[1], nt):
         s += math.exp(x[r, j] - m)
-    return m, _cuda.block_sum(buf, s)
+    return m, cuda_core.block_sum(buf, s)
 
 
 @cuda.jit
@@ -156,7 +156,7 @@ def forward_cuda(x, labels, eps, rows):
     if eps != 0.0:
         for j in range(t, c, cuda.blockDim.x):
             lin += x[r, j]
-        lin = eps * _cuda.block_sum(buf, lin) / c
+        lin = eps * cuda_core.block_sum(buf, lin) / c
     if t == 0:
         label = labels[r]
         if label < 0 or label >= c:
@@ -186,23 +186,23 @@ def backward_cuda(x, labels, dx, eps, g, acc):
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     c = b.x[0].shape[b.x[0].ndim - 1]  # the simulator refuses shape[-1]
-    x, labels, y = _cuda.rows(b.x[0], c), _cuda.flat(b.x[1]), _cuda.flat(b.y)
+    x, labels, y = cuda_core.rows(b.x[0], c), cuda_core.flat(b.x[1]), cuda_core.flat(b.y)
     n_rows = x.shape[0]
     eps = float(b.attrs["label_smoothing"])
     scale = reduction_scale(b, labels.size)
     g = float(b.weight * scale)
-    threads = _cuda.reduce_threads(c)
+    threads = cuda_core.reduce_threads(c)
     row_loss = cuda.device_array(n_rows, np.float64)  # bind-time scratch, like the CPU's `rows`
-    partials = _cuda.new_partials()
+    partials = cuda_core.new_partials()
 
     def fwd() -> None:
         forward_cuda[n_rows, threads](x, labels, eps, row_loss)
-        _cuda.device_sum(row_loss, y, partials, scale=scale)
+        cuda_core.device_sum(row_loss, y, partials, scale=scale)
 
     b.checks.append(device_check(labels, c, "cross_entropy", b.module, "label"))
     if b.dx[0] is None:
         return fwd, nothing
-    dx, acc = _cuda.rows(b.dx[0], c), bool(b.acc[0])
+    dx, acc = cuda_core.rows(b.dx[0], c), bool(b.acc[0])
 
     def bwd() -> None:
         backward_cuda[n_rows, threads](x, labels, dx, eps, g, acc)

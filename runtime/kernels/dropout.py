@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._copies import copy_cpu
 from ._views import flat
 
@@ -109,11 +109,11 @@ def backward_cuda(mask, dy, dx, acc, training):
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    x, y, mask = _cuda.flat(b.x[0]), _cuda.flat(b.y), _cuda.flat(b.saved["mask"])
+    x, y, mask = cuda_core.flat(b.x[0]), cuda_core.flat(b.y), cuda_core.flat(b.saved["mask"])
     p, state, index = float(b.attrs["p"]), b.state, int(b.index)
     threshold = np.uint64(p * 9007199254740992.0)  # p · 2^53, as forward_cpu
     scale = 1.0 / (1.0 - p)  # float64, as forward_cpu: the same rounding of x·m
-    blocks, threads = _cuda.grid_1d(x.size)
+    blocks, threads = cuda_core.grid_1d(x.size)
 
     def fwd() -> None:
         training, seed = int(state.training[0]), state.seed[0]  # seed: np.int64, cast as on the CPU
@@ -121,7 +121,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
 
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
-    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+    dy, dx, acc = cuda_core.flat(b.dy), cuda_core.flat(b.dx[0]), bool(b.acc[0])
 
     def bwd() -> None:
         backward_cuda[blocks, threads](mask, dy, dx, acc, int(state.training[0]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
+from . import cuda_core
 from ._pointwise import bind_unary, device_functions, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
@@ -65,10 +65,10 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 _f_cuda, _g_cuda = device_functions(elu, elu_grad)
 
 
-forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__, attr=True)
+forward_cuda, backward_cuda = cuda_core.unary_kernels(_f_cuda, _g_cuda, __name__, attr=True)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     # the attribute in the arrays' dtype keeps float32 products float32
     alpha = b.x[0].dtype.type(b.attrs["alpha"])
-    return _cuda.bind_unary(b, forward_cuda, backward_cuda, False, alpha)
+    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, False, alpha)

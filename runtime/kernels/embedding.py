@@ -22,10 +22,10 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from . import cuda_core
 from ._ids import check_ids, checked, device_check, new_flag
 from ._views import as_rows, flat
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
 @njit(cache=True)
@@ -98,10 +98,10 @@ def backward_cuda(ids, dy, dw):
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     w = b.p["w"]
-    ids, d = _cuda.flat(b.x[0]), w.shape[1]
-    y = _cuda.rows(b.y, d)
+    ids, d = cuda_core.flat(b.x[0]), w.shape[1]
+    y = cuda_core.rows(b.y, d)
     n = w.shape[0]
-    launch = _cuda.grid_1d(y.size)
+    launch = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         forward_cuda[launch](ids, w, y)
@@ -110,8 +110,8 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     dw = b.dp.get("w")
     if dw is None:
         return fwd, nothing
-    dy = _cuda.rows(b.dy, d)
-    threads = min(THREADS, -(-d // _cuda.WARP) * _cuda.WARP)  # one thread per column of a row
+    dy = cuda_core.rows(b.dy, d)
+    threads = min(THREADS, -(-d // cuda_core.WARP) * cuda_core.WARP)  # one thread per column of a row
     grid = (n, -(-d // threads))
 
     def bwd() -> None:

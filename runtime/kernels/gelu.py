@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
+from . import cuda_core
 from ._pointwise import bind_unary, device_functions, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
@@ -171,4 +171,4 @@ def backward_cuda(x, dy, dx, acc, form):
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     form = TANH if b.attrs["approximate"] == "tanh" else ERF
-    return _cuda.bind_unary(b, forward_cuda, backward_cuda, False, form)
+    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, False, form)

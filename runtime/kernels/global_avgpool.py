@@ -1,7 +1,7 @@
 """global_avgpool kernels: y[n, c] = mean of x[n, c, ...]; backward spreads dy[n, c] / S over the
 S = H·W (or any trailing) cells. Arrays are viewed as [N·C, S] at bind time.
 
-CUDA: forward is one block per plane (``_cuda.block_sum``, float64, fixed order); backward one
+CUDA: forward is one block per plane (``cuda_core.block_sum``, float64, fixed order); backward one
 thread per input cell."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from . import cuda_core
 from ._views import view
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
 @njit(cache=True, fastmath={"reassoc"})  # reassociation lets the float64 sum vectorize (10x)
@@ -61,7 +61,7 @@ def forward_cuda(x, y):
     s = 0.0
     for p in range(t, x.shape[1], cuda.blockDim.x):
         s += x[q, p]
-    total = _cuda.block_sum(buf, s)
+    total = cuda_core.block_sum(buf, s)
     if t == 0:
         y[q] = total * (1.0 / x.shape[1])  # as the CPU: times the reciprocal
 
@@ -81,18 +81,18 @@ def backward_cuda(dy, dx, acc):
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     n, c = b.x[0].shape[:2]
-    x = _cuda.rows(b.x[0], b.x[0].size // (n * c))
-    y = _cuda.flat(b.y)
-    threads = _cuda.reduce_threads(x.shape[1])
+    x = cuda_core.rows(b.x[0], b.x[0].size // (n * c))
+    y = cuda_core.flat(b.y)
+    threads = cuda_core.reduce_threads(x.shape[1])
 
     def fwd() -> None:
         forward_cuda[x.shape[0], threads](x, y)
 
     if b.dx[0] is None:
         return fwd, nothing
-    dy, dx = _cuda.flat(b.dy), _cuda.rows(b.dx[0], x.shape[1])
+    dy, dx = cuda_core.flat(b.dy), cuda_core.rows(b.dx[0], x.shape[1])
     acc = bool(b.acc[0])
-    launch = _cuda.grid_1d(dx.size)
+    launch = cuda_core.grid_1d(dx.size)
 
     def bwd() -> None:
         backward_cuda[launch](dy, dx, acc)

@@ -5,7 +5,7 @@ dx_i = g/C·[margin - x_l + x_i > 0] for i ≠ l and dx_l = -Σ of those. Labels
 raise ValueError after the call.
 
 On the GPU one block takes each row: ``forward_cuda`` sums the row's violations with
-``_cuda.block_sum`` into a per-row float64 buffer that ``_cuda.device_sum`` reduces (fixed order, no
+``cuda_core.block_sum`` into a per-row float64 buffer that ``cuda_core.device_sum`` reduces (fixed order, no
 atomics); ``backward_cuda`` writes the row's gradient and block-sums its count of violations for
 dx_l. A kernel cannot raise, so a row with a label outside [0, C) gets a NaN loss and NaN gradients,
 and the check registered in ``b.checks`` (run by the CUDA executor when a loss comes back
@@ -20,10 +20,10 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
+from . import cuda_core
 from ._ids import check_ids, checked, device_check, new_flag
 from ._losses import reduction_scale
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
 # Plain Python so the CUDA backend can compile it with cuda.jit(device=True).
@@ -96,7 +96,7 @@ def forward_cuda(x, labels, margin, rows):
         for i in range(t, c, cuda.blockDim.x):
             if i != label:
                 s += max(_violation_cuda(margin, xl, x[r, i]), 0.0)
-    s = _cuda.block_sum(buf, s)
+    s = cuda_core.block_sum(buf, s)
     if t == 0:
         rows[r] = s if ok else math.nan
 
@@ -120,23 +120,23 @@ def backward_cuda(x, labels, dx, margin, gc, acc):
             dx[r, i] += v
         else:
             dx[r, i] = v
-    total = _cuda.block_sum(buf, total)  # its barrier also orders dx[r, label]'s write before the update
+    total = cuda_core.block_sum(buf, total)  # its barrier also orders dx[r, label]'s write before the update
     if t == 0:
         dx[r, label] -= total
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    x, labels, y = b.x[0], _cuda.flat(b.x[1]), _cuda.flat(b.y)
+    x, labels, y = b.x[0], cuda_core.flat(b.x[1]), cuda_core.flat(b.y)
     n_rows, c = x.shape
     margin = float(b.attrs["margin"])
     scale = reduction_scale(b, labels.size)
-    threads = _cuda.reduce_threads(c)
+    threads = cuda_core.reduce_threads(c)
     row_loss = cuda.device_array(n_rows, np.float64)  # bind-time scratch
-    partials = _cuda.new_partials()
+    partials = cuda_core.new_partials()
 
     def fwd() -> None:
         forward_cuda[n_rows, threads](x, labels, margin, row_loss)
-        _cuda.device_sum(row_loss, y, partials, scale=scale / c)
+        cuda_core.device_sum(row_loss, y, partials, scale=scale / c)
 
     b.checks.append(device_check(labels, c, "hinge", b.module, "label"))
     if b.dx[0] is None:

@@ -1,5 +1,5 @@
 """identity kernels: y = x, dx = dy, as plain copies (the plan gives the output a buffer of its own);
-on the GPU the same flat copies (``_cuda.copy``)."""
+on the GPU the same flat copies (``cuda_core.copy``)."""
 
 from __future__ import annotations
 

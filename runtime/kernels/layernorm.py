@@ -8,9 +8,9 @@ the sums accumulate in the parameter dtype, row by row, so they do not depend on
 Backward with x̂ = (x - μ)·invstd and g = dy ⊙ w: dx = invstd·(g - mean(g) - x̂·mean(g ⊙ x̂)) per row,
 dw = Σ_rows dy ⊙ x̂, db = Σ_rows dy.
 
-CUDA: one block per row for forward and for dx (the row's sums are ``_cuda.block_sum`` reductions,
+CUDA: one block per row for forward and for dx (the row's sums are ``cuda_core.block_sum`` reductions,
 float64, fixed order); dw and db are column sums over the rows in one kernel shaped like
-``_cuda.row_sum`` (a warp of columns, SUM_LANES lanes splitting the rows, a fixed tree over the
+``cuda_core.row_sum`` (a warp of columns, SUM_LANES lanes splitting the rows, a fixed tree over the
 lanes): deterministic, no atomics.
 """
 
@@ -22,8 +22,7 @@ import numpy as np
 from numba import cuda, get_num_threads, njit, prange
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import SUM_LANES, THREADS, WARP  # shared-array shapes: global ints of this module
+from . import cuda_core
 from ._views import as_rows
 from .batchnorm1d import (  # numba's cache won't see edits there: clear it
     FAST,
@@ -32,6 +31,7 @@ from .batchnorm1d import (  # numba's cache won't see edits there: clear it
     inv_std,
     norm_grad,
 )
+from .cuda_core import SUM_LANES, THREADS, WARP  # shared-array shapes: global ints of this module
 
 BLOCK = 16  # dw/db reduction: columns per task are a multiple of this (one cache line)
 
@@ -137,12 +137,12 @@ def forward_cuda(x, w, b, mean, invstd, y, eps):
     s = 0.0
     for c in range(t, m, nt):
         s += x[r, c]
-    mu = _cuda.block_sum(buf, s) / m
+    mu = cuda_core.block_sum(buf, s) / m
     ss = 0.0
     for c in range(t, m, nt):
         d = x[r, c] - mu
         ss += d * d
-    inv = _inv_std_cuda(_cuda.block_sum(buf, ss) / m, eps)
+    inv = _inv_std_cuda(cuda_core.block_sum(buf, ss) / m, eps)
     if t == 0:
         mean[r] = mu
         invstd[r] = inv
@@ -167,8 +167,8 @@ def backward_cuda(x, w, mean, invstd, dy, dx, acc):
         g = dy[r, c] * w[c] if w.size else dy[r, c]
         sg += g
         sgx += g * (x[r, c] - mu) * inv
-    mg = dx.dtype.type(_cuda.block_sum(buf, sg) / m)
-    mgx = dx.dtype.type(_cuda.block_sum(buf, sgx) / m)
+    mg = dx.dtype.type(cuda_core.block_sum(buf, sg) / m)
+    mgx = dx.dtype.type(cuda_core.block_sum(buf, sgx) / m)
     for c in range(t, m, nt):
         g = dy[r, c] * w[c] if w.size else dy[r, c]
         v = _norm_grad_cuda(g, (x[r, c] - mu) * inv, inv, mg, mgx)
@@ -181,7 +181,7 @@ def backward_cuda(x, w, mean, invstd, dy, dx, acc):
 @cuda.jit
 def param_grads_cuda(x, mean, invstd, dy, dw, db):
     # column j: dw[j] = Σ_r dy[r, j]·x̂[r, j], db[j] = Σ_r dy[r, j]; SUM_LANES lanes (threadIdx.y)
-    # take every SUM_LANES-th row, then a fixed tree adds the lanes (as _cuda.row_sum)
+    # take every SUM_LANES-th row, then a fixed tree adds the lanes (as cuda_core.row_sum)
     bw = cuda.shared.array((SUM_LANES, WARP), np.float64)
     bb = cuda.shared.array((SUM_LANES, WARP), np.float64)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -214,25 +214,25 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     k = b.attrs["normalized_axes"]
     m = math.prod(b.x[0].shape[b.x[0].ndim - k :])
     dt = b.y.dtype
-    empty = _cuda.empty(dt)
+    empty = cuda_core.empty(dt)
 
     def flat(a):
-        return _cuda.flat(a) if a is not None else empty
+        return cuda_core.flat(a) if a is not None else empty
 
-    x, y = _cuda.rows(b.x[0], m), _cuda.rows(b.y, m)
+    x, y = cuda_core.rows(b.x[0], m), cuda_core.rows(b.y, m)
     w, bias = flat(b.p.get("w")), flat(b.p.get("b"))
     mean, invstd = flat(b.saved["mean"]), flat(b.saved["invstd"])
     eps = float(b.attrs["eps"])
     r = x.shape[0]
-    threads = _cuda.reduce_threads(m)
+    threads = cuda_core.reduce_threads(m)
 
     def fwd() -> None:
         forward_cuda[r, threads](x, w, bias, mean, invstd, y, eps)
 
     if b.dy is None:
         return fwd, nothing
-    dy = _cuda.rows(b.dy, m)
-    dx = _cuda.rows(b.dx[0], m) if b.dx[0] is not None else None
+    dy = cuda_core.rows(b.dy, m)
+    dx = cuda_core.rows(b.dx[0], m) if b.dx[0] is not None else None
     dw, db = flat(b.dp.get("w")), flat(b.dp.get("b"))
     acc = bool(b.acc[0])
     lanes = min(WARP, 1 << (m - 1).bit_length())  # columns per block of the dw/db kernel

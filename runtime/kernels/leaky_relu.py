@@ -8,7 +8,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
+from . import cuda_core
 from ._pointwise import bind_unary
 
 
@@ -51,10 +51,10 @@ _f_cuda = cuda.jit(device=True)(leaky_relu)
 _g_cuda = cuda.jit(device=True)(leaky_relu_grad)
 
 
-forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__, attr=True)
+forward_cuda, backward_cuda = cuda_core.unary_kernels(_f_cuda, _g_cuda, __name__, attr=True)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     # the attribute in the arrays' dtype keeps float32 products float32
     slope = b.x[0].dtype.type(b.attrs["negative_slope"])
-    return _cuda.bind_unary(b, forward_cuda, backward_cuda, False, slope)
+    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, False, slope)

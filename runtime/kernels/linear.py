@@ -5,8 +5,8 @@ batch included, are rows), so forward is one GEMM and backward three.
 ``gemm`` with beta=1 adds dx into an existing gradient (a tensor read by
 several modules) without a temporary.
 
-On the GPU the same three products go through the tiled ``_cuda.gemm``; the bias is broadcast
-into y before a beta=1 GEMM, and db is a column sum of dy (``_cuda.row_sum``, no atomics).
+On the GPU the same three products go through the tiled ``cuda_core.gemm``; the bias is broadcast
+into y before a beta=1 GEMM, and db is a column sum of dy (``cuda_core.row_sum``, no atomics).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._blas import gemm, project
 
 
@@ -66,33 +66,33 @@ def broadcast_rows_cuda(b, y):
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     k = b.x[0].shape[b.x[0].ndim - 1]  # the simulator refuses shape[-1]
-    x = _cuda.rows(b.x[0], k)
-    y = _cuda.rows(b.y, b.y.shape[b.y.ndim - 1])
+    x = cuda_core.rows(b.x[0], k)
+    y = cuda_core.rows(b.y, b.y.shape[b.y.ndim - 1])
     w = b.p["w"]
     bias = b.p.get("b")
-    blocks, threads = _cuda.grid_1d(y.size)
+    blocks, threads = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         if bias is None:
-            _cuda.gemm(False, True, 1.0, x, w, 0.0, y)
+            cuda_core.gemm(False, True, 1.0, x, w, 0.0, y)
         else:
             broadcast_rows_cuda[blocks, threads](bias, y)
-            _cuda.gemm(False, True, 1.0, x, w, 1.0, y)
+            cuda_core.gemm(False, True, 1.0, x, w, 1.0, y)
 
     if b.dy is None:
         return fwd, nothing
-    dy = _cuda.rows(b.dy, y.shape[1])
-    dx = _cuda.rows(b.dx[0], k) if b.dx[0] is not None else None
+    dy = cuda_core.rows(b.dy, y.shape[1])
+    dx = cuda_core.rows(b.dx[0], k) if b.dx[0] is not None else None
     dw, db = b.dp.get("w"), b.dp.get("b")
     beta_dx = 1.0 if b.acc[0] else 0.0
 
     def bwd() -> None:
         # dW = dyᵀ x ; db = Σ_rows dy ; dx = dy W (+= when x feeds several modules)
         if dw is not None:
-            _cuda.gemm(True, False, 1.0, dy, x, 0.0, dw)
+            cuda_core.gemm(True, False, 1.0, dy, x, 0.0, dw)
         if db is not None:
-            _cuda.row_sum(dy, db)
+            cuda_core.row_sum(dy, db)
         if dx is not None:
-            _cuda.gemm(False, False, 1.0, dy, w, beta_dx, dx)
+            cuda_core.gemm(False, False, 1.0, dy, w, beta_dx, dx)
 
     return fwd, bwd

@@ -4,7 +4,7 @@ Same [outer, size, inner] layout as softmax, with contiguous, vectorized rows fo
 axis (inner = 1). Backward: dx = dy - exp(y) · Σ dy, reading the output only.
 
 On the GPU one block handles each (outer, inner) row (``_softmax.bind_rows_cuda``):
-``_cuda.block_max`` and ``_cuda.block_sum`` of exp(x - max) (float64, fixed tree order) give
+``cuda_core.block_max`` and ``cuda_core.block_sum`` of exp(x - max) (float64, fixed tree order) give
 the shift; backward is one ``block_sum`` of dy per row.
 """
 
@@ -16,10 +16,10 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be an int global of this module
+from . import cuda_core
 from ._pointwise import fast_exp
 from ._softmax import bind_rows, bind_rows_cuda, row_max, row_sum, row_sum_exp
+from .cuda_core import THREADS  # a shared array's shape must be an int global of this module
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -105,12 +105,12 @@ def forward_cuda(x, y):  # x, y [outer, size, inner]: block per row (o, j), a bl
         m = -math.inf
         for d in range(t, size, nt):
             m = max(m, x[o, d, j])
-        m = _cuda.block_max(buf, m)
+        m = cuda_core.block_max(buf, m)
         mt = x.dtype.type(m)
         s = 0.0
         for d in range(t, size, nt):
             s += math.exp(x[o, d, j] - mt)
-        shift = m + math.log(_cuda.block_sum(buf, s))  # float64, as the CPU's
+        shift = m + math.log(cuda_core.block_sum(buf, s))  # float64, as the CPU's
         for d in range(t, size, nt):
             y[o, d, j] = x[o, d, j] - shift
 
@@ -125,7 +125,7 @@ def backward_cuda(y, dy, dx, acc):
         s = 0.0
         for d in range(t, size, nt):
             s += dy[o, d, j]
-        st = y.dtype.type(_cuda.block_sum(buf, s))
+        st = y.dtype.type(cuda_core.block_sum(buf, s))
         for d in range(t, size, nt):
             g = dy[o, d, j] - math.exp(y[o, d, j]) * st
             if acc:

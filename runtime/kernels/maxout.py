@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._views import around_axis
 
 
@@ -116,7 +116,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     shape = _shape(b)
     out = (shape[0], shape[1], shape[3])
     x4, y3, arg3 = b.x[0].reshape(shape), b.y.reshape(out), b.saved["argmax"].reshape(out)
-    blocks, threads = _cuda.grid_1d(y3.size)
+    blocks, threads = cuda_core.grid_1d(y3.size)
 
     def fwd() -> None:
         forward_cuda[blocks, threads](x4, y3, arg3)
@@ -130,7 +130,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
             backward_acc_cuda[blocks, threads](arg3, dy3, dx4)
 
     else:
-        dx_blocks, dx_threads = _cuda.grid_1d(dx4.size)
+        dx_blocks, dx_threads = cuda_core.grid_1d(dx4.size)
 
         def bwd() -> None:
             backward_cuda[dx_blocks, dx_threads](arg3, dy3, dx4)

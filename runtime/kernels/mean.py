@@ -7,9 +7,9 @@ changes y's shape, not its memory order.
 
 On the GPU the same layout is reduced without atomics, in a fixed order, in float64: when the
 reduced run r2 is innermost (contiguous), one block per output sums its r0·r1·r2 values with
-``_cuda.block_sum``; otherwise (r2 = 1: the outputs are contiguous along k2) a block of
+``cuda_core.block_sum``; otherwise (r2 = 1: the outputs are contiguous along k2) a block of
 tw x SUM_LANES threads takes tw ≤ WARP neighbouring outputs, its lanes splitting the r0·r1 values
-of each (coalesced reads, as ``_cuda.row_sum``). Backward spreads dy / count over dx, one thread per
+of each (coalesced reads, as ``cuda_core.row_sum``). Backward spreads dy / count over dx, one thread per
 element of dx.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
-from ._cuda import SUM_LANES, THREADS, WARP  # shared-array shapes: int globals of this module
+from . import cuda_core
 from ._views import reduction_layout
+from .cuda_core import SUM_LANES, THREADS, WARP  # shared-array shapes: int globals of this module
 
 
 @njit(cache=True)
@@ -113,7 +113,7 @@ def forward_inner_cuda(x, y, inv_count):
             j = (n // r2) % r1
             i = n // (r2 * r1)
             s += x[a, i, b, j, c, k]
-        total = _cuda.block_sum(buf, s)
+        total = cuda_core.block_sum(buf, s)
         if t == 0:
             y[a, b, c] = total * inv_count
 
@@ -177,12 +177,12 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     if sizes[5] > 1:
         kernel = forward_inner_cuda
         n_red = sizes[1] * sizes[3] * sizes[5]
-        blocks, threads = max(1, min(n_out, _cuda.MAX_BLOCKS)), _cuda.reduce_threads(n_red)
+        blocks, threads = max(1, min(n_out, cuda_core.MAX_BLOCKS)), cuda_core.reduce_threads(n_red)
     else:
         kernel = forward_outer_cuda
         tw = min(WARP, 1 << max(kept[2] - 1, 0).bit_length())  # outputs per block: a power of two
         tiles = kept[0] * kept[1] * -(-kept[2] // tw)
-        blocks, threads = max(1, min(tiles, _cuda.MAX_BLOCKS)), (tw, SUM_LANES)
+        blocks, threads = max(1, min(tiles, cuda_core.MAX_BLOCKS)), (tw, SUM_LANES)
 
     def fwd() -> None:
         kernel[blocks, threads](x6, y3, inv)
@@ -191,7 +191,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy3, dx6, acc = b.dy.reshape(kept), b.dx[0].reshape(sizes), bool(b.acc[0])
     inv_t = dx6.dtype.type(inv)  # float32 products stay float32
-    bwd_blocks, bwd_threads = _cuda.grid_1d(dx6.size)
+    bwd_blocks, bwd_threads = cuda_core.grid_1d(dx6.size)
 
     def bwd() -> None:
         backward_cuda[bwd_blocks, bwd_threads](dy3, dx6, acc, inv_t)

@@ -1,7 +1,7 @@
 """mse kernels: L = reduce((x - t)²); dx = 2·(x - t)·g, dt = -dx (g = weight / count for "mean").
 
 On the GPU the same scalar functions run in ``forward_cuda`` (per-block float64 sums through
-``_cuda.block_sum``, then ``_cuda.device_sum`` when there is more than one block: deterministic, no
+``cuda_core.block_sum``, then ``cuda_core.device_sum`` when there is more than one block: deterministic, no
 atomics) and the elementwise ``backward_cuda`` (``_losses``).
 """
 

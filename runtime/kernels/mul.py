@@ -9,7 +9,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._views import flat, or_empty
 
 
@@ -70,16 +70,16 @@ def backward_cuda(x0, x1, dy, dx0, dx1, acc0, acc1):  # an empty dx is not neede
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    x0, x1, y = _cuda.flat(b.x[0]), _cuda.flat(b.x[1]), _cuda.flat(b.y)
-    blocks, threads = _cuda.grid_1d(y.size)
+    x0, x1, y = cuda_core.flat(b.x[0]), cuda_core.flat(b.x[1]), cuda_core.flat(b.y)
+    blocks, threads = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         forward_cuda[blocks, threads](x0, x1, y)
 
     if b.dy is None or (b.dx[0] is None and b.dx[1] is None):
         return fwd, nothing
-    dy = _cuda.flat(b.dy)
-    dx0, dx1 = (_cuda.flat(g) if g is not None else _cuda.empty(y.dtype) for g in b.dx)
+    dy = cuda_core.flat(b.dy)
+    dx0, dx1 = (cuda_core.flat(g) if g is not None else cuda_core.empty(y.dtype) for g in b.dx)
     acc0, acc1 = bool(b.acc[0]), bool(b.acc[1])
 
     def bwd() -> None:

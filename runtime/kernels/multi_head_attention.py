@@ -22,11 +22,11 @@ workspace (one [Tq, Tk] block). So the saved tensors hold gradients after backwa
 rewrites them. The kernels are serial: BLAS has the threads.
 
 On the GPU (``bind_cuda``) the layout and the scratch are the same. The projections are
-``_cuda.gemm`` (the bias broadcast first, then a beta=1 GEMM, as linear does); a head's products run
-for every sample at once through ``_cuda.gemm_batched`` on strided [N, T, dh] head views and
+``cuda_core.gemm`` (the bias broadcast first, then a beta=1 GEMM, as linear does); a head's products run
+for every sample at once through ``cuda_core.gemm_batched`` on strided [N, T, dh] head views and
 [N, Tq, Tk] slices of the saved attention, one launch per head and product. The row softmax
 (``softmax_cuda``, causal mask included) and its backward (``softmax_backward_cuda``) give one block
-to each row and reduce with ``_cuda.block_max``/``block_sum``; bias gradients are ``_cuda.row_sum``.
+to each row and reduce with ``cuda_core.block_max``/``block_sum``; bias gradients are ``cuda_core.row_sum``.
 Backward takes the samples of a head in groups that fill the workspace (at least h samples: the
 contract reserves h·Tq·Tk elements), so dA/dS of a group is one batched product, in place like the
 CPU's [Tq, Tk] block.
@@ -43,10 +43,10 @@ from numba import cuda, njit, types
 from numba.extending import intrinsic, overload
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._blas import gemm, project
-from ._cuda import THREADS  # a shared array's shape must be a global int of this module
 from ._views import as_rows, or_empty
+from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
 @njit(cache=True)
@@ -260,13 +260,13 @@ def softmax_cuda(s, tq, causal):
     m = -math.inf
     for j in range(t, lim, nt):
         m = max(m, s[r, j])
-    mx = s.dtype.type(_cuda.block_max(buf, m))  # exact: the max is one of the scores
+    mx = s.dtype.type(cuda_core.block_max(buf, m))  # exact: the max is one of the scores
     tot = 0.0
     for j in range(t, lim, nt):
         e = math.exp(s[r, j] - mx)
         s[r, j] = e
         tot += e
-    inv = 1.0 / _cuda.block_sum(buf, tot)
+    inv = 1.0 / cuda_core.block_sum(buf, tot)
     for j in range(t, lim, nt):  # the columns this thread wrote above: no barrier needed
         s[r, j] *= inv
     for j in range(lim + t, tk, nt):
@@ -282,7 +282,7 @@ def softmax_backward_cuda(a, da):
     dot = 0.0
     for j in range(t, a.shape[2], nt):
         dot += da[g, i, j] * a[g, i, j]
-    dot = _cuda.block_sum(buf, dot)
+    dot = cuda_core.block_sum(buf, dot)
     for j in range(t, a.shape[2], nt):
         da[g, i, j] = a[g, i, j] * (da[g, i, j] - dot)
 
@@ -296,11 +296,11 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     self_attn = len(b.x) == 1
     dt = b.y.dtype
     scale = 1.0 / math.sqrt(dh)
-    if n > _cuda.GRID_YZ:  # the head products run the batch along gridDim.z: fail at bind, not mid-run
-        raise NotImplementedError(f"{b.module}: batch {n} exceeds {_cuda.GRID_YZ} on the GPU")
+    if n > cuda_core.GRID_YZ:  # the head products run the batch along gridDim.z: fail at bind, not mid-run
+        raise NotImplementedError(f"{b.module}: batch {n} exceeds {cuda_core.GRID_YZ} on the GPU")
 
     def rows(a: Any) -> Any:
-        return _cuda.rows(a, d)
+        return cuda_core.rows(a, d)
 
     xq, xkv = rows(b.x[0]), rows(b.x[len(b.x) - 1])
     w = [b.p[f"w_{p}"] for p in "qkvo"]
@@ -308,30 +308,30 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     q3, k3, v3, c3 = (b.saved[s] for s in ("q", "k", "v", "context"))  # [N, T, D]
     q, k, v, ctx = (rows(a) for a in (q3, k3, v3, c3))
     attn = b.saved["attn"]  # [N, h, Tq, Tk]
-    scores = _cuda.rows(attn, tk)
+    scores = cuda_core.rows(attn, tk)
     y = rows(b.y)
     heads = [slice(j * dh, (j + 1) * dh) for j in range(h)]
     qh, kh, vh, ch = ([a[:, :, c] for c in heads] for a in (q3, k3, v3, c3))  # [N, T, dh] head views
     ah = [attn[:, j] for j in range(h)]  # [N, Tq, Tk]
-    grid_q, grid_kv = _cuda.grid_1d(q.size), _cuda.grid_1d(k.size)
-    threads_k = _cuda.reduce_threads(tk)
+    grid_q, grid_kv = cuda_core.grid_1d(q.size), cuda_core.grid_1d(k.size)
+    threads_k = cuda_core.reduce_threads(tk)
 
     def project(x: Any, wp: Any, bp: Any, out: Any, grid: tuple[int, int]) -> None:
         if bp is None:
-            _cuda.gemm(False, True, 1.0, x, wp, 0.0, out)
+            cuda_core.gemm(False, True, 1.0, x, wp, 0.0, out)
         else:
             broadcast_rows_cuda[grid[0], grid[1]](bp, out)
-            _cuda.gemm(False, True, 1.0, x, wp, 1.0, out)
+            cuda_core.gemm(False, True, 1.0, x, wp, 1.0, out)
 
     def fwd() -> None:
         project(xq, w[0], bias[0], q, grid_q)
         project(xkv, w[1], bias[1], k, grid_kv)
         project(xkv, w[2], bias[2], v, grid_kv)
         for j in range(h):  # S = Q_j K_jᵀ / √dh for every sample at once
-            _cuda.gemm_batched(False, True, scale, qh[j], kh[j], 0.0, ah[j])
+            cuda_core.gemm_batched(False, True, scale, qh[j], kh[j], 0.0, ah[j])
         softmax_cuda[scores.shape[0], threads_k](scores, tq, causal)
         for j in range(h):  # C_j = A V_j
-            _cuda.gemm_batched(False, False, 1.0, ah[j], vh[j], 0.0, ch[j])
+            cuda_core.gemm_batched(False, False, 1.0, ah[j], vh[j], 0.0, ch[j])
         project(ctx, w[3], bias[3], y, grid_q)
 
     if b.dy is None:
@@ -357,29 +357,29 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
 
     def bwd() -> None:
         if dw[3] is not None:
-            _cuda.gemm(True, False, 1.0, dy, ctx, 0.0, dw[3])
+            cuda_core.gemm(True, False, 1.0, dy, ctx, 0.0, dw[3])
         if db[3] is not None:
-            _cuda.row_sum(dy, db[3])
-        _cuda.gemm(False, False, 1.0, dy, w[3], 0.0, ctx)  # ctx ← dC
+            cuda_core.row_sum(dy, db[3])
+        cuda_core.gemm(False, False, 1.0, dy, w[3], 0.0, ctx)  # ctx ← dC
         for dsc, a, dc, qj, kj, vj in chunks:  # each slice is dead once its own gradient is written
-            _cuda.gemm_batched(False, True, 1.0, dc, vj, 0.0, dsc)  # dA = dC_j V_jᵀ
-            _cuda.gemm_batched(True, False, 1.0, a, dc, 0.0, vj)  # v ← dV = Aᵀ dC_j
+            cuda_core.gemm_batched(False, True, 1.0, dc, vj, 0.0, dsc)  # dA = dC_j V_jᵀ
+            cuda_core.gemm_batched(True, False, 1.0, a, dc, 0.0, vj)  # v ← dV = Aᵀ dC_j
             softmax_backward_cuda[dsc.shape[0] * tq, threads_k](a, dsc)  # dS (1/√dh: next two)
-            _cuda.gemm_batched(False, False, scale, dsc, kj, 0.0, dc)  # ctx ← dQ = dS K_j / √dh
-            _cuda.gemm_batched(True, False, scale, dsc, qj, 0.0, kj)  # k ← dK = dSᵀ Q_j / √dh
+            cuda_core.gemm_batched(False, False, scale, dsc, kj, 0.0, dc)  # ctx ← dQ = dS K_j / √dh
+            cuda_core.gemm_batched(True, False, scale, dsc, qj, 0.0, kj)  # k ← dK = dSᵀ Q_j / √dh
         for grad, dbp in ((ctx, db[0]), (k, db[1]), (v, db[2])):
             if dbp is not None:
-                _cuda.row_sum(grad, dbp)
+                cuda_core.row_sum(grad, dbp)
         for grad, x, dwp in ((ctx, xq, dw[0]), (k, xkv, dw[1]), (v, xkv, dw[2])):
             if dwp is not None:
-                _cuda.gemm(True, False, 1.0, grad, x, 0.0, dwp)
+                cuda_core.gemm(True, False, 1.0, grad, x, 0.0, dwp)
         if dxq is not None:
-            _cuda.gemm(False, False, 1.0, ctx, w[0], beta_q, dxq)
+            cuda_core.gemm(False, False, 1.0, ctx, w[0], beta_q, dxq)
             if self_attn:
-                _cuda.gemm(False, False, 1.0, k, w[1], 1.0, dxq)
-                _cuda.gemm(False, False, 1.0, v, w[2], 1.0, dxq)
+                cuda_core.gemm(False, False, 1.0, k, w[1], 1.0, dxq)
+                cuda_core.gemm(False, False, 1.0, v, w[2], 1.0, dxq)
         if dxkv is not None:
-            _cuda.gemm(False, False, 1.0, k, w[1], beta_kv, dxkv)
-            _cuda.gemm(False, False, 1.0, v, w[2], 1.0, dxkv)
+            cuda_core.gemm(False, False, 1.0, k, w[1], beta_kv, dxkv)
+            cuda_core.gemm(False, False, 1.0, v, w[2], 1.0, dxkv)
 
     return fwd, bwd

@@ -11,7 +11,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._tables import add_table, add_table_cuda, pass_grad
 from ._views import per_sample, per_sample_cuda
 
@@ -51,16 +51,16 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     _, t, d = b.x[0].shape
     x, y = per_sample_cuda(b.x[0]), per_sample_cuda(b.y)
     pe = cuda.to_device(table(t, d, x.dtype).reshape(-1))  # bind time: the thunks never copy
-    blocks, threads = _cuda.grid_1d(y.size)
+    blocks, threads = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         add_table_cuda[blocks, threads](x, pe, y)
 
     if b.dx[0] is None:
         return fwd, nothing
-    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+    dy, dx, acc = cuda_core.flat(b.dy), cuda_core.flat(b.dx[0]), bool(b.acc[0])
 
     def bwd() -> None:
-        _cuda.copy(dy, dx, acc)
+        cuda_core.copy(dy, dx, acc)
 
     return fwd, bwd

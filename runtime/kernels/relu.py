@@ -5,7 +5,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
+from . import cuda_core
 from ._pointwise import bind_unary
 
 
@@ -46,8 +46,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     return bind_unary(b, forward_cpu, backward_cpu, True)
 
 
-forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__)
+forward_cuda, backward_cuda = cuda_core.unary_kernels(_f_cuda, _g_cuda, __name__)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    return _cuda.bind_unary(b, forward_cuda, backward_cuda, True)
+    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, True)

@@ -1,5 +1,5 @@
 """reshape kernels: a row-major copy into the output buffer (the plan gives it its own); dx = dy.
-On the GPU the same flat copies (``_cuda.copy``)."""
+On the GPU the same flat copies (``cuda_core.copy``)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._copies import ColumnCopy
 from ._views import around_axis
 
@@ -74,15 +74,15 @@ def backward_cuda(dy, dx, index):
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     # x as [outer, size·inner]: the selected slice is the column band [index·inner, (index+1)·inner)
     outer, size, inner, index = _layout(b)
-    x2, y2 = _cuda.rows(b.x[0], size * inner), _cuda.rows(b.y, inner)
+    x2, y2 = cuda_core.rows(b.x[0], size * inner), cuda_core.rows(b.y, inner)
     fwd = ColumnCopy(x2, index * inner, y2, 0, inner, False)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
-    dy2 = _cuda.rows(b.dy, inner)
+    dy2 = cuda_core.rows(b.dy, inner)
     if b.acc[0]:
-        return fwd, ColumnCopy(dy2, 0, _cuda.rows(b.dx[0], size * inner), index * inner, inner, True)
+        return fwd, ColumnCopy(dy2, 0, cuda_core.rows(b.dx[0], size * inner), index * inner, inner, True)
     dx3 = b.dx[0].reshape(outer, size, inner)
-    blocks, threads = _cuda.grid_1d(dx3.size)
+    blocks, threads = cuda_core.grid_1d(dx3.size)
 
     def bwd() -> None:
         backward_cuda[blocks, threads](dy2, dx3, index)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from numba import njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
+from . import cuda_core
 from ._pointwise import bind_unary, device_functions, fast_exp
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
@@ -61,8 +61,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 _f_cuda, _g_cuda = device_functions(sigmoid, sigmoid_grad)
 
 
-forward_cuda, backward_cuda = _cuda.unary_kernels(_f_cuda, _g_cuda, __name__)
+forward_cuda, backward_cuda = cuda_core.unary_kernels(_f_cuda, _g_cuda, __name__)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    return _cuda.bind_unary(b, forward_cuda, backward_cuda, True)
+    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, True)

@@ -8,7 +8,7 @@ for a given machine. Other axes loop with stride ``inner`` and libm's exp (faste
 ``fast_exp`` where nothing vectorizes). Backward: dx = y ⊙ (dy - Σ dy ⊙ y), reading the output only.
 
 On the GPU one block normalises each (outer, inner) row (``_softmax.bind_rows_cuda``):
-``_cuda.block_max`` then ``_cuda.block_sum`` of the exponentials (float64, fixed tree order),
+``cuda_core.block_max`` then ``cuda_core.block_sum`` of the exponentials (float64, fixed tree order),
 each thread rescaling the elements it wrote; backward is one ``block_sum`` of dy ⊙ y per row.
 Exponentials run in the arrays' dtype (the max is cast back first).
 """
@@ -21,10 +21,10 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk
-from . import _cuda
-from ._cuda import THREADS  # a shared array's shape must be an int global of this module
+from . import cuda_core
 from ._pointwise import fast_exp
 from ._softmax import bind_rows, bind_rows_cuda, row_dot, row_max, row_sum
+from .cuda_core import THREADS  # a shared array's shape must be an int global of this module
 
 _jit = njit(cache=True, error_model="numpy")
 
@@ -114,13 +114,13 @@ def forward_cuda(x, y):  # x, y [outer, size, inner]: block per row (o, j), a bl
         m = -math.inf
         for d in range(t, size, nt):
             m = max(m, x[o, d, j])
-        mt = x.dtype.type(_cuda.block_max(buf, m))
+        mt = x.dtype.type(cuda_core.block_max(buf, m))
         s = 0.0
         for d in range(t, size, nt):
             e = math.exp(x[o, d, j] - mt)
             y[o, d, j] = e
             s += y[o, d, j]  # the stored (rounded) value, as the CPU sums
-        inv = y.dtype.type(1.0 / _cuda.block_sum(buf, s))
+        inv = y.dtype.type(1.0 / cuda_core.block_sum(buf, s))
         for d in range(t, size, nt):  # the elements this thread wrote: no barrier needed
             y[o, d, j] *= inv
 
@@ -135,7 +135,7 @@ def backward_cuda(y, dy, dx, acc):
         s = 0.0
         for d in range(t, size, nt):
             s += dy[o, d, j] * y[o, d, j]
-        st = y.dtype.type(_cuda.block_sum(buf, s))
+        st = y.dtype.type(cuda_core.block_sum(buf, s))
         for d in range(t, size, nt):
             g = y[o, d, j] * (dy[o, d, j] - st)
             if acc:

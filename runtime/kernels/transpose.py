@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
-from . import _cuda
+from . import cuda_core
 from ._copies import gather_cuda, gather_meta
 from ._views import c_strides, merged_permutation, pad_rank
 
@@ -72,8 +72,8 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     # y[i] = x[j] with j[mperm[k]] = i[k]: y's axis k walks x's axis mperm[k]
     xs = c_strides(src_shape)
     meta_fwd = gather_meta(out_shape, tuple(xs[a] for a in mperm), "transpose")
-    x, y = _cuda.flat(b.x[0]), _cuda.flat(b.y)
-    blocks, threads = _cuda.grid_1d(y.size)
+    x, y = cuda_core.flat(b.x[0]), cuda_core.flat(b.y)
+    blocks, threads = cuda_core.grid_1d(y.size)
 
     def fwd() -> None:
         gather_cuda[blocks, threads](x, y, meta_fwd, False)
@@ -82,7 +82,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     ys = c_strides(out_shape)
     meta_bwd = gather_meta(src_shape, tuple(ys[a] for a in inv), "transpose")
-    dy, dx, acc = _cuda.flat(b.dy), _cuda.flat(b.dx[0]), bool(b.acc[0])
+    dy, dx, acc = cuda_core.flat(b.dy), cuda_core.flat(b.dx[0]), bool(b.acc[0])
 
     def bwd() -> None:
         gather_cuda[blocks, threads](dy, dx, meta_bwd, acc)

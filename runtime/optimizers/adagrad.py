@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, njit
 
-from ..kernels import _cuda
+from ..kernels import cuda_core
 from .base import locate
 
 
@@ -62,7 +62,7 @@ def update_cpu(opt: Any) -> None:
 def update_cuda(opt: Any) -> None:
     h, acc = opt.hp, opt.row("sum")
     if opt.t == 1:
-        _cuda.fill(acc, h["initial_accumulator_value"])
+        cuda_core.fill(acc, h["initial_accumulator_value"])
     clr = float(h["lr"]) / (1.0 + (opt.t - 1) * float(h["lr_decay"]))
     adagrad_update_cuda[opt.grid](opt.p, opt.g, acc, opt.segs_d, opt.starts_d, clr, float(h["eps"]),
                                   float(h["weight_decay"]))  # fmt: skip

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...compiler.ops import OPS
 from ...compiler.plan import Plan
+from ..backends import Executor
 from ..buffers import buffers
 from ..data import Dataset
 
@@ -74,7 +75,7 @@ class Meter:
         self.penalty = 0.0
         self.steps = 0
 
-    def add(self, ex: Any, take: int, losses: dict[str, float] | None = None) -> None:
+    def add(self, ex: Executor, take: int, losses: dict[str, float] | None = None) -> None:
         """Add the last forward pass's first ``take`` samples (losses are batch means)."""
         losses = ex.losses() if losses is None else losses
         for k, v in losses.items():
@@ -124,12 +125,12 @@ class Evaluator:
     executor, the remainder on a second executor of exactly that size (zero
     padding would bias every batch-mean loss)."""
 
-    def __init__(self, ex: Any) -> None:
+    def __init__(self, ex: Executor) -> None:
         self.ex = ex
         self.buf = buffers(ex)
         self._rest: dict[int, Any] = {}
 
-    def _executor(self, size: int) -> Any:
+    def _executor(self, size: int) -> Executor:
         if size == self.ex.batch:
             return self.ex
         if size not in self._rest:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import rundir
+from ..backends import Executor
 from ..buffers import buffers
 from ..data import Augmenter, Dataset, Normalizer
 from ..store.safetensors import write_safetensors
@@ -90,7 +91,7 @@ class Trainer(CheckpointState):
 
     def __init__(
         self,
-        ex: Any,
+        ex: Executor,
         cfg: dict[str, Any],
         train: Dataset,
         val: Dataset | None = None,
@@ -103,7 +104,7 @@ class Trainer(CheckpointState):
         plots: bool = True,
         keep: int = 2,
     ) -> None:
-        from ..optim import Optimizer, segments
+        from ..optim import segments
         from ..schedules import make_schedule
 
         self.ex, self.cfg, self.train, self.val = ex, cfg, train, val
@@ -134,8 +135,9 @@ class Trainer(CheckpointState):
         self.epochs = int(cfg.get("epochs", 10))
         opt_cfg = dict(cfg.get("optimizer") or {"type": "sgd"})
         no_decay = tuple(opt_cfg.get("no_decay", ()))
-        self.optimizer = Optimizer.from_config(opt_cfg, ex.params, ex.grads, segments(self.plan, no_decay),
-                                               ex.opt_state)  # fmt: skip
+        optimizer = ex.backend.optimizer_class()  # the one that updates this device's buffers
+        segs = segments(self.plan, no_decay)
+        self.optimizer = optimizer.from_config(opt_cfg, ex.params, ex.grads, segs, ex.opt_state)
         self.base_lr = self.optimizer.lr
         self.schedule = make_schedule(cfg.get("schedule"), self.base_lr, self.steps_per_epoch, self.epochs)
         self.l1, self.l2 = float(cfg.get("l1", 0.0)), float(cfg.get("l2", 0.0))

@@ -126,13 +126,13 @@ def test_device_selection_where_cuda_is_usable(plan):
 
 def test_binding_workspace_is_a_device_view():
     from netc.runtime.binding import Binding, State
-    from netc.runtime.kernels import _cuda
+    from netc.runtime.kernels import cuda_core
 
     ws = cuda.device_array(128, np.uint8)
-    _cuda.zero(ws)
+    cuda_core.zero(ws)
     b = Binding("m", {}, [], None, {}, {}, {}, None, [], [], ws, State())
     v = b.workspace(np.float64, 5)
     assert v.shape == (5,) and v.dtype == np.float64
-    _cuda.fill(v, 1.5)
+    cuda_core.fill(v, 1.5)
     host = ws.copy_to_host()
     assert (host[:40].view(np.float64) == 1.5).all() and not host[40:].any()

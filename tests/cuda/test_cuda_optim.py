@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import dev
 
-from netc.runtime.kernels._cuda import Reducer
+from netc.runtime.kernels.cuda_core import Reducer
 from netc.runtime.optim import (
     CudaOptimizer,
     Optimizer,
