@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .compiler import optimizers
+from .runtime.device import DEVICES  # the backends registry: cheap, no numba
 from .spec.errors import Diagnostic, SpecError
 
 
@@ -33,16 +34,22 @@ _MAX_COUNT = 2**31 - 1
 _MAX_SEED = 2**63 - 1
 
 
-def _positive(text: str) -> int:
+def _parsed(text: str, kind: type, want: str, ok: Callable[[Any], bool], bounds: str) -> Any:
+    """``text`` as ``kind`` (int or float), or an argparse error naming what was expected:
+    ``want`` when it does not parse, ``bounds`` when it parses but ``ok`` refuses it."""
     try:
-        v = int(text)
+        v = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    if v > _MAX_COUNT:  # counts and sizes beyond this are typos, and overflow int32 kernel indices
-        raise argparse.ArgumentTypeError(f"expected a positive integer of at most {_MAX_COUNT:,}, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {want}, got '{text}'") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {bounds}, got {text}")
     return v
+
+
+def _positive(text: str) -> int:
+    # Counts and sizes beyond _MAX_COUNT are typos, and overflow int32 kernel indices.
+    _parsed(text, int, "a positive integer", lambda v: v >= 1, "a positive integer")
+    return _parsed(text, int, "", lambda v: v <= _MAX_COUNT, f"a positive integer of at most {_MAX_COUNT:,}")
 
 
 def _print_warnings(ws: list[Diagnostic]) -> None:
@@ -164,34 +171,18 @@ def cmd_profile(a: argparse.Namespace) -> int:
 
 
 def _lr(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return v
+    return _parsed(text, float, "a positive number", lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _tolerance(text: str) -> float:
     """A finite number >= 0: a NaN tolerance would let every gradient pass."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'") from None
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return v
+    return _parsed(text, float, "a number >= 0", lambda v: 0 <= v < float("inf"), "a finite number >= 0")
 
 
 def _nonneg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
-    if not 0 <= v <= _MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63 - 1, got {text}")
-    return v
+    return _parsed(
+        text, int, "an integer >= 0", lambda v: 0 <= v <= _MAX_SEED, "an integer from 0 to 2**63 - 1"
+    )
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -403,17 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--tensors", type=_positive, default=None, help="check only K tensors, spread first to last (all)"
     )
-    g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="whose kernels (cpu)")
+    g.add_argument("--device", choices=DEVICES, default="cpu", help="whose kernels (cpu)")
     g.set_defaults(func=cmd_gradcheck)
 
     pr = sub.add_parser("profile", help="forward and backward time per module")
     pr.add_argument("spec")
     pr.add_argument("--batch", type=_positive, default=32)
     pr.add_argument("--repeats", type=_positive, default=10)
-    pr.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="where to run (cpu)")
+    pr.add_argument("--device", choices=DEVICES, default="cpu", help="where to run (cpu)")
     pr.set_defaults(func=cmd_profile)
 
-    device = {"choices": ["cpu", "cuda", "auto"], "default": "cpu", "help": "where to run (cpu)"}
+    device = {"choices": DEVICES, "default": "cpu", "help": "where to run (cpu)"}
     r = sub.add_parser("run", help="train the network on the spec's data")
     r.add_argument("spec")
     r.add_argument("--epochs", type=_positive, help="override train.epochs")

@@ -31,7 +31,7 @@ from ..version import __version__
 from .store import atomic
 from .store.atomic import is_temp_file
 from .store.errors import CheckpointError
-from .store.records import has_checkpoint
+from .store.records import has_checkpoint, read_json
 from .training.errors import TrainError
 
 MARKER = "netc-run.json"
@@ -58,21 +58,6 @@ def check(obj: Any, schema: dict[str, Any], path: Path, where: str = "") -> None
     at = ".".join(keys) or "the top level"
     hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
     raise CheckpointError(f"{path}: {at}: {err.message}{f' ({hint})' if hint else ''}")
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except IsADirectoryError:
-        raise CheckpointError(f"{what} {path} is a directory, not a file") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{what} {path} is not UTF-8 text (damaged?)") from None
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise CheckpointError(f"{what} {path} is not valid JSON ({e})") from None
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -103,7 +88,7 @@ def read_marker(d: Path) -> dict[str, Any] | None:
     p = d / MARKER
     if not p.exists():
         return None
-    obj = _read_json(p, "run marker")
+    obj = read_json(p, "run marker")
     check(obj, _MARKER_SCHEMA, p)
     return obj
 
@@ -149,7 +134,7 @@ def read_config(d: Path) -> dict[str, Any] | None:
     p = d / CONFIG
     if not p.exists():
         return None
-    obj = _read_json(p, "run configuration")
+    obj = read_json(p, "run configuration")
     check(obj, _config_schema(), p)
     return obj
 

@@ -253,6 +253,19 @@ class Reducer:
 # -- column sums ----------------------------------------------------------------------------------
 
 
+@cuda.jit(device=True)
+def fold_lanes(buf, tx, ty):
+    # buf[0, tx] = the sum of buf[:, tx] (SUM_LANES rows, a power of two) by a fixed halving tree:
+    # the same order on every run. Every thread of the block calls it (it synchronizes).
+    cuda.syncthreads()
+    w = SUM_LANES // 2
+    while w > 0:
+        if ty < w:
+            buf[ty, tx] += buf[ty + w, tx]
+        cuda.syncthreads()
+        w //= 2
+
+
 @cuda.jit
 def row_sum_kernel(a, out, acc):
     # Column j = blockIdx.x·blockDim.x + threadIdx.x; SUM_LANES threads (threadIdx.y) take every
@@ -265,13 +278,7 @@ def row_sum_kernel(a, out, acc):
         for i in range(ty, a.shape[0], SUM_LANES):
             s += a[i, j]
     buf[ty, tx] = s
-    cuda.syncthreads()
-    w = SUM_LANES // 2
-    while w > 0:
-        if ty < w:
-            buf[ty, tx] += buf[ty + w, tx]
-        cuda.syncthreads()
-        w //= 2
+    fold_lanes(buf, tx, ty)
     if ty == 0 and j < a.shape[1]:
         if acc:
             out[j] += buf[0, tx]

@@ -136,13 +136,7 @@ def forward_outer_cuda(x, y, inv_count):
             for n in range(ty, r0 * r1, SUM_LANES):
                 s += x[a, n // r1, b, n % r1, c, 0]
         buf[ty, tx] = s
-        cuda.syncthreads()
-        w = SUM_LANES // 2
-        while w > 0:
-            if ty < w:
-                buf[ty, tx] += buf[ty + w, tx]
-            cuda.syncthreads()
-            w //= 2
+        cuda_core.fold_lanes(buf, tx, ty)
         if ty == 0 and c < k2:
             y[a, b, c] = buf[0, tx] * inv_count
         cuda.syncthreads()  # buf is read before the next tile overwrites it

@@ -102,21 +102,29 @@ def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
     atomic.commit(tmp, path)
 
 
-def _load_json(path: Path, what: str, unverified: str = "accept") -> dict[str, Any]:
-    """A JSON object file; its checksum, if it has one, verified (and removed). Without one
-    (an older netc wrote it, or a person): read, with a warning when ``unverified="warn"``."""
+def read_json(path: Path, what: str) -> Any:
+    """The JSON value in ``path``; every way it can fail is one CheckpointError naming ``what``
+    and the file (missing, a directory, unreadable, not UTF-8, not JSON)."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise CheckpointError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{what} {path} is a directory, not a file") from None
     except OSError as e:
         raise CheckpointError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except UnicodeDecodeError:
-        raise CheckpointError(f"{what} {path} is not UTF-8 text") from None
+        raise CheckpointError(f"{what} {path} is not UTF-8 text (damaged?)") from None
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except ValueError as e:
         raise CheckpointError(f"{what} {path} is not valid JSON ({e})") from None
+
+
+def _load_json(path: Path, what: str, unverified: str = "accept") -> dict[str, Any]:
+    """A JSON object file; its checksum, if it has one, verified (and removed). Without one
+    (an older netc wrote it, or a person): read, with a warning when ``unverified="warn"``."""
+    obj = read_json(path, what)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} {path} is not a JSON object")
     want = obj.pop(JSON_CHECKSUM_KEY, None)
