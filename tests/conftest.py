@@ -44,3 +44,20 @@ def spec_file(tmp_path: Path) -> Callable[..., Path]:
         return p
 
     return write
+
+
+@pytest.fixture
+def step_hook(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Callbacks run after each optimizer step of every Trainer that runtime.run builds."""
+    from netc.runtime import run as rr
+    from netc.runtime import train as tr
+
+    hooks: list = []
+
+    class Hooked(tr.Trainer):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, **k)
+            self.step_callbacks.extend(hooks)
+
+    monkeypatch.setattr(rr, "Trainer", Hooked)
+    return hooks

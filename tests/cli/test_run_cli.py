@@ -20,8 +20,6 @@ from tinyspec import classifier
 
 from netc.cli import main
 from netc.runtime import checkpoint as ck
-from netc.runtime import run as rr
-from netc.runtime import train as tr
 from netc.runtime.store import atomic, records
 
 QUIET = ["--quiet", "--no-plots"]
@@ -87,20 +85,6 @@ def _one_message(err: str) -> str:
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith("(see `netc")]
     assert lines and all(ln.startswith("  ") for ln in lines[1:]), err
     return "\n".join(lines)
-
-
-@pytest.fixture
-def step_hook(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Callbacks run after each optimizer step of every Trainer that runtime.run builds."""
-    hooks: list = []
-
-    class Hooked(tr.Trainer):
-        def __init__(self, *a: Any, **k: Any) -> None:
-            super().__init__(*a, **k)
-            self.step_callbacks.extend(hooks)
-
-    monkeypatch.setattr(rr, "Trainer", Hooked)
-    return hooks
 
 
 # -- Ctrl-C and --resume ----------------------------------------------------------------------------

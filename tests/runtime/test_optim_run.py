@@ -8,14 +8,10 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytest
 
 from netc.cli import main
-from netc.runtime import run as rr
-from netc.runtime import train as tr
 from netc.runtime.checkpoint import load_checkpoint
 
 SPEC = """
@@ -39,20 +35,6 @@ train:
 data: {source: spirals, samples: 96, split: {val: 0.25}}
 """
 QUIET = ["--quiet", "--no-plots"]
-
-
-@pytest.fixture
-def step_hook(monkeypatch: pytest.MonkeyPatch) -> list:
-    """Callbacks run after each optimizer step of every Trainer that runtime.run builds."""
-    hooks: list = []
-
-    class Hooked(tr.Trainer):
-        def __init__(self, *a: Any, **k: Any) -> None:
-            super().__init__(*a, **k)
-            self.step_callbacks.extend(hooks)
-
-    monkeypatch.setattr(rr, "Trainer", Hooked)
-    return hooks
 
 
 def test_adadelta_trains_and_resumes_bitwise(tmp_path: Path, step_hook: list, capsys) -> None:
