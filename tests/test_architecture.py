@@ -85,3 +85,8 @@ def test_modules_stay_small_or_say_why(name):
     assert n <= MAX_LINES or LONG_OK in doc, (
         f"{f.relative_to(ROOT)} has {n} lines and no reason in its docstring"
     )
+
+
+def test_every_module_says_what_it_owns():
+    missing = [n for n, f in modules().items() if not ast.get_docstring(ast.parse(f.read_text()))]
+    assert not missing, f"modules without an opening docstring: {missing}"
