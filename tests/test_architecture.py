@@ -17,14 +17,40 @@ MAX_LINES = 520
 LONG_OK = "Longer than"
 
 
-def modules() -> dict[str, Path]:
-    """Every module of the installed package, by dotted name (from pyproject's package-dir)."""
-    dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+def _pyproject_packages() -> dict[str, str]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+
+
+def packages() -> dict[str, Path]:
+    """Every package of the source tree, by dotted name: each top-level folder pyproject maps
+    (netc, spec, compiler, runtime, ...) and every folder with an __init__.py below it, found on
+    disk, not read from pyproject's list (which a test checks against this)."""
     out = {}
-    for pkg, d in dirs.items():
-        for f in (ROOT / d).glob("*.py"):
+    for pkg, d in _pyproject_packages().items():
+        if "/" in d:
+            continue
+        for init in sorted((ROOT / d).rglob("__init__.py")):
+            rel = init.parent.relative_to(ROOT / d)
+            out[".".join([pkg, *rel.parts])] = init.parent
+    return out
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package, by dotted name."""
+    out = {}
+    for pkg, d in packages().items():
+        for f in d.glob("*.py"):
             out[pkg if f.name == "__init__.py" else f"{pkg}.{f.stem}"] = f
     return out
+
+
+def test_pyproject_lists_every_package():
+    """A subpackage missing from pyproject's lists is missing from the wheel (and an editable
+    install would hide it)."""
+    found = {k: str(v.relative_to(ROOT)) for k, v in packages().items()}
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert cfg["package-dir"] == found
+    assert sorted(cfg["packages"]) == sorted(found)
 
 
 def imported(name: str, f: Path) -> set[str]:

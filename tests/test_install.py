@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_architecture import modules
 from tests.tinyspec import classifier
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,14 @@ def test_install_then_run_writes_nothing_into_the_package(tmp_path: Path) -> Non
     ).stdout.strip()
     package = Path(where)
     assert venv in package.parents, f"netc imported from {package}, not the fresh install"
+    # Every module of the source tree comes from the wheel: a subpackage left out of pyproject's
+    # list would otherwise be found through the checkout's own editable install, which this
+    # venv's system site-packages can see.
+    names = sorted(modules())
+    code = "import importlib, sys\nfor n in sys.argv[1:]:\n    print(n, importlib.import_module(n).__file__)"
+    out = subprocess.run([py, "-c", code, *names], check=True, capture_output=True, text=True, cwd=tmp_path)
+    elsewhere = [ln for ln in out.stdout.splitlines() if str(venv) not in ln]
+    assert not elsewhere, f"not in the wheel (check pyproject's packages): {elsewhere[:5]}"
     before = _files(package)
 
     spec = tmp_path / "tiny.yaml"
