@@ -1,4 +1,12 @@
-"""conv2d kernels: im2col / col2im + GEMM through BLAS (_blas.gemm inside @njit), sample by sample.
+"""conv2d kernels, chosen per shape at bind time: on the CPU, direct kernels (_conv_direct) for
+few-channel layers, else im2col / col2im + GEMM through BLAS (_blas.gemm inside @njit), sample by
+sample; on the GPU, im2col + batched GEMM.
+
+Choice (``bind_cpu``): the direct kernels take a stride-1, dilation-1, one-group, non-1x1 layer
+with C·kh·kw <= DIRECT_MAX_TAPS (25, by measurement: LeNet-5's 1->6 5x5 first layer, where the
+GEMM's column matrix costs more than it saves) when one thread's scratch fits the workspace the
+contract declares; everything else, LeNet-5's 6->16 included, takes im2col + GEMM. Both thread
+over samples the same way and are deterministic for a given thread count.
 
 Per sample n, a column matrix cols [C·kh·kw, Ho·Wo] (the workspace the contract declares)
 holds cols[(c, u, v), (i, j)] = xpad[c, s_h·i + d_h·u, s_w·j + d_w·v]; its rows are channel-major,
