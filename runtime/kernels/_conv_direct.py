@@ -1,7 +1,8 @@
 """Direct conv2d on the CPU (no im2col, no BLAS), for few input channels and small kernels.
 
 It owns the kernels for the shapes ``conv2d.bind_cpu`` sends here (``direct_fits``: stride 1,
-dilation 1, one group, few channels·taps), and their per-thread scratch layout.
+dilation 1, one group, few channels·taps), their per-thread scratch layout and their binder
+(``bind``), and the backward's views both conv2d binders share (``grad_views``).
 
 Each sample's input is copied into a zero-bordered plane xp [C, Hp, Wp] (Hp = Ho + kh - 1,
 Wp = Wo + kw - 1). On that plane, output (i, j) of tap (u, v) reads xp[c, i + u, j + v], so in
@@ -21,7 +22,11 @@ given T. Offsets are unsigned: numba's wraparound check on signed indices blocks
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange, uint64
+
+from ..binding import Binding, Thunk, nothing
+from ._views import view
 
 # geo: (C, H, W, kh, kw, pad_top, pad_left, Ho, Wo)
 
@@ -246,3 +251,52 @@ def backward_cpu(x, w2, dy, dx, dw2, db, xps, dxps, dyps, dwt, acc_dx, geo):
                 for p in range(d.size):
                     acc += d[p]
             db[o] = acc
+
+
+def grad_views(b: Binding, x: np.ndarray, y: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The backward's views (dy, dx, dW, db) shaped as y, x, w2 and the bias, with size-0 stand-ins
+    for the gradients nobody needs (kernels test ``.size``)."""
+    dt = w2.dtype
+    dx = view(b.dx[0], *x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
+    gw = b.dp.get("w")
+    dw2 = view(gw, *w2.shape) if gw is not None else np.zeros((0, w2.shape[1]), dt)
+    db = b.dp.get("b")
+    return view(b.dy, *y.shape), dx, dw2, db if db is not None else np.zeros(0, dt)
+
+
+def bind(b: Binding, geo: tuple[int, ...], nt: int) -> tuple[Thunk, Thunk]:
+    """The direct kernels bound on nt threads' scratch in the workspace (geo: conv2d.geometry)."""
+    c, h, w, kh, kw, _, _, _, _, pt, pl, ho, wo, _ = geo
+    dgeo = (c, h, w, kh, kw, pt, pl, ho, wo)
+    n = b.x[0].shape[0]
+    wt = b.p["w"]
+    dt, o = wt.dtype, wt.shape[0]
+    w2 = view(wt, o, -1)
+    x = view(b.x[0], n, -1)
+    y = view(b.y, n, -1)
+    sizes = scratch_sizes(geo, o)
+    scratch = b.workspace(dt, nt * sum(sizes))
+    parts, at = [], 0
+    for size in sizes:
+        parts.append(view(scratch[at : at + nt * size], nt, size))
+        at += nt * size
+    xps, dxps, dyps, dwt = parts
+    dyps = view(dyps, nt, o, -1)
+    dwt = view(dwt, nt, o, -1)
+    empty = np.zeros(0, dt)
+    bias = b.p.get("b", empty)
+
+    def fwd() -> None:
+        forward_cpu(x, w2, bias, y, xps, dyps, dgeo)
+
+    if b.dy is None:
+        return fwd, nothing
+    dy, dx, dw2, db = grad_views(b, x, y, w2)
+    if not dw2.size:
+        dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
+    acc = b.acc[0]
+
+    def bwd() -> None:
+        backward_cpu(x, w2, dy, dx, dw2, db, xps, dxps, dyps, dwt, acc, dgeo)
+
+    return fwd, bwd

@@ -286,73 +286,31 @@ def geometry(b: Binding) -> tuple[int, ...]:
     return (c, h, w, k[0], k[1], s[0], s[1], d[0], d[1], pt, pl, ho, wo, int(a["groups"]))
 
 
-# The direct kernels' limit on C·kh·kw (taps per output), by measurement (float32, 2 cores,
-# batch 64): a single-channel 5x5 layer (LeNet's 1->6) runs forward ~1.1x and backward ~1.3x
-# faster direct; with 2 channels (2->8 5x5) direct is already ~0.85x, and LeNet's 6->16 (150
-# taps) ~0.5-0.6x, where the GEMM's [O, K] @ [K, Ho·Wo] reuses each input load O times.
+# The direct kernels' limit on C·kh·kw (taps per output), by measurement (float32, batch 64, one
+# thread): a single-channel 5x5 layer (LeNet's 1->6) runs forward ~1.1x and backward (dW, db)
+# ~1.3x faster direct (in LeNet-5 on 2 threads, a shared machine: forward 1.1-1.2x, backward
+# 0.9-1.4x); with 2 channels (2->8 5x5) direct is already ~0.85x, and LeNet's 6->16 (150 taps)
+# ~0.5-0.6x, where the GEMM's [O, K] @ [K, Ho·Wo] reuses each input load O times.
 DIRECT_MAX_TAPS = 25
 
 
-def direct_scratch(b: Binding, geo: tuple[int, ...]) -> tuple[int, int] | None:
-    """(threads, values per thread) for the direct kernels, or None when they do not take this
-    convolution (its shape, or a workspace too small for one thread's scratch)."""
+def direct_threads(b: Binding, geo: tuple[int, ...]) -> int | None:
+    """How many threads the direct kernels run on, or None when they do not take this convolution
+    (its shape, or a workspace too small for one thread's scratch)."""
     if not direct.direct_fits(geo, DIRECT_MAX_TAPS):
         return None
     per = sum(direct.scratch_sizes(geo, b.p["w"].shape[0]))
     fits = b.ws.nbytes // (per * b.p["w"].dtype.itemsize)
     if fits < 1:
         return None
-    return max(1, min(b.x[0].shape[0], numba.get_num_threads(), fits)), per
-
-
-def bind_direct(b: Binding, geo: tuple[int, ...], nt: int) -> tuple[Thunk, Thunk]:
-    """The direct kernels (_conv_direct) bound on nt threads' scratch in the workspace."""
-    c, h, w, kh, kw, _, _, _, _, pt, pl, ho, wo, _ = geo
-    dgeo = (c, h, w, kh, kw, pt, pl, ho, wo)
-    n = b.x[0].shape[0]
-    wt = b.p["w"]
-    dt, o = wt.dtype, wt.shape[0]
-    w2 = view(wt, o, -1)
-    x = view(b.x[0], n, -1)
-    y = view(b.y, n, -1)
-    sizes = direct.scratch_sizes(geo, o)
-    scratch = b.workspace(dt, nt * sum(sizes))
-    parts, at = [], 0
-    for size in sizes:
-        parts.append(view(scratch[at : at + nt * size], nt, size))
-        at += nt * size
-    xps, dxps, dyps, dwt = parts
-    dyps = view(dyps, nt, o, -1)
-    dwt = view(dwt, nt, o, -1)
-    empty = np.zeros(0, dt)
-    bias = b.p.get("b", empty)
-
-    def fwd() -> None:
-        direct.forward_cpu(x, w2, bias, y, xps, dyps, dgeo)
-
-    if b.dy is None:
-        return fwd, nothing
-    dy = view(b.dy, *y.shape)
-    dx = view(b.dx[0], *x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
-    gw = b.dp.get("w")
-    dw2 = view(gw, *w2.shape) if gw is not None else np.zeros((0, w2.shape[1]), dt)
-    if gw is None:
-        dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
-    db = b.dp.get("b")
-    db = db if db is not None else empty
-    acc = b.acc[0]
-
-    def bwd() -> None:
-        direct.backward_cpu(x, w2, dy, dx, dw2, db, xps, dxps, dyps, dwt, acc, dgeo)
-
-    return fwd, bwd
+    return max(1, min(b.x[0].shape[0], numba.get_num_threads(), fits))
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
-    chosen = direct_scratch(b, geo)
-    if chosen is not None:
-        return bind_direct(b, geo, chosen[0])
+    nt = direct_threads(b, geo)
+    if nt is not None:
+        return direct.bind(b, geo, nt)
     c, _, _, kh, kw, *_, ho, wo, _ = geo
     n = b.x[0].shape[0]
     wt = b.p["w"]
@@ -377,14 +335,9 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     fwd = wrap(lambda: forward_cpu(x, w2, bias, y, cols, more_cols, geo))
     if b.dy is None:
         return fwd, nothing
-    dy = view(b.dy, *y.shape)
-    dx = view(b.dx[0], *x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
-    gw = b.dp.get("w")
-    dw2 = view(gw, *w2.shape) if gw is not None else np.zeros((0, w2.shape[1]), dt)
-    if gw is None:
+    dy, dx, dw2, db = direct.grad_views(b, x, y, w2)
+    if not dw2.size:
         dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
-    db = b.dp.get("b")
-    db = db if db is not None else empty
     acc = b.acc[0]
     return fwd, wrap(lambda: backward_cpu(x, w2, dy, dx, dw2, db, cols, more_cols, dwt, acc, geo))
 

@@ -178,7 +178,7 @@ def direct_conv(monkeypatch: pytest.MonkeyPatch) -> None:
 def takes_direct(run: OpRun) -> bool:
     from netc.runtime.kernels import conv2d
 
-    return conv2d.direct_scratch(run.binding, conv2d.geometry(run.binding)) is not None
+    return conv2d.direct_threads(run.binding, conv2d.geometry(run.binding)) is not None
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
