@@ -1,4 +1,12 @@
-"""conv2d kernels: im2col / col2im + GEMM through BLAS (_blas.gemm inside @njit), sample by sample.
+"""conv2d kernels, chosen per shape at bind time: on the CPU, direct kernels (_conv_direct) for
+few-channel layers, else im2col / col2im + GEMM through BLAS (_blas.gemm inside @njit), sample by
+sample; on the GPU, im2col + batched GEMM.
+
+Choice (``bind_cpu``): the direct kernels take a stride-1, dilation-1, one-group, non-1x1 layer
+with C·kh·kw <= DIRECT_MAX_TAPS (25, by measurement: LeNet-5's 1->6 5x5 first layer, where the
+GEMM's column matrix costs more than it saves) when one thread's scratch fits the workspace the
+contract declares; everything else, LeNet-5's 6->16 included, takes im2col + GEMM. Both thread
+over samples the same way and are deterministic for a given thread count.
 
 Per sample n, a column matrix cols [C·kh·kw, Ho·Wo] (the workspace the contract declares)
 holds cols[(c, u, v), (i, j)] = xpad[c, s_h·i + d_h·u, s_w·j + d_w·v]; its rows are channel-major,
@@ -54,6 +62,7 @@ from ...compiler.ops.base import TensorType, pair
 from ...compiler.ops.conv2d import OP as CONV
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
+from . import _conv_direct as direct
 from . import cuda_core
 from ._blas import gemm
 from ._views import view
@@ -277,8 +286,31 @@ def geometry(b: Binding) -> tuple[int, ...]:
     return (c, h, w, k[0], k[1], s[0], s[1], d[0], d[1], pt, pl, ho, wo, int(a["groups"]))
 
 
+# The direct kernels' limit on C·kh·kw (taps per output), by measurement (float32, batch 64, one
+# thread): a single-channel 5x5 layer (LeNet's 1->6) runs forward ~1.1x and backward (dW, db)
+# ~1.3x faster direct (in LeNet-5 on 2 threads, a shared machine: forward 1.1-1.2x, backward
+# 0.9-1.4x); with 2 channels (2->8 5x5) direct is already ~0.85x, and LeNet's 6->16 (150 taps)
+# ~0.5-0.6x, where the GEMM's [O, K] @ [K, Ho·Wo] reuses each input load O times.
+DIRECT_MAX_TAPS = 25
+
+
+def direct_threads(b: Binding, geo: tuple[int, ...]) -> int | None:
+    """How many threads the direct kernels run on, or None when they do not take this convolution
+    (its shape, or a workspace too small for one thread's scratch)."""
+    if not direct.direct_fits(geo, DIRECT_MAX_TAPS):
+        return None
+    per = sum(direct.scratch_sizes(geo, b.p["w"].shape[0]))
+    fits = b.ws.nbytes // (per * b.p["w"].dtype.itemsize)
+    if fits < 1:
+        return None
+    return max(1, min(b.x[0].shape[0], numba.get_num_threads(), fits))
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
+    nt = direct_threads(b, geo)
+    if nt is not None:
+        return direct.bind(b, geo, nt)
     c, _, _, kh, kw, *_, ho, wo, _ = geo
     n = b.x[0].shape[0]
     wt = b.p["w"]
@@ -303,14 +335,9 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     fwd = wrap(lambda: forward_cpu(x, w2, bias, y, cols, more_cols, geo))
     if b.dy is None:
         return fwd, nothing
-    dy = view(b.dy, *y.shape)
-    dx = view(b.dx[0], *x.shape) if b.dx[0] is not None else np.zeros((0, x.shape[1]), dt)
-    gw = b.dp.get("w")
-    dw2 = view(gw, *w2.shape) if gw is not None else np.zeros((0, w2.shape[1]), dt)
-    if gw is None:
+    dy, dx, dw2, db = direct.grad_views(b, x, y, w2)
+    if not dw2.size:
         dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
-    db = b.dp.get("b")
-    db = db if db is not None else empty
     acc = b.acc[0]
     return fwd, wrap(lambda: backward_cpu(x, w2, dy, dx, dw2, db, cols, more_cols, dwt, acc, geo))
 

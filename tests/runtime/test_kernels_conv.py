@@ -153,6 +153,102 @@ def test_conv2d_stays_inside_the_workspace_its_contract_declares() -> None:
     assert np.any(run.binding.ws[:declared]) and not np.any(run.binding.ws[declared:])
 
 
+# -- conv2d: the direct kernels (few channels, no im2col) ------------------------------------------
+
+DIRECT_CASES = [
+    # (attributes, per-sample input shape): shapes the direct kernels take (stride 1, dilation 1,
+    # one group); the rule sends only the first two there, the fixture below forces the rest
+    ({"out_channels": 6, "kernel": 5, "padding": 2}, (1, 28, 28)),  # LeNet-5's c1 on MNIST
+    ({"out_channels": 6, "kernel": 5}, (1, 32, 32)),  # LeNet-5's c1 on the paper's 32x32
+    ({"out_channels": 16, "kernel": 5}, (6, 14, 14)),  # LeNet-5's c3
+    ({"out_channels": 4, "kernel": 3, "padding": "same"}, (2, 7, 8)),  # 3-tap unroll
+    ({"out_channels": 3, "kernel": [2, 4], "padding": [0, 2, 1, 0], "bias": False}, (1, 6, 7)),
+    ({"out_channels": 7, "kernel": 7, "padding": [3, 1, 2, 4]}, (2, 9, 10)),  # taps 5 + 1 + 1
+]
+
+
+@pytest.fixture
+def direct_conv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct kernels for every shape they can take, whatever the measured rule picks."""
+    from netc.runtime.kernels import conv2d
+
+    monkeypatch.setattr(conv2d, "DIRECT_MAX_TAPS", 10**6)
+
+
+def takes_direct(run: OpRun) -> bool:
+    from netc.runtime.kernels import conv2d
+
+    return conv2d.direct_threads(run.binding, conv2d.geometry(run.binding)) is not None
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("attrs", "shape"), DIRECT_CASES)
+def test_conv2d_direct_parity(
+    direct_conv: None, attrs: dict[str, Any], shape: tuple[int, ...], dtype: Any
+) -> None:
+    run = conv_run(attrs, shape, n=3, dtype=dtype)
+    assert takes_direct(run)
+    run.run()
+    conv_parity(run, attrs)
+    run.run()  # a second step gives the same (scratch borders, dW partials start afresh)
+    conv_parity(run, attrs)
+
+
+@pytest.mark.parametrize(("attrs", "shape"), [DIRECT_CASES[i] for i in (2, 3, 5)])
+def test_conv2d_direct_gradcheck(direct_conv: None, attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    run = conv_run(attrs, shape, dtype=np.float64)
+    assert takes_direct(run)
+    gradcheck(run)
+
+
+def test_conv2d_direct_accumulates_dx_frozen_weight_one_sample(direct_conv: None) -> None:
+    attrs, shape = DIRECT_CASES[5]
+    run = conv_run(attrs, shape, n=1)
+    run.binding.acc[0] = True
+    run.binding.dp["w"] = None
+    run.dp["w"] = None
+    rebind(run)
+    assert takes_direct(run)
+    before = np.random.default_rng(5).standard_normal(run.dx[0].shape).astype(np.float32)
+    run.dx[0][:] = before
+    run.run()
+    xt = t(run.x[0], True)
+    bt = t(run.params["b"], True)
+    torch_conv(attrs, xt, t(run.params["w"]), bt).backward(t(run.dy))
+    close(run.dx[0], before + xt.grad.numpy(), "dx accumulated")
+    close(run.dp["b"], bt.grad, "db")
+
+
+def test_conv2d_direct_stays_inside_the_workspace_its_contract_declares(direct_conv: None) -> None:
+    attrs, shape = DIRECT_CASES[2]
+    run = conv_run(attrs, shape, n=3)
+    declared = run.binding.ws.size
+    run.binding.ws = np.full(declared * 4, 255, np.uint8)  # NaN-patterned scratch must not leak
+    rebind(run)
+    assert takes_direct(run)
+    run.run()
+    conv_parity(run, attrs)
+    assert np.all(run.binding.ws[declared:] == 255)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "shape", "direct"),
+    [
+        (*DIRECT_CASES[0], True),  # LeNet-5's c1 (1 -> 6, 5x5): direct
+        (*DIRECT_CASES[1], True),
+        (*DIRECT_CASES[2], False),  # LeNet-5's c3 (6 -> 16, 5x5, 150 taps): GEMM measured faster
+        ({"out_channels": 32, "kernel": 3, "padding": 1}, (32, 8, 8), False),  # wide
+        ({"out_channels": 6, "kernel": 5, "stride": 2}, (1, 28, 28), False),
+        ({"out_channels": 6, "kernel": 3, "dilation": 2}, (1, 28, 28), False),
+        ({"out_channels": 4, "kernel": 3, "groups": 2}, (2, 8, 8), False),
+        ({"out_channels": 4, "kernel": 1}, (1, 8, 8), False),  # 1x1: GEMM reads x in place
+    ],
+)
+def test_conv2d_direct_chosen_per_shape(attrs: dict[str, Any], shape: tuple[int, ...], direct: bool) -> None:
+    assert takes_direct(conv_run(attrs, shape)) is direct
+
+
 # -- pooling ----------------------------------------------------------------------------------------
 
 
