@@ -10,8 +10,10 @@ kernels together; tests/runtime/test_registry.py runs it on every op.
 The modules whose names start with ``_`` are helpers the kernel modules share, named by what
 they hold: ``_views`` (no-copy array views), ``_pointwise`` (elementwise binders and the
 vectorizable exp, CPU and CUDA), ``_softmax`` (row reductions along an axis), ``_losses``
-(reduction scale, id checks, pointwise-loss binders, per-sample tables), ``_windows`` (conv and
-pool window geometry), ``_blas`` (matrix products) and ``cuda_core`` (the CUDA primitives).
+(reduction scale, pointwise-loss binders), ``_ids`` (label and id checks), ``_tables``
+(per-sample tables), ``_copies`` (copy and gather kernels), ``_windows`` (conv and pool window
+geometry), ``_conv_direct`` (direct convolution for single-channel layers), ``_blas`` (matrix
+products) and ``cuda_core`` (the CUDA primitives).
 """
 
 from __future__ import annotations
