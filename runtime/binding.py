@@ -57,6 +57,11 @@ class Binding:
     state: State
     weight: float = 1.0  # losses: weight in the total loss
     index: int = 0  # the module's position in the plan (distinct random streams)
+    # An activation the fusion pass fused into this step (its op name, e.g. "tanh"): the forward
+    # kernel leaves act(output) in y. The activation's own step does not run forward; its output
+    # shares y's memory and its backward runs as usual (it reads only that output). Kernels that
+    # do not apply it themselves are followed by the activation's kernel in place (the executor).
+    epilogue: str | None = None
     # Host-side validations a device kernel cannot raise cheaply (bad labels, ids): each raises a
     # ValueError naming the module. The CUDA executor runs them when a loss comes back non-finite.
     checks: list[Callable[[], None]] = field(default_factory=list)
