@@ -9,9 +9,13 @@ quadratic in a training plan, where all saved activations are co-live.
 ``lower_bound`` (the most bytes live at one instant) shows how close the
 packing comes to optimal.
 
-Two layouts are made: inference (forward steps only, nothing saved) and
-training (forward + backward; saved tensors live until their backward step,
-gradients from their first writer to their last reader).
+Two layouts are made: inference (forward steps only; a saved tensor lives only
+during the step that writes it) and training (forward + backward; saved tensors
+live until their backward step, gradients from their first writer to their last
+reader). Tensors the fusion pass aliases (``Plan.aliases``) are one buffer: it
+lives from the first use of any of them to the last. An inference plan
+(``Plan.mode``, compiler.fusion) has no training layout: its gradient, optimizer
+and training figures are 0.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import bisect
 from dataclasses import replace
 from typing import Any
 
+from .fusion import removed_in_inference, root
 from .ops import OPS
 from .ops.base import TensorType
 from .plan import OPTIMIZER_SLOTS, Plan, Step, grad_name
@@ -31,13 +36,14 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[int]]:
+def _lifetimes(plan: Plan, steps: list[Step]) -> dict[str, list[int]]:
     """tensor -> [first step index, last step index] over ``steps``."""
     life: dict[str, list[int]] = {}
 
     def touch(name: str | None, t: int) -> None:
         if name is None:
             return
+        name = root(plan.aliases, name)
         if name in life:
             life[name][1] = max(life[name][1], t)
         else:
@@ -50,9 +56,8 @@ def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[
             for i in s.inputs:
                 touch(i, t)
             touch(s.output, t)
-            if training:
-                for x in s.saved:
-                    touch(x, t)
+            for x in s.saved:  # inference: scratch for this step only
+                touch(x, t)
         else:
             op = OPS[s.op]
             for idx in op.saves_inputs(s.attrs):
@@ -71,6 +76,7 @@ def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[
     # replayed on the same batch (gradient checks, repeated forward).
     input_grads = [grad_name(n) for n in plan.inputs]
     for name in [*plan.inputs, *plan.outputs, *plan.losses, *input_grads]:
+        name = root(plan.aliases, name)
         if name in life:
             life[name][1] = end
     return life
@@ -133,10 +139,13 @@ def _lower_bound(sizes: dict[str, int], life: dict[str, list[int]]) -> int:
     return peak
 
 
-def _layout(plan: Plan, steps: list[Step], training: bool, batch: int, fb: int) -> dict[str, Any]:
-    life = _lifetimes(plan, steps, training)
+def _layout(plan: Plan, steps: list[Step], batch: int, fb: int) -> dict[str, Any]:
+    life = _lifetimes(plan, steps)
     sizes = {n: _align(plan.tensors[n].nbytes(batch, fb)) for n in life}
     offsets, size = _pack(sizes, life)
+    for name in plan.aliases:
+        if root(plan.aliases, name) in offsets:
+            offsets[name] = offsets[root(plan.aliases, name)]
     return {"offsets": offsets, "bytes": size, "lower_bound": _lower_bound(sizes, life)}
 
 
@@ -155,10 +164,14 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
     # Contracts state workspace in float32 bytes.
     steps = [replace(s, workspace=_align(_workspace(plan, s, batch) * fb // 4)) for s in plan.steps]
     fwd = [s for s in steps if s.kind == "forward"]
-    infer = _layout(plan, fwd, False, batch, fb)
-    train = _layout(plan, steps, True, batch, fb)
+    # The inference layout is the inference plan's (compiler.fusion): without the steps it drops.
+    removed = removed_in_inference(plan)
+    kept = [s for s in fwd if s.output not in removed]
+    infer = _layout(replace(plan, aliases={**plan.aliases, **removed}), kept, batch, fb)
+    training = plan.mode == "training"
+    train = _layout(plan, steps, batch, fb) if training else {"offsets": {}, "bytes": 0, "lower_bound": 0}
     params = sum(p.numel for p in plan.params) * fb
-    grads = sum(p.numel for p in plan.params if p.trainable) * fb
+    grads = sum(p.numel for p in plan.params if p.trainable) * fb if training else 0
     opt = grads * OPTIMIZER_SLOTS[optimizer]
     saved: set[str] = set()
     for s in steps:
@@ -169,6 +182,7 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         if op.saves_output(s.attrs):
             saved.add(s.output)
         saved.update(s.saved)
+    saved = {root(plan.aliases, n) for n in saved}  # an aliased buffer is saved once
     activations = sum(plan.tensors[n].nbytes(batch, fb) for n in saved)
     ws_inf = max((s.workspace for s in fwd), default=0)
     ws = max((s.workspace for s in steps), default=0)
@@ -186,7 +200,7 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         "inference_lower_bound_bytes": infer["lower_bound"],
         "training_lower_bound_bytes": train["lower_bound"],
         "inference_peak_bytes": params + infer["bytes"] + ws_inf,
-        "training_peak_bytes": params + grads + opt + train["bytes"] + ws,
+        "training_peak_bytes": params + grads + opt + train["bytes"] + ws if training else 0,
     }
     memory = {
         "ledger": ledger,

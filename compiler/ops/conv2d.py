@@ -70,6 +70,7 @@ def pads4(attrs: dict[str, Any], kernel: tuple[int, int], dilation: tuple[int, i
 class Conv2d(Op):
     name = "conv2d"
     family = "conv"
+    epilogue_producer = True
     attributes: ClassVar[dict[str, Any]] = {
         "out_channels": {**INT_POS, "description": "number of output channels"},
         "kernel": {**PAIR_POS, "description": "kernel size: int or [height, width]"},
