@@ -21,10 +21,11 @@ and training figures are 0.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import replace
 from typing import Any
 
-from .fusion import removed_in_inference, root
+from .fusion import fuse, root
 from .ops import OPS
 from .ops.base import TensorType
 from .plan import OPTIMIZER_SLOTS, Plan, Step, grad_name
@@ -156,6 +157,19 @@ def _workspace(plan: Plan, step: Step, batch: int) -> int:
     return OPS[step.op].workspace(step.attrs, ins, TensorType(tuple(o.shape), o.dtype, o.batched), batch)
 
 
+def folded_numel(plan: Plan) -> int:
+    """Elements of the weights and biases an inference plan folds batchnorm into (one copy of
+    each folding producer's weight and a bias per output channel; the plan's own parameters
+    stay as they are, so weights load and save unchanged)."""
+    shapes = {p.name: p.shape for p in plan.params}
+    n = 0
+    for s in plan.steps:
+        if s.fold:
+            w = shapes[f"{s.module}.w"]
+            n += math.prod(w) + w[0]
+    return n
+
+
 def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_bytes: int = 4) -> Plan:
     """A copy of ``plan`` with arena offsets and the ledger for ``batch``.
     ``float_bytes`` is 4 (float32) except for float64 gradient checks."""
@@ -164,10 +178,12 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
     # Contracts state workspace in float32 bytes.
     steps = [replace(s, workspace=_align(_workspace(plan, s, batch) * fb // 4)) for s in plan.steps]
     fwd = [s for s in steps if s.kind == "forward"]
-    # The inference layout is the inference plan's (compiler.fusion): without the steps it drops.
-    removed = removed_in_inference(plan)
-    kept = [s for s in fwd if s.output not in removed]
-    infer = _layout(replace(plan, aliases={**plan.aliases, **removed}), kept, batch, fb)
+    # The inference figures are the inference plan's (compiler.fusion), whatever the mode.
+    inf = plan if plan.mode == "inference" else fuse(plan, "inference", epilogues=plan.fused)
+    in_inf = {s.module for s in inf.steps}
+    inf_fwd = [s for s in fwd if s.module in in_inf]
+    infer = _layout(inf, inf_fwd, batch, fb)
+    folded = folded_numel(inf) * fb
     training = plan.mode == "training"
     train = _layout(plan, steps, batch, fb) if training else {"offsets": {}, "bytes": 0, "lower_bound": 0}
     params = sum(p.numel for p in plan.params) * fb
@@ -184,7 +200,7 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         saved.update(s.saved)
     saved = {root(plan.aliases, n) for n in saved}  # an aliased buffer is saved once
     activations = sum(plan.tensors[n].nbytes(batch, fb) for n in saved)
-    ws_inf = max((s.workspace for s in fwd), default=0)
+    ws_inf = max((s.workspace for s in inf_fwd), default=0)
     ws = max((s.workspace for s in steps), default=0)
     ledger = {
         "batch": batch,
@@ -199,7 +215,8 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         "training_arena_bytes": train["bytes"],
         "inference_lower_bound_bytes": infer["lower_bound"],
         "training_lower_bound_bytes": train["lower_bound"],
-        "inference_peak_bytes": params + infer["bytes"] + ws_inf,
+        "folded_params_bytes": folded,
+        "inference_peak_bytes": params + folded + infer["bytes"] + ws_inf,
         "training_peak_bytes": params + grads + opt + train["bytes"] + ws if training else 0,
     }
     memory = {

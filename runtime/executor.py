@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numba
 import numpy as np
 
-from ..compiler.memory import ALIGN, assign_memory
+from ..compiler.memory import ALIGN, assign_memory, folded_numel
 from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk, nothing
 from .init import initialize
-from .kernels import kernel_module
+from .kernels import _fold, kernel_module
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -121,6 +121,8 @@ class PlanRunner:
         self._views, self._forward, self._backward = {}, [], []
         self._buffer_ops: Any = None
         self._stepwise: list[Thunk] | None = None
+        self._refold: list[Thunk] = []  # inference plans: refold batchnorm into weights
+        self._refold_views: list[tuple[Any, Any]] = []
         self._fused_in_kernel: set[str] = set()
         n_params = sum(p.numel for p in self.plan.params)
         n_grads = 0 if self.inference else sum(p.numel for p in self.plan.params if p.trainable)
@@ -137,7 +139,7 @@ class PlanRunner:
         led = self.plan.memory["ledger"]
         self.allocated_bytes = (
             self.params.nbytes + self.grads.nbytes + self.opt_state.nbytes + self.arena.nbytes
-            + (self.workspace.nbytes if led["workspace_bytes"] else 0)
+            + self.folded.nbytes + (self.workspace.nbytes if led["workspace_bytes"] else 0)
         )  # fmt: skip
 
     def view(self, name: str) -> Any:
@@ -174,20 +176,37 @@ class PlanRunner:
         back = {s.module for s in self.plan.backward_steps}
         ops = {s.module: s.op for s in self.plan.forward_steps}
         in_kernel = set()  # activations their producer's kernel applies
+        folded = {s.fold for s in self.plan.forward_steps if s.fold}  # batchnorms that never run
         bwd_thunks: dict[str, Thunk] = {}
         bindings = []
         for s, b in step_bindings(self.plan, self.view, param, grad, self.workspace, self.state):
             if s.epilogue and ops[s.epilogue] in backend.epilogues(s.op):
                 b.epilogue = ops[s.epilogue]
                 in_kernel.add(s.epilogue)
+            if s.fold:
+                b.p = self._bind_fold(s, b.p, param)
             fwd, bwd = getattr(kernel_module(s.op), bind)(b)
-            self._forward.append(nothing if s.module in in_kernel else fwd)
+            self._forward.append(nothing if s.module in in_kernel | folded else fwd)
             bindings.append(b)
             if s.module in back:
                 bwd_thunks[s.module] = bwd
         self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
         self._bindings, self._fused_in_kernel = bindings, in_kernel
         return bindings
+
+    def _bind_fold(self, s: Step, p: dict[str, Any], param: Any) -> dict[str, Any]:
+        """The folded weight and bias a step runs on (compiler.fusion's fold), carved from
+        ``self.folded`` in step order, with the thunk that refolds them (``self._refold``)."""
+        bn = next(b for b in self.plan.forward_steps if b.module == s.fold)
+        w = p["w"]
+        off = sum(w.size + b.size for w, b in self._refold_views)
+        w_out = self.folded[off : off + w.size].reshape(w.shape)
+        b_out = self.folded[off + w.size : off + w.size + w.shape[0]]
+        self._refold_views.append((w_out, b_out))
+        bn_p = {n.rsplit(".", 1)[1]: param(n) for n in bn.params}
+        fold = getattr(_fold, self.backend.bind_attr)
+        self._refold.append(fold(p, bn_p, bn.attrs["eps"], w_out, b_out, self.folded[:0]))
+        return {"w": w_out, "b": b_out}
 
     # -- running -------------------------------------------------------------
     @property
@@ -216,6 +235,8 @@ class PlanRunner:
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
         if inputs is not None:
             self.set_inputs(inputs)
+        for f in self._refold:
+            f()
         for f in self._forward:
             f()
 
@@ -237,6 +258,8 @@ class PlanRunner:
                 else f
                 for s, b, f in zip(self.plan.forward_steps, self._bindings, self._forward, strict=True)
             ]
+        for f in self._refold:
+            f()
         for s, f in zip(self.plan.forward_steps, self._stepwise, strict=True):
             f()
             yield s
@@ -263,6 +286,7 @@ class Executor(PlanRunner):
         self.opt_state = np.zeros((slots, n_grads), self.dtype)
         self.arena = _aligned(self.arena_bytes)
         self.workspace = _aligned(max(led["workspace_bytes"], ALIGN))
+        self.folded = np.zeros(folded_numel(self.plan), self.dtype)
         self._count_allocated()
         self.state.seed[0] = seed
         initialize(self.plan, self.params, seed)

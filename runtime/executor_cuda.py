@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ..compiler.memory import ALIGN
+from ..compiler.memory import ALIGN, folded_numel
 from ..compiler.plan import Plan
 from .backends.base import DeviceError
 from .binding import Thunk
@@ -76,6 +76,7 @@ class CudaExecutor(PlanRunner):
         self.opt_state = cuda.device_array((slots, n_grads), self.dtype)
         self.arena = cuda.device_array(self.arena_bytes, np.uint8)
         self.workspace = cuda.device_array(max(led["workspace_bytes"], ALIGN), np.uint8)
+        self.folded = cuda.device_array(folded_numel(self.plan), self.dtype)
         # Zeroed like the CPU executor's buffers: optimizer state must start at 0, and a gradient or
         # activation nobody writes must read as 0, not as the previous tenant's bytes.
         for buf in (self.grads, self.opt_state, self.arena, self.workspace):

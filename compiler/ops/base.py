@@ -172,6 +172,9 @@ class Op:
     #: whether an in-place activation may follow this op in its output buffer (compiler.fusion):
     #: the op writes a fresh output, and its backward never reads that output
     epilogue_producer: ClassVar[bool] = False
+    #: (normalisations) producer op -> the per-sample rank of its output at which an inference
+    #: plan may fold this op into the producer's weights (compiler.fusion); empty = never
+    folds_after: ClassVar[dict[str, int]] = {}
     #: one of LOSS_KINDS for a loss (every loss must set it); None for every other op
     loss_kind: ClassVar[str | None] = None
     #: attributes worth printing on a drawing's node

@@ -79,6 +79,9 @@ def fusion_lines(plan: Plan) -> list[str]:
         if d["kind"] == "epilogue":
             p, a = d["modules"]
             lines.append(f"{p} ({ops[p]}) + {a} ({ops[a]}): one step, {a} in {p}'s output buffer")
+        elif d["kind"] == "folded":
+            p, b = d["modules"]
+            lines.append(f"{b} ({ops[b]}): folded into {p}'s ({ops[p]}) weights and bias")
         else:
             m = d["modules"][0]
             lines.append(f"{m} ({ops[m]}): removed, {d['note']}")

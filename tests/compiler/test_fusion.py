@@ -102,10 +102,9 @@ def test_an_inference_plan_drops_dropout_and_backward(spec_file):
     led = plan.memory["ledger"]
     assert led["grads_bytes"] == led["optimizer_bytes"] == led["activations_bytes"] == 0
     assert led["training_arena_bytes"] == led["training_peak_bytes"] == 0
-    assert (
-        led["inference_peak_bytes"]
-        == led["params_bytes"] + led["inference_arena_bytes"] + led["workspace_bytes"]
-    )
+    parts = led["params_bytes"] + led["folded_params_bytes"] + led["inference_arena_bytes"]
+    assert led["inference_peak_bytes"] == parts + led["workspace_bytes"]
+    assert led["folded_params_bytes"] == (4 * 3 * 9 + 4) * 4  # bn folded into c
     # A training plan states the same inference figures as the inference plan.
     train = _net(spec_file).compile(4).memory["ledger"]
     assert train["inference_arena_bytes"] == led["inference_arena_bytes"]
@@ -142,3 +141,40 @@ def test_netc_compile_says_what_runs_fused(spec_file, capsys):
     out = capsys.readouterr().out
     assert "drop (dropout): removed, identity in inference" in out
     assert "  gradients " not in out and "inference plan (no gradients" in out
+
+
+def test_batchnorm_folds_only_in_inference_and_only_where_it_can(spec_file):
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [2, 6, 6]}
+      s: {shape: [4, 5]}
+      y: {shape: [], dtype: int64}
+    modules:
+      c: {op: conv2d, in: x, out_channels: 3, kernel: 3}
+      bn: {op: batchnorm2d, in: c}
+      c2: {op: conv2d, in: x, out_channels: 3, kernel: 3}
+      bn2: {op: batchnorm2d, in: c2}
+      other: {op: relu, in: c2}
+      seq: {op: linear, in: s, out_features: 5}
+      bnseq: {op: batchnorm1d, in: seq}
+      f1: {op: flatten, in: bn}
+      f2: {op: flatten, in: bn2}
+      f3: {op: flatten, in: other}
+      f4: {op: flatten, in: bnseq}
+      all: {op: concat, in: [f1, f2, f3, f4], axis: 0}
+      logits: {op: linear, in: all, out_features: 3}
+    losses:
+      ce: {op: cross_entropy, in: [logits, y]}
+    outputs: [logits]
+    """
+    net = netc.load(spec_file(text))
+    # Training-mode batchnorm normalises with batch statistics: never folded.
+    assert not [d for d in net.compile(2).fusion if d["kind"] == "folded"]
+    plan = net.compile(2, mode="inference")
+    # c2 has a second reader (other); bnseq normalises axis 0 of [4, 5], not the linear's axis.
+    assert [d["modules"] for d in plan.fusion if d["kind"] == "folded"] == [["c", "bn"]]
+    bn = next(s for s in plan.steps if s.module == "bn")
+    assert bn.fused_into == "c" and plan.aliases["bn"] == "c"
+    assert plan.memory["ledger"]["folded_params_bytes"] == (3 * 2 * 9 + 3) * 4
+    assert net.compile(2, mode="inference", fuse=False).memory["ledger"]["folded_params_bytes"] == 0
