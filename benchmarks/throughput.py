@@ -69,6 +69,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # a test loads this file by its path: startup.py sits next to it
+    sys.path.insert(0, str(HERE))
+from startup import Startup, inductor_env, median_or_none, render_startup, run_startup  # noqa: E402
+from startup import failures as startup_failures  # noqa: E402
+
 THREADS = 2
 LR, MOMENTUM = 0.01, 0.9
 
@@ -77,17 +82,21 @@ LR, MOMENTUM = 0.01, 0.9
 class Net:
     spec: Path
     batches: tuple[int, ...]
-    target: float  # netc/torch samples/s ratio to reach
+    target: float  # netc/torch-eager samples/s ratio to reach in the training step (inference: 1.0)
     samples: int  # samples per timed repeat of a training step (inference: 3x)
     gpu_target: float  # the same ratio on a GPU, for the training step
+    compile_target: float | None = None  # netc/torch.compile, training and inference (None: no target)
+    cold_start: float | None = None  # seconds, load -> first training step with an empty kernel cache
+    warm_start: float | None = None  # the same with the cache a first process filled
 
 
 NETS = {
-    "mlp": Net(HERE / "specs" / "mlp.yaml", (64, 256), 1.5, 24_000, 1.0),
-    "lenet5": Net(ROOT / "examples" / "lenet5.yaml", (64, 256), 1.0, 4_096, 1.0),
-    "resnet_mini": Net(HERE / "specs" / "resnet_mini.yaml", (64,), 1.0, 384, 0.5),
+    "mlp": Net(HERE / "specs" / "mlp.yaml", (64, 256), 1.5, 24_000, 1.0, 1.0),
+    "lenet5": Net(ROOT / "examples" / "lenet5.yaml", (64, 256), 1.0, 4_096, 1.0, 1.0),
+    "resnet_mini": Net(HERE / "specs" / "resnet_mini.yaml", (64,), 1.0, 384, 0.5, None, 10.0, 1.0),
     "transformer_layer": Net(HERE / "specs" / "transformer_layer.yaml", (32,), 1.0, 640, 0.5),
 }
+EAGER_TARGET = 1.0  # netc/torch-eager for every row without a higher training-step target
 # A GPU step takes well under a millisecond for the small nets: at least this many steps per timed
 # repeat keep the synchronize and the clock read a small part of it.
 GPU_MIN_STEPS = 20
@@ -101,6 +110,7 @@ class Kernel:
     fwd_flops: int  # per batch; backward is 2x (input and weight gradients)
     steps: int
     gpu_steps: int  # a GPU runs a step 10-100x faster: more steps for a measurable repeat
+    target: float  # share of the CPU's GEMM ceiling (NumPy's np.dot) to reach
 
 
 KERNELS = {
@@ -119,6 +129,7 @@ losses:
         2 * 64 * 32 * 32 * 32 * 32 * 9,
         6,
         50,
+        0.6,
     ),
     "linear": Kernel(
         "linear N256 1024 → 1024, bias",
@@ -135,6 +146,7 @@ losses:
         2 * 256 * 1024 * 1024,
         12,
         100,
+        0.9,
     ),
 }
 GEMM_N = 2048
@@ -166,6 +178,21 @@ def timed(
             sync()
         times.append(time.perf_counter() - t)
     return times
+
+
+def first_step(step: Callable[[], None], since: float, sync: Callable[[], None] | None = None) -> float:
+    """Run one step and return the seconds from ``since`` until it finished: the start-up time
+    (loading, compiling and binding, then the first step's own kernel compiles or cache loads)."""
+    step()
+    if sync:
+        sync()
+    return time.perf_counter() - since
+
+
+def since_spawn(a: argparse.Namespace) -> float | None:
+    """Wall seconds since the driver started this worker process (``--spawned``, a time.time()),
+    interpreter start-up and imports included; None when no driver started it."""
+    return None if a.spawned is None else time.time() - a.spawned
 
 
 def openblas_cores() -> dict[str, str]:
@@ -297,9 +324,13 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
 
         times = timed(kstep, a.steps, a.repeats, a.warmup, sync)
         return {**out, "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9}
+    t0 = time.perf_counter()  # the start-up time runs from here: build, compile, first step
     model = torch_twin(a.net).to(dev)
     x = torch.randn(a.batch, *TORCH_INPUT[a.net], device=dev)
     label = torch.randint(0, 10, (a.batch,), device=dev)
+    # inductor, default mode; compiling is lazy: the first call traces and compiles (both
+    # directions when training), so the first step's time is the compile time
+    run = torch.compile(model) if a.compile else model
     if a.mode == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -307,15 +338,18 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), label).backward()
+            loss_fn(run(x), label).backward()
             opt.step()
 
+        first = first_step(step, t0, sync)
         times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         model.eval()
         with torch.inference_mode():
-            times = timed(lambda: model(x), a.steps, a.repeats, a.warmup, sync)
-    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
+            first = first_step(lambda: run(x), t0, sync)
+            times = timed(lambda: run(x), a.steps, a.repeats, a.warmup, sync)
+    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times,
+            "first_step_s": first, "since_spawn_s": since_spawn(a)}  # fmt: skip
 
 
 def note_numba_gpu(out: dict[str, Any]) -> None:
@@ -406,6 +440,7 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             "threading_layer": threading_layer(),
             "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9,
         }
+    t0 = time.perf_counter()  # the start-up time runs from here: load, compile, bind, first step
     plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum")
     ex = executor(plan, a.batch, "momentum")
     sync = ex.synchronize if a.device == "cuda" else None
@@ -421,15 +456,19 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             ex.backward()
             opt.step()
 
+        first = first_step(step, t0, sync)
         times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         ex.set_inputs(feed)  # labels once; inference feeds only the data
         data = {k: v for k, v in feed.items() if v.dtype.kind == "f"}
         ex.training = False
+        first = first_step(lambda: ex.forward(data), t0, sync)
         times = timed(lambda: ex.forward(data), a.steps, a.repeats, a.warmup, sync)
     out["openblas"] = openblas_cores()
     out["threading_layer"] = threading_layer()
-    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
+    out["kernel_cache"] = os.environ.get("NUMBA_CACHE_DIR", "")  # where netc.runtime pointed numba
+    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times,
+            "first_step_s": first, "since_spawn_s": since_spawn(a)}  # fmt: skip
 
 
 def numpy_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -462,16 +501,34 @@ def worker_env(framework: str) -> dict[str, str]:
 
 
 def spawn(
-    framework: str, net: str, batch: int, mode: str, steps: int, repeats: int, warmup: int, device: str
+    framework: str,
+    net: str,
+    batch: int,
+    mode: str,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    device: str,
+    env: dict[str, str] | None = None,
 ) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--net", net,
+    """One worker's result; ``framework`` "compile" is the torch worker under torch.compile, and
+    ``env`` adds to the worker's environment (a cache directory)."""
+    worker = "torch" if framework == "compile" else framework
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--net", net,
            "--batch", str(batch), "--mode", mode, "--steps", str(steps), "--repeats", str(repeats),
            "--warmup", str(warmup)]  # fmt: skip
+    if framework == "compile":
+        cmd.append("--compile")
     if device != "cpu":
         cmd += ["--device", device]
     try:
         p = subprocess.run(
-            cmd, env=worker_env(framework), cwd=ROOT, capture_output=True, text=True, timeout=900
+            [*cmd, "--spawned", repr(time.time())],  # the clock of since_spawn starts here
+            env={**worker_env(worker), **(env or {})},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
     except subprocess.TimeoutExpired:
         return {"error": "timed out after 900 s"}
@@ -506,10 +563,17 @@ def csv_ints(text: str) -> set[int]:
 
 
 def run_rounds(
-    names: list[str], batches: set[int] | None, rounds: int, quick: bool, device: str = "cpu"
+    names: list[str],
+    batches: set[int] | None,
+    rounds: int,
+    quick: bool,
+    device: str = "cpu",
+    tmp: Path | None = None,
 ) -> Results:
-    """Every measurement once per round, each in its own worker process; the
-    framework that goes first alternates from round to round."""
+    """Every measurement once per round, each in its own worker process; the framework that goes
+    first alternates from round to round. With ``tmp`` (a directory of the run's) the nets also
+    run under torch.compile, each row's workers sharing an inductor cache there that starts empty
+    (round 1 compiles cold, later rounds load from it)."""
     repeats, warmup, scale = (1, 1, 0.05) if quick else (3, 3, 1.0)
     gpu = device == "cuda"
     jobs: list[tuple[tuple, tuple]] = []  # (row key, spawn arguments but the framework)
@@ -526,6 +590,10 @@ def run_rounds(
         steps = 2 if quick else (KERNELS[k].gpu_steps if gpu else KERNELS[k].steps)
         jobs.append(((k,), (k, KERNELS[k].batch, "kernel", steps)))
     res: Results = {key: {"netc": [], "torch": []} for key, _ in jobs}
+    if tmp is not None:
+        for key, _ in jobs:
+            if len(key) == 3:
+                res[key]["compile"] = []
     if kernels and gpu:  # netc's own GEMM against cuBLAS, one row a size
         for n in GPU_GEMM_SIZES:
             jobs.append((("gemm", n), ("gemm", n, "kernel", 2 if quick else gpu_gemm_steps(n))))
@@ -537,23 +605,33 @@ def run_rounds(
         for key, job in jobs:
             frameworks = list(res[key])
             for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-                out = spawn(fw, *job, repeats, warmup, device)
+                env = {"env": inductor_env(tmp, key)} if fw == "compile" and tmp else {}
+                out = spawn(fw, *job, repeats, warmup, device, **env)
                 res[key][fw].append(out)
                 shown = out.get("error") or fmt(out.get("samples_per_s", out.get("gflops")), ",.1f")
-                print(f"  round {r + 1}/{rounds} {fw:<5} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
+                print(f"  round {r + 1}/{rounds} {fw:<7} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
     return res
 
 
 def render(
-    res: Results, command: str, rounds: int, quick: bool, load0: float, wall: float
+    res: Results,
+    command: str,
+    rounds: int,
+    quick: bool,
+    load0: float,
+    wall: float,
+    startup: Startup | None = None,
 ) -> tuple[str, bool]:
     """The markdown report, and whether any worker failed."""
+    startup = startup or {}
     every = [r for v in res.values() for rs in v.values() for r in rs]
+    every += [r for got in startup.values() for r in got.values()]
     cores = sorted({f"{lib} {core}" for r in every for lib, core in r.get("openblas", {}).items()})
     versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
     layers = sorted({r["threading_layer"] for r in every if "threading_layer" in r})
+    compiled = any("compile" in v for v in res.values())
     lines = [
-        "# netc vs PyTorch CPU eager: throughput",
+        "# netc vs PyTorch CPU eager" + (" and torch.compile" if compiled else "") + ": throughput",
         "",
         f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
         f"{os.cpu_count()} cores · python {platform.python_version()} · {', '.join(versions)}",
@@ -571,7 +649,19 @@ def render(
         f"processes share the {os.cpu_count()} cores and the figures are noisy. Wall {wall:.0f} s.",
         "",
     ]
-    lines += net_table(res, lambda n, mode: NETS[n].target, "target")
+    if compiled:
+        lines += [
+            "torch.compile: `torch.compile(model)` (inductor, default mode) on the same twin; its first call "
+            "traces and compiles. Each row's inductor cache (TORCHINDUCTOR_CACHE_DIR) starts empty: the "
+            "first-call column gives round 1 (cold) / the median of later rounds (warm cache).",
+            "",
+        ]
+    lines += net_table(
+        res,
+        lambda n, mode: NETS[n].target if mode == "train" else EAGER_TARGET,
+        "target",
+        lambda n, mode: NETS[n].compile_target,
+    )
     kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
     if kernels:
         ceiling = median_of(res[("gemm",)]["numpy"], "gflops")
@@ -584,17 +674,21 @@ def render(
             f"GEMM ceiling: NumPy float32 np.dot {GEMM_N}² {fmt(ceiling, '.1f')} GFLOP/s; "
             f"torch.mm {GEMM_N}² {fmt(tgemm, '.1f')} GFLOP/s ({share(tgemm)} of NumPy's)",
             "",
-            "| layer, forward + backward (dx and dW) | netc GFLOP/s | share of NumPy GEMM "
+            "| layer, forward + backward (dx and dW) | netc GFLOP/s | share of NumPy GEMM | target "
             "| torch GFLOP/s | share of NumPy GEMM |",
-            "|---|---:|---:|---:|---:|",
+            "|---|---:|---:|---|---:|---:|",
         ]
         for (k,) in kernels:
             nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
+            t = KERNELS[k].target
+            mark = "" if nv is None or not ceiling else " ✓" if nv / ceiling >= t else " ✗"
             lines.append(
-                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {share(nv)} | {fmt(tv, '.1f')} | {share(tv)} |"
+                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {share(nv)} | ≥ {t:.0%}{mark} "
+                f"| {fmt(tv, '.1f')} | {share(tv)} |"
             )
         lines.append("")
-    failed = failures(res)
+    lines += render_startup(startup, NETS)
+    failed = failures(res) + startup_failures(startup)
     if failed:
         lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
     return "\n".join(lines), bool(failed)
@@ -607,27 +701,51 @@ def failures(res: Results) -> list[str]:
     )  # fmt: skip
 
 
-def net_table(res: Results, target_of: Callable[[str, str], float | None], heading: str) -> list[str]:
-    """The samples/s table of the nets, netc against torch, with each row's target (None: "—")."""
+def net_table(
+    res: Results,
+    target_of: Callable[[str, str], float | None],
+    heading: str,
+    compile_target_of: Callable[[str, str], float | None] = lambda n, mode: None,
+) -> list[str]:
+    """The samples/s table of the nets, netc against torch eager (and torch.compile, when its
+    workers ran), with each row's targets (None: "—")."""
     nets = [k for k in res if len(k) == 3]
     if not nets:
         return []
+    compiled = any("compile" in res[k] for k in nets)
+    fws = ["netc", "torch", *(["compile"] if compiled else [])]
+    extra = ("torch.compile samples/s | ", "netc/torch.compile | target | torch.compile first call, s "
+             "(cold / warm) | ", " / torch.compile", "---:|", "---:|---|---:|")  # fmt: skip
+    head, ratios, spreads, col, cols = extra if compiled else ("", "", "", "", "")
     lines = [
-        f"| net | batch | mode | netc samples/s | torch samples/s | netc/torch | {heading} "
-        "| spread netc / torch (max/min over rounds) |",
-        "|---|---:|---|---:|---:|---:|---|---|",
+        f"| net | batch | mode | netc samples/s | torch eager samples/s | {head}netc/eager | {heading} "
+        f"| {ratios}spread netc / eager{spreads} (max/min over rounds) |",
+        f"|---|---:|---|---:|---:|{col}---:|---|{cols}---|",
     ]
     for n, b, mode in nets:
-        nr, tr = res[(n, b, mode)]["netc"], res[(n, b, mode)]["torch"]
-        nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
-        ratio, shown = ratio_cell(nv, tv)
-        t = target_of(n, mode)
-        target = "—" if t is None else f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
-        lines.append(
-            f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
-            f"| {target} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
-        )
+        rs = res[(n, b, mode)]
+        vals = [median_of(rs[fw], "samples_per_s") for fw in fws]
+        ratio, shown = ratio_cell(vals[0], vals[1])
+        cells = [n, b, mode, *(fmt(v, ",.0f") for v in vals), shown, target_mark(ratio, target_of(n, mode))]
+        if compiled:
+            cratio, cshown = ratio_cell(vals[0], vals[2])
+            cells += [cshown, target_mark(cratio, compile_target_of(n, mode)), first_calls(rs["compile"])]
+        cells.append(" / ".join(spread(rs[fw], "samples_per_s") for fw in fws))
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     return [*lines, ""]
+
+
+def target_mark(ratio: float | None, t: float | None) -> str:
+    """'≥ t' and whether the ratio meets it (✓) or not (✗); — without a target."""
+    return "—" if t is None else f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
+
+
+def first_calls(results: list[dict]) -> str:
+    """torch.compile's first call, seconds: round 1 (the row's inductor cache empty) / the median
+    of the later rounds (cache warm)."""
+    firsts = [r.get("first_step_s") for r in results]
+    cold = firsts[0] if firsts else None
+    return f"{fmt(cold, '.1f')} / {fmt(median_or_none(firsts[1:]), '.1f')}"
 
 
 def ratio_cell(nv: float | None, tv: float | None) -> tuple[float | None, str]:
@@ -738,7 +856,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput.md", help="markdown output")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cpu (default) or cuda: netc's CudaExecutor against PyTorch on the GPU")  # fmt: skip
+    default = "default: on, off with --quick; CPU only"
+    ap.add_argument("--torch-compile", action=argparse.BooleanOptionalAction,
+                    help=f"the torch.compile column ({default})")  # fmt: skip
+    ap.add_argument("--startup", action=argparse.BooleanOptionalAction,
+                    help=f"the time-to-first-step table, cold and warm kernel cache ({default})")  # fmt: skip
     ap.add_argument("--worker", choices=["netc", "torch", "numpy"], help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)  # the torch worker compiles
+    ap.add_argument("--spawned", type=float, help=argparse.SUPPRESS)  # the driver's time.time() at spawn
     ap.add_argument("--net", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["train", "infer", "kernel"], default="train", help=argparse.SUPPRESS)
@@ -753,7 +878,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"throughput.py: unknown --only {unknown}; choose from {[*NETS, *KERNELS]}", file=sys.stderr)
         return 1
+    with_compile = not a.quick if a.torch_compile is None else a.torch_compile
+    with_startup = not a.quick if a.startup is None else a.startup
+    if a.device == "cuda" and (a.torch_compile or a.startup):
+        print("throughput.py: --torch-compile and --startup are CPU-only", file=sys.stderr)
+        return 1
     if a.device == "cuda":
+        with_compile = with_startup = False
         why = gpu_missing()
         if why:
             print(
@@ -765,9 +896,18 @@ def main(argv: list[str] | None = None) -> int:
     rounds = a.rounds or (1 if a.quick else 3)
     command = " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
     load0, started = os.getloadavg()[0], time.time()
-    res = run_rounds(names, a.batches, rounds, a.quick, a.device)
-    report = render_gpu if a.device == "cuda" else render
-    text, failed = report(res, command, rounds, a.quick, load0, time.time() - started)
+    with tempfile.TemporaryDirectory(prefix="netc-bench-") as d:  # the run's empty caches
+        tmp = Path(d)
+        res = run_rounds(names, a.batches, rounds, a.quick, a.device, tmp if with_compile else None)
+        startup: Startup = {}
+        if with_startup:
+            kept = {n: [b for b in NETS[n].batches if a.batches is None or b in a.batches] for n in NETS}
+            rows = [(n, kept[n][0]) for n in names if n in NETS and kept[n]]  # each net's first batch
+            startup = run_startup(rows, spawn, tmp, res, with_compile, lambda m: print(m, file=sys.stderr))
+    if a.device == "cuda":
+        text, failed = render_gpu(res, command, rounds, a.quick, load0, time.time() - started)
+    else:
+        text, failed = render(res, command, rounds, a.quick, load0, time.time() - started, startup)
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text + "\n")
