@@ -1,31 +1,68 @@
-"""Throughput benchmark: netc against PyTorch eager on the CPU (or a CUDA GPU), samples/s and GFLOP/s.
+"""Throughput benchmark: netc against PyTorch eager and torch.compile on the CPU (or eager on a CUDA
+GPU), samples/s, GFLOP/s and the time to the first step.
 
-    python benchmarks/throughput.py                 # everything, 3 alternating rounds (minutes)
-    python benchmarks/throughput.py --quick         # smoke run: few steps, one round
+    python benchmarks/throughput.py                 # everything, 3 alternating rounds (half an hour+:
+                                                    #   each torch.compile row compiles cold once)
+    python benchmarks/throughput.py --quick         # smoke run: few steps, one round, eager only
     python benchmarks/throughput.py --only mlp,conv # a subset (nets: mlp lenet5 resnet_mini
                                                     #   transformer_layer; kernels: conv linear)
     python benchmarks/throughput.py --quick --only mlp --batches 64 --out /tmp/t.md   # the test's smoke run
+    python benchmarks/throughput.py --only lenet5 --rounds 1 --no-torch-compile   # no compile column
+    python benchmarks/throughput.py --quick --only mlp --torch-compile --startup       # both, a few minutes
 
 For each net and batch it measures (a) a training step — forward, loss,
 backward and an SGD-momentum update (lr 0.01, momentum 0.9) — and (b)
-inference, in netc and in a PyTorch twin of the same architecture, then the
-forward+backward GFLOP/s of one conv2d and one linear layer as a share of the
-float32 GEMM ceiling (np.dot of 2048², measured in the same run).
+inference, in netc and in a PyTorch twin of the same architecture, eager and
+under ``torch.compile(model)`` (inductor, default mode; only the model is
+compiled, the optimizer step stays eager), then the forward+backward GFLOP/s of
+one conv2d and one linear layer as a share of the float32 GEMM ceiling (np.dot
+of 2048², measured in the same run).
 
 Every measurement runs in its own worker process with 2 threads, because
 OpenBLAS (netc's BLAS, through SciPy) and PyTorch's OpenMP/MKL pools fight for
 the two cores when they share a process (idle OpenMP workers spin instead of sleeping); the driver alternates
-which framework goes first from round to round and reports medians over rounds.
-A worker is ``--worker netc|torch|numpy --net NAME --batch B --mode train|infer|kernel``;
-it warms up (compiles or loads kernels, fills caches), times ``--repeats``
+which framework goes first from round to round (netc, eager, torch.compile, then the reverse) and
+reports medians over rounds.
+A worker is ``--worker netc|torch|numpy --net NAME --batch B --mode train|infer|kernel``
+(``--compile``: the torch worker runs the compiled model); it runs one first step (timed from
+loading the spec or building the model: the start-up time), warms up, times ``--repeats``
 runs of ``--steps`` steps and prints one JSON line.
+
+torch.compile's first call traces and compiles. Each net row's torch.compile workers share an
+inductor cache (``TORCHINDUCTOR_CACHE_DIR`` in the run's temporary directory) that starts empty, so
+the table's "first call" column gives round 1's cold compile / the median of the later rounds'
+warm-cache first calls; the timed steps come after it and exclude it.
+
+The start-up table (benchmarks/startup.py) gives, for every net at its first batch size, training
+and inference, the time from loading the spec through compiling and binding to the first completed
+step, and in brackets the same from the worker's spawn (interpreter and imports included): netc
+with a cold kernel cache (a fresh empty ``NETC_CACHE_DIR``, which netc.runtime hands numba as
+``NUMBA_CACHE_DIR``; see runtime/cache.py) and warm (a second process on that directory), and
+torch.compile cold and warm likewise; PyTorch eager's first step for reference. The throughput
+rows' netc workers use the user's own (normally warm) kernel cache.
+
+Targets, each marked met (✓) or missed (✗): netc/eager ≥ 1.0x in every row and ≥ 1.5x for the MLP's
+training step; netc/torch.compile ≥ 1.0x for the MLP and LeNet-5, training and inference; conv2d
+forward + backward ≥ 60% of the GEMM ceiling, linear ≥ 90%; ResNet-mini's first training step
+< 10 s cold and < 1 s warm (load to first step).
+
+``--quick`` leaves out the torch.compile column and the start-up table (a cold inductor compile
+takes 30-60 s per row here); ``--torch-compile`` and ``--startup`` put them back, and
+``--no-torch-compile`` / ``--no-startup`` drop them from a full run. Without the compile column
+the start-up table has no torch.compile figures.
 
 netc's timed step includes copying the batch into its arena (its real per-batch
 cost); PyTorch reads the same preallocated tensors. Inference in PyTorch runs
 under ``torch.inference_mode()`` in eval mode (the transformer layer takes its
-fused fast path there). The markdown table is printed and written to
-benchmarks/results/throughput.md (git-ignored). The figures say which
-OPENBLAS_CORETYPE was set: it changes the GEMM ceiling about 2x on these machines.
+fused fast path there). The markdown report is printed and written to
+benchmarks/results/throughput.md (git-ignored). Its header gives the date, the load average at
+start and end, the threads per worker, the versions (torch's included) and which
+OPENBLAS_CORETYPE was set (and the core OpenBLAS reports): it changes the GEMM ceiling about 2x
+on these machines.
+
+Longer than 520 lines: one script that respawns itself as its workers, so the nets, the PyTorch
+twins and the timing code exist once for the driver and every worker (the start-up table's
+driver and rendering are in startup.py).
 
 On a GPU (``--device cuda``; needs a CUDA GPU, numba-cuda and a CUDA build of PyTorch):
 
