@@ -60,9 +60,10 @@ start and end, the threads per worker, the versions (torch's included) and which
 OPENBLAS_CORETYPE was set (and the core OpenBLAS reports): it changes the GEMM ceiling about 2x
 on these machines.
 
-Longer than 520 lines: one script that respawns itself as its workers, so the nets, the PyTorch
-twins and the timing code exist once for the driver and every worker (the start-up table's
-driver and rendering are in startup.py).
+Longer than 520 lines: the driver respawns this one script as every worker (netc, PyTorch and
+NumPy, CPU and GPU), so the workers and the driver live together. Beside it: nets.py (the nets,
+kernels, targets and PyTorch twins), report.py (the markdown tables) and startup.py (the start-up
+runs and their table).
 
 On a GPU (``--device cuda``; needs a CUDA GPU, numba-cuda and a CUDA build of PyTorch):
 
@@ -89,110 +90,37 @@ starting any worker.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:  # a test loads this file by its path: startup.py sits next to it
+if str(HERE) not in sys.path:  # a test loads this file by its path: its modules sit next to it
     sys.path.insert(0, str(HERE))
-from startup import Startup, inductor_env, median_or_none, render_startup, run_startup  # noqa: E402
-from startup import failures as startup_failures  # noqa: E402
-
-THREADS = 2
-LR, MOMENTUM = 0.01, 0.9
-
-
-@dataclass(frozen=True)
-class Net:
-    spec: Path
-    batches: tuple[int, ...]
-    target: float  # netc/torch-eager samples/s ratio to reach in the training step (inference: 1.0)
-    samples: int  # samples per timed repeat of a training step (inference: 3x)
-    gpu_target: float  # the same ratio on a GPU, for the training step
-    compile_target: float | None = None  # netc/torch.compile, training and inference (None: no target)
-    cold_start: float | None = None  # seconds, load -> first training step with an empty kernel cache
-    warm_start: float | None = None  # the same with the cache a first process filled
-
-
-NETS = {
-    "mlp": Net(HERE / "specs" / "mlp.yaml", (64, 256), 1.5, 24_000, 1.0, 1.0),
-    "lenet5": Net(ROOT / "examples" / "lenet5.yaml", (64, 256), 1.0, 4_096, 1.0, 1.0),
-    "resnet_mini": Net(HERE / "specs" / "resnet_mini.yaml", (64,), 1.0, 384, 0.5, None, 10.0, 1.0),
-    "transformer_layer": Net(HERE / "specs" / "transformer_layer.yaml", (32,), 1.0, 640, 0.5),
-}
-EAGER_TARGET = 1.0  # netc/torch-eager for every row without a higher training-step target
-# A GPU step takes well under a millisecond for the small nets: at least this many steps per timed
-# repeat keep the synchronize and the clock read a small part of it.
-GPU_MIN_STEPS = 20
-
-
-@dataclass(frozen=True)
-class Kernel:
-    shape: str  # for the table
-    batch: int
-    spec: str  # a netc spec whose module `k` is the layer timed
-    fwd_flops: int  # per batch; backward is 2x (input and weight gradients)
-    steps: int
-    gpu_steps: int  # a GPU runs a step 10-100x faster: more steps for a measurable repeat
-    target: float  # share of the CPU's GEMM ceiling (NumPy's np.dot) to reach
-
-
-KERNELS = {
-    "conv": Kernel(
-        "conv2d N64 C32 32×32 → 32, k3 p1, no bias",
-        64,
-        """netc: 1
-inputs:
-  x: {shape: [32, 32, 32]}
-  t: {shape: [32, 32, 32]}
-modules:
-  k: {op: conv2d, in: x, out_channels: 32, kernel: 3, padding: 1, bias: false}
-losses:
-  l: {op: mse, in: [k, t]}
-""",
-        2 * 64 * 32 * 32 * 32 * 32 * 9,
-        6,
-        50,
-        0.6,
-    ),
-    "linear": Kernel(
-        "linear N256 1024 → 1024, bias",
-        256,
-        """netc: 1
-inputs:
-  x: {shape: [1024]}
-  t: {shape: [1024]}
-modules:
-  k: {op: linear, in: x, out_features: 1024}
-losses:
-  l: {op: mse, in: [k, t]}
-""",
-        2 * 256 * 1024 * 1024,
-        12,
-        100,
-        0.9,
-    ),
-}
-GEMM_N = 2048
-GPU_GEMM_SIZES = (512, 1024, 2048)  # square float32 GEMMs, netc's tiled kernel against cuBLAS
-GPU_GEMM_FLOPS = 2e11  # per timed repeat, whatever the size: 0.1 s at 2 TFLOP/s
-
-
-def gpu_gemm_steps(n: int) -> int:
-    return max(3, math.ceil(GPU_GEMM_FLOPS / (2 * n**3)))
+from nets import (  # noqa: E402
+    GEMM_N,
+    GPU_GEMM_SIZES,
+    GPU_MIN_STEPS,
+    KERNELS,
+    LR,
+    MOMENTUM,
+    NETS,
+    THREADS,
+    TORCH_INPUT,
+    gpu_gemm_steps,
+    torch_twin,
+)
+from report import Results, fmt, render, render_gpu  # noqa: E402
+from startup import Startup, inductor_env, run_startup  # noqa: E402
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -264,63 +192,6 @@ def threading_layer() -> str:
         return numba.threading_layer()
     except ValueError:
         return "none"
-
-
-def torch_twin(net: str) -> Any:
-    """The PyTorch module equivalent to a benchmark net's spec."""
-    from torch import nn
-
-    if net == "mlp":
-        return nn.Sequential(
-            nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
-        )
-    if net == "lenet5":
-        return nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
-            nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
-        )  # fmt: skip
-    if net == "resnet_mini":
-
-        class Basic(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.conv1 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
-                self.bn1 = nn.BatchNorm2d(32)
-                self.conv2 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
-                self.bn2 = nn.BatchNorm2d(32)
-
-            def forward(self, x: Any) -> Any:
-                y = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
-                return (y + x).relu()
-
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-            Basic(), Basic(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
-        )  # fmt: skip
-    if net == "transformer_layer":
-
-        class Layer(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.layer = nn.TransformerEncoderLayer(
-                    128, 4, 512, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-                )
-                self.head = nn.Linear(128, 10)
-
-            def forward(self, x: Any) -> Any:
-                return self.head(self.layer(x).mean(dim=1))
-
-        return Layer()
-    raise ValueError(f"no PyTorch twin for '{net}'")
-
-
-TORCH_INPUT = {
-    "mlp": (784,),
-    "lenet5": (1, 28, 28),
-    "resnet_mini": (3, 32, 32),
-    "transformer_layer": (64, 128),
-}
 
 
 def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -575,23 +446,6 @@ def spawn(
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-Results = dict[tuple, dict[str, list[dict]]]  # row key -> framework -> one result per round
-
-
-def median_of(results: list[dict], field: str) -> float | None:
-    vals = [r[field] for r in results if field in r]
-    return statistics.median(vals) if vals else None
-
-
-def spread(results: list[dict], field: str) -> str:
-    vals = [r[field] for r in results if field in r]
-    return f"{max(vals) / min(vals):.2f}" if len(vals) > 1 and min(vals) > 0 else "—"
-
-
-def fmt(v: float | None, spec: str) -> str:
-    return "—" if v is None else format(v, spec)
-
-
 def csv_ints(text: str) -> set[int]:
     try:
         return {int(t) for t in text.split(",")}
@@ -648,215 +502,6 @@ def run_rounds(
                 shown = out.get("error") or fmt(out.get("samples_per_s", out.get("gflops")), ",.1f")
                 print(f"  round {r + 1}/{rounds} {fw:<7} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
     return res
-
-
-def render(
-    res: Results,
-    command: str,
-    rounds: int,
-    quick: bool,
-    load0: float,
-    wall: float,
-    startup: Startup | None = None,
-) -> tuple[str, bool]:
-    """The markdown report, and whether any worker failed."""
-    startup = startup or {}
-    every = [r for v in res.values() for rs in v.values() for r in rs]
-    every += [r for got in startup.values() for r in got.values()]
-    cores = sorted({f"{lib} {core}" for r in every for lib, core in r.get("openblas", {}).items()})
-    versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
-    layers = sorted({r["threading_layer"] for r in every if "threading_layer" in r})
-    compiled = any("compile" in v for v in res.values())
-    lines = [
-        "# netc vs PyTorch CPU eager" + (" and torch.compile" if compiled else "") + ": throughput",
-        "",
-        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
-        f"{os.cpu_count()} cores · python {platform.python_version()} · {', '.join(versions)}",
-        "",
-        f"{THREADS} threads per worker process (numba threading layer: {', '.join(layers) or '—'}); "
-        f"median of {rounds} alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
-        + (" (--quick: smoke figures)" if quick else ""),
-        "",
-        f"command: `{command}`",
-        "",
-        f"OPENBLAS_CORETYPE: {os.environ.get('OPENBLAS_CORETYPE', 'unset')}"
-        + (f" (OpenBLAS core in use: {', '.join(cores)})" if cores else ""),
-        "",
-        f"load average (1 min): {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; above about 0.5 other "
-        f"processes share the {os.cpu_count()} cores and the figures are noisy. Wall {wall:.0f} s.",
-        "",
-    ]
-    if compiled:
-        lines += [
-            "torch.compile: `torch.compile(model)` (inductor, default mode) on the same twin; its first call "
-            "traces and compiles. Each row's inductor cache (TORCHINDUCTOR_CACHE_DIR) starts empty: the "
-            "first-call column gives round 1 (cold) / the median of later rounds (warm cache).",
-            "",
-        ]
-    lines += net_table(
-        res,
-        lambda n, mode: NETS[n].target if mode == "train" else EAGER_TARGET,
-        "target",
-        lambda n, mode: NETS[n].compile_target,
-    )
-    kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
-    if kernels:
-        ceiling = median_of(res[("gemm",)]["numpy"], "gflops")
-        tgemm = median_of(res[("gemm",)]["torch"], "gflops")
-
-        def share(v: float | None) -> str:
-            return "—" if v is None or not ceiling else f"{v / ceiling:.0%}"
-
-        lines += [
-            f"GEMM ceiling: NumPy float32 np.dot {GEMM_N}² {fmt(ceiling, '.1f')} GFLOP/s; "
-            f"torch.mm {GEMM_N}² {fmt(tgemm, '.1f')} GFLOP/s ({share(tgemm)} of NumPy's)",
-            "",
-            "| layer, forward + backward (dx and dW) | netc GFLOP/s | share of NumPy GEMM | target "
-            "| torch GFLOP/s | share of NumPy GEMM |",
-            "|---|---:|---:|---|---:|---:|",
-        ]
-        for (k,) in kernels:
-            nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
-            t = KERNELS[k].target
-            mark = "" if nv is None or not ceiling else " ✓" if nv / ceiling >= t else " ✗"
-            lines.append(
-                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {share(nv)} | ≥ {t:.0%}{mark} "
-                f"| {fmt(tv, '.1f')} | {share(tv)} |"
-            )
-        lines.append("")
-    lines += render_startup(startup, NETS)
-    failed = failures(res) + startup_failures(startup)
-    if failed:
-        lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
-    return "\n".join(lines), bool(failed)
-
-
-def failures(res: Results) -> list[str]:
-    return sorted(
-        {f"{' '.join(map(str, k))} ({fw}): {r['error']}" for k, v in res.items() for fw, rs in v.items()
-         for r in rs if "error" in r}
-    )  # fmt: skip
-
-
-def net_table(
-    res: Results,
-    target_of: Callable[[str, str], float | None],
-    heading: str,
-    compile_target_of: Callable[[str, str], float | None] = lambda n, mode: None,
-) -> list[str]:
-    """The samples/s table of the nets, netc against torch eager (and torch.compile, when its
-    workers ran), with each row's targets (None: "—")."""
-    nets = [k for k in res if len(k) == 3]
-    if not nets:
-        return []
-    compiled = any("compile" in res[k] for k in nets)
-    fws = ["netc", "torch", *(["compile"] if compiled else [])]
-    extra = ("torch.compile samples/s | ", "netc/torch.compile | target | torch.compile first call, s "
-             "(cold / warm) | ", " / torch.compile", "---:|", "---:|---|---:|")  # fmt: skip
-    head, ratios, spreads, col, cols = extra if compiled else ("", "", "", "", "")
-    lines = [
-        f"| net | batch | mode | netc samples/s | torch eager samples/s | {head}netc/eager | {heading} "
-        f"| {ratios}spread netc / eager{spreads} (max/min over rounds) |",
-        f"|---|---:|---|---:|---:|{col}---:|---|{cols}---|",
-    ]
-    for n, b, mode in nets:
-        rs = res[(n, b, mode)]
-        vals = [median_of(rs[fw], "samples_per_s") for fw in fws]
-        ratio, shown = ratio_cell(vals[0], vals[1])
-        cells = [n, b, mode, *(fmt(v, ",.0f") for v in vals), shown, target_mark(ratio, target_of(n, mode))]
-        if compiled:
-            cratio, cshown = ratio_cell(vals[0], vals[2])
-            cells += [cshown, target_mark(cratio, compile_target_of(n, mode)), first_calls(rs["compile"])]
-        cells.append(" / ".join(spread(rs[fw], "samples_per_s") for fw in fws))
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    return [*lines, ""]
-
-
-def target_mark(ratio: float | None, t: float | None) -> str:
-    """'≥ t' and whether the ratio meets it (✓) or not (✗); — without a target."""
-    return "—" if t is None else f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
-
-
-def first_calls(results: list[dict]) -> str:
-    """torch.compile's first call, seconds: round 1 (the row's inductor cache empty) / the median
-    of the later rounds (cache warm)."""
-    firsts = [r.get("first_step_s") for r in results]
-    cold = firsts[0] if firsts else None
-    return f"{fmt(cold, '.1f')} / {fmt(median_or_none(firsts[1:]), '.1f')}"
-
-
-def ratio_cell(nv: float | None, tv: float | None) -> tuple[float | None, str]:
-    ratio = nv / tv if nv and tv else None
-    return ratio, "—" if ratio is None else f"{ratio:.2f}x"
-
-
-def render_gpu(
-    res: Results, command: str, rounds: int, quick: bool, load0: float, wall: float
-) -> tuple[str, bool]:
-    """The markdown report of a ``--device cuda`` run, and whether any worker failed."""
-    every = [r for v in res.values() for rs in v.values() for r in rs]
-    versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
-    gpus = sorted(
-        {f"{r['gpu_numba']} (numba)" for r in every if "gpu_numba" in r}
-        | {f"{r['gpu']} (torch)" for r in every if "gpu" in r}
-    )
-    lines = [
-        "# netc vs PyTorch CUDA eager: throughput",
-        "",
-        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
-        f"GPU: {', '.join(gpus) or '—'} · python {platform.python_version()} · {', '.join(versions)}",
-        "",
-        f"one worker process per measurement, every timed repeat ends with a synchronize; median of {rounds} "
-        f"alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
-        + (" (--quick: smoke figures)" if quick else ""),
-        "",
-        "netc's step includes the batch upload (set_inputs, host to device); PyTorch's inputs are already "
-        'on the GPU. PyTorch: eager, IEEE float32 (TF32 off: fp32_precision "ieee" for matmul and cuDNN '
-        "conv), cuDNN autotuning off.",
-        "",
-        f"command: `{command}`",
-        "",
-        # small nets are launch-bound: the host thread that queues the kernels shares the CPU
-        f"load average (1 min): {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; the host queues "
-        f"every launch, so a busy CPU slows the small nets. Wall {wall:.0f} s.",
-        "",
-    ]
-    lines += net_table(
-        res, lambda n, mode: NETS[n].gpu_target if mode == "train" else None, "target (training step)"
-    )
-    gemms = [k for k in res if len(k) == 2 and k[0] == "gemm"]
-    if gemms:
-        lines += [
-            "| GEMM float32, N×N times N×N | netc `cuda_core.gemm` GFLOP/s | cuBLAS (torch.mm) GFLOP/s "
-            "| netc share of cuBLAS |",
-            "|---|---:|---:|---:|",
-        ]
-        for key in gemms:
-            nv, tv = median_of(res[key]["netc"], "gflops"), median_of(res[key]["torch"], "gflops")
-            share = "—" if not nv or not tv else f"{nv / tv:.0%}"
-            lines.append(f"| N = {key[1]} | {fmt(nv, '.1f')} | {fmt(tv, '.1f')} | {share} |")
-        lines.append("")
-    kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
-    if kernels:
-        top = max(GPU_GEMM_SIZES)
-        ceiling = median_of(res.get(("gemm", top), {}).get("torch", []), "gflops")
-        lines += [
-            f"| layer, forward + backward (dx and dW) | netc GFLOP/s | torch GFLOP/s | netc/torch "
-            f"| netc share of cuBLAS {top}² |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for (k,) in kernels:
-            nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
-            share = "—" if not nv or not ceiling else f"{nv / ceiling:.0%}"
-            lines.append(
-                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {fmt(tv, '.1f')} | {ratio_cell(nv, tv)[1]} "
-                f"| {share} |"
-            )
-        lines.append("")
-    failed = failures(res)
-    if failed:
-        lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
-    return "\n".join(lines), bool(failed)
 
 
 def gpu_missing() -> str | None:
