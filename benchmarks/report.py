@@ -47,6 +47,8 @@ def render(
     cores = sorted({f"{lib} {core}" for r in every for lib, core in r.get("openblas", {}).items()})
     versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
     layers = sorted({r["threading_layer"] for r in every if "threading_layer" in r})
+    # what the workers' pools actually run with (numba.get_num_threads, torch.get_num_threads)
+    threads = sorted({str(r["threads"]) for r in every if "threads" in r})
     compiled = any("compile" in v for v in res.values())
     lines = [
         "# netc vs PyTorch CPU eager" + (" and torch.compile" if compiled else "") + ": throughput",
@@ -54,7 +56,8 @@ def render(
         f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
         f"{os.cpu_count()} cores · python {platform.python_version()} · {', '.join(versions)}",
         "",
-        f"{THREADS} threads per worker process (numba threading layer: {', '.join(layers) or '—'}); "
+        f"{THREADS} threads per worker process (reported by the workers: {', '.join(threads) or '—'}; numba "
+        f"threading layer: {', '.join(layers) or '—'}); "
         f"median of {rounds} alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
         + (" (--quick: smoke figures)" if quick else ""),
         "",

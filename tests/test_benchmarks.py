@@ -45,6 +45,8 @@ def test_quick_run_prints_and_writes_a_table(tmp_path):
         netc_rate, torch_rate = row.split("|")[4:6]
         assert float(netc_rate.replace(",", "")) > 0 and float(torch_rate.replace(",", "")) > 0
     assert "OPENBLAS_CORETYPE:" in p.stdout
+    assert "2 threads per worker process (reported by the workers: 2; " in p.stdout
+    assert "load average (1 min): " in p.stdout and " torch 2." in p.stdout  # torch's version
     assert "command: `python benchmarks/throughput.py --quick" in p.stdout
     assert out.read_text().strip() == p.stdout.strip()
 
