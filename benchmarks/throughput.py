@@ -52,7 +52,9 @@ takes 30-60 s per row here); ``--torch-compile`` and ``--startup`` put them back
 the start-up table has no torch.compile figures.
 
 netc's timed step includes copying the batch into its arena (its real per-batch
-cost); PyTorch reads the same preallocated tensors. Inference in PyTorch runs
+cost); PyTorch reads the same preallocated tensors. netc's inference runs the net's inference
+plan (``compile(..., mode="inference")``: forward only, dropout removed, batchnorm folded), as
+``netc eval``/``predict`` do; it still computes the loss, which PyTorch's does not. Inference in PyTorch runs
 under ``torch.inference_mode()`` in eval mode (the transformer layer takes its
 fused fast path there). The markdown report is printed and written to
 benchmarks/results/throughput.md (git-ignored). Its header gives the date, the load average at
@@ -349,7 +351,10 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9,
         }
     t0 = time.perf_counter()  # the start-up time runs from here: load, compile, bind, first step
-    plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum")
+    # Inference runs the inference plan (compiler.fusion: forward only, dropout removed, batchnorm
+    # folded), as `netc eval` and `netc predict` do.
+    mode = "inference" if a.mode == "infer" else "training"
+    plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum", mode=mode)
     ex = executor(plan, a.batch, "momentum")
     sync = ex.synchronize if a.device == "cuda" else None
     feed = feed_of(plan, a.batch)
