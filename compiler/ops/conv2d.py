@@ -13,8 +13,9 @@ side as PyTorch does).
 
 FLOPs per sample (M = Ho·Wo·out_channels·(C/groups)·kh·kw multiply-adds): forward 2·M
 (+ Ho·Wo·out_channels for the bias); backward 4·M (dx and dw) (+ Ho·Wo·out_channels for db).
-Workspace: the float32 im2col column matrix of one sample, C·kh·kw·Ho·Wo·4 bytes (steps
-convolve sample by sample, so it does not grow with the batch). Backward reads the input.
+Workspace: per CPU thread, the float32 im2col column matrix and output stage of a chunk of
+samples (``chunk``: up to CHUNK_BYTES, so it grows with the batch only up to that) and a dWᵀ
+partial. Backward reads the input.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from .base import (
     pair,
     window_out,
 )
+
+#: The CPU's im2col chunk: one thread's column matrix and stage for S samples stay within this
+#: many bytes (float32), so one GEMM covers S samples. By measurement (runtime/kernels/_conv_gemm).
+CHUNK_BYTES = 512 * 1024
 
 PADDING = {
     "oneOf": [
@@ -118,11 +123,22 @@ class Conv2d(Op):
         bias = out.numel if attrs["bias"] else 0
         return 2 * macs + bias, 4 * macs + bias
 
+    def chunk(self, attrs: dict[str, Any], ins: list[TensorType], batch: int, threads: int) -> int:
+        """Samples per GEMM on the CPU: as many as keep one thread's column matrix and stage
+        [C·kh·kw + O, S·Ho·Wo] within CHUNK_BYTES (float32), at most one thread's share of the batch."""
+        _, kh, kw, ho, wo = self._geometry(attrs, ins[0])
+        per_sample = (ins[0].shape[0] * kh * kw + attrs["out_channels"]) * ho * wo * 4
+        share = -(-batch // max(1, min(batch, threads)))
+        return max(1, min(share, CHUNK_BYTES // per_sample))
+
     def workspace(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType, batch: int) -> int:
-        """Per thread (up to THREADS, at most one per sample): one sample's
-        im2col columns [C·kh·kw, Ho·Wo] and a private dWᵀ partial [C/g·kh·kw, O]."""
+        """Per thread (up to THREADS, at most one per sample): the im2col columns
+        [C·kh·kw, S·Ho·Wo] and the stage [O, S·Ho·Wo] of a chunk of S samples (``chunk``), and a
+        private dWᵀ partial [C/g·kh·kw, O]."""
         cg, kh, kw, ho, wo = self._geometry(attrs, ins[0])
-        per_thread = ins[0].shape[0] * kh * kw * ho * wo + cg * kh * kw * attrs["out_channels"]
+        o = attrs["out_channels"]
+        s = self.chunk(attrs, ins, batch, THREADS)
+        per_thread = s * (ins[0].shape[0] * kh * kw + o) * ho * wo + cg * kh * kw * o
         return min(batch, THREADS) * per_thread * 4
 
 

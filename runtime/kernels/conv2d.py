@@ -56,188 +56,19 @@ from typing import Any
 
 import numba
 import numpy as np
-from numba import cuda, njit, prange, uint64
+from numba import cuda
 
 from ...compiler.ops.base import TensorType, pair
 from ...compiler.ops.conv2d import OP as CONV
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
 from . import _conv_direct as direct
+from . import _conv_gemm as gemm_kernels
+from . import _epilogue as epilogue
 from . import cuda_core
-from ._blas import gemm
+from ._conv_gemm import is_direct
 from ._views import view
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
-
-
-@njit(cache=True)
-def valid_range(off, s, size, n_out):
-    """[j0, j1): the outputs j < n_out whose tap s·j + off lies inside [0, size)."""
-    j0 = 0
-    if off < 0:
-        j0 = min(n_out, (s - 1 - off) // s)
-    j1 = max(j0, min(n_out, (size - off + s - 1) // s))
-    return j0, j1
-
-
-@njit(cache=True)
-def im2col(xf, colsf, geo):
-    """One sample's column matrix (flat) from its input (flat C·H·W)."""
-    nc, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, _ = geo
-    howo = ho * wo
-    usw = uint64(sw)
-    for c in range(nc):
-        for u in range(kh):
-            for v in range(kw):
-                r = (c * kh + u) * kw + v
-                off = dw * v - pl
-                j0, j1 = valid_range(off, sw, w, wo)
-                nj = uint64(j1 - j0)
-                for i in range(ho):
-                    hi = sh * i + dh * u - pt
-                    b = uint64(r * howo + i * wo)
-                    if hi < 0 or hi >= h:
-                        for j in range(uint64(wo)):
-                            colsf[b + j] = 0
-                        continue
-                    for j in range(uint64(j0)):
-                        colsf[b + j] = 0
-                    xb = uint64((c * h + hi) * w + sw * j0 + off)
-                    bj = b + uint64(j0)
-                    if sw == 1:
-                        for j in range(nj):
-                            colsf[bj + j] = xf[xb + j]
-                    else:
-                        for j in range(nj):
-                            colsf[bj + j] = xf[xb + j * usw]
-                    for j in range(uint64(j1), uint64(wo)):
-                        colsf[b + j] = 0
-
-
-@njit(cache=True)
-def col2im(colsf, dxf, geo):
-    """dx (flat C·H·W of one sample) += the column matrix folded back onto the input."""
-    c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, _ = geo
-    howo = ho * wo
-    usw = uint64(sw)
-    for ch in range(c):
-        for u in range(kh):
-            for v in range(kw):
-                r = (ch * kh + u) * kw + v
-                off = dw * v - pl
-                j0, j1 = valid_range(off, sw, w, wo)
-                nj = uint64(j1 - j0)
-                for i in range(ho):
-                    hi = sh * i + dh * u - pt
-                    if hi < 0 or hi >= h:
-                        continue
-                    bj = uint64(r * howo + i * wo + j0)
-                    xb = uint64((ch * h + hi) * w + sw * j0 + off)
-                    if sw == 1:
-                        for j in range(nj):
-                            dxf[xb + j] += colsf[bj + j]
-                    else:
-                        for j in range(nj):
-                            dxf[xb + j * usw] += colsf[bj + j]
-
-
-@njit(cache=True)
-def is_direct(geo):
-    """A 1x1, stride-1, unpadded convolution: x[n] already is its column matrix [C, H·W]."""
-    _, h, w, kh, kw, sh, sw, _, _, pt, pl, ho, wo, _ = geo
-    return kh == 1 and kw == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 and ho == h and wo == w
-
-
-@njit(cache=True)
-def forward_sample(xn, w2, bias, yn, cols, geo):
-    # xn [C·H·W]; w2 [O, K]; bias [O] or empty; yn [O, Ho·Wo]; cols [C·kh·kw, Ho·Wo]
-    c, h, w = geo[0], geo[1], geo[2]
-    groups = geo[13]
-    og, k = w2.shape[0] // groups, w2.shape[1]
-    direct = is_direct(geo)
-    src = xn.reshape(c, h * w) if direct else cols
-    if not direct:
-        im2col(xn, cols.reshape(-1), geo)
-    for g in range(groups):
-        gs = slice(g * og, (g + 1) * og)
-        gemm(w2[gs], src[g * k : (g + 1) * k], yn[gs], False, False, 1.0, 0.0)
-    if bias.size:
-        for o in range(yn.shape[0]):
-            bo = bias[o]
-            yo = yn[o]
-            for p in range(yo.size):
-                yo[p] += bo
-
-
-@njit(cache=True, parallel=True)
-def forward_cpu(x, w2, bias, y, cols, more_cols, geo):
-    # x [N, C·H·W]; y [N, O, Ho·Wo]; T = 1 + len(more_cols) threads: thread t convolves samples
-    # [t·N/T, (t+1)·N/T) with column matrix cols [C·kh·kw, Ho·Wo] (t = 0) or more_cols[t - 1]
-    nt, n = 1 + more_cols.shape[0], x.shape[0]
-    for t in prange(nt):
-        ct = cols if t == 0 else more_cols[t - 1]
-        for s in range(t * n // nt, (t + 1) * n // nt):
-            forward_sample(x[s], w2, bias, y[s], ct, geo)
-
-
-@njit(cache=True)
-def backward_sample(xn, w2, dyn, dxn, dwt, cols, first, acc_dx, geo):
-    # dyn [O, Ho·Wo]; dxn [C·H·W] or empty; dwt [K, O]: this thread's dWᵀ partial, written when
-    # first, else added (empty: no dW)
-    c, h, w = geo[0], geo[1], geo[2]
-    groups = geo[13]
-    og, k = w2.shape[0] // groups, w2.shape[1]
-    direct = is_direct(geo)
-    if dwt.size:
-        src = xn.reshape(c, h * w) if direct else cols
-        if not direct:
-            im2col(xn, cols.reshape(-1), geo)
-        for g in range(groups):
-            # dW_gᵀ = cols_g @ dy_gᵀ: this orientation runs ~1.7x faster in OpenBLAS than dy_g @ cols_gᵀ
-            gs = slice(g * og, (g + 1) * og)
-            gemm(src[g * k : (g + 1) * k], dyn[gs], dwt[:, gs], False, True, 1.0, 0.0 if first else 1.0)
-    if dxn.size:
-        # dcols_g = W_gᵀ @ dy_g; a 1x1 convolution's dcols is dx[n] itself (added into when acc)
-        dst = dxn.reshape(c, h * w) if direct else cols
-        beta = 1.0 if direct and acc_dx else 0.0
-        for g in range(groups):
-            gs = slice(g * og, (g + 1) * og)
-            gemm(w2[gs], dyn[gs], dst[g * k : (g + 1) * k], True, False, 1.0, beta)
-        if direct:
-            return
-        if not acc_dx:
-            dxn[:] = 0
-        col2im(cols.reshape(-1), dxn, geo)
-
-
-@njit(cache=True, parallel=True, fastmath={"reassoc"})  # reassoc lets db's float64 sums vectorize
-def backward_cpu(x, w2, dy, dx, dw2, db, cols, more_cols, dwt, acc_dx, geo):
-    # dy [N, O, Ho·Wo]; dx [N, C·H·W] or empty; dw2 [O, K] or empty; db [O] or empty;
-    # per thread t: its column matrix (as forward) and dWᵀ partial dwt[t] [K, O] (empty when dw2 is)
-    nt, n = 1 + more_cols.shape[0], dy.shape[0]
-    no_dx = dx.reshape(-1)[:0]
-    for t in prange(nt):
-        ct = cols if t == 0 else more_cols[t - 1]
-        s0, s1 = t * n // nt, (t + 1) * n // nt
-        if s0 == s1:
-            dwt[t] = 0
-        for s in range(s0, s1):
-            dxn = dx[s] if dx.size else no_dx
-            backward_sample(x[s], w2, dy[s], dxn, dwt[t], ct, s == s0, acc_dx, geo)
-    if dw2.size:
-        for o in prange(dw2.shape[0]):
-            for q in range(dw2.shape[1]):
-                acc = dwt[0, q, o]
-                for t in range(1, nt):
-                    acc += dwt[t, q, o]
-                dw2[o, q] = acc
-    if db.size:
-        for o in prange(db.size):
-            acc = 0.0
-            for s in range(n):
-                d = dy[s, o]
-                for p in range(d.size):
-                    acc += d[p]
-            db[o] = acc
 
 
 def _openblas_threads() -> tuple[Any, Any] | None:
@@ -306,6 +137,26 @@ def direct_threads(b: Binding, geo: tuple[int, ...]) -> int | None:
     return max(1, min(b.x[0].shape[0], numba.get_num_threads(), fits))
 
 
+#: The activations bind_cpu's forward kernels apply to y themselves (``Binding.epilogue``).
+EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
+
+
+def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int]:
+    """(threads T, samples per GEMM S) of the im2col + GEMM kernels: T as many as numba has, one
+    per sample at most; S as the contract chooses it, then T and S no more than the workspace
+    holds private scratch for (per thread: S·(C·kh·kw + O)·Ho·Wo for the column matrix and the
+    stage, and a dWᵀ partial [K, O])."""
+    c, _, _, kh, kw, *_, ho, wo, _ = geo
+    n, (o, k) = b.x[0].shape[0], (b.p["w"].shape[0], b.p["w"][0].size)
+    per_sample, partial = (c * kh * kw + o) * ho * wo, k * o
+    have = b.ws.nbytes // b.p["w"].dtype.itemsize
+    nt = max(1, min(n, numba.get_num_threads())) if _BLAS is not None else 1
+    while nt > 1 and have // nt < per_sample + partial:
+        nt -= 1
+    chunk = CONV.chunk(b.attrs, [TensorType((c, *b.x[0].shape[2:]))], n, nt)
+    return nt, max(1, min(chunk, (have // nt - partial) // per_sample))
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
     nt = direct_threads(b, geo)
@@ -319,27 +170,27 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     w2 = view(wt, o, -1)
     x = view(b.x[0], n, -1)
     y = view(b.y, n, o, ho * wo)
-    empty = np.zeros(0, dt)
-    bias = b.p.get("b", empty)
-    size = c * kh * kw * ho * wo
+    bias = b.p.get("b", np.zeros(0, dt))
     k = w2.shape[1]
-    # Threads: as many as numba has, one per sample at most, and no more than
-    # the workspace (sized by the contract) holds private scratch for.
-    fits = b.ws.nbytes // ((size + k * o) * np.dtype(dt).itemsize)
-    nt = max(1, min(n, numba.get_num_threads(), fits)) if _BLAS is not None else 1
+    nt, chunk = gemm_layout(b, geo)
+    width = chunk * ho * wo
+    size = (c * kh * kw + o) * width
     scratch = b.workspace(dt, nt * (size + k * o))
-    both = view(scratch[: nt * size], nt, c * kh * kw, ho * wo)
-    cols, more_cols = both[0], both[1:]
+    cols = view(scratch[: nt * c * kh * kw * width], nt, c * kh * kw, width)
+    stages = view(scratch[nt * c * kh * kw * width : nt * size], nt, o, width)
     dwt = view(scratch[nt * size :], nt, k, o)  # per-thread dWᵀ partials
     wrap = one_blas_thread if nt > 1 else (lambda f: f)
-    fwd = wrap(lambda: forward_cpu(x, w2, bias, y, cols, more_cols, geo))
+    act = epilogue.code(b)
+    fwd = wrap(lambda: gemm_kernels.forward_cpu(x, w2, bias, y, cols, stages, chunk, act, geo))
     if b.dy is None:
         return fwd, nothing
     dy, dx, dw2, db = direct.grad_views(b, x, y, w2)
     if not dw2.size:
         dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
     acc = b.acc[0]
-    return fwd, wrap(lambda: backward_cpu(x, w2, dy, dx, dw2, db, cols, more_cols, dwt, acc, geo))
+    return fwd, wrap(
+        lambda: gemm_kernels.backward_cpu(x, w2, dy, dx, dw2, db, cols, stages, dwt, chunk, acc, geo)
+    )
 
 
 # -- CUDA -------------------------------------------------------------------------------------------

@@ -15,13 +15,20 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from . import _epilogue as epilogue
 from . import cuda_core
 from ._blas import gemm, project
 
+#: The activations forward_cpu applies to y itself (``Binding.epilogue``).
+EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
+
 
 @njit(cache=True)
-def forward_cpu(x, w, b, y):
+def forward_cpu(x, w, b, y, act):
     project(x, w, b, y)
+    if act != epilogue.NONE:  # the fused activation, in place
+        yf = y.reshape(-1)
+        epilogue.copy_act(yf, 0, yf, 0, yf.size, yf.dtype.type(0), False, act)
 
 
 @njit(cache=True)
@@ -44,7 +51,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     w = b.p["w"]
     empty = np.zeros(0, w.dtype)
     bias = b.p.get("b", empty)
-    fwd = lambda: forward_cpu(x, w, bias, y)  # noqa: E731
+    act = epilogue.code(b)
+    fwd = lambda: forward_cpu(x, w, bias, y, act)  # noqa: E731
     if b.dy is None:
         return fwd, nothing
     dy = b.dy.reshape(y.shape)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import OpRun, gradcheck
+from harness import OpRun, check_fused_epilogue, gradcheck
 
 from netc.runtime.kernels import kernel_module
 
@@ -247,6 +247,41 @@ def test_conv2d_direct_stays_inside_the_workspace_its_contract_declares(direct_c
 )
 def test_conv2d_direct_chosen_per_shape(attrs: dict[str, Any], shape: tuple[int, ...], direct: bool) -> None:
     assert takes_direct(conv_run(attrs, shape)) is direct
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize(
+    ("attrs", "shape", "direct"),
+    [
+        (*DIRECT_CASES[0], True),  # the direct kernels
+        (*DIRECT_CASES[2], False),  # im2col + GEMM, several samples per GEMM
+        (CONV_CASES[4][0], CONV_CASES[4][1], False),  # groups, strides, four-sided padding
+        (*CONV_CASES[8], False),  # 1x1: GEMM straight into y
+        ({"out_channels": 4, "kernel": 1, "bias": False}, (3, 5, 6), False),  # 1x1, no bias
+    ],
+)
+def test_conv2d_fused_epilogue_is_bitwise_the_activation_after(
+    attrs: dict[str, Any], shape: tuple[int, ...], direct: bool, act: str
+) -> None:
+    x = np.random.default_rng(6).standard_normal((5, *shape))
+    assert takes_direct(conv_run(attrs, shape)) is direct
+    check_fused_epilogue("conv2d", attrs, x, act)
+
+
+def test_conv2d_several_samples_per_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    # chunks of 2 over 2 threads' blocks of 3 samples (the last chunk short): PyTorch parity, and
+    # a second step gives the same
+    from netc.compiler.ops import conv2d as contract
+    from netc.runtime.kernels import conv2d
+
+    attrs, shape = CONV_CASES[4]
+    per_sample = (shape[0] * 9 + attrs["out_channels"]) * 4 * 6 * 4  # (C·kh·kw + O)·Ho·Wo float32
+    monkeypatch.setattr(contract, "CHUNK_BYTES", 2 * per_sample)
+    run = conv_run(attrs, shape, n=6)
+    assert conv2d.gemm_layout(run.binding, conv2d.geometry(run.binding))[1] == 2
+    for _ in range(2):
+        run.run()
+        conv_parity(run, attrs)
 
 
 # -- pooling ----------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from harness import OpRun, gradcheck
+from harness import OpRun, check_fused_epilogue, gradcheck
 
 from netc.runtime.kernels import kernel_module
 
@@ -42,3 +42,10 @@ def test_linear_accumulates_dx_when_asked():
     run.forward()
     backward()
     np.testing.assert_allclose(run.dx[0], ref.dx[0] + 1.5, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_linear_fused_epilogue_is_bitwise_the_activation_after(act, bias):
+    x = np.random.default_rng(3).standard_normal((6, 2, 9))
+    check_fused_epilogue("linear", {"out_features": 7, "bias": bias}, x, act)
