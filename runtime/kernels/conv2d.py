@@ -51,7 +51,6 @@ The 1x1 direct case multiplies x (and dx) in place, with no column matrices.
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 import numba
@@ -66,44 +65,10 @@ from . import _conv_direct as direct
 from . import _conv_gemm as gemm_kernels
 from . import _epilogue as epilogue
 from . import cuda_core
+from ._blas import OPENBLAS, one_blas_thread
 from ._conv_gemm import is_direct
 from ._views import view
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
-
-
-def _openblas_threads() -> tuple[Any, Any] | None:
-    """(set, get) of the thread count of the OpenBLAS that numba's np.dot calls, or None.
-
-    numba binds np.dot to scipy.linalg.cython_blas; dlsym on that module's handle searches the
-    libraries it links, so this finds the very OpenBLAS it uses (SciPy's wheels prefix the names)."""
-    from scipy.linalg import cython_blas
-
-    lib = ctypes.CDLL(cython_blas.__file__)
-    for prefix in ("scipy_openblas_", "openblas_"):
-        set_n = getattr(lib, prefix + "set_num_threads", None)
-        get_n = getattr(lib, prefix + "get_num_threads", None)
-        if set_n is not None and get_n is not None:
-            set_n.argtypes, set_n.restype, get_n.restype = [ctypes.c_int], None, ctypes.c_int
-            return set_n, get_n
-    return None
-
-
-_BLAS = _openblas_threads()
-
-
-def one_blas_thread(kernel: Thunk) -> Thunk:
-    """kernel run with OpenBLAS set to one thread, its count restored after."""
-    set_n, get_n = _BLAS
-
-    def run() -> None:
-        prev = get_n()
-        set_n(1)
-        try:
-            kernel()
-        finally:
-            set_n(prev)
-
-    return run
 
 
 def geometry(b: Binding) -> tuple[int, ...]:
@@ -150,7 +115,7 @@ def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int]:
     n, (o, k) = b.x[0].shape[0], (b.p["w"].shape[0], b.p["w"][0].size)
     per_sample, partial = (c * kh * kw + o) * ho * wo, k * o
     have = b.ws.nbytes // b.p["w"].dtype.itemsize
-    nt = max(1, min(n, numba.get_num_threads())) if _BLAS is not None else 1
+    nt = max(1, min(n, numba.get_num_threads())) if OPENBLAS is not None else 1
     while nt > 1 and have // nt < per_sample + partial:
         nt -= 1
     chunk = CONV.chunk(b.attrs, [TensorType((c, *b.x[0].shape[2:]))], n, nt)

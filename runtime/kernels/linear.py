@@ -5,43 +5,68 @@ batch included, are rows), so forward is one GEMM and backward three.
 ``gemm`` with beta=1 adds dx into an existing gradient (a tensor read by
 several modules) without a temporary.
 
+Threads: products of at least SPLIT_MACS multiply-adds are split over numba's threads (forward
+and dx by rows, dW and db by output features: no partial sums, deterministic for a given thread
+count); smaller ones run on one thread. BLAS runs on one thread either way (``one_blas_thread``).
+
 On the GPU the same three products go through the tiled ``cuda_core.gemm``; the bias is broadcast
 into y before a beta=1 GEMM, and db is a column sum of dy (``cuda_core.row_sum``, no atomics).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import cuda, njit
+from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
 from . import _epilogue as epilogue
 from . import cuda_core
-from ._blas import gemm, project
+from ._blas import OPENBLAS, gemm, one_blas_thread, project
 
 #: The activations forward_cpu applies to y itself (``Binding.epilogue``).
 EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
 
 
-@njit(cache=True)
-def forward_cpu(x, w, b, y, act):
-    project(x, w, b, y)
-    if act != epilogue.NONE:  # the fused activation, in place
-        yf = y.reshape(-1)
-        epilogue.copy_act(yf, 0, yf, 0, yf.size, yf.dtype.type(0), False, act)
+@njit(cache=True, parallel=True)
+def forward_cpu(x, w, b, y, act, nt):
+    # nt threads, each over a contiguous block of rows: its GEMM, then the fused activation on
+    # its rows while they are in cache
+    n = x.shape[0]
+    for t in prange(nt):
+        r0, r1 = t * n // nt, (t + 1) * n // nt
+        project(x[r0:r1], w, b, y[r0:r1])
+        if act != epilogue.NONE:
+            yf = y[r0:r1].reshape(-1)
+            epilogue.copy_act(yf, 0, yf, 0, yf.size, yf.dtype.type(0), False, act)
 
 
-@njit(cache=True)
-def backward_cpu(x, w, dy, dx, dw, db, acc_dx):
-    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules)
-    if dw.size:
-        gemm(dy, x, dw, True, False, 1.0, 0.0)
-    if db.size:
-        db[:] = 0.0
-        for r in range(dy.shape[0]):
-            db += dy[r]
-    if dx.size:
-        gemm(dy, w, dx, False, False, 1.0, 1.0 if acc_dx else 0.0)
+@njit(cache=True, parallel=True)
+def backward_cpu(x, w, dy, dx, dw, db, acc_dx, nt):
+    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules). Thread t computes the
+    # rows [o0, o1) of dW and db and the rows [r0, r1) of dx: no partial sums, deterministic.
+    n, o = dy.shape
+    for t in prange(nt):
+        o0, o1 = t * o // nt, (t + 1) * o // nt
+        if dw.size:
+            gemm(dy[:, o0:o1], x, dw[o0:o1], True, False, 1.0, 0.0)
+        if db.size:
+            for j in range(o0, o1):
+                db[j] = 0.0
+            for r in range(n):
+                for j in range(o0, o1):
+                    db[j] += dy[r, j]
+        r0, r1 = t * n // nt, (t + 1) * n // nt
+        if dx.size:
+            gemm(dy[r0:r1], w, dx[r0:r1], False, False, 1.0, 1.0 if acc_dx else 0.0)
+
+
+#: Multiply-adds per product from which linear splits its GEMMs over numba's threads (each
+#: GEMM on one BLAS thread) rather than running them on one thread. By measurement
+#: (2 cores): below it a split costs more than it gains; above it (the 1024 x 1024 benchmark
+#: layer), two OpenBLAS threads inside one GEMM spin-wait and collapse several-fold whenever the
+#: cores are shared, while numba's threads each running a one-thread GEMM do not.
+SPLIT_MACS = 1 << 24
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -52,7 +77,12 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     empty = np.zeros(0, w.dtype)
     bias = b.p.get("b", empty)
     act = epilogue.code(b)
-    fwd = lambda: forward_cpu(x, w, bias, y, act)  # noqa: E731
+    big = x.shape[0] * k * w.shape[0] >= SPLIT_MACS
+    nt = max(1, min(x.shape[0], w.shape[0], numba.get_num_threads())) if big else 1
+    # Always one BLAS thread: OpenBLAS's own threads busy-wait and collapse when the cores are
+    # shared (small products gain little from them even on idle cores)
+    wrap = one_blas_thread if OPENBLAS is not None else (lambda f: f)
+    fwd = wrap(lambda: forward_cpu(x, w, bias, y, act, nt))
     if b.dy is None:
         return fwd, nothing
     dy = b.dy.reshape(y.shape)
@@ -62,7 +92,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     db = b.dp.get("b")
     db = db if db is not None else empty
     acc = b.acc[0]
-    return fwd, lambda: backward_cpu(x, w, dy, dx, dw, db, acc)
+    return fwd, wrap(lambda: backward_cpu(x, w, dy, dx, dw, db, acc, nt))
 
 
 @cuda.jit

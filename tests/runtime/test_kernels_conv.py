@@ -130,14 +130,15 @@ def test_conv2d_frozen_weight(need_dx: bool) -> None:
 
 def test_conv2d_single_sample_and_blas_threads_restored() -> None:
     # one sample (one thread block); OpenBLAS's thread count is back to what it was after each call
-    from netc.runtime.kernels import conv2d
 
     attrs, shape = CONV_CASES[4]
     run = conv_run(attrs, shape, n=1)
-    before = conv2d._BLAS[1]() if conv2d._BLAS else None
+    from netc.runtime.kernels._blas import OPENBLAS
+
+    before = OPENBLAS[1]() if OPENBLAS else None
     run.run()
     conv_parity(run, attrs)
-    assert (conv2d._BLAS[1]() if conv2d._BLAS else None) == before
+    assert (OPENBLAS[1]() if OPENBLAS else None) == before
 
 
 def test_conv2d_stays_inside_the_workspace_its_contract_declares() -> None:
