@@ -28,37 +28,59 @@ from ._blas import OPENBLAS, gemm, one_blas_thread, project
 EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
 
 
-@njit(cache=True, parallel=True)
-def forward_cpu(x, w, b, y, act, nt):
-    # nt threads, each over a contiguous block of rows: its GEMM, then the fused activation on
-    # its rows while they are in cache
+@njit(cache=True)
+def forward_part(x, w, b, y, act, t, nt):
+    # part t of nt, a contiguous block of rows: its GEMM, then the fused activation on its rows
+    # while they are in cache
     n = x.shape[0]
+    r0, r1 = t * n // nt, (t + 1) * n // nt
+    project(x[r0:r1], w, b, y[r0:r1])
+    if act != epilogue.NONE:
+        yf = y[r0:r1].reshape(-1)
+        epilogue.copy_act(yf, 0, yf, 0, yf.size, yf.dtype.type(0), False, act)
+
+
+@njit(cache=True)
+def backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt):
+    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules). Part t of nt: the
+    # rows [o0, o1) of dW and db and the rows [r0, r1) of dx (no partial sums: deterministic).
+    n, o = dy.shape
+    o0, o1 = t * o // nt, (t + 1) * o // nt
+    if dw.size:
+        gemm(dy[:, o0:o1], x, dw[o0:o1], True, False, 1.0, 0.0)
+    if db.size:
+        for j in range(o0, o1):
+            db[j] = 0.0
+        for r in range(n):
+            for j in range(o0, o1):
+                db[j] += dy[r, j]
+    r0, r1 = t * n // nt, (t + 1) * n // nt
+    if dx.size:
+        gemm(dy[r0:r1], w, dx[r0:r1], False, False, 1.0, 1.0 if acc_dx else 0.0)
+
+
+@njit(cache=True)
+def forward_cpu(x, w, b, y, act):
+    forward_part(x, w, b, y, act, 0, 1)
+
+
+@njit(cache=True)
+def backward_cpu(x, w, dy, dx, dw, db, acc_dx):
+    backward_part(x, w, dy, dx, dw, db, acc_dx, 0, 1)
+
+
+# The split kernels: a parallel kernel costs ~0.1 ms to start on a busy machine, so products too
+# small to split run the serial ones above.
+@njit(cache=True, parallel=True)
+def forward_split(x, w, b, y, act, nt):
     for t in prange(nt):
-        r0, r1 = t * n // nt, (t + 1) * n // nt
-        project(x[r0:r1], w, b, y[r0:r1])
-        if act != epilogue.NONE:
-            yf = y[r0:r1].reshape(-1)
-            epilogue.copy_act(yf, 0, yf, 0, yf.size, yf.dtype.type(0), False, act)
+        forward_part(x, w, b, y, act, t, nt)
 
 
 @njit(cache=True, parallel=True)
-def backward_cpu(x, w, dy, dx, dw, db, acc_dx, nt):
-    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules). Thread t computes the
-    # rows [o0, o1) of dW and db and the rows [r0, r1) of dx: no partial sums, deterministic.
-    n, o = dy.shape
+def backward_split(x, w, dy, dx, dw, db, acc_dx, nt):
     for t in prange(nt):
-        o0, o1 = t * o // nt, (t + 1) * o // nt
-        if dw.size:
-            gemm(dy[:, o0:o1], x, dw[o0:o1], True, False, 1.0, 0.0)
-        if db.size:
-            for j in range(o0, o1):
-                db[j] = 0.0
-            for r in range(n):
-                for j in range(o0, o1):
-                    db[j] += dy[r, j]
-        r0, r1 = t * n // nt, (t + 1) * n // nt
-        if dx.size:
-            gemm(dy[r0:r1], w, dx[r0:r1], False, False, 1.0, 1.0 if acc_dx else 0.0)
+        backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt)
 
 
 #: Multiply-adds per product from which linear splits its GEMMs over numba's threads (each
@@ -82,7 +104,10 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     # Always one BLAS thread: OpenBLAS's own threads busy-wait and collapse when the cores are
     # shared (small products gain little from them even on idle cores)
     wrap = one_blas_thread if OPENBLAS is not None else (lambda f: f)
-    fwd = wrap(lambda: forward_cpu(x, w, bias, y, act, nt))
+    if nt > 1:
+        fwd = wrap(lambda: forward_split(x, w, bias, y, act, nt))
+    else:
+        fwd = wrap(lambda: forward_cpu(x, w, bias, y, act))
     if b.dy is None:
         return fwd, nothing
     dy = b.dy.reshape(y.shape)
@@ -92,7 +117,9 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     db = b.dp.get("b")
     db = db if db is not None else empty
     acc = b.acc[0]
-    return fwd, wrap(lambda: backward_cpu(x, w, dy, dx, dw, db, acc, nt))
+    if nt > 1:
+        return fwd, wrap(lambda: backward_split(x, w, dy, dx, dw, db, acc, nt))
+    return fwd, wrap(lambda: backward_cpu(x, w, dy, dx, dw, db, acc))
 
 
 @cuda.jit
