@@ -32,7 +32,7 @@ from __future__ import annotations
 from numba import njit, prange, uint64
 
 from ._blas import gemm
-from ._epilogue import apply_rows
+from ._epilogue import apply_rows, copy_act
 
 
 @njit(cache=True)
@@ -113,11 +113,103 @@ def is_direct(geo):
 
 
 @njit(cache=True)
-def forward_chunk(x, w2, bias, y, s0, s1, cols, stage, act, geo):
+def wide_dims(geo):
+    """(Hp, Wp, L) of a stride-1 layer's zero-bordered plane and of its wide column runs."""
+    _, _, _, kh, kw, _, _, dh, dw, _, _, ho, wo, _ = geo
+    wp = wo + dw * (kw - 1)
+    return ho + dh * (kh - 1), wp, (ho - 1) * wp + wo
+
+
+@njit(cache=True)
+def is_wide(geo):
+    """Whether the layer takes the wide layout (stride 1; CONV.columns)."""
+    return geo[5] == 1 and geo[6] == 1 and not is_direct(geo)
+
+
+@njit(cache=True)
+def is_padded(geo):
+    """Whether a wide layer's plane differs from its input (padding): else x[s] is the plane."""
+    hp, wp, _ = wide_dims(geo)
+    return hp != geo[1] or wp != geo[2]
+
+
+@njit(cache=True)
+def plane_copy(xf, plane, geo, into_plane, acc):
+    """Between one sample (flat C·H·W) and the interior of its plane (flat C·Hp·Wp, borders
+    untouched): into the plane when into_plane, else back out of it (added when acc)."""
+    c, h, w, pt, pl = geo[0], geo[1], geo[2], geo[9], geo[10]
+    hp, wp, _ = wide_dims(geo)
+    for ch in range(c):
+        for hi in range(h):
+            a = uint64((ch * h + hi) * w)
+            b = uint64((ch * hp + hi + pt) * wp + pl)
+            if into_plane:
+                for j in range(uint64(w)):
+                    plane[b + j] = xf[a + j]
+            elif acc:
+                for j in range(uint64(w)):
+                    xf[a + j] += plane[b + j]
+            else:
+                for j in range(uint64(w)):
+                    xf[a + j] = plane[b + j]
+
+
+@njit(cache=True)
+def wide_im2col(src, colsf, geo, ld, base):
+    """A wide layer's columns of one sample from its plane (flat): row (c, u, v) is the run of L
+    values at (c·Hp + d_h·u)·Wp + d_w·v, stored at r·ld + base."""
+    nc, kh, kw, dh, dw = geo[0], geo[3], geo[4], geo[7], geo[8]
+    hp, wp, length = wide_dims(geo)
+    for c in range(nc):
+        for u in range(kh):
+            for v in range(kw):
+                r = (c * kh + u) * kw + v
+                a = uint64((c * hp + dh * u) * wp + dw * v)
+                b = uint64(r * ld + base)
+                for p in range(uint64(length)):
+                    colsf[b + p] = src[a + p]
+
+
+@njit(cache=True)
+def wide_col2im(colsf, dst, geo, ld, base):
+    """The plane's gradient (flat) += one sample's wide columns folded back (as wide_im2col)."""
+    nc, kh, kw, dh, dw = geo[0], geo[3], geo[4], geo[7], geo[8]
+    hp, wp, length = wide_dims(geo)
+    for c in range(nc):
+        for u in range(kh):
+            for v in range(kw):
+                r = (c * kh + u) * kw + v
+                a = uint64((c * hp + dh * u) * wp + dw * v)
+                b = uint64(r * ld + base)
+                for p in range(uint64(length)):
+                    dst[a + p] += colsf[b + p]
+
+
+@njit(cache=True)
+def fill_columns(x, s0, s1, colsf, ld, plane, geo):
+    """The column matrix of samples [s0, s1): wide runs of their planes, or im2col's columns."""
+    if is_wide(geo):
+        length = wide_dims(geo)[2]
+        padded = is_padded(geo)
+        for s in range(s0, s1):
+            src = x[s]
+            if padded:
+                plane_copy(x[s], plane, geo, True, False)
+                src = plane
+            wide_im2col(src, colsf, geo, ld, (s - s0) * length)
+    else:
+        p_n = geo[11] * geo[12]
+        for s in range(s0, s1):
+            im2col(x[s], colsf, geo, ld, (s - s0) * p_n)
+
+
+@njit(cache=True)
+def forward_chunk(x, w2, bias, y, s0, s1, cols, stage, plane, act, geo):
     # x [N, C·H·W]; w2 [O, K]; bias [O] or empty; y [N, O, P]; samples [s0, s1) with
-    # cols [C·kh·kw, >= S·P] and stage [O, >= S·P] (unused when direct)
+    # cols [C·kh·kw, >= S·width] and stage [O, >= S·width] (unused when direct); plane: the
+    # zero-bordered input plane of a padded wide layer
     c, h, w = geo[0], geo[1], geo[2]
-    groups = geo[13]
+    ho, wo, groups = geo[11], geo[12], geo[13]
     og, k = w2.shape[0] // groups, w2.shape[1]
     p_n = y.shape[2]
     if is_direct(geo):
@@ -129,34 +221,65 @@ def forward_chunk(x, w2, bias, y, s0, s1, cols, stage, act, geo):
             ys = y[s].reshape(-1)
             apply_rows(ys, 0, p_n, ys, p_n, bias, act, p_n)
         return
-    width = (s1 - s0) * p_n
+    wide = is_wide(geo)
+    _, wp, length = wide_dims(geo)
+    per = length if wide else p_n
+    width = (s1 - s0) * per
     ld = cols.shape[1]
-    colsf = cols.reshape(-1)
-    for s in range(s0, s1):
-        im2col(x[s], colsf, geo, ld, (s - s0) * p_n)
+    fill_columns(x, s0, s1, cols.reshape(-1), ld, plane, geo)
     for g in range(groups):
         gs = slice(g * og, (g + 1) * og)
         gemm(w2[gs], cols[g * k : (g + 1) * k, :width], stage[gs, :width], False, False, 1.0, 0.0)
     stagef = stage.reshape(-1)
+    add = bias.size > 0
     for s in range(s0, s1):
-        apply_rows(stagef, (s - s0) * p_n, stage.shape[1], y[s].reshape(-1), p_n, bias, act, p_n)
+        if not wide:
+            apply_rows(stagef, (s - s0) * p_n, ld, y[s].reshape(-1), p_n, bias, act, p_n)
+            continue
+        yf = y[s].reshape(-1)
+        for o in range(y.shape[1]):  # output row i is the run at i·Wp (the rest is junk)
+            bo = bias[o] if add else yf.dtype.type(0)
+            for i in range(ho):
+                copy_act(stagef, o * ld + (s - s0) * length + i * wp, yf, (o * ho + i) * wo, wo, bo, add, act)
 
 
 @njit(cache=True, parallel=True)
-def forward_cpu(x, w2, bias, y, cols, stages, chunk, act, geo):
+def forward_cpu(x, w2, bias, y, cols, stages, planes, chunk, act, geo):
     # T = cols.shape[0] threads: thread t convolves samples [t·N/T, (t+1)·N/T) in chunks of
-    # `chunk` samples, with its column matrix cols[t] and stage stages[t]
+    # `chunk` samples, with its column matrix cols[t], stage stages[t] and plane planes[t]
     nt, n = cols.shape[0], x.shape[0]
     for t in prange(nt):
+        planes[t] = 0  # the borders: the workspace is shared with other modules between calls
         for s0 in range(t * n // nt, (t + 1) * n // nt, chunk):
             s1 = min(s0 + chunk, (t + 1) * n // nt)
-            forward_chunk(x, w2, bias, y, s0, s1, cols[t], stages[t], act, geo)
+            forward_chunk(x, w2, bias, y, s0, s1, cols[t], stages[t], planes[t], act, geo)
 
 
 @njit(cache=True)
-def backward_chunk(x, w2, dy, dx, dwt, s0, s1, cols, stage, first, acc_dx, geo):
+def gather_dy(dy, s0, s1, stage, geo):
+    """The stage [O, S·width] from dy's samples [s0, s1), in the forward's column order (the
+    junk columns of the wide layout zero, so they add nothing to dW or dx)."""
+    ho, wo = geo[11], geo[12]
+    p_n = ho * wo
+    _, wp, length = wide_dims(geo)
+    wide = is_wide(geo)
+    for s in range(s0, s1):
+        for o in range(dy.shape[1]):
+            if not wide:
+                q = (s - s0) * p_n
+                stage[o, q : q + p_n] = dy[s, o]
+                continue
+            q = (s - s0) * length
+            for i in range(ho):
+                stage[o, q + i * wp : q + i * wp + wo] = dy[s, o, i * wo : (i + 1) * wo]
+                if i < ho - 1:
+                    stage[o, q + i * wp + wo : q + (i + 1) * wp] = 0
+
+
+@njit(cache=True)
+def backward_chunk(x, w2, dy, dx, dwt, s0, s1, cols, stage, plane, dplane, first, acc_dx, geo):
     # dy [N, O, P]; dx [N, C·H·W] or empty; dwt [K, O]: this thread's dWᵀ partial, written when
-    # first, else added (empty: no dW)
+    # first, else added (empty: no dW); plane, dplane: a padded wide layer's planes
     c, h, w = geo[0], geo[1], geo[2]
     groups = geo[13]
     og, k = w2.shape[0] // groups, w2.shape[1]
@@ -175,16 +298,15 @@ def backward_chunk(x, w2, dy, dx, dwt, s0, s1, cols, stage, first, acc_dx, geo):
                     gemm(w2[gs], dy[s, gs], dxs[rows], True, False, 1.0, 1.0 if acc_dx else 0.0)
             beta_w = 1.0
         return
-    width = (s1 - s0) * p_n
+    wide = is_wide(geo)
+    length = wide_dims(geo)[2]
+    per = length if wide else p_n
+    width = (s1 - s0) * per
     ld = cols.shape[1]
     colsf = cols.reshape(-1)
-    for s in range(s0, s1):
-        q = (s - s0) * p_n
-        for o in range(dy.shape[1]):
-            stage[o, q : q + p_n] = dy[s, o]
+    gather_dy(dy, s0, s1, stage, geo)
     if dwt.size:
-        for s in range(s0, s1):
-            im2col(x[s], colsf, geo, ld, (s - s0) * p_n)
+        fill_columns(x, s0, s1, colsf, ld, plane, geo)
         for g in range(groups):
             # dW_gᵀ = cols_g @ stage_gᵀ: this orientation runs ~1.7x faster in OpenBLAS than the other
             gs = slice(g * og, (g + 1) * og)
@@ -193,24 +315,52 @@ def backward_chunk(x, w2, dy, dx, dwt, s0, s1, cols, stage, first, acc_dx, geo):
         for g in range(groups):
             gs = slice(g * og, (g + 1) * og)
             gemm(w2[gs], stage[gs, :width], cols[g * k : (g + 1) * k, :width], True, False, 1.0, 0.0)
+        padded = is_padded(geo)
         for s in range(s0, s1):
-            if not acc_dx:
-                dx[s] = 0
-            col2im(colsf, dx[s], geo, ld, (s - s0) * p_n)
+            if not wide:
+                if not acc_dx:
+                    dx[s] = 0
+                col2im(colsf, dx[s], geo, ld, (s - s0) * p_n)
+            elif padded:
+                dplane[:] = 0
+                wide_col2im(colsf, dplane, geo, ld, (s - s0) * length)
+                plane_copy(dx[s], dplane, geo, False, acc_dx)
+            else:  # the plane is dx[s] itself
+                if not acc_dx:
+                    dx[s] = 0
+                wide_col2im(colsf, dx[s], geo, ld, (s - s0) * length)
 
 
 @njit(cache=True, parallel=True, fastmath={"reassoc"})  # reassoc lets db's float64 sums vectorize
-def backward_cpu(x, w2, dy, dx, dw2, db, cols, stages, dwt, chunk, acc_dx, geo):
-    # dy [N, O, P]; dx [N, C·H·W] or empty; dw2 [O, K] or empty; db [O] or empty; per thread t:
-    # its column matrix and stage (as forward) and dWᵀ partial dwt[t] [K, O] (empty when dw2 is)
+def backward_cpu(x, w2, dy, dx, dw2, db, scratch, chunk, acc_dx, geo):
+    # dy [N, O, P]; dx [N, C·H·W] or empty; dw2 [O, K] or empty; db [O] or empty; scratch: per
+    # thread t, its column matrix, stage and plane (as forward), the plane's gradient, and its
+    # dWᵀ partial dwt[t] [K, O] (empty when dw2 is)
+    cols, stages, planes, dplanes, dwt = scratch
     nt, n = cols.shape[0], dy.shape[0]
     for t in prange(nt):
+        planes[t] = 0
         b0, b1 = t * n // nt, (t + 1) * n // nt
         if b0 == b1:
             dwt[t] = 0
         for s0 in range(b0, b1, chunk):
             s1 = min(s0 + chunk, b1)
-            backward_chunk(x, w2, dy, dx, dwt[t], s0, s1, cols[t], stages[t], s0 == b0, acc_dx, geo)
+            backward_chunk(
+                x,
+                w2,
+                dy,
+                dx,
+                dwt[t],
+                s0,
+                s1,
+                cols[t],
+                stages[t],
+                planes[t],
+                dplanes[t],
+                s0 == b0,
+                acc_dx,
+                geo,
+            )
     if dw2.size:
         for o in prange(dw2.shape[0]):
             for q in range(dw2.shape[1]):

@@ -1,26 +1,21 @@
 """conv2d kernels, chosen per shape at bind time: on the CPU, direct kernels (_conv_direct) for
-few-channel layers, else im2col / col2im + GEMM through BLAS (_blas.gemm inside @njit), sample by
-sample; on the GPU, im2col + batched GEMM.
+few-channel layers, else im2col / col2im + GEMM through BLAS (_conv_gemm); on the GPU, im2col +
+batched GEMM.
 
 Choice (``bind_cpu``): the direct kernels take a stride-1, dilation-1, one-group, non-1x1 layer
 with C·kh·kw <= DIRECT_MAX_TAPS (25, by measurement: LeNet-5's 1->6 5x5 first layer, where the
 GEMM's column matrix costs more than it saves) when one thread's scratch fits the workspace the
 contract declares; everything else, LeNet-5's 6->16 included, takes im2col + GEMM. Both thread
-over samples the same way and are deterministic for a given thread count.
+over samples the same way and are deterministic for a given thread count. Both apply a fused
+activation (``Binding.epilogue``, EPILOGUES_CPU) as they write y.
 
-Per sample n, a column matrix cols [C·kh·kw, Ho·Wo] (the workspace the contract declares)
-holds cols[(c, u, v), (i, j)] = xpad[c, s_h·i + d_h·u, s_w·j + d_w·v]; its rows are channel-major,
-so group g's rows are one contiguous block [g·K, (g+1)·K), K = C/groups·kh·kw. Then
-
-    forward   y[n, group g]   = W_g [og, K] @ cols_g [K, Ho·Wo]           (+ b)
-    backward  dW_gᵀ          += cols_g @ dy[n, g]ᵀ  (cols rebuilt by im2col; GEMM with beta = 1)
-              dcols_g         = W_gᵀ @ dy[n, g]      (into the same workspace)
-              dx[n]          += col2im(dcols)
-
-A 1x1, stride-1, unpadded convolution needs no im2col (x[n] already is [C, H·W]).
-
-The copy loops run over flat arrays with unsigned offsets: numba's wraparound check on signed
-indices blocks vectorization (about 4x slower im2col here).
+im2col + GEMM (_conv_gemm's docstring has the products): each thread convolves its block of
+samples in chunks of S samples, one GEMM per chunk and group over a column matrix
+[C·kh·kw, S·width]; S and the column layout come from the contract (``CONV.chunk``,
+``CONV.columns``), so the kernels stay inside the workspace it declares. A stride-1 layer takes
+the "wide" layout, where each column-matrix row is one contiguous run of the zero-bordered
+input plane (im2col is C·kh·kw long copies instead of C·kh·kw·Ho short ones; LeNet-5's 6->16
+forward ~1.7x faster, for ~36% more GEMM columns there).
 
 Threads: the batch is split into T contiguous blocks of samples, one per numba thread (prange),
 each with its own column matrix and dW partial, while BLAS is set to one thread for the call
@@ -29,8 +24,7 @@ each with its own column matrix and dW partial, while BLAS is set to one thread 
 and collapsed when the cores were shared (seconds per step), while one sample per core keeps
 every stage (im2col, GEMMs, col2im) parallel. Results are deterministic for a given T (dW sums
 the T partials in order). When OpenBLAS's thread count cannot be set (another BLAS), T = 1 and
-BLAS keeps its threads. Thread 0 uses the workspace; threads 1..T-1 use the rest of it when it is
-large enough, else column matrices allocated once at bind time.
+BLAS keeps its threads.
 
 On the GPU (``bind_cuda``) the same scheme runs on chunks of S samples: S column matrices
 [C·kh·kw, Ho·Wo], as many as fit in the workspace the contract declares (sized for the CPU's
@@ -106,20 +100,22 @@ def direct_threads(b: Binding, geo: tuple[int, ...]) -> int | None:
 EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
 
 
-def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int]:
-    """(threads T, samples per GEMM S) of the im2col + GEMM kernels: T as many as numba has, one
-    per sample at most; S as the contract chooses it, then T and S no more than the workspace
-    holds private scratch for (per thread: S·(C·kh·kw + O)·Ho·Wo for the column matrix and the
-    stage, and a dWᵀ partial [K, O])."""
-    c, _, _, kh, kw, *_, ho, wo, _ = geo
+def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(threads T, samples per GEMM S, columns per sample, plane size) of the im2col + GEMM kernels
+    (``CONV.columns``): T as many as numba has, one per sample at most; S as the contract chooses
+    it; then T and S no more than the workspace holds private scratch for (per thread: the column
+    matrix and the stage, S·(C·kh·kw + O)·width, two planes and a dWᵀ partial [K, O])."""
+    c, _, _, kh, kw, *_ = geo
     n, (o, k) = b.x[0].shape[0], (b.p["w"].shape[0], b.p["w"][0].size)
-    per_sample, partial = (c * kh * kw + o) * ho * wo, k * o
+    ins = [TensorType((c, *b.x[0].shape[2:]))]
+    width, plane = CONV.columns(b.attrs, ins)
+    per_sample, fixed = (c * kh * kw + o) * width, 2 * plane + k * o
     have = b.ws.nbytes // b.p["w"].dtype.itemsize
     nt = max(1, min(n, numba.get_num_threads())) if OPENBLAS is not None else 1
-    while nt > 1 and have // nt < per_sample + partial:
+    while nt > 1 and have // nt < per_sample + fixed:
         nt -= 1
-    chunk = CONV.chunk(b.attrs, [TensorType((c, *b.x[0].shape[2:]))], n, nt)
-    return nt, max(1, min(chunk, (have // nt - partial) // per_sample))
+    chunk = CONV.chunk(b.attrs, ins, n, nt)
+    return nt, max(1, min(chunk, (have // nt - fixed) // per_sample)), width, plane
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -137,25 +133,28 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     y = view(b.y, n, o, ho * wo)
     bias = b.p.get("b", np.zeros(0, dt))
     k = w2.shape[1]
-    nt, chunk = gemm_layout(b, geo)
-    width = chunk * ho * wo
-    size = (c * kh * kw + o) * width
-    scratch = b.workspace(dt, nt * (size + k * o))
-    cols = view(scratch[: nt * c * kh * kw * width], nt, c * kh * kw, width)
-    stages = view(scratch[nt * c * kh * kw * width : nt * size], nt, o, width)
-    dwt = view(scratch[nt * size :], nt, k, o)  # per-thread dWᵀ partials
+    nt, chunk, width, plane = gemm_layout(b, geo)
+    parts = (c * kh * kw * chunk * width, o * chunk * width, plane, plane, k * o)
+    scratch = b.workspace(dt, nt * sum(parts))
+    views, at = [], 0
+    for size in parts:
+        views.append(view(scratch[at : at + nt * size], nt, size))
+        at += nt * size
+    cols, stages, planes, dplanes, dwt = views
+    cols = view(cols, nt, c * kh * kw, chunk * width)
+    stages = view(stages, nt, o, chunk * width)
+    dwt = view(dwt, nt, k, o)  # per-thread dWᵀ partials
     wrap = one_blas_thread if nt > 1 else (lambda f: f)
     act = epilogue.code(b)
-    fwd = wrap(lambda: gemm_kernels.forward_cpu(x, w2, bias, y, cols, stages, chunk, act, geo))
+    fwd = wrap(lambda: gemm_kernels.forward_cpu(x, w2, bias, y, cols, stages, planes, chunk, act, geo))
     if b.dy is None:
         return fwd, nothing
     dy, dx, dw2, db = direct.grad_views(b, x, y, w2)
     if not dw2.size:
         dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
     acc = b.acc[0]
-    return fwd, wrap(
-        lambda: gemm_kernels.backward_cpu(x, w2, dy, dx, dw2, db, cols, stages, dwt, chunk, acc, geo)
-    )
+    scr = (cols, stages, planes, dplanes, dwt)
+    return fwd, wrap(lambda: gemm_kernels.backward_cpu(x, w2, dy, dx, dw2, db, scr, chunk, acc, geo))
 
 
 # -- CUDA -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from harness import OpRun, check_fused_epilogue, gradcheck
 
+from netc.compiler.ops.base import pair
 from netc.runtime.kernels import kernel_module
 
 RTOL, ATOL = 1e-4, 1e-4
@@ -103,9 +104,16 @@ def test_conv2d_gradcheck(attrs: dict[str, Any], shape: tuple[int, ...]) -> None
     gradcheck(conv_run(attrs, shape, dtype=np.float64))
 
 
-@pytest.mark.parametrize("case", [0, 8])  # im2col path and 1x1 direct path
-def test_conv2d_accumulates_dx(case: int) -> None:
-    attrs, shape = CONV_CASES[case]
+@pytest.mark.parametrize(
+    ("attrs", "shape"),
+    [
+        CONV_CASES[0],  # wide columns, padded: dx through the plane's gradient
+        ({"out_channels": 4, "kernel": 3}, (3, 7, 8)),  # wide, unpadded: straight into dx
+        CONV_CASES[4],  # strided, grouped: im2col / col2im
+        CONV_CASES[8],  # 1x1: no columns
+    ],
+)
+def test_conv2d_accumulates_dx(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
     run = conv_run(attrs, shape)
     run.binding.acc[0] = True
     rebind(run)
@@ -269,14 +277,20 @@ def test_conv2d_fused_epilogue_is_bitwise_the_activation_after(
     check_fused_epilogue("conv2d", attrs, x, act)
 
 
-def test_conv2d_several_samples_per_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", [0, 2, 3, 4])  # wide (padded, dilated, odd "same"); strided
+def test_conv2d_several_samples_per_gemm(monkeypatch: pytest.MonkeyPatch, case: int) -> None:
     # chunks of 2 over 2 threads' blocks of 3 samples (the last chunk short): PyTorch parity, and
     # a second step gives the same
     from netc.compiler.ops import conv2d as contract
+    from netc.compiler.ops.base import TensorType
     from netc.runtime.kernels import conv2d
 
-    attrs, shape = CONV_CASES[4]
-    per_sample = (shape[0] * 9 + attrs["out_channels"]) * 4 * 6 * 4  # (C·kh·kw + O)·Ho·Wo float32
+    attrs, shape = CONV_CASES[case]
+    full = contract.OP.fill_defaults(attrs)
+    width, _ = contract.OP.columns(full, [TensorType(shape)])
+    kh, kw = pair(full["kernel"])
+    per_sample = (shape[0] * kh * kw + attrs["out_channels"]) * width * 4  # float32
     monkeypatch.setattr(contract, "CHUNK_BYTES", 2 * per_sample)
     run = conv_run(attrs, shape, n=6)
     assert conv2d.gemm_layout(run.binding, conv2d.geometry(run.binding))[1] == 2
