@@ -258,22 +258,27 @@ def forward_cpu(x, w2, bias, y, cols, stages, planes, chunk, act, geo):
 @njit(cache=True)
 def gather_dy(dy, s0, s1, stage, geo):
     """The stage [O, S·width] from dy's samples [s0, s1), in the forward's column order (the
-    junk columns of the wide layout zero, so they add nothing to dW or dx)."""
+    junk columns of the wide layout zero, so they add nothing to dW or dx). Flat loops: slice
+    assignments cost more than these short rows (Wo values) take to copy."""
     ho, wo = geo[11], geo[12]
     p_n = ho * wo
     _, wp, length = wide_dims(geo)
-    wide = is_wide(geo)
+    per = length if is_wide(geo) else p_n
+    row = wp if is_wide(geo) else wo
+    ld = stage.shape[1]
+    stagef = stage.reshape(-1)
     for s in range(s0, s1):
+        dyf = dy[s].reshape(-1)
         for o in range(dy.shape[1]):
-            if not wide:
-                q = (s - s0) * p_n
-                stage[o, q : q + p_n] = dy[s, o]
-                continue
-            q = (s - s0) * length
+            base = o * ld + (s - s0) * per
             for i in range(ho):
-                stage[o, q + i * wp : q + i * wp + wo] = dy[s, o, i * wo : (i + 1) * wo]
+                d = uint64(base + i * row)
+                a = uint64((o * ho + i) * wo)
+                for j in range(uint64(wo)):
+                    stagef[d + j] = dyf[a + j]
                 if i < ho - 1:
-                    stage[o, q + i * wp + wo : q + (i + 1) * wp] = 0
+                    for j in range(uint64(wo), uint64(row)):
+                        stagef[d + j] = 0
 
 
 @njit(cache=True)
