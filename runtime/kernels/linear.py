@@ -22,7 +22,7 @@ from numba import cuda, njit, prange
 from ..binding import Binding, Thunk, nothing
 from . import _epilogue as epilogue
 from . import cuda_core
-from ._blas import OPENBLAS, gemm, one_blas_thread, project
+from ._blas import OPENBLAS, gemm, one_blas_thread
 
 #: The activations forward_cpu applies to y itself (``Binding.epilogue``).
 EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
@@ -30,20 +30,32 @@ EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
 
 @njit(cache=True)
 def forward_part(x, w, b, y, act, t, nt):
-    # part t of nt, a contiguous block of rows: its GEMM, then the fused activation on its rows
-    # while they are in cache
-    n = x.shape[0]
-    r0, r1 = t * n // nt, (t + 1) * n // nt
-    project(x[r0:r1], w, b, y[r0:r1])
+    # part t of nt: the block of y's rows, or of its columns (output features) when those are more
+    # (each part then packs all of the smaller operand, x, and its share of W); its GEMM, then the
+    # fused activation on that block while it is in cache
+    n, o = y.shape
+    if o > n:
+        r0, r1, c0, c1 = 0, n, t * o // nt, (t + 1) * o // nt
+    else:
+        r0, r1, c0, c1 = t * n // nt, (t + 1) * n // nt, 0, o
+    yb = y[r0:r1, c0:c1]
+    beta = 0.0
+    if b.size:
+        for r in range(r1 - r0):
+            yb[r, :] = b[c0:c1]
+        beta = 1.0
+    gemm(x[r0:r1], w[c0:c1], yb, False, True, 1.0, beta)
     if act != epilogue.NONE:
-        yf = y[r0:r1].reshape(-1)
-        epilogue.copy_act(yf, 0, yf, 0, yf.size, yf.dtype.type(0), False, act)
+        yf = y.reshape(-1)
+        for r in range(r0, r1):
+            epilogue.copy_act(yf, r * o + c0, yf, r * o + c0, c1 - c0, yf.dtype.type(0), False, act)
 
 
 @njit(cache=True)
 def backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt):
     # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules). Part t of nt: the
-    # rows [o0, o1) of dW and db and the rows [r0, r1) of dx (no partial sums: deterministic).
+    # rows [o0, o1) of dW and db, and a block of dx's rows, or of its columns when those are more
+    # (no partial sums: deterministic)
     n, o = dy.shape
     o0, o1 = t * o // nt, (t + 1) * o // nt
     if dw.size:
@@ -54,9 +66,13 @@ def backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt):
         for r in range(n):
             for j in range(o0, o1):
                 db[j] += dy[r, j]
-    r0, r1 = t * n // nt, (t + 1) * n // nt
     if dx.size:
-        gemm(dy[r0:r1], w, dx[r0:r1], False, False, 1.0, 1.0 if acc_dx else 0.0)
+        k = dx.shape[1]
+        if k > n:
+            r0, r1, c0, c1 = 0, n, t * k // nt, (t + 1) * k // nt
+        else:
+            r0, r1, c0, c1 = t * n // nt, (t + 1) * n // nt, 0, k
+        gemm(dy[r0:r1], w[:, c0:c1], dx[r0:r1, c0:c1], False, False, 1.0, 1.0 if acc_dx else 0.0)
 
 
 @njit(cache=True)
