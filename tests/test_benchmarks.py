@@ -280,7 +280,10 @@ def test_spawn_runs_the_torch_worker_compiled_with_its_cache(monkeypatch):
     assert float(cmd[cmd.index("--spawned") + 1]) > 0
     assert seen["env"]["TORCHINDUCTOR_CACHE_DIR"] == "/x" and seen["env"]["OMP_NUM_THREADS"] == "2"
     tp.spawn("torch", "mlp", 64, "train", 2, 1, 1, "cpu")
-    assert "--compile" not in seen["cmd"] and "TORCHINDUCTOR_CACHE_DIR" not in seen["env"]
+    # The eager worker gets no inductor cache of its own (an earlier in-process torch.compile may
+    # have set one in this process's environment: it is passed on unchanged).
+    inherited = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    assert "--compile" not in seen["cmd"] and seen["env"].get("TORCHINDUCTOR_CACHE_DIR") == inherited
 
 
 def test_cuda_refuses_the_cpu_only_tables():
