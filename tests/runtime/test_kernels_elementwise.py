@@ -110,12 +110,12 @@ def test_gelu_float32_rational_erf_matches_libm():
 
     x = np.linspace(-12, 12, 20001).astype(np.float32)
     exact, fast = np.empty_like(x), np.empty_like(x)
-    gelu.forward_cpu(x, exact, gelu.ERF)
-    gelu.forward_cpu(x, fast, gelu.ERF_RATIONAL)
+    gelu.forward_cpu(x, exact, gelu.ERF, 0, x.size)
+    gelu.forward_cpu(x, fast, gelu.ERF_RATIONAL, 0, x.size)
     np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
     dy = np.ones_like(x)
-    gelu.backward_cpu(x, dy, exact, False, gelu.ERF)
-    gelu.backward_cpu(x, dy, fast, False, gelu.ERF_RATIONAL)
+    gelu.backward_cpu(x, dy, exact, False, gelu.ERF, 0, x.size)
+    gelu.backward_cpu(x, dy, fast, False, gelu.ERF_RATIONAL, 0, x.size)
     np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
 
 
