@@ -72,7 +72,8 @@ def elu_grad32(x, dy, alpha):
 
 
 _f = by_dtype(elu32, _scalar(elu))
-_g = by_dtype(elu_grad32, _scalar(elu_grad))
+# float64 not inlined: inlining it through by_dtype trips a numba pedantic-check warning
+_g = by_dtype(elu_grad32, _jit(elu_grad))
 
 
 # This op's own copy of the unary loops: numba's disk cache cannot cache one shared loop that
