@@ -221,7 +221,8 @@ def bind_unary(b: Binding, kernels: tuple, reads_output: bool, *attrs: Any) -> t
     """Bind a unary elementwise op over flat views. ``kernels`` = (forward, backward, forward_par,
     backward_par): the serial loops ``forward(x, y, *attrs, lo, hi)`` and ``backward(x or y, dy,
     dx, acc, *attrs, lo, hi)`` over elements [lo, hi), and their parallel drivers, which take the
-    chunk count ``nt`` in place of lo, hi (``threads`` picks which pair runs)."""
+    chunk count ``nt`` in place of lo, hi (``threads`` picks which pair runs). The loops index with
+    uint64: numba wraps a negative int64 index, which turns vector loads into gathers."""
     forward, backward, forward_par, backward_par = kernels
     x, y = flat(b.x[0]), flat(b.y)
     n, nt = y.size, threads(y.size)

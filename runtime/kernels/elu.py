@@ -14,7 +14,7 @@ arrays' dtype.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
@@ -80,17 +80,17 @@ _g = by_dtype(elu_grad32, _jit(elu_grad))
 # takes the scalar function as an argument (see _pointwise).
 @_jit
 def forward_cpu(x, y, alpha, lo, hi):
-    for i in range(lo, hi):
+    for i in range(uint64(lo), uint64(hi)):
         y[i] = _f(x[i], alpha)
 
 
 @_jit
 def backward_cpu(x, dy, dx, acc, alpha, lo, hi):
     if acc:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] += _g(x[i], dy[i], alpha)
     else:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] = _g(x[i], dy[i], alpha)
 
 

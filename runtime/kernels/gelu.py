@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, njit, prange
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
@@ -137,13 +137,13 @@ _g_tanh = by_dtype(gelu_tanh_grad32, _jit(gelu_tanh_grad))
 @_jit
 def forward_cpu(x, y, form, lo, hi):
     if form == TANH:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             y[i] = _f_tanh(x[i])
     elif form == ERF_RATIONAL:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             y[i] = _f_erf_r(x[i])
     else:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             y[i] = _f_erf(x[i])
 
 
@@ -151,23 +151,23 @@ def forward_cpu(x, y, form, lo, hi):
 def backward_cpu(x, dy, dx, acc, form, lo, hi):
     if form == TANH:
         if acc:
-            for i in range(lo, hi):
+            for i in range(uint64(lo), uint64(hi)):
                 dx[i] += _g_tanh(x[i], dy[i])
         else:
-            for i in range(lo, hi):
+            for i in range(uint64(lo), uint64(hi)):
                 dx[i] = _g_tanh(x[i], dy[i])
     elif form == ERF_RATIONAL:
         if acc:
-            for i in range(lo, hi):
+            for i in range(uint64(lo), uint64(hi)):
                 dx[i] += _g_erf_r(x[i], dy[i])
         else:
-            for i in range(lo, hi):
+            for i in range(uint64(lo), uint64(hi)):
                 dx[i] = _g_erf_r(x[i], dy[i])
     elif acc:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] += _g_erf(x[i], dy[i])
     else:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] = _g_erf(x[i], dy[i])
 
 

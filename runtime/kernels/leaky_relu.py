@@ -8,7 +8,7 @@ in the arrays' dtype (float32 products stay float32)."""
 
 from __future__ import annotations
 
-from numba import cuda, njit, prange
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
@@ -32,17 +32,17 @@ _g = njit(cache=True, inline="always")(leaky_relu_grad)
 # takes the scalar function as an argument (see _pointwise).
 @njit(cache=True)
 def forward_cpu(x, y, slope, lo, hi):
-    for i in range(lo, hi):
+    for i in range(uint64(lo), uint64(hi)):
         y[i] = _f(x[i], slope)
 
 
 @njit(cache=True)
 def backward_cpu(x, dy, dx, acc, slope, lo, hi):
     if acc:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] += _g(x[i], dy[i], slope)
     else:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] = _g(x[i], dy[i], slope)
 
 

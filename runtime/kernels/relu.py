@@ -5,7 +5,7 @@ Large arrays run in contiguous chunks on numba's threads (``_pointwise.bind_unar
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, njit, prange
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
@@ -33,17 +33,17 @@ _g_cuda = cuda.jit(device=True)(relu_grad)
 # takes the scalar function as an argument (see _pointwise).
 @njit(cache=True)
 def forward_cpu(x, y, lo, hi):
-    for i in range(lo, hi):
+    for i in range(uint64(lo), uint64(hi)):
         y[i] = _f(x[i])
 
 
 @njit(cache=True)
 def backward_cpu(y, dy, dx, acc, lo, hi):
     if acc:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] += _g(y[i], dy[i])
     else:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] = _g(y[i], dy[i])
 
 

@@ -19,7 +19,7 @@ On the GPU the float64 scalar functions run as device functions, with exp = math
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
@@ -77,17 +77,17 @@ _g = _scalar(tanh_grad)
 # takes the scalar function as an argument (see _pointwise).
 @_jit
 def forward_cpu(x, y, lo, hi):
-    for i in range(lo, hi):
+    for i in range(uint64(lo), uint64(hi)):
         y[i] = _f(x[i])
 
 
 @_jit
 def backward_cpu(y, dy, dx, acc, lo, hi):
     if acc:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] += _g(y[i], dy[i])
     else:
-        for i in range(lo, hi):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] = _g(y[i], dy[i])
 
 
