@@ -330,3 +330,45 @@ def test_dropout_masks_are_reproducible_and_distinct():
     np.testing.assert_array_equal(a, mask(5, dtype=np.float64))  # the same bits whatever the dtype
     for other in (mask(6), mask(5, index=1), mask(-5)):
         assert 0.45 < (a == other).mean() < 0.55  # independent streams agree half the time
+
+
+# -- serial and parallel kernels ----------------------------------------------------------------------
+
+CHUNKED = [
+    ("relu", {}),
+    ("leaky_relu", {"negative_slope": 0.2}),
+    ("elu", {}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("sigmoid", {}),
+    ("tanh", {}),
+]
+
+
+def run_with_threads(monkeypatch: pytest.MonkeyPatch, nt: int, acc: bool, *args: Any, **kw: Any) -> OpRun:
+    """An OpRun (backward accumulating when acc) bound with ``_pointwise.threads`` (the bind-time
+    choice) answering nt: 1 binds the serial kernels, more the parallel drivers with nt chunks
+    (run on however many threads numba has)."""
+    from netc.runtime.kernels import _pointwise, _windows
+
+    with monkeypatch.context() as m:
+        m.setattr(_pointwise, "threads", lambda size: nt)
+        m.setattr(_windows, "threads", lambda size: nt)
+        run = OpRun(*args, **kw)
+        run.binding.acc[:] = [acc] * len(run.x)
+        rebind(run)
+    for g in run.dx:
+        if g is not None:
+            g[...] = 0.5
+    return run.run()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("op", "attrs"), CHUNKED, ids=[f"{o}{a}" for o, a in CHUNKED])
+def test_parallel_kernels_are_bitwise_the_serial_ones(monkeypatch, op, attrs, dtype):
+    x = rng(3).standard_normal((5, 1001)) * 4  # odd sizes: chunks end mid-vector
+    x[0, :8] = [0.0, -0.0, 1e-30, -1e-4, 0.01, -100.0, np.nan, np.inf]
+    for acc in (False, True):
+        serial, par = (run_with_threads(monkeypatch, nt, acc, op, attrs, [x], dtype=dtype) for nt in (1, 3))
+        np.testing.assert_array_equal(par.y, serial.y)  # NaN == NaN here: bitwise equal
+        np.testing.assert_array_equal(par.dx[0], serial.dx[0])
