@@ -208,7 +208,7 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
 #: Elements (for pools: input cells) below which a kernel runs serially. The parallel kernels
 #: split the work into contiguous chunks on numba's workqueue threads; a launch costs ~10-20 µs
 #: here, which pays off from about this size (measured on tanh/relu/avgpool2d, 2 cores).
-PARALLEL_MIN = 1 << 15
+PARALLEL_MIN = 1 << 18
 
 
 def threads(size: int) -> int:

@@ -388,3 +388,23 @@ def test_pool_fast_path_and_chunks_are_bitwise_the_general_serial_loops(
         np.testing.assert_array_equal(run.dx[0], ref.dx[0], err_msg=f"fast={fast} nt={nt}")
         for name, saved in run.saved.items():
             np.testing.assert_array_equal(saved, ref.saved[name], err_msg=name)
+
+
+@pytest.mark.parametrize("acc", [False, True])
+def test_global_avgpool_chunks_are_bitwise_the_serial_loops(
+    monkeypatch: pytest.MonkeyPatch, acc: bool
+) -> None:
+    from netc.runtime.kernels import global_avgpool
+
+    x = np.random.default_rng(6).standard_normal((5, 3, 7, 9)).astype(np.float32)
+    runs = []
+    for nt in (1, 3):
+        with monkeypatch.context() as m:
+            m.setattr(global_avgpool, "threads", lambda size, nt=nt: nt)
+            run = OpRun("global_avgpool", {}, [x])
+            run.binding.acc[0] = acc
+            run.forward, run.backward = global_avgpool.bind_cpu(run.binding)
+        run.dx[0][...] = 0.5
+        runs.append(run.run())
+    np.testing.assert_array_equal(runs[1].y, runs[0].y)
+    np.testing.assert_array_equal(runs[1].dx[0], runs[0].dx[0])

@@ -335,13 +335,16 @@ def test_dropout_masks_are_reproducible_and_distinct():
 # -- serial and parallel kernels ----------------------------------------------------------------------
 
 CHUNKED = [
-    ("relu", {}),
-    ("leaky_relu", {"negative_slope": 0.2}),
-    ("elu", {}),
-    ("gelu", {}),
-    ("gelu", {"approximate": "tanh"}),
-    ("sigmoid", {}),
-    ("tanh", {}),
+    ("relu", {}, 1),
+    ("leaky_relu", {"negative_slope": 0.2}, 1),
+    ("elu", {}, 1),
+    ("gelu", {}, 1),
+    ("gelu", {"approximate": "tanh"}, 1),
+    ("sigmoid", {}, 1),
+    ("tanh", {}, 1),
+    ("add", {}, 3),
+    ("mul", {}, 2),
+    ("dropout", {"p": 0.3}, 1),
 ]
 
 
@@ -364,11 +367,12 @@ def run_with_threads(monkeypatch: pytest.MonkeyPatch, nt: int, acc: bool, *args:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("op", "attrs"), CHUNKED, ids=[f"{o}{a}" for o, a in CHUNKED])
-def test_parallel_kernels_are_bitwise_the_serial_ones(monkeypatch, op, attrs, dtype):
-    x = rng(3).standard_normal((5, 1001)) * 4  # odd sizes: chunks end mid-vector
-    x[0, :8] = [0.0, -0.0, 1e-30, -1e-4, 0.01, -100.0, np.nan, np.inf]
+@pytest.mark.parametrize(("op", "attrs", "k"), CHUNKED, ids=[f"{o}{a}" for o, a, _ in CHUNKED])
+def test_parallel_kernels_are_bitwise_the_serial_ones(monkeypatch, op, attrs, k, dtype):
+    xs = [rng(3 + i).standard_normal((5, 1001)) * 4 for i in range(k)]  # odd sizes: chunks end mid-vector
+    xs[0][0, :8] = [0.0, -0.0, 1e-30, -1e-4, 0.01, -100.0, np.nan, np.inf]
     for acc in (False, True):
-        serial, par = (run_with_threads(monkeypatch, nt, acc, op, attrs, [x], dtype=dtype) for nt in (1, 3))
+        serial, par = (run_with_threads(monkeypatch, nt, acc, op, attrs, xs, dtype=dtype) for nt in (1, 3))
         np.testing.assert_array_equal(par.y, serial.y)  # NaN == NaN here: bitwise equal
-        np.testing.assert_array_equal(par.dx[0], serial.dx[0])
+        for g, want in zip(par.dx, serial.dx, strict=True):
+            np.testing.assert_array_equal(g, want)
