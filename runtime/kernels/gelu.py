@@ -112,8 +112,7 @@ def _g_erf_r(x, dy):
 def _sigma32(z):
     """σ(z) in float32, branch-free."""
     e = exp32(-abs(z))
-    r = _ONE / (_ONE + e)
-    return select(z >= _ZERO, r, e * r)
+    return select(z >= _ZERO, _ONE, e) / (_ONE + e)  # e / (1 + e) below 0: one rounding, not two
 
 
 @_scalar
@@ -123,8 +122,12 @@ def gelu_tanh32(x):
 
 @_scalar
 def gelu_tanh_grad32(x, dy):
-    s = _sigma32(_K2 * (x + _C32 * x * x * x))
-    return dy * (s + x * s * (_ONE - s) * _K2 * (_ONE + _C3 * x * x))
+    z = _K2 * (x + _C32 * x * x * x)
+    e = exp32(-abs(z))
+    inv = _ONE / (_ONE + e)
+    s = select(z >= _ZERO, _ONE, e) * inv  # σ(z)
+    t = select(z >= _ZERO, e, _ONE) * inv  # 1 - σ(z), without the cancellation of 1 - s near 1
+    return dy * (s + x * s * t * _K2 * (_ONE + _C3 * x * x))
 
 
 _f_tanh = by_dtype(gelu_tanh32, _scalar(gelu_tanh))

@@ -43,8 +43,7 @@ _scalar = njit(cache=True, error_model="numpy", inline="always")
 def sigmoid32(x):
     """sigmoid of a float32 in float32 arithmetic, branch-free."""
     e = exp32(-abs(x))
-    r = _ONE / (_ONE + e)
-    return select(x >= _ZERO, r, e * r)
+    return select(x >= _ZERO, _ONE, e) / (_ONE + e)  # e / (1 + e) below 0: one rounding, not two
 
 
 _f = by_dtype(sigmoid32, _scalar(sigmoid))
