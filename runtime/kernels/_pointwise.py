@@ -205,10 +205,15 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
 # -- binders --------------------------------------------------------------------------------
 
 
-#: Elements (for pools: input cells) below which a kernel runs serially. The parallel kernels
-#: split the work into contiguous chunks on numba's workqueue threads; a launch costs ~10-20 µs
-#: here, which pays off from about this size (measured on tanh/relu/avgpool2d, 2 cores).
-PARALLEL_MIN = 1 << 18
+#: Elements (for pools: input cells) below which a kernel runs serially. A parallel launch on
+#: numba's workqueue threads costs ~30 µs here (measured: 30-40 µs for a 1k-element relu), and the
+#: loops run 0.3 (relu, memory-bound) to 0.8 ns/element (float32 tanh) on one core, so a second
+#: core pays for itself from ~10^5 elements on compute-bound ops and later on memory-bound ones.
+#: On the shared 2-core machine this was tuned on, another process held one core throughout, and
+#: the parallel kernels measured 3-10% slower than serial at 1.2M elements; 2^19 keeps that
+#: exposure to the large tensors (LeNet-5's first layer at batch 256), where a free second core
+#: should about halve compute-bound loops (not measurable here: no core was free).
+PARALLEL_MIN = 1 << 19
 
 
 def threads(size: int) -> int:
