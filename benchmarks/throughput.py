@@ -1,31 +1,71 @@
-"""Throughput benchmark: netc against PyTorch eager on the CPU (or a CUDA GPU), samples/s and GFLOP/s.
+"""Throughput benchmark: netc against PyTorch eager and torch.compile on the CPU (or eager on a CUDA
+GPU), samples/s, GFLOP/s and the time to the first step.
 
-    python benchmarks/throughput.py                 # everything, 3 alternating rounds (minutes)
-    python benchmarks/throughput.py --quick         # smoke run: few steps, one round
+    python benchmarks/throughput.py                 # everything, 3 alternating rounds (half an hour+:
+                                                    #   each torch.compile row compiles cold once)
+    python benchmarks/throughput.py --quick         # smoke run: few steps, one round, eager only
     python benchmarks/throughput.py --only mlp,conv # a subset (nets: mlp lenet5 resnet_mini
                                                     #   transformer_layer; kernels: conv linear)
     python benchmarks/throughput.py --quick --only mlp --batches 64 --out /tmp/t.md   # the test's smoke run
+    python benchmarks/throughput.py --only lenet5 --rounds 1 --no-torch-compile   # no compile column
+    python benchmarks/throughput.py --quick --only mlp --torch-compile --startup       # both, a few minutes
 
 For each net and batch it measures (a) a training step — forward, loss,
 backward and an SGD-momentum update (lr 0.01, momentum 0.9) — and (b)
-inference, in netc and in a PyTorch twin of the same architecture, then the
-forward+backward GFLOP/s of one conv2d and one linear layer as a share of the
-float32 GEMM ceiling (np.dot of 2048², measured in the same run).
+inference, in netc and in a PyTorch twin of the same architecture, eager and
+under ``torch.compile(model)`` (inductor, default mode; only the model is
+compiled, the optimizer step stays eager), then the forward+backward GFLOP/s of
+one conv2d and one linear layer as a share of the float32 GEMM ceiling (np.dot
+of 2048², measured in the same run).
 
 Every measurement runs in its own worker process with 2 threads, because
 OpenBLAS (netc's BLAS, through SciPy) and PyTorch's OpenMP/MKL pools fight for
 the two cores when they share a process (idle OpenMP workers spin instead of sleeping); the driver alternates
-which framework goes first from round to round and reports medians over rounds.
-A worker is ``--worker netc|torch|numpy --net NAME --batch B --mode train|infer|kernel``;
-it warms up (compiles or loads kernels, fills caches), times ``--repeats``
+which framework goes first from round to round (netc, eager, torch.compile, then the reverse) and
+reports medians over rounds.
+A worker is ``--worker netc|torch|numpy --net NAME --batch B --mode train|infer|kernel``
+(``--compile``: the torch worker runs the compiled model); it runs one first step (timed from
+loading the spec or building the model: the start-up time), warms up, times ``--repeats``
 runs of ``--steps`` steps and prints one JSON line.
 
+torch.compile's first call traces and compiles. Each net row's torch.compile workers share an
+inductor cache (``TORCHINDUCTOR_CACHE_DIR`` in the run's temporary directory) that starts empty, so
+the table's "first call" column gives round 1's cold compile / the median of the later rounds'
+warm-cache first calls; the timed steps come after it and exclude it.
+
+The start-up table (benchmarks/startup.py) gives, for every net at its first batch size, training
+and inference, the time from loading the spec through compiling and binding to the first completed
+step, and in brackets the same from the worker's spawn (interpreter and imports included): netc
+with a cold kernel cache (a fresh empty ``NETC_CACHE_DIR``, which netc.runtime hands numba as
+``NUMBA_CACHE_DIR``; see runtime/cache.py) and warm (a second process on that directory), and
+torch.compile cold and warm likewise; PyTorch eager's first step for reference. The throughput
+rows' netc workers use the user's own (normally warm) kernel cache.
+
+Targets, each marked met (✓) or missed (✗): netc/eager ≥ 1.0x in every row and ≥ 1.5x for the MLP's
+training step; netc/torch.compile ≥ 1.0x for the MLP and LeNet-5, training and inference; conv2d
+forward + backward ≥ 60% of the GEMM ceiling, linear ≥ 90%; ResNet-mini's first training step
+< 10 s cold and < 1 s warm (load to first step).
+
+``--quick`` leaves out the torch.compile column and the start-up table (a cold inductor compile
+takes 30-60 s per row here); ``--torch-compile`` and ``--startup`` put them back, and
+``--no-torch-compile`` / ``--no-startup`` drop them from a full run. Without the compile column
+the start-up table has no torch.compile figures.
+
 netc's timed step includes copying the batch into its arena (its real per-batch
-cost); PyTorch reads the same preallocated tensors. Inference in PyTorch runs
+cost); PyTorch reads the same preallocated tensors. netc's inference runs the net's inference
+plan (``compile(..., mode="inference")``: forward only, dropout removed, batchnorm folded), as
+``netc eval``/``predict`` do; it still computes the loss, which PyTorch's does not. Inference in PyTorch runs
 under ``torch.inference_mode()`` in eval mode (the transformer layer takes its
-fused fast path there). The markdown table is printed and written to
-benchmarks/results/throughput.md (git-ignored). The figures say which
-OPENBLAS_CORETYPE was set: it changes the GEMM ceiling about 2x on these machines.
+fused fast path there). The markdown report is printed and written to
+benchmarks/results/throughput.md (git-ignored). Its header gives the date, the load average at
+start and end, the threads per worker, the versions (torch's included) and which
+OPENBLAS_CORETYPE was set (and the core OpenBLAS reports): it changes the GEMM ceiling about 2x
+on these machines.
+
+Longer than 520 lines: the driver respawns this one script as every worker (netc, PyTorch and
+NumPy, CPU and GPU), so the workers and the driver live together. Beside it: nets.py (the nets,
+kernels, targets and PyTorch twins), report.py (the markdown tables) and startup.py (the start-up
+runs and their table).
 
 On a GPU (``--device cuda``; needs a CUDA GPU, numba-cuda and a CUDA build of PyTorch):
 
@@ -52,98 +92,37 @@ starting any worker.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-THREADS = 2
-LR, MOMENTUM = 0.01, 0.9
-
-
-@dataclass(frozen=True)
-class Net:
-    spec: Path
-    batches: tuple[int, ...]
-    target: float  # netc/torch samples/s ratio to reach
-    samples: int  # samples per timed repeat of a training step (inference: 3x)
-    gpu_target: float  # the same ratio on a GPU, for the training step
-
-
-NETS = {
-    "mlp": Net(HERE / "specs" / "mlp.yaml", (64, 256), 1.5, 24_000, 1.0),
-    "lenet5": Net(ROOT / "examples" / "lenet5.yaml", (64, 256), 1.0, 4_096, 1.0),
-    "resnet_mini": Net(HERE / "specs" / "resnet_mini.yaml", (64,), 1.0, 384, 0.5),
-    "transformer_layer": Net(HERE / "specs" / "transformer_layer.yaml", (32,), 1.0, 640, 0.5),
-}
-# A GPU step takes well under a millisecond for the small nets: at least this many steps per timed
-# repeat keep the synchronize and the clock read a small part of it.
-GPU_MIN_STEPS = 20
-
-
-@dataclass(frozen=True)
-class Kernel:
-    shape: str  # for the table
-    batch: int
-    spec: str  # a netc spec whose module `k` is the layer timed
-    fwd_flops: int  # per batch; backward is 2x (input and weight gradients)
-    steps: int
-    gpu_steps: int  # a GPU runs a step 10-100x faster: more steps for a measurable repeat
-
-
-KERNELS = {
-    "conv": Kernel(
-        "conv2d N64 C32 32×32 → 32, k3 p1, no bias",
-        64,
-        """netc: 1
-inputs:
-  x: {shape: [32, 32, 32]}
-  t: {shape: [32, 32, 32]}
-modules:
-  k: {op: conv2d, in: x, out_channels: 32, kernel: 3, padding: 1, bias: false}
-losses:
-  l: {op: mse, in: [k, t]}
-""",
-        2 * 64 * 32 * 32 * 32 * 32 * 9,
-        6,
-        50,
-    ),
-    "linear": Kernel(
-        "linear N256 1024 → 1024, bias",
-        256,
-        """netc: 1
-inputs:
-  x: {shape: [1024]}
-  t: {shape: [1024]}
-modules:
-  k: {op: linear, in: x, out_features: 1024}
-losses:
-  l: {op: mse, in: [k, t]}
-""",
-        2 * 256 * 1024 * 1024,
-        12,
-        100,
-    ),
-}
-GEMM_N = 2048
-GPU_GEMM_SIZES = (512, 1024, 2048)  # square float32 GEMMs, netc's tiled kernel against cuBLAS
-GPU_GEMM_FLOPS = 2e11  # per timed repeat, whatever the size: 0.1 s at 2 TFLOP/s
-
-
-def gpu_gemm_steps(n: int) -> int:
-    return max(3, math.ceil(GPU_GEMM_FLOPS / (2 * n**3)))
+if str(HERE) not in sys.path:  # a test loads this file by its path: its modules sit next to it
+    sys.path.insert(0, str(HERE))
+from nets import (  # noqa: E402
+    GEMM_N,
+    GPU_GEMM_SIZES,
+    GPU_MIN_STEPS,
+    KERNELS,
+    LR,
+    MOMENTUM,
+    NETS,
+    THREADS,
+    TORCH_INPUT,
+    gpu_gemm_steps,
+    torch_twin,
+)
+from report import Results, fmt, render, render_gpu  # noqa: E402
+from startup import Startup, inductor_env, run_startup  # noqa: E402
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -166,6 +145,21 @@ def timed(
             sync()
         times.append(time.perf_counter() - t)
     return times
+
+
+def first_step(step: Callable[[], None], since: float, sync: Callable[[], None] | None = None) -> float:
+    """Run one step and return the seconds from ``since`` until it finished: the start-up time
+    (loading, compiling and binding, then the first step's own kernel compiles or cache loads)."""
+    step()
+    if sync:
+        sync()
+    return time.perf_counter() - since
+
+
+def since_spawn(a: argparse.Namespace) -> float | None:
+    """Wall seconds since the driver started this worker process (``--spawned``, a time.time()),
+    interpreter start-up and imports included; None when no driver started it."""
+    return None if a.spawned is None else time.time() - a.spawned
 
 
 def openblas_cores() -> dict[str, str]:
@@ -200,63 +194,6 @@ def threading_layer() -> str:
         return numba.threading_layer()
     except ValueError:
         return "none"
-
-
-def torch_twin(net: str) -> Any:
-    """The PyTorch module equivalent to a benchmark net's spec."""
-    from torch import nn
-
-    if net == "mlp":
-        return nn.Sequential(
-            nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
-        )
-    if net == "lenet5":
-        return nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
-            nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
-        )  # fmt: skip
-    if net == "resnet_mini":
-
-        class Basic(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.conv1 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
-                self.bn1 = nn.BatchNorm2d(32)
-                self.conv2 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
-                self.bn2 = nn.BatchNorm2d(32)
-
-            def forward(self, x: Any) -> Any:
-                y = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
-                return (y + x).relu()
-
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-            Basic(), Basic(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
-        )  # fmt: skip
-    if net == "transformer_layer":
-
-        class Layer(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.layer = nn.TransformerEncoderLayer(
-                    128, 4, 512, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-                )
-                self.head = nn.Linear(128, 10)
-
-            def forward(self, x: Any) -> Any:
-                return self.head(self.layer(x).mean(dim=1))
-
-        return Layer()
-    raise ValueError(f"no PyTorch twin for '{net}'")
-
-
-TORCH_INPUT = {
-    "mlp": (784,),
-    "lenet5": (1, 28, 28),
-    "resnet_mini": (3, 32, 32),
-    "transformer_layer": (64, 128),
-}
 
 
 def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -297,9 +234,13 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
 
         times = timed(kstep, a.steps, a.repeats, a.warmup, sync)
         return {**out, "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9}
+    t0 = time.perf_counter()  # the start-up time runs from here: build, compile, first step
     model = torch_twin(a.net).to(dev)
     x = torch.randn(a.batch, *TORCH_INPUT[a.net], device=dev)
     label = torch.randint(0, 10, (a.batch,), device=dev)
+    # inductor, default mode; compiling is lazy: the first call traces and compiles (both
+    # directions when training), so the first step's time is the compile time
+    run = torch.compile(model) if a.compile else model
     if a.mode == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -307,15 +248,18 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), label).backward()
+            loss_fn(run(x), label).backward()
             opt.step()
 
+        first = first_step(step, t0, sync)
         times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         model.eval()
         with torch.inference_mode():
-            times = timed(lambda: model(x), a.steps, a.repeats, a.warmup, sync)
-    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
+            first = first_step(lambda: run(x), t0, sync)
+            times = timed(lambda: run(x), a.steps, a.repeats, a.warmup, sync)
+    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times,
+            "first_step_s": first, "since_spawn_s": since_spawn(a)}  # fmt: skip
 
 
 def note_numba_gpu(out: dict[str, Any]) -> None:
@@ -406,7 +350,11 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             "threading_layer": threading_layer(),
             "gflops": 3 * k.fwd_flops * a.steps / statistics.median(times) / 1e9,
         }
-    plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum")
+    t0 = time.perf_counter()  # the start-up time runs from here: load, compile, bind, first step
+    # Inference runs the inference plan (compiler.fusion: forward only, dropout removed, batchnorm
+    # folded), as `netc eval` and `netc predict` do.
+    mode = "inference" if a.mode == "infer" else "training"
+    plan = netc.load(NETS[a.net].spec).compile(a.batch, "momentum", mode=mode)
     ex = executor(plan, a.batch, "momentum")
     sync = ex.synchronize if a.device == "cuda" else None
     feed = feed_of(plan, a.batch)
@@ -421,15 +369,19 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             ex.backward()
             opt.step()
 
+        first = first_step(step, t0, sync)
         times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         ex.set_inputs(feed)  # labels once; inference feeds only the data
         data = {k: v for k, v in feed.items() if v.dtype.kind == "f"}
         ex.training = False
+        first = first_step(lambda: ex.forward(data), t0, sync)
         times = timed(lambda: ex.forward(data), a.steps, a.repeats, a.warmup, sync)
     out["openblas"] = openblas_cores()
     out["threading_layer"] = threading_layer()
-    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times}
+    out["kernel_cache"] = os.environ.get("NUMBA_CACHE_DIR", "")  # where netc.runtime pointed numba
+    return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times,
+            "first_step_s": first, "since_spawn_s": since_spawn(a)}  # fmt: skip
 
 
 def numpy_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -462,16 +414,34 @@ def worker_env(framework: str) -> dict[str, str]:
 
 
 def spawn(
-    framework: str, net: str, batch: int, mode: str, steps: int, repeats: int, warmup: int, device: str
+    framework: str,
+    net: str,
+    batch: int,
+    mode: str,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    device: str,
+    env: dict[str, str] | None = None,
 ) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--net", net,
+    """One worker's result; ``framework`` "compile" is the torch worker under torch.compile, and
+    ``env`` adds to the worker's environment (a cache directory)."""
+    worker = "torch" if framework == "compile" else framework
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--net", net,
            "--batch", str(batch), "--mode", mode, "--steps", str(steps), "--repeats", str(repeats),
            "--warmup", str(warmup)]  # fmt: skip
+    if framework == "compile":
+        cmd.append("--compile")
     if device != "cpu":
         cmd += ["--device", device]
     try:
         p = subprocess.run(
-            cmd, env=worker_env(framework), cwd=ROOT, capture_output=True, text=True, timeout=900
+            [*cmd, "--spawned", repr(time.time())],  # the clock of since_spawn starts here
+            env={**worker_env(worker), **(env or {})},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
     except subprocess.TimeoutExpired:
         return {"error": "timed out after 900 s"}
@@ -479,23 +449,6 @@ def spawn(
         tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"error": f"exit {p.returncode}: {tail}"}
     return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-Results = dict[tuple, dict[str, list[dict]]]  # row key -> framework -> one result per round
-
-
-def median_of(results: list[dict], field: str) -> float | None:
-    vals = [r[field] for r in results if field in r]
-    return statistics.median(vals) if vals else None
-
-
-def spread(results: list[dict], field: str) -> str:
-    vals = [r[field] for r in results if field in r]
-    return f"{max(vals) / min(vals):.2f}" if len(vals) > 1 and min(vals) > 0 else "—"
-
-
-def fmt(v: float | None, spec: str) -> str:
-    return "—" if v is None else format(v, spec)
 
 
 def csv_ints(text: str) -> set[int]:
@@ -506,10 +459,17 @@ def csv_ints(text: str) -> set[int]:
 
 
 def run_rounds(
-    names: list[str], batches: set[int] | None, rounds: int, quick: bool, device: str = "cpu"
+    names: list[str],
+    batches: set[int] | None,
+    rounds: int,
+    quick: bool,
+    device: str = "cpu",
+    tmp: Path | None = None,
 ) -> Results:
-    """Every measurement once per round, each in its own worker process; the
-    framework that goes first alternates from round to round."""
+    """Every measurement once per round, each in its own worker process; the framework that goes
+    first alternates from round to round. With ``tmp`` (a directory of the run's) the nets also
+    run under torch.compile, each row's workers sharing an inductor cache there that starts empty
+    (round 1 compiles cold, later rounds load from it)."""
     repeats, warmup, scale = (1, 1, 0.05) if quick else (3, 3, 1.0)
     gpu = device == "cuda"
     jobs: list[tuple[tuple, tuple]] = []  # (row key, spawn arguments but the framework)
@@ -526,6 +486,10 @@ def run_rounds(
         steps = 2 if quick else (KERNELS[k].gpu_steps if gpu else KERNELS[k].steps)
         jobs.append(((k,), (k, KERNELS[k].batch, "kernel", steps)))
     res: Results = {key: {"netc": [], "torch": []} for key, _ in jobs}
+    if tmp is not None:
+        for key, _ in jobs:
+            if len(key) == 3:
+                res[key]["compile"] = []
     if kernels and gpu:  # netc's own GEMM against cuBLAS, one row a size
         for n in GPU_GEMM_SIZES:
             jobs.append((("gemm", n), ("gemm", n, "kernel", 2 if quick else gpu_gemm_steps(n))))
@@ -537,171 +501,12 @@ def run_rounds(
         for key, job in jobs:
             frameworks = list(res[key])
             for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-                out = spawn(fw, *job, repeats, warmup, device)
+                env = {"env": inductor_env(tmp, key)} if fw == "compile" and tmp else {}
+                out = spawn(fw, *job, repeats, warmup, device, **env)
                 res[key][fw].append(out)
                 shown = out.get("error") or fmt(out.get("samples_per_s", out.get("gflops")), ",.1f")
-                print(f"  round {r + 1}/{rounds} {fw:<5} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
+                print(f"  round {r + 1}/{rounds} {fw:<7} {' '.join(map(str, key))}: {shown}", file=sys.stderr)
     return res
-
-
-def render(
-    res: Results, command: str, rounds: int, quick: bool, load0: float, wall: float
-) -> tuple[str, bool]:
-    """The markdown report, and whether any worker failed."""
-    every = [r for v in res.values() for rs in v.values() for r in rs]
-    cores = sorted({f"{lib} {core}" for r in every for lib, core in r.get("openblas", {}).items()})
-    versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
-    layers = sorted({r["threading_layer"] for r in every if "threading_layer" in r})
-    lines = [
-        "# netc vs PyTorch CPU eager: throughput",
-        "",
-        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
-        f"{os.cpu_count()} cores · python {platform.python_version()} · {', '.join(versions)}",
-        "",
-        f"{THREADS} threads per worker process (numba threading layer: {', '.join(layers) or '—'}); "
-        f"median of {rounds} alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
-        + (" (--quick: smoke figures)" if quick else ""),
-        "",
-        f"command: `{command}`",
-        "",
-        f"OPENBLAS_CORETYPE: {os.environ.get('OPENBLAS_CORETYPE', 'unset')}"
-        + (f" (OpenBLAS core in use: {', '.join(cores)})" if cores else ""),
-        "",
-        f"load average (1 min): {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; above about 0.5 other "
-        f"processes share the {os.cpu_count()} cores and the figures are noisy. Wall {wall:.0f} s.",
-        "",
-    ]
-    lines += net_table(res, lambda n, mode: NETS[n].target, "target")
-    kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
-    if kernels:
-        ceiling = median_of(res[("gemm",)]["numpy"], "gflops")
-        tgemm = median_of(res[("gemm",)]["torch"], "gflops")
-
-        def share(v: float | None) -> str:
-            return "—" if v is None or not ceiling else f"{v / ceiling:.0%}"
-
-        lines += [
-            f"GEMM ceiling: NumPy float32 np.dot {GEMM_N}² {fmt(ceiling, '.1f')} GFLOP/s; "
-            f"torch.mm {GEMM_N}² {fmt(tgemm, '.1f')} GFLOP/s ({share(tgemm)} of NumPy's)",
-            "",
-            "| layer, forward + backward (dx and dW) | netc GFLOP/s | share of NumPy GEMM "
-            "| torch GFLOP/s | share of NumPy GEMM |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for (k,) in kernels:
-            nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
-            lines.append(
-                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {share(nv)} | {fmt(tv, '.1f')} | {share(tv)} |"
-            )
-        lines.append("")
-    failed = failures(res)
-    if failed:
-        lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
-    return "\n".join(lines), bool(failed)
-
-
-def failures(res: Results) -> list[str]:
-    return sorted(
-        {f"{' '.join(map(str, k))} ({fw}): {r['error']}" for k, v in res.items() for fw, rs in v.items()
-         for r in rs if "error" in r}
-    )  # fmt: skip
-
-
-def net_table(res: Results, target_of: Callable[[str, str], float | None], heading: str) -> list[str]:
-    """The samples/s table of the nets, netc against torch, with each row's target (None: "—")."""
-    nets = [k for k in res if len(k) == 3]
-    if not nets:
-        return []
-    lines = [
-        f"| net | batch | mode | netc samples/s | torch samples/s | netc/torch | {heading} "
-        "| spread netc / torch (max/min over rounds) |",
-        "|---|---:|---|---:|---:|---:|---|---|",
-    ]
-    for n, b, mode in nets:
-        nr, tr = res[(n, b, mode)]["netc"], res[(n, b, mode)]["torch"]
-        nv, tv = median_of(nr, "samples_per_s"), median_of(tr, "samples_per_s")
-        ratio, shown = ratio_cell(nv, tv)
-        t = target_of(n, mode)
-        target = "—" if t is None else f"≥ {t:.1f}x" + ("" if ratio is None else " ✓" if ratio >= t else " ✗")
-        lines.append(
-            f"| {n} | {b} | {mode} | {fmt(nv, ',.0f')} | {fmt(tv, ',.0f')} | {shown} "
-            f"| {target} | {spread(nr, 'samples_per_s')} / {spread(tr, 'samples_per_s')} |"
-        )
-    return [*lines, ""]
-
-
-def ratio_cell(nv: float | None, tv: float | None) -> tuple[float | None, str]:
-    ratio = nv / tv if nv and tv else None
-    return ratio, "—" if ratio is None else f"{ratio:.2f}x"
-
-
-def render_gpu(
-    res: Results, command: str, rounds: int, quick: bool, load0: float, wall: float
-) -> tuple[str, bool]:
-    """The markdown report of a ``--device cuda`` run, and whether any worker failed."""
-    every = [r for v in res.values() for rs in v.values() for r in rs]
-    versions = sorted({f"{k} {v}" for r in every for k, v in r.get("versions", {}).items()})
-    gpus = sorted(
-        {f"{r['gpu_numba']} (numba)" for r in every if "gpu_numba" in r}
-        | {f"{r['gpu']} (torch)" for r in every if "gpu" in r}
-    )
-    lines = [
-        "# netc vs PyTorch CUDA eager: throughput",
-        "",
-        f"{datetime.datetime.now().isoformat(timespec='seconds')} · {platform.node()} · "
-        f"GPU: {', '.join(gpus) or '—'} · python {platform.python_version()} · {', '.join(versions)}",
-        "",
-        f"one worker process per measurement, every timed repeat ends with a synchronize; median of {rounds} "
-        f"alternating round(s), each the median of {1 if quick else 3} timed repeat(s)"
-        + (" (--quick: smoke figures)" if quick else ""),
-        "",
-        "netc's step includes the batch upload (set_inputs, host to device); PyTorch's inputs are already "
-        'on the GPU. PyTorch: eager, IEEE float32 (TF32 off: fp32_precision "ieee" for matmul and cuDNN '
-        "conv), cuDNN autotuning off.",
-        "",
-        f"command: `{command}`",
-        "",
-        # small nets are launch-bound: the host thread that queues the kernels shares the CPU
-        f"load average (1 min): {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end; the host queues "
-        f"every launch, so a busy CPU slows the small nets. Wall {wall:.0f} s.",
-        "",
-    ]
-    lines += net_table(
-        res, lambda n, mode: NETS[n].gpu_target if mode == "train" else None, "target (training step)"
-    )
-    gemms = [k for k in res if len(k) == 2 and k[0] == "gemm"]
-    if gemms:
-        lines += [
-            "| GEMM float32, N×N times N×N | netc `cuda_core.gemm` GFLOP/s | cuBLAS (torch.mm) GFLOP/s "
-            "| netc share of cuBLAS |",
-            "|---|---:|---:|---:|",
-        ]
-        for key in gemms:
-            nv, tv = median_of(res[key]["netc"], "gflops"), median_of(res[key]["torch"], "gflops")
-            share = "—" if not nv or not tv else f"{nv / tv:.0%}"
-            lines.append(f"| N = {key[1]} | {fmt(nv, '.1f')} | {fmt(tv, '.1f')} | {share} |")
-        lines.append("")
-    kernels = [k for k in res if len(k) == 1 and k[0] in KERNELS]
-    if kernels:
-        top = max(GPU_GEMM_SIZES)
-        ceiling = median_of(res.get(("gemm", top), {}).get("torch", []), "gflops")
-        lines += [
-            f"| layer, forward + backward (dx and dW) | netc GFLOP/s | torch GFLOP/s | netc/torch "
-            f"| netc share of cuBLAS {top}² |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for (k,) in kernels:
-            nv, tv = median_of(res[(k,)]["netc"], "gflops"), median_of(res[(k,)]["torch"], "gflops")
-            share = "—" if not nv or not ceiling else f"{nv / ceiling:.0%}"
-            lines.append(
-                f"| {KERNELS[k].shape} | {fmt(nv, '.1f')} | {fmt(tv, '.1f')} | {ratio_cell(nv, tv)[1]} "
-                f"| {share} |"
-            )
-        lines.append("")
-    failed = failures(res)
-    if failed:
-        lines += ["Failed workers:", "", *(f"- {f}" for f in failed), ""]
-    return "\n".join(lines), bool(failed)
 
 
 def gpu_missing() -> str | None:
@@ -738,7 +543,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput.md", help="markdown output")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cpu (default) or cuda: netc's CudaExecutor against PyTorch on the GPU")  # fmt: skip
+    default = "default: on, off with --quick; CPU only"
+    ap.add_argument("--torch-compile", action=argparse.BooleanOptionalAction,
+                    help=f"the torch.compile column ({default})")  # fmt: skip
+    ap.add_argument("--startup", action=argparse.BooleanOptionalAction,
+                    help=f"the time-to-first-step table, cold and warm kernel cache ({default})")  # fmt: skip
     ap.add_argument("--worker", choices=["netc", "torch", "numpy"], help=argparse.SUPPRESS)
+    ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)  # the torch worker compiles
+    ap.add_argument("--spawned", type=float, help=argparse.SUPPRESS)  # the driver's time.time() at spawn
     ap.add_argument("--net", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["train", "infer", "kernel"], default="train", help=argparse.SUPPRESS)
@@ -753,7 +565,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"throughput.py: unknown --only {unknown}; choose from {[*NETS, *KERNELS]}", file=sys.stderr)
         return 1
+    with_compile = not a.quick if a.torch_compile is None else a.torch_compile
+    with_startup = not a.quick if a.startup is None else a.startup
+    if a.device == "cuda" and (a.torch_compile or a.startup):
+        print("throughput.py: --torch-compile and --startup are CPU-only", file=sys.stderr)
+        return 1
     if a.device == "cuda":
+        with_compile = with_startup = False
         why = gpu_missing()
         if why:
             print(
@@ -765,9 +583,18 @@ def main(argv: list[str] | None = None) -> int:
     rounds = a.rounds or (1 if a.quick else 3)
     command = " ".join(["python benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
     load0, started = os.getloadavg()[0], time.time()
-    res = run_rounds(names, a.batches, rounds, a.quick, a.device)
-    report = render_gpu if a.device == "cuda" else render
-    text, failed = report(res, command, rounds, a.quick, load0, time.time() - started)
+    with tempfile.TemporaryDirectory(prefix="netc-bench-") as d:  # the run's empty caches
+        tmp = Path(d)
+        res = run_rounds(names, a.batches, rounds, a.quick, a.device, tmp if with_compile else None)
+        startup: Startup = {}
+        if with_startup:
+            kept = {n: [b for b in NETS[n].batches if a.batches is None or b in a.batches] for n in NETS}
+            rows = [(n, kept[n][0]) for n in names if n in NETS and kept[n]]  # each net's first batch
+            startup = run_startup(rows, spawn, tmp, res, with_compile, lambda m: print(m, file=sys.stderr))
+    if a.device == "cuda":
+        text, failed = render_gpu(res, command, rounds, a.quick, load0, time.time() - started)
+    else:
+        text, failed = render(res, command, rounds, a.quick, load0, time.time() - started, startup)
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text + "\n")

@@ -9,17 +9,23 @@ quadratic in a training plan, where all saved activations are co-live.
 ``lower_bound`` (the most bytes live at one instant) shows how close the
 packing comes to optimal.
 
-Two layouts are made: inference (forward steps only, nothing saved) and
-training (forward + backward; saved tensors live until their backward step,
-gradients from their first writer to their last reader).
+Two layouts are made: inference (forward steps only; a saved tensor lives only
+during the step that writes it) and training (forward + backward; saved tensors
+live until their backward step, gradients from their first writer to their last
+reader). Tensors the fusion pass aliases (``Plan.aliases``) are one buffer: it
+lives from the first use of any of them to the last. An inference plan
+(``Plan.mode``, compiler.fusion) has no training layout: its gradient, optimizer
+and training figures are 0.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import replace
 from typing import Any
 
+from .fusion import fuse, root
 from .ops import OPS
 from .ops.base import TensorType
 from .plan import OPTIMIZER_SLOTS, Plan, Step, grad_name
@@ -31,13 +37,14 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[int]]:
+def _lifetimes(plan: Plan, steps: list[Step]) -> dict[str, list[int]]:
     """tensor -> [first step index, last step index] over ``steps``."""
     life: dict[str, list[int]] = {}
 
     def touch(name: str | None, t: int) -> None:
         if name is None:
             return
+        name = root(plan.aliases, name)
         if name in life:
             life[name][1] = max(life[name][1], t)
         else:
@@ -50,9 +57,8 @@ def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[
             for i in s.inputs:
                 touch(i, t)
             touch(s.output, t)
-            if training:
-                for x in s.saved:
-                    touch(x, t)
+            for x in s.saved:  # inference: scratch for this step only
+                touch(x, t)
         else:
             op = OPS[s.op]
             for idx in op.saves_inputs(s.attrs):
@@ -71,6 +77,7 @@ def _lifetimes(plan: Plan, steps: list[Step], training: bool) -> dict[str, list[
     # replayed on the same batch (gradient checks, repeated forward).
     input_grads = [grad_name(n) for n in plan.inputs]
     for name in [*plan.inputs, *plan.outputs, *plan.losses, *input_grads]:
+        name = root(plan.aliases, name)
         if name in life:
             life[name][1] = end
     return life
@@ -133,10 +140,13 @@ def _lower_bound(sizes: dict[str, int], life: dict[str, list[int]]) -> int:
     return peak
 
 
-def _layout(plan: Plan, steps: list[Step], training: bool, batch: int, fb: int) -> dict[str, Any]:
-    life = _lifetimes(plan, steps, training)
+def _layout(plan: Plan, steps: list[Step], batch: int, fb: int) -> dict[str, Any]:
+    life = _lifetimes(plan, steps)
     sizes = {n: _align(plan.tensors[n].nbytes(batch, fb)) for n in life}
     offsets, size = _pack(sizes, life)
+    for name in plan.aliases:
+        if root(plan.aliases, name) in offsets:
+            offsets[name] = offsets[root(plan.aliases, name)]
     return {"offsets": offsets, "bytes": size, "lower_bound": _lower_bound(sizes, life)}
 
 
@@ -147,6 +157,19 @@ def _workspace(plan: Plan, step: Step, batch: int) -> int:
     return OPS[step.op].workspace(step.attrs, ins, TensorType(tuple(o.shape), o.dtype, o.batched), batch)
 
 
+def folded_numel(plan: Plan) -> int:
+    """Elements of the weights and biases an inference plan folds batchnorm into (one copy of
+    each folding producer's weight and a bias per output channel; the plan's own parameters
+    stay as they are, so weights load and save unchanged)."""
+    shapes = {p.name: p.shape for p in plan.params}
+    n = 0
+    for s in plan.steps:
+        if s.fold:
+            w = shapes[f"{s.module}.w"]
+            n += math.prod(w) + w[0]
+    return n
+
+
 def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_bytes: int = 4) -> Plan:
     """A copy of ``plan`` with arena offsets and the ledger for ``batch``.
     ``float_bytes`` is 4 (float32) except for float64 gradient checks."""
@@ -155,10 +178,16 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
     # Contracts state workspace in float32 bytes.
     steps = [replace(s, workspace=_align(_workspace(plan, s, batch) * fb // 4)) for s in plan.steps]
     fwd = [s for s in steps if s.kind == "forward"]
-    infer = _layout(plan, fwd, False, batch, fb)
-    train = _layout(plan, steps, True, batch, fb)
+    # The inference figures are the inference plan's (compiler.fusion), whatever the mode.
+    inf = plan if plan.mode == "inference" else fuse(plan, "inference", epilogues=plan.fused)
+    in_inf = {s.module for s in inf.steps}
+    inf_fwd = [s for s in fwd if s.module in in_inf]
+    infer = _layout(inf, inf_fwd, batch, fb)
+    folded = folded_numel(inf) * fb
+    training = plan.mode == "training"
+    train = _layout(plan, steps, batch, fb) if training else {"offsets": {}, "bytes": 0, "lower_bound": 0}
     params = sum(p.numel for p in plan.params) * fb
-    grads = sum(p.numel for p in plan.params if p.trainable) * fb
+    grads = sum(p.numel for p in plan.params if p.trainable) * fb if training else 0
     opt = grads * OPTIMIZER_SLOTS[optimizer]
     saved: set[str] = set()
     for s in steps:
@@ -169,8 +198,9 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         if op.saves_output(s.attrs):
             saved.add(s.output)
         saved.update(s.saved)
+    saved = {root(plan.aliases, n) for n in saved}  # an aliased buffer is saved once
     activations = sum(plan.tensors[n].nbytes(batch, fb) for n in saved)
-    ws_inf = max((s.workspace for s in fwd), default=0)
+    ws_inf = max((s.workspace for s in inf_fwd), default=0)
     ws = max((s.workspace for s in steps), default=0)
     ledger = {
         "batch": batch,
@@ -185,8 +215,9 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         "training_arena_bytes": train["bytes"],
         "inference_lower_bound_bytes": infer["lower_bound"],
         "training_lower_bound_bytes": train["lower_bound"],
-        "inference_peak_bytes": params + infer["bytes"] + ws_inf,
-        "training_peak_bytes": params + grads + opt + train["bytes"] + ws,
+        "folded_params_bytes": folded,
+        "inference_peak_bytes": params + folded + infer["bytes"] + ws_inf,
+        "training_peak_bytes": params + grads + opt + train["bytes"] + ws if training else 0,
     }
     memory = {
         "ledger": ledger,

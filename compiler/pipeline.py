@@ -7,6 +7,7 @@ import it downward; like the rest of the compiler it never imports numba or the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..spec.errors import Diagnostic
@@ -14,6 +15,7 @@ from ..spec.expand import Network as ExpandedNetwork
 from ..spec.expand import expand
 from ..spec.load import load as load_document
 from ..spec.validate import validate
+from .fusion import fuse as fuse_plan
 from .graph import Graph, build_graph
 from .memory import assign_memory
 from .plan import Plan, build_plan, optimizer_key
@@ -44,11 +46,24 @@ class Network:
     def data(self) -> dict | None:
         return self.expanded.data
 
-    def compile(self, batch: int = 32, optimizer: str | None = None, input_grads: bool = False) -> Plan:
-        """The costed plan at ``batch`` with the ledger for ``optimizer``
-        (default: the spec's train.optimizer type)."""
+    def compile(
+        self,
+        batch: int = 32,
+        optimizer: str | None = None,
+        input_grads: bool = False,
+        mode: str = "training",
+        fuse: bool | None = None,
+    ) -> Plan:
+        """The costed plan at ``batch`` with the ledger for ``optimizer`` (default: the spec's
+        train.optimizer type). ``mode`` "inference" gives a forward-only plan (compiler.fusion);
+        ``fuse`` defaults to on unless the environment sets NETC_FUSE=0."""
         opt = optimizer or optimizer_key(self.expanded.train.get("optimizer"))
-        return assign_memory(build_plan(self.shaped, opt, input_grads), batch)
+        plan = build_plan(self.shaped, opt, input_grads)
+        if fuse is None:
+            fuse = os.environ.get("NETC_FUSE", "1") != "0"
+        if fuse or mode != "training":
+            plan = fuse_plan(plan, mode, epilogues=fuse)
+        return assign_memory(plan, batch)
 
 
 def load(path: str | Path) -> Network:

@@ -95,6 +95,9 @@ class Step:
     accumulate: list[bool] = field(default_factory=list)  # backward: add into grad_inputs[i]
     weight: float = 1.0  # losses: weight in the total loss
     workspace: int = 0  # bytes at the plan's batch (filled by the memory pass)
+    epilogue: str | None = None  # forward: the activation module fused into this step (fusion pass)
+    fused_into: str | None = None  # forward: the producer this activation runs inside
+    fold: str | None = None  # inference forward: the batchnorm folded into this step's weights
 
 
 @dataclass
@@ -126,6 +129,10 @@ class Plan:
     clusters: dict[str, str]  # block instance -> block name
     optimizer: str = "sgd"
     memory: dict[str, Any] | None = None  # filled by compiler.memory
+    mode: str = "training"  # or "inference": forward steps only (compiler.fusion)
+    fused: bool = False  # the fusion pass ran with its patterns on (off: NETC_FUSE=0)
+    aliases: dict[str, str] = field(default_factory=dict)  # tensor -> tensor whose buffer it uses
+    fusion: list[dict[str, Any]] = field(default_factory=list)  # the fusion pass's decisions
 
     # -- views ------------------------------------------------------------
     @property

@@ -92,7 +92,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
         print(expanded_yaml(net.expanded), end="")
         return 0
-    plan = net.compile(a.batch, a.optimizer)
+    plan = net.compile(a.batch, a.optimizer, mode="inference" if a.inference else "training")
     _print_warnings(net.warnings)
     _warn_memory(plan)
     if a.output:
@@ -225,7 +225,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 def _setup_with_weights(a: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .runtime.run import build, load_weights
 
-    s = build(Path(a.spec), overrides={"batch_size": a.batch_size}, device=a.device)
+    s = build(Path(a.spec), overrides={"batch_size": a.batch_size}, device=a.device, mode="inference")
     norm, run_dir = load_weights(s, a.checkpoint)
     return s, norm, run_dir
 
@@ -368,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
     c.add_argument("-o", "--output", metavar="PLAN.json", help="write the full plan as JSON")
     c.add_argument("--expand", action="store_true", help="print the flattened spec (blocks inlined)")
+    c.add_argument(
+        "--inference",
+        action="store_true",
+        help="the inference plan: forward only, dropout removed",
+    )
     c.set_defaults(func=cmd_compile)
 
     d = sub.add_parser("draw", help="draw the network with Graphviz")

@@ -5,22 +5,31 @@ states — the flat parameter, gradient and optimizer-state buffers, the
 activation arena and the shared workspace — binds every step to its kernels
 and to views of those buffers once, and then replays two flat lists of
 closures: forward and backward. Nothing is allocated per batch.
+
+A plan's mode (compiler.fusion) picks the layout: a training plan gets the
+training arena, an inference plan only the inference arena and no gradient or
+optimizer buffers, and stays in evaluation mode. A step the fusion pass gave an
+epilogue binds with ``Binding.epilogue`` set when its kernel module lists the
+activation in the backend's epilogue set (``EPILOGUES_CPU``), and the fused
+activation's forward then does nothing; otherwise the activation's own kernel
+runs in place (its output shares the producer's buffer).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numba
 import numpy as np
 
-from ..compiler.memory import ALIGN, assign_memory
+from ..compiler.memory import ALIGN, assign_memory, folded_numel
 from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
-from .binding import Binding, State, Thunk
+from .binding import Binding, State, Thunk, nothing
 from .init import initialize
-from .kernels import kernel_module
+from .kernels import _fold, kernel_module
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -105,18 +114,32 @@ class PlanRunner:
         opt = optimizer or plan.optimizer
         self.plan = assign_memory(plan, batch, opt, float_bytes=self.dtype.itemsize)
         self.batch = batch
+        self.inference = self.plan.mode == "inference"
+        self._offsets = self.plan.memory["inference_offsets" if self.inference else "training_offsets"]
         self.state = State()
+        self.state.training[0] = int(not self.inference)
         self._views, self._forward, self._backward = {}, [], []
         self._buffer_ops: Any = None
+        self._stepwise: list[Thunk] | None = None
+        self._refold: list[Thunk] = []  # inference plans: refold batchnorm into weights
+        self._refold_views: list[tuple[Any, Any]] = []
+        self._fused_in_kernel: set[str] = set()
         n_params = sum(p.numel for p in self.plan.params)
-        n_grads = sum(p.numel for p in self.plan.params if p.trainable)
+        n_grads = 0 if self.inference else sum(p.numel for p in self.plan.params if p.trainable)
         return n_params, n_grads, OPTIMIZER_SLOTS[opt]
+
+    @property
+    def arena_bytes(self) -> int:
+        """The arena the plan's mode needs (ledger)."""
+        return self.plan.memory["ledger"][
+            "inference_arena_bytes" if self.inference else "training_arena_bytes"
+        ]
 
     def _count_allocated(self) -> None:
         led = self.plan.memory["ledger"]
         self.allocated_bytes = (
             self.params.nbytes + self.grads.nbytes + self.opt_state.nbytes + self.arena.nbytes
-            + (self.workspace.nbytes if led["workspace_bytes"] else 0)
+            + self.folded.nbytes + (self.workspace.nbytes if led["workspace_bytes"] else 0)
         )  # fmt: skip
 
     def view(self, name: str) -> Any:
@@ -125,7 +148,7 @@ class PlanRunner:
             return self._views[name]
         t = self.plan.tensors[name]
         dt = np.dtype(np.int64) if t.dtype == "int64" else self.dtype
-        off = self.plan.memory["training_offsets"][name]
+        off = self._offsets[name]
         shape = (self.batch, *t.shape) if t.batched else (tuple(t.shape) or (1,))
         n = int(np.prod(shape))
         v = self.arena[off : off + n * dt.itemsize].view(dt).reshape(shape)
@@ -148,18 +171,42 @@ class PlanRunner:
     def _bind_with(self, param: Any, grad: Any) -> list[Any]:
         """Bind every step through the kernel modules' binder for this backend; returns the
         bindings."""
-        bind = self.backend.bind_attr
+        backend = self.backend
+        bind = backend.bind_attr
         back = {s.module for s in self.plan.backward_steps}
+        ops = {s.module: s.op for s in self.plan.forward_steps}
+        in_kernel = set()  # activations their producer's kernel applies
+        folded = {s.fold for s in self.plan.forward_steps if s.fold}  # batchnorms that never run
         bwd_thunks: dict[str, Thunk] = {}
         bindings = []
         for s, b in step_bindings(self.plan, self.view, param, grad, self.workspace, self.state):
+            if s.epilogue and ops[s.epilogue] in backend.epilogues(s.op):
+                b.epilogue = ops[s.epilogue]
+                in_kernel.add(s.epilogue)
+            if s.fold:
+                b.p = self._bind_fold(s, b.p, param)
             fwd, bwd = getattr(kernel_module(s.op), bind)(b)
-            self._forward.append(fwd)
+            self._forward.append(nothing if s.module in in_kernel | folded else fwd)
             bindings.append(b)
             if s.module in back:
                 bwd_thunks[s.module] = bwd
         self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
+        self._bindings, self._fused_in_kernel = bindings, in_kernel
         return bindings
+
+    def _bind_fold(self, s: Step, p: dict[str, Any], param: Any) -> dict[str, Any]:
+        """The folded weight and bias a step runs on (compiler.fusion's fold), carved from
+        ``self.folded`` in step order, with the thunk that refolds them (``self._refold``)."""
+        bn = next(b for b in self.plan.forward_steps if b.module == s.fold)
+        w = p["w"]
+        off = sum(w.size + b.size for w, b in self._refold_views)
+        w_out = self.folded[off : off + w.size].reshape(w.shape)
+        b_out = self.folded[off + w.size : off + w.size + w.shape[0]]
+        self._refold_views.append((w_out, b_out))
+        bn_p = {n.rsplit(".", 1)[1]: param(n) for n in bn.params}
+        fold = getattr(_fold, self.backend.bind_attr)
+        self._refold.append(fold(p, bn_p, bn.attrs["eps"], w_out, b_out, self.folded[:0]))
+        return {"w": w_out, "b": b_out}
 
     # -- running -------------------------------------------------------------
     @property
@@ -168,6 +215,8 @@ class PlanRunner:
 
     @training.setter
     def training(self, on: bool) -> None:
+        if on and self.inference:
+            raise ValueError(f"plan '{self.plan.name}' is an inference plan: it cannot train")
         self.state.training[0] = int(on)
 
     def set_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
@@ -186,6 +235,8 @@ class PlanRunner:
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
         if inputs is not None:
             self.set_inputs(inputs)
+        for f in self._refold:
+            f()
         for f in self._forward:
             f()
 
@@ -196,8 +247,20 @@ class PlanRunner:
     def forward_stepwise(self) -> Iterator[Step]:
         """The forward pass one step at a time: a step's output is current when the step is
         yielded. (After the whole pass it may not be: the arena gives a tensor's memory to
-        another once its last reader has run.)"""
-        for s, f in zip(self.plan.forward_steps, self._forward, strict=True):
+        another once its last reader has run.) Fused steps run apart here, so a producer's output
+        is seen before its activation overwrites it in place (the unfused thunks are bound on the
+        first call)."""
+        if self._stepwise is None:
+            bind = self.backend.bind_attr
+            self._stepwise = [
+                getattr(kernel_module(s.op), bind)(replace(b, epilogue=None))[0]
+                if s.epilogue in self._fused_in_kernel or s.module in self._fused_in_kernel
+                else f
+                for s, b, f in zip(self.plan.forward_steps, self._bindings, self._forward, strict=True)
+            ]
+        for f in self._refold:
+            f()
+        for s, f in zip(self.plan.forward_steps, self._stepwise, strict=True):
             f()
             yield s
 
@@ -221,8 +284,9 @@ class Executor(PlanRunner):
         self.params = np.zeros(n_params, self.dtype)
         self.grads = np.zeros(n_grads, self.dtype)
         self.opt_state = np.zeros((slots, n_grads), self.dtype)
-        self.arena = _aligned(led["training_arena_bytes"])
+        self.arena = _aligned(self.arena_bytes)
         self.workspace = _aligned(max(led["workspace_bytes"], ALIGN))
+        self.folded = np.zeros(folded_numel(self.plan), self.dtype)
         self._count_allocated()
         self.state.seed[0] = seed
         initialize(self.plan, self.params, seed)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from ..compiler.memory import ALIGN
+from ..compiler.memory import ALIGN, folded_numel
 from ..compiler.plan import Plan
 from .backends.base import DeviceError
 from .binding import Thunk
@@ -74,8 +74,9 @@ class CudaExecutor(PlanRunner):
         self.params = cuda.to_device(self.host_params)
         self.grads = cuda.device_array(n_grads, self.dtype)
         self.opt_state = cuda.device_array((slots, n_grads), self.dtype)
-        self.arena = cuda.device_array(led["training_arena_bytes"], np.uint8)
+        self.arena = cuda.device_array(self.arena_bytes, np.uint8)
         self.workspace = cuda.device_array(max(led["workspace_bytes"], ALIGN), np.uint8)
+        self.folded = cuda.device_array(folded_numel(self.plan), self.dtype)
         # Zeroed like the CPU executor's buffers: optimizer state must start at 0, and a gradient or
         # activation nobody writes must read as 0, not as the previous tenant's bytes.
         for buf in (self.grads, self.opt_state, self.arena, self.workspace):
@@ -155,7 +156,7 @@ class CudaExecutor(PlanRunner):
         fb = self.dtype.itemsize
         self._loss_names = names
         self._loss_weights = np.array([self.plan.losses[n] for n in names], np.float64)
-        index = np.array([self.plan.memory["training_offsets"][n] // fb for n in names], np.int64)
+        index = np.array([self._offsets[n] // fb for n in names], np.int64)
         self._loss_index = cuda.to_device(index if names else np.zeros(1, np.int64))
         self._loss_dev = cuda.device_array(max(len(names), 1), self.dtype)
         self._loss_host = np.zeros(max(len(names), 1), self.dtype)

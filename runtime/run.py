@@ -97,14 +97,17 @@ def build(
     overrides: dict[str, Any] | None = None,
     device: str = "cpu",
     bind: bool = True,
+    mode: str = "training",
 ) -> Setup:
     """Load the spec and (with ``bind``) an executor at the training batch size on ``device``
-    (cpu, cuda, or auto: cuda when a GPU is usable and has kernels for every op)."""
+    (cpu, cuda, or auto: cuda when a GPU is usable and has kernels for every op). ``mode``
+    "inference" compiles the forward-only plan (``netc eval``/``predict``: a smaller arena,
+    no gradient or optimizer buffers)."""
     net = load(spec)
     cfg, data_cfg = resolve(net, overrides)
     if train_cfg is not None:  # a resumed run uses the configuration it was started with
         cfg = train_cfg
-    plan = net.compile(int(cfg["batch_size"]), optimizer_key(cfg["optimizer"]))
+    plan = net.compile(int(cfg["batch_size"]), optimizer_key(cfg["optimizer"]), mode=mode)
     text = expanded_yaml(net.expanded)
     s = Setup(net, Path(spec), cfg, data_cfg, plan, None, spec_hash(text), text, device)
     if device == "cpu":

@@ -14,6 +14,7 @@ from .base import Op, TensorType, float_input, same_shapes
 class Add(Op):
     name = "add"
     family = "merge"
+    epilogue_producer = True
     arity = (2, None)
     reads_inputs = ()
     example = ({}, (TensorType((64, 8, 8)), TensorType((64, 8, 8))))

@@ -169,6 +169,12 @@ class Op:
     is_loss: ClassVar[bool] = False
     #: one of FAMILIES: how a drawing colours the op (every op must set it)
     family: ClassVar[str | None] = None
+    #: whether an in-place activation may follow this op in its output buffer (compiler.fusion):
+    #: the op writes a fresh output, and its backward never reads that output
+    epilogue_producer: ClassVar[bool] = False
+    #: (normalisations) producer op -> the per-sample rank of its output at which an inference
+    #: plan may fold this op into the producer's weights (compiler.fusion); empty = never
+    folds_after: ClassVar[dict[str, int]] = {}
     #: one of LOSS_KINDS for a loss (every loss must set it); None for every other op
     loss_kind: ClassVar[str | None] = None
     #: attributes worth printing on a drawing's node
@@ -418,6 +424,7 @@ class Normalization(Op):
     FLOPs per element: forward 7 (+2 with affine), backward 10 (+3 with affine)."""
 
     family = "norm"
+    epilogue_producer = True
 
     def param_role(self, pname: str, trainable: bool) -> str:
         return "stat" if not trainable and pname.startswith("running_") else "norm"

@@ -31,6 +31,7 @@ class Batchnorm1d(Normalization):
     name = "batchnorm1d"
     attributes: ClassVar[dict[str, Any]] = {"momentum": MOMENTUM, "eps": EPS, "affine": AFFINE}
     layout: ClassVar[tuple[tuple[int, ...], str]] = ((1, 2), "[N, C] or [N, C, L]")
+    folds_after: ClassVar[dict[str, int]] = {"linear": 1}  # [N, C]: C is the linear's output axis
     example = ({}, (TensorType((256,)),))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:

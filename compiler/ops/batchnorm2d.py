@@ -15,6 +15,7 @@ from .batchnorm1d import Batchnorm1d
 class Batchnorm2d(Batchnorm1d):
     name = "batchnorm2d"
     layout = ((3,), "[N, C, H, W]")
+    folds_after = {"conv2d": 3}  # noqa: RUF012 (a class fact, never mutated)
     example = ({}, (TensorType((64, 16, 16)),))
 
 

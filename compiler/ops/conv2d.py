@@ -13,8 +13,9 @@ side as PyTorch does).
 
 FLOPs per sample (M = Ho·Wo·out_channels·(C/groups)·kh·kw multiply-adds): forward 2·M
 (+ Ho·Wo·out_channels for the bias); backward 4·M (dx and dw) (+ Ho·Wo·out_channels for db).
-Workspace: the float32 im2col column matrix of one sample, C·kh·kw·Ho·Wo·4 bytes (steps
-convolve sample by sample, so it does not grow with the batch). Backward reads the input.
+Workspace: per CPU thread, the float32 im2col column matrix and output stage of a chunk of
+samples (``chunk``: up to CHUNK_BYTES, so it grows with the batch only up to that) and a dWᵀ
+partial. Backward reads the input.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ from .base import (
     pair,
     window_out,
 )
+
+#: The CPU's im2col chunk: one thread's column matrix and stage for S samples stay within this
+#: many bytes (float32), so one GEMM covers S samples. By measurement (2 cores, OpenBLAS 0.3.31,
+#: batch 64-256): larger chunks ran no faster on any layer tried (LeNet-5's 6->16, ResNet-mini's
+#: 3->32 and 32->32, 8->16 on 4x4, 16->32 on 8x8) and 10-60% slower from ~512 KiB: a one-sample
+#: GEMM already runs near BLAS's peak (LeNet's [16 x 150] @ [150 x 100] at ~115 GFLOP/s, one
+#: core); the copies around it (im2col, col2im) cost more. So S > 1 only for small feature maps.
+CHUNK_BYTES = 64 * 1024
 
 PADDING = {
     "oneOf": [
@@ -70,6 +79,7 @@ def pads4(attrs: dict[str, Any], kernel: tuple[int, int], dilation: tuple[int, i
 class Conv2d(Op):
     name = "conv2d"
     family = "conv"
+    epilogue_producer = True
     attributes: ClassVar[dict[str, Any]] = {
         "out_channels": {**INT_POS, "description": "number of output channels"},
         "kernel": {**PAIR_POS, "description": "kernel size: int or [height, width]"},
@@ -118,11 +128,41 @@ class Conv2d(Op):
         bias = out.numel if attrs["bias"] else 0
         return 2 * macs + bias, 4 * macs + bias
 
+    def columns(self, attrs: dict[str, Any], ins: list[TensorType]) -> tuple[int, int]:
+        """(width, plane) of the CPU's im2col: the columns one sample takes in the column matrix and
+        the stage, and the size of the zero-bordered input plane [C, Hp, Wp] a thread keeps (and
+        the same again for its gradient; 0: none). A stride-1 layer takes the "wide" layout: output
+        (i, j) at column i·Wp + j (Wp = W + pad_left + pad_right), so each column-matrix row is one
+        contiguous run of the plane, (Ho - 1)·Wp + Wo long; other layers take Ho·Wo columns."""
+        _, kh, kw, ho, wo = self._geometry(attrs, ins[0])
+        c, h, w = ins[0].shape
+        k, d = pair(attrs["kernel"]), pair(attrs["dilation"])
+        pt, pb, pl, pr = pads4(attrs, k, d)
+        one_by_one = kh == kw == 1 and pt == pb == pl == pr == 0  # x itself is the column matrix
+        if pair(attrs["stride"]) != (1, 1) or one_by_one:
+            return ho * wo, 0
+        wp = w + pl + pr
+        return (ho - 1) * wp + wo, c * (h + pt + pb) * wp
+
+    def chunk(self, attrs: dict[str, Any], ins: list[TensorType], batch: int, threads: int) -> int:
+        """Samples per GEMM on the CPU: as many as keep one thread's column matrix and stage
+        [C·kh·kw + O, S·width] within CHUNK_BYTES (float32), at most one thread's share of the batch."""
+        _, kh, kw, _, _ = self._geometry(attrs, ins[0])
+        width, _ = self.columns(attrs, ins)
+        per_sample = (ins[0].shape[0] * kh * kw + attrs["out_channels"]) * width * 4
+        share = -(-batch // max(1, min(batch, threads)))
+        return max(1, min(share, CHUNK_BYTES // per_sample))
+
     def workspace(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType, batch: int) -> int:
-        """Per thread (up to THREADS, at most one per sample): one sample's
-        im2col columns [C·kh·kw, Ho·Wo] and a private dWᵀ partial [C/g·kh·kw, O]."""
-        cg, kh, kw, ho, wo = self._geometry(attrs, ins[0])
-        per_thread = ins[0].shape[0] * kh * kw * ho * wo + cg * kh * kw * attrs["out_channels"]
+        """Per thread (up to THREADS, at most one per sample): the im2col columns
+        [C·kh·kw, S·width] and the stage [O, S·width] of a chunk of S samples (``chunk``,
+        ``columns``), the padded input plane and its gradient, and a private dWᵀ partial
+        [C/g·kh·kw, O]."""
+        cg, kh, kw, _, _ = self._geometry(attrs, ins[0])
+        o = attrs["out_channels"]
+        width, plane = self.columns(attrs, ins)
+        s = self.chunk(attrs, ins, batch, THREADS)
+        per_thread = s * (ins[0].shape[0] * kh * kw + o) * width + 2 * plane + cg * kh * kw * o
         return min(batch, THREADS) * per_thread * 4
 
 

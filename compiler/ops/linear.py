@@ -16,6 +16,7 @@ from .base import INIT_ATTR, INT_POS, Op, Param, ShapeError, TensorType, bias_in
 class Linear(Op):
     name = "linear"
     family = "linear"
+    epilogue_producer = True
     attributes: ClassVar[dict[str, Any]] = {
         "out_features": {**INT_POS, "description": "size of each output row"},
         "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},

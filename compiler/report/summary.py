@@ -52,6 +52,8 @@ def summary_dict(plan: Plan) -> dict[str, Any]:
         "inputs": plan.inputs,
         "outputs": plan.outputs,
         "losses": plan.losses,
+        "mode": plan.mode,
+        "fusion": plan.fusion,
         "memory": ledger,
         "modules": [
             {
@@ -67,6 +69,23 @@ def summary_dict(plan: Plan) -> dict[str, Any]:
             for r in plan.modules
         ],
     }
+
+
+def fusion_lines(plan: Plan) -> list[str]:
+    """One line per decision of the fusion pass (compiler.fusion), for ``netc compile``."""
+    ops = {m.name: m.op for m in plan.modules}
+    lines = []
+    for d in plan.fusion:
+        if d["kind"] == "epilogue":
+            p, a = d["modules"]
+            lines.append(f"{p} ({ops[p]}) + {a} ({ops[a]}): one step, {a} in {p}'s output buffer")
+        elif d["kind"] == "folded":
+            p, b = d["modules"]
+            lines.append(f"{b} ({ops[b]}): folded into {p}'s ({ops[p]}) weights and bias")
+        else:
+            m = d["modules"][0]
+            lines.append(f"{m} ({ops[m]}): removed, {d['note']}")
+    return lines
 
 
 def summary_table(plan: Plan) -> str:
@@ -110,8 +129,18 @@ def summary_table(plan: Plan) -> str:
             f"FLOPs/batch   {human_count(plan.forward_flops * b)} forward · "
             f"{human_count((plan.forward_flops + plan.backward_flops) * b)} training step (batch {b})"
         )
+    if plan.fusion:
         out.append(rule)
-        out.append(f"memory at batch {b}, optimizer {m['optimizer']}:")
+        out.append(f"fused ({plan.mode} plan; NETC_FUSE=0 turns it off):")
+        out.extend(f"  {line}" for line in fusion_lines(plan))
+    if plan.memory:
+        m = plan.memory["ledger"]
+        b = m["batch"]
+        out.append(rule)
+        if plan.mode == "inference":
+            out.append(f"memory at batch {b}, inference plan (no gradients, nothing saved for backward):")
+        else:
+            out.append(f"memory at batch {b}, optimizer {m['optimizer']}:")
         items = [
             ("parameters", m["params_bytes"]),
             ("gradients", m["grads_bytes"]),
@@ -123,6 +152,9 @@ def summary_table(plan: Plan) -> str:
             ("inference peak", m["inference_peak_bytes"]),
             ("training-step peak", m["training_peak_bytes"]),
         ]
+        if plan.mode == "inference":
+            keep = ("parameters", "workspace", "inference arena", "inference peak")
+            items = [(label, v) for label, v in items if label in keep]
         for label, v in items:
             out.append(f"  {label:<20}{human_bytes(v):>12}")
     return "\n".join(out)

@@ -26,7 +26,11 @@ def get(name: str) -> Backend:
 
 def missing_parts(backend: Any) -> list[str]:
     """What ``backend`` lacks of the ``Backend`` contract, by name (empty when complete)."""
-    out = [f"class attribute {a}" for a in ("name", "bind_attr", "doc") if not getattr(backend, a, None)]
+    out = [
+        f"class attribute {a}"
+        for a in ("name", "bind_attr", "epilogues_attr", "doc")
+        if not getattr(backend, a, None)
+    ]
     for m in _REQUIRED_METHODS:
         impl = getattr(type(backend), m, None)
         if impl is None or impl is getattr(Backend, m, None):

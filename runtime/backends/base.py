@@ -60,6 +60,9 @@ class Backend:
     name: ClassVar[str]
     #: the attribute of a kernel module that binds a step for this device
     bind_attr: ClassVar[str]
+    #: the attribute of a kernel module naming the activations its kernels apply as a fused
+    #: epilogue on this device (``Binding.epilogue``); absent = none
+    epilogues_attr: ClassVar[str]
     #: a line for ``netc --help`` and the docs
     doc: ClassVar[str]
 
@@ -76,6 +79,12 @@ class Backend:
             if s.op not in seen and not hasattr(kernel_module(s.op), self.bind_attr):
                 seen[s.op] = s.module
         return list(seen.items())
+
+    def epilogues(self, op: str) -> frozenset[str]:
+        """The activations ``op``'s kernels apply in place on this device (compiler.fusion)."""
+        from ..kernels import kernel_module
+
+        return getattr(kernel_module(op), self.epilogues_attr, frozenset())
 
     def executor(self, plan: Plan, batch: int, **kw: Any) -> Executor:
         """An executor for ``plan`` at ``batch`` (``kw``: dtype, seed, optimizer)."""

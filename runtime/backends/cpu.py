@@ -25,11 +25,12 @@ def check_host_memory(plan: Any, batch: int, optimizer: str | None = None, dtype
 
     fb = np.dtype(dtype or np.float32).itemsize
     ledger = assign_memory(plan, batch, optimizer, float_bytes=fb).memory["ledger"]
-    need = int(ledger["training_peak_bytes"])
+    what = "inference peak" if plan.mode == "inference" else "training-step peak"
+    need = int(ledger[what.replace("-step", "").replace(" ", "_") + "_bytes"])
     have = short_of_memory(need)
     if have is not None:
         raise DeviceError(
-            f"the memory ledger's training-step peak at batch {ledger['batch']} is {human_bytes(need)}, "
+            f"the memory ledger's {what} at batch {ledger['batch']} is {human_bytes(need)}, "
             f"but this machine has {human_bytes(have)} available; reduce the batch size or the model's "
             "size (`netc compile SPEC --batch N` shows the ledger)"
         )
@@ -38,6 +39,7 @@ def check_host_memory(plan: Any, batch: int, optimizer: str | None = None, dtype
 class CpuBackend(Backend):
     name = "cpu"
     bind_attr = "bind_cpu"
+    epilogues_attr = "EPILOGUES_CPU"
     doc = "this machine's cores: Numba-compiled kernels on NumPy buffers"
 
     def usable(self) -> tuple[bool, str]:

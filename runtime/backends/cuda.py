@@ -24,6 +24,7 @@ def simulator_enabled() -> bool:
 class CudaBackend(Backend):
     name = "cuda"
     bind_attr = "bind_cuda"
+    epilogues_attr = "EPILOGUES_CUDA"
     doc = "an NVIDIA GPU (or numba's CUDA simulator, NUMBA_ENABLE_CUDASIM=1)"
 
     def usable(self) -> tuple[bool, str]:

@@ -12,8 +12,9 @@ they hold: ``_views`` (no-copy array views), ``_pointwise`` (elementwise binders
 vectorizable exp, CPU and CUDA), ``_softmax`` (row reductions along an axis), ``_losses``
 (reduction scale, pointwise-loss binders), ``_ids`` (label and id checks), ``_tables``
 (per-sample tables), ``_copies`` (copy and gather kernels), ``_windows`` (conv and pool window
-geometry), ``_conv_direct`` (direct convolution for single-channel layers), ``_blas`` (matrix
-products) and ``cuda_core`` (the CUDA primitives).
+geometry), ``_conv_direct`` (direct convolution for single-channel layers), ``_conv_gemm``
+(im2col + GEMM convolution), ``_epilogue`` (activations fused into the kernel before them),
+``_blas`` (matrix products, BLAS's thread count) and ``cuda_core`` (the CUDA primitives).
 """
 
 from __future__ import annotations

@@ -4,9 +4,16 @@ np.dot in numba copies non-contiguous operands and cannot accumulate (no
 beta), so kernels that multiply strided views (attention heads) or add a
 product into an existing gradient (fan-out, ``acc``) call ``gemm`` instead:
 no temporary, no copy.
+
+It also holds the thread count of that BLAS (``OPENBLAS``, ``one_blas_thread``): kernels that
+split their work over numba's threads run each thread's GEMMs on one BLAS thread.
 """
 
 from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
 
 import llvmlite.binding as llb
 from llvmlite import ir
@@ -93,3 +100,38 @@ def project(x, w, b, out):
             out[r, :] = b
         beta = 1.0
     gemm(x, w, out, False, True, 1.0, beta)
+
+
+def _openblas_threads() -> tuple[Any, Any] | None:
+    """(set, get) of the thread count of the OpenBLAS that numba's np.dot calls, or None.
+
+    numba binds np.dot to scipy.linalg.cython_blas; dlsym on that module's handle searches the
+    libraries it links, so this finds the very OpenBLAS it uses (SciPy's wheels prefix the names)."""
+    from scipy.linalg import cython_blas
+
+    lib = ctypes.CDLL(cython_blas.__file__)
+    for prefix in ("scipy_openblas_", "openblas_"):
+        set_n = getattr(lib, prefix + "set_num_threads", None)
+        get_n = getattr(lib, prefix + "get_num_threads", None)
+        if set_n is not None and get_n is not None:
+            set_n.argtypes, set_n.restype, get_n.restype = [ctypes.c_int], None, ctypes.c_int
+            return set_n, get_n
+    return None
+
+
+OPENBLAS = _openblas_threads()
+
+
+def one_blas_thread(kernel: Callable[[], None]) -> Callable[[], None]:
+    """kernel run with OpenBLAS set to one thread, its count restored after."""
+    set_n, get_n = OPENBLAS
+
+    def run() -> None:
+        prev = get_n()
+        set_n(1)
+        try:
+            kernel()
+        finally:
+            set_n(prev)
+
+    return run

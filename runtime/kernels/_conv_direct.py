@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
+from ._epilogue import code, copy_act
 from ._views import view
 
 # geo: (C, H, W, kh, kw, pad_top, pad_left, Ho, Wo)
@@ -131,8 +132,9 @@ def taps_dot(out, q, a, src, s0, n, length, first):
 
 
 @njit(cache=True)
-def forward_sample(xf, w2, bias, yf, xp, row, geo):
-    # xf [C·H·W]; w2 [O, C·kh·kw]; bias [O] or empty; yf [O·Ho·Wo]; row: >= L values
+def forward_sample(xf, w2, bias, yf, xp, row, act, geo):
+    # xf [C·H·W]; w2 [O, C·kh·kw]; bias [O] or empty; yf [O·Ho·Wo]; row: >= L values; act: the
+    # fused epilogue (_epilogue), applied as each output row is copied out
     c, _, _, kh, kw, _, _, ho, wo = geo
     wp = wo + kw - 1
     hp = ho + kh - 1
@@ -150,20 +152,17 @@ def forward_sample(xf, w2, bias, yf, xp, row, geo):
                     q = (ch * kh + u) * kw + v
                     v += taps_axpy(row, uint64(0), xp, (ch * hp + u) * wp + v, 1, wo_, q, 1, kw - v, length)
         for i in range(ho):
-            src = uint64(i * wp)
-            dst = uint64((o * ho + i) * wo)
-            for j in range(uint64(wo)):
-                yf[dst + j] = row[src + j]
+            copy_act(row, i * wp, yf, (o * ho + i) * wo, wo, row.dtype.type(0), False, act)
 
 
 @njit(cache=True, parallel=True)
-def forward_cpu(x, w2, bias, y, xps, dyps, geo):
+def forward_cpu(x, w2, bias, y, xps, dyps, act, geo):
     # x [N, C·H·W]; y [N, O·Ho·Wo]; per thread t: plane xps[t], output row dyps[t][0]
     nt, n = xps.shape[0], x.shape[0]
     for t in prange(nt):
         xps[t] = 0  # the borders: the workspace is shared with other modules between calls
         for s in range(t * n // nt, (t + 1) * n // nt):
-            forward_sample(x[s], w2, bias, y[s], xps[t], dyps[t][0], geo)
+            forward_sample(x[s], w2, bias, y[s], xps[t], dyps[t][0], act, geo)
 
 
 @njit(cache=True, fastmath={"reassoc"})  # reassoc lets dW's dot products vectorize
@@ -285,9 +284,10 @@ def bind(b: Binding, geo: tuple[int, ...], nt: int) -> tuple[Thunk, Thunk]:
     dwt = view(dwt, nt, o, -1)
     empty = np.zeros(0, dt)
     bias = b.p.get("b", empty)
+    act = code(b)
 
     def fwd() -> None:
-        forward_cpu(x, w2, bias, y, xps, dyps, dgeo)
+        forward_cpu(x, w2, bias, y, xps, dyps, act, dgeo)
 
     if b.dy is None:
         return fwd, nothing

@@ -5,36 +5,108 @@ batch included, are rows), so forward is one GEMM and backward three.
 ``gemm`` with beta=1 adds dx into an existing gradient (a tensor read by
 several modules) without a temporary.
 
+Threads: products of at least SPLIT_MACS multiply-adds are split over numba's threads (y and dx
+by the larger of their rows and columns, dW and db by output features: no partial sums,
+deterministic for a given thread count); smaller ones run on one thread. BLAS runs on one thread
+either way (``one_blas_thread``). A fused activation (``Binding.epilogue``, EPILOGUES_CPU) is
+applied to each thread's block of y right after its GEMM.
+
 On the GPU the same three products go through the tiled ``cuda_core.gemm``; the bias is broadcast
 into y before a beta=1 GEMM, and db is a column sum of dy (``cuda_core.row_sum``, no atomics).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import cuda, njit
+from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from . import _epilogue as epilogue
 from . import cuda_core
-from ._blas import gemm, project
+from ._blas import OPENBLAS, gemm, one_blas_thread
+
+#: The activations forward_cpu applies to y itself (``Binding.epilogue``).
+EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
 
 
 @njit(cache=True)
-def forward_cpu(x, w, b, y):
-    project(x, w, b, y)
+def forward_part(x, w, b, y, act, t, nt):
+    # part t of nt: the block of y's rows, or of its columns (output features) when those are more
+    # (each part then packs all of the smaller operand, x, and its share of W); its GEMM, then the
+    # fused activation on that block while it is in cache
+    n, o = y.shape
+    if o > n:
+        r0, r1, c0, c1 = 0, n, t * o // nt, (t + 1) * o // nt
+    else:
+        r0, r1, c0, c1 = t * n // nt, (t + 1) * n // nt, 0, o
+    yb = y[r0:r1, c0:c1]
+    beta = 0.0
+    if b.size:
+        for r in range(r1 - r0):
+            yb[r, :] = b[c0:c1]
+        beta = 1.0
+    gemm(x[r0:r1], w[c0:c1], yb, False, True, 1.0, beta)
+    if act != epilogue.NONE:
+        yf = y.reshape(-1)
+        for r in range(r0, r1):
+            epilogue.copy_act(yf, r * o + c0, yf, r * o + c0, c1 - c0, yf.dtype.type(0), False, act)
+
+
+@njit(cache=True)
+def backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt):
+    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules). Part t of nt: the
+    # rows [o0, o1) of dW and db, and a block of dx's rows, or of its columns when those are more
+    # (no partial sums: deterministic)
+    n, o = dy.shape
+    o0, o1 = t * o // nt, (t + 1) * o // nt
+    if dw.size:
+        gemm(dy[:, o0:o1], x, dw[o0:o1], True, False, 1.0, 0.0)
+    if db.size:
+        for j in range(o0, o1):
+            db[j] = 0.0
+        for r in range(n):
+            for j in range(o0, o1):
+                db[j] += dy[r, j]
+    if dx.size:
+        k = dx.shape[1]
+        if k > n:
+            r0, r1, c0, c1 = 0, n, t * k // nt, (t + 1) * k // nt
+        else:
+            r0, r1, c0, c1 = t * n // nt, (t + 1) * n // nt, 0, k
+        gemm(dy[r0:r1], w[:, c0:c1], dx[r0:r1, c0:c1], False, False, 1.0, 1.0 if acc_dx else 0.0)
+
+
+@njit(cache=True)
+def forward_cpu(x, w, b, y, act):
+    forward_part(x, w, b, y, act, 0, 1)
 
 
 @njit(cache=True)
 def backward_cpu(x, w, dy, dx, dw, db, acc_dx):
-    # dW = dyᵀ x ; db = Σ dy ; dx = dy W (+= when x feeds several modules)
-    if dw.size:
-        gemm(dy, x, dw, True, False, 1.0, 0.0)
-    if db.size:
-        db[:] = 0.0
-        for r in range(dy.shape[0]):
-            db += dy[r]
-    if dx.size:
-        gemm(dy, w, dx, False, False, 1.0, 1.0 if acc_dx else 0.0)
+    backward_part(x, w, dy, dx, dw, db, acc_dx, 0, 1)
+
+
+# The split kernels: a parallel kernel costs ~0.1 ms to start on a busy machine, so products too
+# small to split run the serial ones above.
+@njit(cache=True, parallel=True)
+def forward_split(x, w, b, y, act, nt):
+    for t in prange(nt):
+        forward_part(x, w, b, y, act, t, nt)
+
+
+@njit(cache=True, parallel=True)
+def backward_split(x, w, dy, dx, dw, db, acc_dx, nt):
+    for t in prange(nt):
+        backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt)
+
+
+#: Multiply-adds per product from which linear splits its GEMMs over numba's threads (each
+#: GEMM on one BLAS thread) rather than running them on one thread. By measurement (2 cores,
+#: shared, forward + backward): LeNet-5's 400 -> 120 at batch 256 (12M) took 1.1 ms split, 0.6 ms
+#: on one thread; the 1024 x 1024 benchmark layer at batch 256 (268M) 24 ms split, 45 ms on one
+#: thread, 63 ms on two OpenBLAS threads (which spin-wait, and collapse when the cores are shared).
+SPLIT_MACS = 1 << 24
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -44,7 +116,16 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     w = b.p["w"]
     empty = np.zeros(0, w.dtype)
     bias = b.p.get("b", empty)
-    fwd = lambda: forward_cpu(x, w, bias, y)  # noqa: E731
+    act = epilogue.code(b)
+    big = x.shape[0] * k * w.shape[0] >= SPLIT_MACS
+    nt = max(1, min(x.shape[0], w.shape[0], numba.get_num_threads())) if big else 1
+    # Always one BLAS thread: OpenBLAS's own threads busy-wait and collapse when the cores are
+    # shared (small products gain little from them even on idle cores)
+    wrap = one_blas_thread if OPENBLAS is not None else (lambda f: f)
+    if nt > 1:
+        fwd = wrap(lambda: forward_split(x, w, bias, y, act, nt))
+    else:
+        fwd = wrap(lambda: forward_cpu(x, w, bias, y, act))
     if b.dy is None:
         return fwd, nothing
     dy = b.dy.reshape(y.shape)
@@ -54,7 +135,9 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     db = b.dp.get("b")
     db = db if db is not None else empty
     acc = b.acc[0]
-    return fwd, lambda: backward_cpu(x, w, dy, dx, dw, db, acc)
+    if nt > 1:
+        return fwd, wrap(lambda: backward_split(x, w, dy, dx, dw, db, acc, nt))
+    return fwd, wrap(lambda: backward_cpu(x, w, dy, dx, dw, db, acc))
 
 
 @cuda.jit

@@ -202,7 +202,8 @@ def test_compile_warns_when_the_training_peak_exceeds_this_machine(ws, capsys):
 def test_commands_refuse_a_plan_beyond_this_machines_memory(ws, tmp_path, capsys, argv):
     fill = {"huge": str(ws.dir / "huge.yaml"), "good": ws.good, "dir": str(ws.dir), "tmp": str(tmp_path)}
     msg = fails([a.format(**fill) for a in argv], capsys)
-    assert msg.startswith("netc: the memory ledger's training-step peak at batch ")
+    peak = "inference peak" if argv[0] in ("eval", "predict") else "training-step peak"  # their plans
+    assert msg.startswith(f"netc: the memory ledger's {peak} at batch ")
     assert "GiB available; reduce the batch size or the model's size" in msg
     assert list(tmp_path.iterdir()) == []
 

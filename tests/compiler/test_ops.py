@@ -14,6 +14,7 @@ from torch import nn
 
 from netc.compiler.ops import OPS
 from netc.compiler.ops.base import DTYPE_BYTES, THREADS, ShapeError, TensorType
+from netc.compiler.ops.conv2d import CHUNK_BYTES
 
 # torch notes that an even "same" kernel pads a copy of the input; irrelevant to shapes
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -464,10 +465,19 @@ def test_conv2d_params_and_workspace() -> None:
     (w,) = op.params(a, [T((4, 6, 6))])
     assert (w.shape, w.fan_in, w.fan_out, w.init) == ((8, 2, 3, 2), 12, 48, "kaiming_uniform")
     assert out.shape == (8, 4, 5)
-    # per thread (THREADS of them, at most one per sample): im2col columns + a dWᵀ partial
-    per_thread = (4 * 3 * 2 * 4 * 5 + 2 * 3 * 2 * 8) * 4
-    assert op.workspace(a, [T((4, 6, 6))], out, 64) == THREADS * per_thread
-    assert op.workspace(a, [T((4, 6, 6))], out, 1) == per_thread
+    # stride 1: the wide layout, output (i, j) at column i·Wp + j; a plane [C, Hp, Wp] (and its
+    # gradient) per thread. Strided: Ho·Wo columns, no plane.
+    assert op.columns(a, [T((4, 6, 6))]) == (3 * 6 + 5, 4 * 6 * 6)
+    strided = {**a, "stride": 2}
+    assert op.columns(strided, [T((4, 6, 6))]) == (2 * 3, 0)
+    # per thread (THREADS of them, at most one per sample): the im2col columns and the stage of a
+    # chunk of S samples (C·kh·kw + O rows), two planes and a dWᵀ partial
+    per_sample, planes, partial = (4 * 3 * 2 + 8) * 23, 2 * 4 * 6 * 6, 2 * 3 * 2 * 8
+    chunk = op.chunk(a, [T((4, 6, 6))], 64, THREADS)
+    assert chunk == min(-(-64 // THREADS), CHUNK_BYTES // (per_sample * 4))
+    assert op.workspace(a, [T((4, 6, 6))], out, 64) == THREADS * (chunk * per_sample + planes + partial) * 4
+    assert op.workspace(a, [T((4, 6, 6))], out, 1) == (per_sample + planes + partial) * 4
+    assert op.chunk(a, [T((4, 600, 600))], 64, THREADS) == 1  # large samples: one per GEMM
     assert op.saves_inputs(a) == (0,)
     b = OPS["conv2d"].params(OPS["conv2d"].fill_defaults({"out_channels": 8, "kernel": 3}), [T((4, 6, 6))])[1]
     assert (b.shape, b.init) == ((8,), "fan_in_uniform")

@@ -136,3 +136,38 @@ def test_binding_workspace_is_a_device_view():
     cuda_core.fill(v, 1.5)
     host = ws.copy_to_host()
     assert (host[:40].view(np.float64) == 1.5).all() and not host[40:].any()
+
+
+FOLD = """
+netc: 1
+inputs:
+  image: {shape: [2, 5, 5]}
+  label: {shape: [], dtype: int64}
+modules:
+  c: {op: conv2d, in: image, out_channels: 3, kernel: 3, padding: 1, bias: false}
+  bn: {op: batchnorm2d, in: c}
+  r: {op: relu, in: bn}
+  flat: {op: flatten, in: r}
+  drop: {op: dropout, in: flat, p: 0.3}
+  logits: {op: linear, in: drop, out_features: 4}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+"""
+
+
+def test_an_inference_plan_folds_and_fuses_on_the_device_as_on_the_cpu(tmp_path):
+    p = tmp_path / "fold.yaml"
+    p.write_text(FOLD)
+    plan = netc.load(p).compile(3, mode="inference")
+    assert [d["kind"] for d in plan.fusion] == ["removed", "folded", "epilogue"]
+    cpu, gpu = Executor(plan, 3, seed=1), CudaExecutor(plan, 3, seed=1)
+    assert gpu.allocated_bytes == cpu.allocated_bytes == plan.memory["ledger"]["inference_peak_bytes"]
+    rng = np.random.default_rng(0)
+    stats = rng.uniform(0.5, 1.5, cpu.params.shape).astype(np.float32)
+    cpu.params[...] = stats
+    gpu.params.copy_to_device(stats)
+    feed = random_inputs(plan, 3, seed=2)
+    for ex in (cpu, gpu):
+        ex.forward(feed)
+    np.testing.assert_allclose(gpu.outputs()["logits"], cpu.outputs()["logits"], rtol=1e-5, atol=1e-6)

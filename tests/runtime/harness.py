@@ -145,3 +145,22 @@ def gradcheck(
         num = numeric_grad(scalar, arr, flat, eps)
         ana = np.array([analytic[i] for i in flat])
         np.testing.assert_allclose(ana, num, rtol=rtol, atol=atol, err_msg=name)
+
+
+def check_fused_epilogue(
+    op: str, attrs: dict[str, Any], x: np.ndarray, act: str, dtype: Any = np.float32
+) -> None:
+    """A forward with ``act`` fused as its epilogue (Binding.epilogue) leaves in y exactly, bit for
+    bit, what the plain forward followed by the activation's own kernel gives."""
+    plain = OpRun(op, attrs, [x], dtype=dtype)
+    fused = OpRun(op, attrs, [x], dtype=dtype)  # same seed: same parameters
+    assert act in kernel_module(op).EPILOGUES_CPU
+    fused.binding.epilogue = act
+    fused.forward, fused.backward = kernel_module(op).bind_cpu(fused.binding)
+    plain.forward()
+    fused.forward()
+    want = np.empty_like(plain.y)
+    kernel_module(act).forward_cpu(plain.y.reshape(-1), want.reshape(-1))
+    assert not np.array_equal(plain.y, want)  # the activation did change the output
+    bits = np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
+    np.testing.assert_array_equal(fused.y.view(bits), want.view(bits))

@@ -31,7 +31,8 @@ def test_an_incomplete_backend_is_named_part_by_part():
             return True, "here"
 
     assert backends.missing_parts(Half()) == [
-        "class attribute doc", "method executor", "method buffers", "method optimizer_class", "method owns",
+        "class attribute epilogues_attr", "class attribute doc",
+        "method executor", "method buffers", "method optimizer_class", "method owns",
     ]  # fmt: skip
 
 

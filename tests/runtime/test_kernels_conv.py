@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import OpRun, gradcheck
+from harness import OpRun, check_fused_epilogue, gradcheck
 
+from netc.compiler.ops.base import pair
 from netc.runtime.kernels import kernel_module
 
 RTOL, ATOL = 1e-4, 1e-4
@@ -103,9 +104,16 @@ def test_conv2d_gradcheck(attrs: dict[str, Any], shape: tuple[int, ...]) -> None
     gradcheck(conv_run(attrs, shape, dtype=np.float64))
 
 
-@pytest.mark.parametrize("case", [0, 8])  # im2col path and 1x1 direct path
-def test_conv2d_accumulates_dx(case: int) -> None:
-    attrs, shape = CONV_CASES[case]
+@pytest.mark.parametrize(
+    ("attrs", "shape"),
+    [
+        CONV_CASES[0],  # wide columns, padded: dx through the plane's gradient
+        ({"out_channels": 4, "kernel": 3}, (3, 7, 8)),  # wide, unpadded: straight into dx
+        CONV_CASES[4],  # strided, grouped: im2col / col2im
+        CONV_CASES[8],  # 1x1: no columns
+    ],
+)
+def test_conv2d_accumulates_dx(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
     run = conv_run(attrs, shape)
     run.binding.acc[0] = True
     rebind(run)
@@ -130,14 +138,15 @@ def test_conv2d_frozen_weight(need_dx: bool) -> None:
 
 def test_conv2d_single_sample_and_blas_threads_restored() -> None:
     # one sample (one thread block); OpenBLAS's thread count is back to what it was after each call
-    from netc.runtime.kernels import conv2d
 
     attrs, shape = CONV_CASES[4]
     run = conv_run(attrs, shape, n=1)
-    before = conv2d._BLAS[1]() if conv2d._BLAS else None
+    from netc.runtime.kernels._blas import OPENBLAS
+
+    before = OPENBLAS[1]() if OPENBLAS else None
     run.run()
     conv_parity(run, attrs)
-    assert (conv2d._BLAS[1]() if conv2d._BLAS else None) == before
+    assert (OPENBLAS[1]() if OPENBLAS else None) == before
 
 
 def test_conv2d_stays_inside_the_workspace_its_contract_declares() -> None:
@@ -247,6 +256,47 @@ def test_conv2d_direct_stays_inside_the_workspace_its_contract_declares(direct_c
 )
 def test_conv2d_direct_chosen_per_shape(attrs: dict[str, Any], shape: tuple[int, ...], direct: bool) -> None:
     assert takes_direct(conv_run(attrs, shape)) is direct
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize(
+    ("attrs", "shape", "direct"),
+    [
+        (*DIRECT_CASES[0], True),  # the direct kernels
+        (*DIRECT_CASES[2], False),  # im2col + GEMM, several samples per GEMM
+        (CONV_CASES[4][0], CONV_CASES[4][1], False),  # groups, strides, four-sided padding
+        (*CONV_CASES[8], False),  # 1x1: GEMM straight into y
+        ({"out_channels": 4, "kernel": 1, "bias": False}, (3, 5, 6), False),  # 1x1, no bias
+    ],
+)
+def test_conv2d_fused_epilogue_is_bitwise_the_activation_after(
+    attrs: dict[str, Any], shape: tuple[int, ...], direct: bool, act: str
+) -> None:
+    x = np.random.default_rng(6).standard_normal((5, *shape))
+    assert takes_direct(conv_run(attrs, shape)) is direct
+    check_fused_epilogue("conv2d", attrs, x, act)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("case", [0, 2, 3, 4])  # wide (padded, dilated, odd "same"); strided
+def test_conv2d_several_samples_per_gemm(monkeypatch: pytest.MonkeyPatch, case: int) -> None:
+    # chunks of 2 over 2 threads' blocks of 3 samples (the last chunk short): PyTorch parity, and
+    # a second step gives the same
+    from netc.compiler.ops import conv2d as contract
+    from netc.compiler.ops.base import TensorType
+    from netc.runtime.kernels import conv2d
+
+    attrs, shape = CONV_CASES[case]
+    full = contract.OP.fill_defaults(attrs)
+    width, _ = contract.OP.columns(full, [TensorType(shape)])
+    kh, kw = pair(full["kernel"])
+    per_sample = (shape[0] * kh * kw + attrs["out_channels"]) * width * 4  # float32
+    monkeypatch.setattr(contract, "CHUNK_BYTES", 2 * per_sample)
+    run = conv_run(attrs, shape, n=6)
+    assert conv2d.gemm_layout(run.binding, conv2d.geometry(run.binding))[1] == 2
+    for _ in range(2):
+        run.run()
+        conv_parity(run, attrs)
 
 
 # -- pooling ----------------------------------------------------------------------------------------

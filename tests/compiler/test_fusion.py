@@ -1,0 +1,180 @@
+"""compiler/fusion.py: which patterns fuse, which must not, inference plans, and their ledgers."""
+
+import json
+from importlib import resources
+
+import jsonschema
+import pytest
+
+import netc
+from netc.compiler.fusion import fuse
+from netc.compiler.plan import Plan
+
+CHAIN = """
+netc: 1
+inputs:
+  x: {shape: [3, 8, 8]}
+  y: {shape: [], dtype: int64}
+modules:
+  c: {op: conv2d, in: x, out_channels: 4, kernel: 3, padding: 1}
+  bn: {op: batchnorm2d, in: c}
+  r: {op: relu, in: bn}
+  c2: {op: conv2d, in: r, out_channels: 4, kernel: 3, padding: 1}
+  sum: {op: add, in: [c2, r]}
+  r2: {op: relu, in: sum}
+  flat: {op: flatten, in: r2}
+  fc: {op: linear, in: flat, out_features: 16}
+  t: {op: tanh, in: fc}
+  drop: {op: dropout, in: t, p: 0.5}
+  logits: {op: linear, in: drop, out_features: 3}
+  s: {op: sigmoid, in: logits}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [s]
+"""
+
+
+def _net(spec_file, text=CHAIN):
+    return netc.load(spec_file(text))
+
+
+def _pairs(plan):
+    return [tuple(d["modules"]) for d in plan.fusion if d["kind"] == "epilogue"]
+
+
+def test_producers_take_their_activation(spec_file):
+    plan = _net(spec_file).compile(4)
+    # batchnorm + relu, residual add + relu, linear + tanh; c and c2 are read by others (bn, sum).
+    assert _pairs(plan) == [("bn", "r"), ("sum", "r2"), ("fc", "t")]
+    steps = {s.module: s for s in plan.forward_steps}
+    assert steps["bn"].epilogue == "r" and steps["r"].fused_into == "bn"
+    assert plan.aliases == {"r": "bn", "r2": "sum", "t": "fc"}
+    offs = plan.memory["training_offsets"]
+    assert all(offs[a] == offs[p] for a, p in plan.aliases.items())
+
+
+def test_what_must_not_fuse(spec_file):
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [6]}
+      y: {shape: [], dtype: int64}
+    modules:
+      shared: {op: linear, in: x, out_features: 6}
+      r1: {op: relu, in: shared}
+      r2: {op: tanh, in: shared}
+      kept: {op: linear, in: r1, out_features: 6}
+      seen: {op: relu, in: kept}
+      g: {op: linear, in: r2, out_features: 6}
+      gel: {op: gelu, in: g}
+      both: {op: add, in: [seen, gel]}
+      logits: {op: linear, in: both, out_features: 3}
+      act: {op: sigmoid, in: logits}
+    losses:
+      ce: {op: cross_entropy, in: [logits, y]}
+    outputs: [kept, act]
+    """
+    plan = _net(spec_file, text).compile(2)
+    # shared: two readers; kept: a network output; g + gelu: gelu's backward reads its input;
+    # logits: a loss reads it. Nothing fuses.
+    assert plan.fusion == [] and plan.aliases == {}
+
+
+def test_the_pass_is_pure_and_can_be_turned_off(spec_file, monkeypatch):
+    net = _net(spec_file)
+    monkeypatch.setenv("NETC_FUSE", "0")
+    plain = net.compile(4)
+    assert plain.fusion == [] and all(s.epilogue is None for s in plain.steps)
+    before = plain.to_json()
+    fused = fuse(plain, "training")
+    assert plain.to_json() == before  # the input plan is untouched
+    assert _pairs(fused) == [("bn", "r"), ("sum", "r2"), ("fc", "t")]
+    with pytest.raises(ValueError, match="unknown plan mode 'eval'"):
+        fuse(plain, "eval")
+
+
+def test_an_inference_plan_drops_dropout_and_backward(spec_file):
+    plan = _net(spec_file).compile(4, mode="inference")
+    assert plan.mode == "inference" and plan.backward_steps == []
+    assert "drop" not in {s.module for s in plan.steps}
+    assert plan.aliases["drop"] == "t"
+    assert {"kind": "removed", "modules": ["drop"], "note": "identity in inference"} in plan.fusion
+    led = plan.memory["ledger"]
+    assert led["grads_bytes"] == led["optimizer_bytes"] == led["activations_bytes"] == 0
+    assert led["training_arena_bytes"] == led["training_peak_bytes"] == 0
+    parts = led["params_bytes"] + led["folded_params_bytes"] + led["inference_arena_bytes"]
+    assert led["inference_peak_bytes"] == parts + led["workspace_bytes"]
+    assert led["folded_params_bytes"] == (4 * 3 * 9 + 4) * 4  # bn folded into c
+    # A training plan states the same inference figures as the inference plan.
+    train = _net(spec_file).compile(4).memory["ledger"]
+    assert train["inference_arena_bytes"] == led["inference_arena_bytes"]
+
+
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_fused_plans_are_valid_json_and_load_back(spec_file, mode):
+    plan = _net(spec_file).compile(4, mode=mode)
+    schema = json.loads(resources.files("netc.schemas").joinpath("plan.schema.json").read_text())
+    jsonschema.validate(plan.to_dict(), schema)
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize("name", ["lenet5", "digits_mlp", "resnet_mini", "vgg16"])
+def test_fusion_shrinks_the_inference_arena_of_the_examples(name):
+    from pathlib import Path
+
+    net = netc.load(Path(__file__).resolve().parents[2] / "examples" / f"{name}.yaml")
+    fused = net.compile(8, mode="inference").memory["ledger"]["inference_arena_bytes"]
+    plain = net.compile(8, mode="inference", fuse=False).memory["ledger"]["inference_arena_bytes"]
+    assert fused <= plain
+    if name in ("lenet5", "digits_mlp"):
+        assert fused < plain
+
+
+def test_netc_compile_says_what_runs_fused(spec_file, capsys):
+    from netc.cli import main
+
+    path = spec_file(CHAIN)
+    assert main(["compile", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "fc (linear) + t (tanh): one step, t in fc's output buffer" in out
+    assert main(["compile", str(path), "--inference"]) == 0
+    out = capsys.readouterr().out
+    assert "drop (dropout): removed, identity in inference" in out
+    assert "  gradients " not in out and "inference plan (no gradients" in out
+
+
+def test_batchnorm_folds_only_in_inference_and_only_where_it_can(spec_file):
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [2, 6, 6]}
+      s: {shape: [4, 5]}
+      y: {shape: [], dtype: int64}
+    modules:
+      c: {op: conv2d, in: x, out_channels: 3, kernel: 3}
+      bn: {op: batchnorm2d, in: c}
+      c2: {op: conv2d, in: x, out_channels: 3, kernel: 3}
+      bn2: {op: batchnorm2d, in: c2}
+      other: {op: relu, in: c2}
+      seq: {op: linear, in: s, out_features: 5}
+      bnseq: {op: batchnorm1d, in: seq}
+      f1: {op: flatten, in: bn}
+      f2: {op: flatten, in: bn2}
+      f3: {op: flatten, in: other}
+      f4: {op: flatten, in: bnseq}
+      all: {op: concat, in: [f1, f2, f3, f4], axis: 0}
+      logits: {op: linear, in: all, out_features: 3}
+    losses:
+      ce: {op: cross_entropy, in: [logits, y]}
+    outputs: [logits]
+    """
+    net = netc.load(spec_file(text))
+    # Training-mode batchnorm normalises with batch statistics: never folded.
+    assert not [d for d in net.compile(2).fusion if d["kind"] == "folded"]
+    plan = net.compile(2, mode="inference")
+    # c2 has a second reader (other); bnseq normalises axis 0 of [4, 5], not the linear's axis.
+    assert [d["modules"] for d in plan.fusion if d["kind"] == "folded"] == [["c", "bn"]]
+    bn = next(s for s in plan.steps if s.module == "bn")
+    assert bn.fused_into == "c" and plan.aliases["bn"] == "c"
+    assert plan.memory["ledger"]["folded_params_bytes"] == (3 * 2 * 9 + 3) * 4
+    assert net.compile(2, mode="inference", fuse=False).memory["ledger"]["folded_params_bytes"] == 0
