@@ -12,7 +12,10 @@ Window geometry
 Pool binders
     ``bind_pool_cpu`` and ``bind_pool_cuda`` bind a pool's kernels over [planes, pixels] rows, with
     one argument order on both: ``forward(x, y, extra, geometry)``, ``backward(dy, extra, dx, acc,
-    geometry)``, ``extra`` being maxpool's saved argmax or avgpool's count_include_pad flag.
+    geometry)``, ``extra`` being maxpool's saved argmax or avgpool's count_include_pad flag. On the
+    CPU the kernels also take ``fast`` (``is_fast_pool``: the 2x2, stride-2, unpadded case, which
+    has loops of its own) and run over planes [lo, hi); their ``_par`` drivers split the planes into
+    ``_pointwise.threads`` contiguous chunks (each plane computed alike: bitwise identical results).
 
 Every function that touches ``cuda.*`` is ``@cuda.jit``: the simulator swaps the ``cuda`` global of a
 module only while one of its kernels or device functions runs (docs/cuda.md).
@@ -27,7 +30,17 @@ from numba import cuda, njit
 from ...compiler.ops.base import Pool2d
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
+from ._pointwise import threads
 from ._views import view
+
+#: Tests set this to False to run the general loops where the 2x2 fast path would apply.
+FAST_POOLS = True
+
+
+def is_fast_pool(geo: tuple[int, ...]) -> bool:
+    """Whether a pool of geometry ``geo`` (``pool_geometry``) takes the fast loops: 2x2 windows,
+    stride 2, no padding, so windows tile the input without overlap and never leave it."""
+    return FAST_POOLS and geo[2:8] == (2, 2, 2, 2, 0, 0)
 
 
 def pool_geometry(b: Binding) -> tuple[int, ...]:
@@ -56,20 +69,31 @@ def covering_cuda(h, s, p, k, n_out):
     return i0, max(i0, i1)
 
 
-def bind_pool_cpu(b: Binding, forward: Any, backward: Any, saved: str | None = None) -> tuple[Thunk, Thunk]:
-    """The CPU thunks of a 2-d pool over [planes, pixels] rows: ``forward(x, y, extra, geo)`` and
-    ``backward(dy, extra, dx, acc, geo)``, ``geo`` the tuple of ``pool_geometry`` and ``extra`` the
-    saved tensor ``saved`` (maxpool's argmax) as rows, or else the count_include_pad flag (avgpool)."""
+def bind_pool_cpu(b: Binding, kernels: tuple, saved: str | None = None) -> tuple[Thunk, Thunk]:
+    """The CPU thunks of a 2-d pool over [planes, pixels] rows. ``kernels`` = (forward, backward,
+    forward_par, backward_par): ``forward(x, y, extra, geo, fast, lo, hi)`` and ``backward(dy,
+    extra, dx, acc, geo, fast, lo, hi)`` over planes [lo, hi), the ``_par`` drivers taking the chunk
+    count nt in place of lo, hi; ``geo`` is the tuple of ``pool_geometry``, ``fast`` that of
+    ``is_fast_pool``, ``extra`` the saved tensor ``saved`` (maxpool's argmax) as rows, or else the
+    count_include_pad flag (avgpool)."""
+    forward, backward, forward_par, backward_par = kernels
     geo = pool_geometry(b)
+    fast = is_fast_pool(geo)
     n, c, h, w = b.x[0].shape
     x = view(b.x[0], n * c, h * w)
     y = view(b.y, n * c, -1)
     extra = view(b.saved[saved], *y.shape) if saved else bool(b.attrs["count_include_pad"])
-    fwd = lambda: forward(x, y, extra, geo)  # noqa: E731
+    p, nt = n * c, threads(x.size)
+    if nt == 1:
+        fwd = lambda: forward(x, y, extra, geo, fast, 0, p)  # noqa: E731
+    else:
+        fwd = lambda: forward_par(x, y, extra, geo, fast, nt)  # noqa: E731
     if b.dx[0] is None:
         return fwd, nothing
     dy, dx, acc = view(b.dy, *y.shape), view(b.dx[0], *x.shape), b.acc[0]
-    return fwd, lambda: backward(dy, extra, dx, acc, geo)
+    if nt == 1:
+        return fwd, lambda: backward(dy, extra, dx, acc, geo, fast, 0, p)
+    return fwd, lambda: backward_par(dy, extra, dx, acc, geo, fast, nt)
 
 
 def bind_pool_cuda(b: Binding, forward: Any, backward: Any, saved: str | None = None) -> tuple[Thunk, Thunk]:

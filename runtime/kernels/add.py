@@ -1,7 +1,8 @@
 """add kernels: y = x0 + x1 + … (flat, one shape); every dx_i = dy (or += dy).
 
 The inputs travel as one tuple so a module with k inputs is one kernel call; the sum runs
-in input order, ((x0 + x1) + x2) + …, as PyTorch's chained adds round.
+in input order, ((x0 + x1) + x2) + …, as PyTorch's chained adds round. Large arrays run the
+forward in contiguous chunks on numba's threads (``_pointwise.threads``, chosen at bind time).
 
 On the GPU one kernel writes x0 + x1 and each further input is added by ``cuda_core.copy`` with
 acc, in order (the same roundings); backward is one copy of dy per needed gradient.
@@ -10,23 +11,30 @@ acc, in order (the same roundings); backward is one copy of dy per needed gradie
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
 from ._copies import copy_cpu
+from ._pointwise import threads
 from ._views import flat, or_empty
 
 
 @njit(cache=True)
-def forward_cpu(xs, y):  # xs: a tuple of flat arrays
+def forward_cpu(xs, y, lo, hi):  # xs: a tuple of flat arrays; elements [lo, hi)
     a, b = xs[0], xs[1]
-    for i in range(y.size):
+    for i in range(uint64(lo), uint64(hi)):  # uint64: no negative-index wrap, the loop vectorizes
         y[i] = a[i] + b[i]
     for k in range(2, len(xs)):
         c = xs[k]
-        for i in range(y.size):
+        for i in range(uint64(lo), uint64(hi)):
             y[i] += c[i]
+
+
+@njit(cache=True, parallel=True)
+def forward_par(xs, y, nt):
+    for t in prange(nt):
+        forward_cpu(xs, y, t * y.size // nt, (t + 1) * y.size // nt)
 
 
 @njit(cache=True)
@@ -38,7 +46,8 @@ def backward_cpu(dy, dxs, acc):  # dxs: flat arrays, empty where not needed
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     xs, y = tuple(flat(a) for a in b.x), flat(b.y)
-    fwd = lambda: forward_cpu(xs, y)  # noqa: E731
+    n, nt = y.size, threads(y.size)
+    fwd = (lambda: forward_cpu(xs, y, 0, n)) if nt == 1 else (lambda: forward_par(xs, y, nt))
     if b.dy is None or all(g is None for g in b.dx):
         return fwd, nothing
     dy = flat(b.dy)

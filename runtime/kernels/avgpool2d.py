@@ -3,6 +3,11 @@
 The divisor is kh·kw with ``count_include_pad`` (windows never leave the padded input), else the
 number of window cells inside the input. Arrays are viewed as planes [N·C, H·W] at bind time.
 
+CPU: 2x2 windows at stride 2 without padding (``_windows.is_fast_pool``) have loops of their own,
+with the general loops' float64 sums in the same order and the same divisor (4: a multiplication by
+0.25 rounds as the division does), so both give bitwise equal results. Large tensors run in
+contiguous chunks of planes on numba's threads (``_windows.bind_pool_cpu``).
+
 CUDA: one thread per output sums its window (forward); backward is a gather, one thread per input
 cell adding dy / divisor of the outputs whose window covers it, in output order (the CPU's scatter
 order), so overlapping windows need no atomics. Sums run in the arrays' dtype.
@@ -10,10 +15,13 @@ order), so overlapping windows need no atomics. Sums run in the arrays' dtype.
 
 from __future__ import annotations
 
-from numba import cuda, njit
+import numpy as np
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from ._windows import bind_pool_cpu, bind_pool_cuda, covering_cuda, window, window_cuda
+
+_U1 = np.uint64(1)  # uint64 indices skip numba's negative-index wrap (which blocks vector loads)
 
 
 @njit(cache=True)
@@ -25,10 +33,23 @@ _divisor_cuda = cuda.jit(device=True)(divisor.py_func)  # the same scalar functi
 
 
 @njit(cache=True)
-def forward_cpu(x, y, include_pad, geo):
-    # x [P, H·W]; y [P, Ho·Wo]
+def forward_cpu(x, y, include_pad, geo, fast, lo, hi):
+    # x [P, H·W]; y [P, Ho·Wo]; planes [lo, hi)
     h, w, kh, kw, sh, sw, ph, pw, ho, wo = geo
-    for q in range(x.shape[0]):
+    if fast:  # 2x2/2, no padding: the general loop's sum, unrolled
+        for q in range(lo, hi):
+            xq, yq = x[q], y[q]
+            for i in range(ho):
+                r0, r1, o = uint64(2 * i * w), uint64((2 * i + 1) * w), uint64(i * wo)
+                for j in range(uint64(wo)):
+                    s = 0.0
+                    s += xq[r0 + j + j]
+                    s += xq[r0 + j + j + _U1]
+                    s += xq[r1 + j + j]
+                    s += xq[r1 + j + j + _U1]
+                    yq[o + j] = s * 0.25
+        return
+    for q in range(lo, hi):
         xq = x[q]
         for i in range(ho):
             hs, he = window(i, sh, ph, kh, h)
@@ -42,10 +63,32 @@ def forward_cpu(x, y, include_pad, geo):
 
 
 @njit(cache=True)
-def backward_cpu(dy, include_pad, dx, acc_dx, geo):
-    # dy [P, Ho·Wo]; dx [P, H·W]
+def backward_cpu(dy, include_pad, dx, acc_dx, geo, fast, lo, hi):
+    # dy [P, Ho·Wo]; dx [P, H·W]; planes [lo, hi)
     h, w, kh, kw, sh, sw, ph, pw, ho, wo = geo
-    for q in range(dy.shape[0]):
+    if fast:  # each cell in at most one window: dx = dy/4 there (+= with acc), 0 elsewhere
+        for q in range(lo, hi):
+            dyq, dxq = dy[q], dx[q]
+            if not acc_dx and (h % 2 or w % 2):
+                dxq[:] = 0  # the last row or column no window reads
+            for i in range(ho):
+                r0, r1, o = uint64(2 * i * w), uint64((2 * i + 1) * w), uint64(i * wo)
+                if acc_dx:
+                    for j in range(uint64(wo)):
+                        g = dyq[o + j] * 0.25
+                        dxq[r0 + j + j] += g
+                        dxq[r0 + j + j + _U1] += g
+                        dxq[r1 + j + j] += g
+                        dxq[r1 + j + j + _U1] += g
+                else:
+                    for j in range(uint64(wo)):
+                        g = dyq[o + j] * 0.25
+                        dxq[r0 + j + j] = g
+                        dxq[r0 + j + j + _U1] = g
+                        dxq[r1 + j + j] = g
+                        dxq[r1 + j + j + _U1] = g
+        return
+    for q in range(lo, hi):
         dxq = dx[q]
         if not acc_dx:
             dxq[:] = 0
@@ -59,8 +102,25 @@ def backward_cpu(dy, include_pad, dx, acc_dx, geo):
                         dxq[u * w + v] += g
 
 
+@njit(cache=True, parallel=True)
+def forward_par(x, y, include_pad, geo, fast, nt):
+    for t in prange(nt):
+        forward_cpu(x, y, include_pad, geo, fast, t * x.shape[0] // nt, (t + 1) * x.shape[0] // nt)
+
+
+@njit(cache=True, parallel=True)
+def backward_par(dy, include_pad, dx, acc_dx, geo, fast, nt):
+    for t in prange(nt):
+        backward_cpu(
+            dy, include_pad, dx, acc_dx, geo, fast, t * dx.shape[0] // nt, (t + 1) * dx.shape[0] // nt
+        )
+
+
+KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_pool_cpu(b, forward_cpu, backward_cpu)
+    return bind_pool_cpu(b, KERNELS_CPU)
 
 
 @cuda.jit

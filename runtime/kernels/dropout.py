@@ -5,7 +5,9 @@ key k = mix64(mix64(s + γ) ^ index·M2) of module ``index`` at seed s, flat ele
 when the top 53 bits of mix64(k + (i + 1)·γ) are at least p·2^53. A mask is therefore a pure
 function of (seed, index, i): bitwise reproducible for any thread count and any backend.
 Forward saves m / (1 - p) in ``mask``; backward is dx = dy ⊙ mask (dx = dy in inference).
-The training flag and seed are read from the state arrays on every call.
+The training flag and seed are read from the state arrays on every call. Large arrays run in
+contiguous chunks on numba's threads (``_pointwise.threads``, chosen at bind time): the mask of
+element i does not depend on the chunk, so results are bitwise those of the serial loops.
 
 On the GPU each thread computes the mask of its elements with the same ``mix64`` (a device
 function), stream key and threshold, so a CUDA run drops exactly the elements a CPU run drops;
@@ -15,11 +17,11 @@ the closures read the training flag and the seed from the host state when they r
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
-from ._copies import copy_cpu
+from ._pointwise import threads
 from ._views import flat
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)  # splitmix64's increment (golden ratio)
@@ -38,43 +40,60 @@ def mix64(z):  # scalar functions are shared with the CUDA backend
 _mix64 = njit(cache=True, inline="always")(mix64)
 
 
+# Elements [lo, hi); uint64 indices: no negative-index wrap, so the loops vectorize.
 @njit(cache=True)
-def forward_cpu(x, y, mask, p, training, seed, index):
+def forward_cpu(x, y, mask, p, training, seed, index, lo, hi):
     if not training[0]:
-        for i in range(x.size):
+        for i in range(uint64(lo), uint64(hi)):
             y[i] = x[i]
         return
     threshold = np.uint64(p * 9007199254740992.0)  # p · 2^53
     scale = 1.0 / (1.0 - p)
     key = _mix64(_mix64(np.uint64(seed[0]) + _GAMMA) ^ (np.uint64(index) * _M2))  # this module's stream
-    for i in range(x.size):
-        bits = _mix64(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11
+    for i in range(uint64(lo), uint64(hi)):
+        bits = _mix64(key + (i + np.uint64(1)) * _GAMMA) >> _S11
         m = scale if bits >= threshold else 0.0
         mask[i] = m
         y[i] = x[i] * m
 
 
 @njit(cache=True)
-def backward_cpu(mask, dy, dx, acc, training):
-    if training[0]:
-        if acc:
-            for i in range(dx.size):
-                dx[i] += dy[i] * mask[i]
-        else:
-            for i in range(dx.size):
-                dx[i] = dy[i] * mask[i]
+def backward_cpu(mask, dy, dx, acc, training, lo, hi):
+    train = training[0] != 0
+    if acc:
+        for i in range(uint64(lo), uint64(hi)):
+            dx[i] += dy[i] * mask[i] if train else dy[i]
     else:
-        copy_cpu(dy, dx, acc)  # evaluation: the identity's gradient
+        for i in range(uint64(lo), uint64(hi)):
+            dx[i] = dy[i] * mask[i] if train else dy[i]
+
+
+@njit(cache=True, parallel=True)
+def forward_par(x, y, mask, p, training, seed, index, nt):
+    for t in prange(nt):
+        forward_cpu(x, y, mask, p, training, seed, index, t * x.size // nt, (t + 1) * x.size // nt)
+
+
+@njit(cache=True, parallel=True)
+def backward_par(mask, dy, dx, acc, training, nt):
+    for t in prange(nt):
+        backward_cpu(mask, dy, dx, acc, training, t * dx.size // nt, (t + 1) * dx.size // nt)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x, y, mask = flat(b.x[0]), flat(b.y), flat(b.saved["mask"])
     p, training, seed, index = float(b.attrs["p"]), b.state.training, b.state.seed, int(b.index)
-    fwd = lambda: forward_cpu(x, y, mask, p, training, seed, index)  # noqa: E731
+    n, nt = x.size, threads(x.size)
+    if nt == 1:
+        fwd = lambda: forward_cpu(x, y, mask, p, training, seed, index, 0, n)  # noqa: E731
+    else:
+        fwd = lambda: forward_par(x, y, mask, p, training, seed, index, nt)  # noqa: E731
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy, dx, acc = flat(b.dy), flat(b.dx[0]), b.acc[0]
-    return fwd, lambda: backward_cpu(mask, dy, dx, acc, training)
+    if nt == 1:
+        return fwd, lambda: backward_cpu(mask, dy, dx, acc, training, 0, n)
+    return fwd, lambda: backward_par(mask, dy, dx, acc, training, nt)
 
 
 _mix64_cuda = cuda.jit(device=True)(mix64)

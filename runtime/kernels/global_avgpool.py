@@ -1,5 +1,6 @@
 """global_avgpool kernels: y[n, c] = mean of x[n, c, ...]; backward spreads dy[n, c] / S over the
-S = H·W (or any trailing) cells. Arrays are viewed as [N·C, S] at bind time.
+S = H·W (or any trailing) cells. Arrays are viewed as [N·C, S] at bind time. Large tensors run
+in contiguous chunks of planes on numba's threads (``_pointwise.threads``, chosen at bind time).
 
 CUDA: forward is one block per plane (``cuda_core.block_sum``, float64, fixed order); backward one
 thread per input cell."""
@@ -7,19 +8,20 @@ thread per input cell."""
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
+from ._pointwise import threads
 from ._views import view
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
 @njit(cache=True, fastmath={"reassoc"})  # reassociation lets the float64 sum vectorize (10x)
-def forward_cpu(x, y):
-    # x [P, S]; y [P]
+def forward_cpu(x, y, lo, hi):
+    # x [P, S]; y [P]; planes [lo, hi)
     inv = 1.0 / x.shape[1]
-    for q in range(x.shape[0]):
+    for q in range(lo, hi):
         s = 0.0
         for p in range(x.shape[1]):
             s += x[q, p]
@@ -27,10 +29,10 @@ def forward_cpu(x, y):
 
 
 @njit(cache=True)
-def backward_cpu(dy, dx, acc_dx):
-    # dy [P]; dx [P, S]
+def backward_cpu(dy, dx, acc_dx, lo, hi):
+    # dy [P]; dx [P, S]; planes [lo, hi)
     inv = 1.0 / dx.shape[1]
-    for q in range(dx.shape[0]):
+    for q in range(lo, hi):
         g = dy[q] * inv
         if acc_dx:
             for p in range(dx.shape[1]):
@@ -40,17 +42,32 @@ def backward_cpu(dy, dx, acc_dx):
                 dx[q, p] = g
 
 
+@njit(cache=True, parallel=True)
+def forward_par(x, y, nt):
+    for t in prange(nt):
+        forward_cpu(x, y, t * x.shape[0] // nt, (t + 1) * x.shape[0] // nt)
+
+
+@njit(cache=True, parallel=True)
+def backward_par(dy, dx, acc_dx, nt):
+    for t in prange(nt):
+        backward_cpu(dy, dx, acc_dx, t * dx.shape[0] // nt, (t + 1) * dx.shape[0] // nt)
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     n, c = b.x[0].shape[:2]
     x = view(b.x[0], n * c, -1)
     y = view(b.y, n * c)
-    fwd = lambda: forward_cpu(x, y)  # noqa: E731
+    p, nt = n * c, threads(x.size)
+    fwd = (lambda: forward_cpu(x, y, 0, p)) if nt == 1 else (lambda: forward_par(x, y, nt))
     if b.dx[0] is None:
         return fwd, nothing
     dy = view(b.dy, n * c)
     dx = view(b.dx[0], *x.shape)
     acc = b.acc[0]
-    return fwd, lambda: backward_cpu(dy, dx, acc)
+    if nt == 1:
+        return fwd, lambda: backward_cpu(dy, dx, acc, 0, p)
+    return fwd, lambda: backward_par(dy, dx, acc, nt)
 
 
 @cuda.jit

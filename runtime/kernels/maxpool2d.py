@@ -5,6 +5,10 @@ saved["argmax"]: the first maximum in row-major window order, NaN winning, as Py
 of -inf keeps its first cell inside the input. Backward scatters dy to those indices. Arrays are
 viewed as planes [N·C, H·W] at bind time.
 
+CPU: 2x2 windows at stride 2 without padding (``_windows.is_fast_pool``) have a forward loop of
+their own, the general scan unrolled (the same maximum and argmax). Large tensors run in contiguous
+chunks of planes on numba's threads (``_windows.bind_pool_cpu``).
+
 CUDA: forward runs one thread per output with the CPU's window scan (same maximum, same argmax).
 Backward is a gather, so overlapping windows need no atomics: the thread of input cell (h, w) walks
 the outputs whose window covers it, in output order, and adds the dy of those whose saved argmax is
@@ -16,17 +20,40 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from ._windows import bind_pool_cpu, bind_pool_cuda, covering_cuda, window, window_cuda
 
+_U1 = np.uint64(1)  # uint64 indices skip numba's negative-index wrap (which blocks vector loads)
+
+
+@njit(cache=True, inline="always")
+def _scan(xq, k, best, best_i):
+    """One step of the window scan: cell k replaces the best so far when larger, or NaN."""
+    val = xq[k]
+    take = val > best or val != val
+    return (val if take else best), (k if take else best_i)
+
 
 @njit(cache=True)
-def forward_cpu(x, y, argmax, geo):
-    # x [P, H·W]; y, argmax [P, Ho·Wo]
+def forward_cpu(x, y, argmax, geo, fast, lo, hi):
+    # x [P, H·W]; y, argmax [P, Ho·Wo]; planes [lo, hi)
     h, w, kh, kw, sh, sw, ph, pw, ho, wo = geo
-    for q in range(x.shape[0]):
+    if fast:  # 2x2/2, no padding: the general scan, unrolled
+        for q in range(lo, hi):
+            xq, yq, aq = x[q], y[q], argmax[q]
+            for i in range(ho):
+                r0, r1, o = uint64(2 * i * w), uint64((2 * i + 1) * w), uint64(i * wo)
+                for j in range(uint64(wo)):
+                    best, best_i = _scan(xq, r0 + j + j, -np.inf, r0 + j + j)
+                    best, best_i = _scan(xq, r0 + j + j + _U1, best, best_i)
+                    best, best_i = _scan(xq, r1 + j + j, best, best_i)
+                    best, best_i = _scan(xq, r1 + j + j + _U1, best, best_i)
+                    yq[o + j] = best
+                    aq[o + j] = best_i
+        return
+    for q in range(lo, hi):
         xq = x[q]
         for i in range(ho):
             hs, he = window(i, sh, ph, kh, h)
@@ -36,18 +63,16 @@ def forward_cpu(x, y, argmax, geo):
                 best = -np.inf
                 for u in range(hs, he):
                     for v in range(ws, we):
-                        val = xq[u * w + v]
-                        if val > best or val != val:
-                            best = val
-                            best_i = u * w + v
+                        best, best_i = _scan(xq, u * w + v, best, best_i)
                 y[q, i * wo + j] = best
                 argmax[q, i * wo + j] = best_i
 
 
 @njit(cache=True)
-def backward_cpu(dy, argmax, dx, acc_dx, geo):
-    # dy, argmax [P, Ho·Wo]; dx [P, H·W]; geo unused (the argmax says where each dy goes)
-    for q in range(dy.shape[0]):
+def backward_cpu(dy, argmax, dx, acc_dx, geo, fast, lo, hi):
+    # dy, argmax [P, Ho·Wo]; dx [P, H·W]; planes [lo, hi); geo and fast unused (the argmax says
+    # where each dy goes)
+    for q in range(lo, hi):
         dxq = dx[q]
         if not acc_dx:
             dxq[:] = 0
@@ -55,8 +80,23 @@ def backward_cpu(dy, argmax, dx, acc_dx, geo):
             dxq[argmax[q, p]] += dy[q, p]
 
 
+@njit(cache=True, parallel=True)
+def forward_par(x, y, argmax, geo, fast, nt):
+    for t in prange(nt):
+        forward_cpu(x, y, argmax, geo, fast, t * x.shape[0] // nt, (t + 1) * x.shape[0] // nt)
+
+
+@njit(cache=True, parallel=True)
+def backward_par(dy, argmax, dx, acc_dx, geo, fast, nt):
+    for t in prange(nt):
+        backward_cpu(dy, argmax, dx, acc_dx, geo, fast, t * dx.shape[0] // nt, (t + 1) * dx.shape[0] // nt)
+
+
+KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_pool_cpu(b, forward_cpu, backward_cpu, saved="argmax")
+    return bind_pool_cpu(b, KERNELS_CPU, saved="argmax")
 
 
 @cuda.jit

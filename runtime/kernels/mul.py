@@ -2,49 +2,71 @@
 
 On the GPU one kernel computes both gradients, each thread its elements: dx0 first, then dx1,
 so x * x (one buffer, dx1 accumulating into dx0) sums both terms as on the CPU.
+
+CPU: large arrays run in contiguous chunks on numba's threads (``_pointwise.threads``, chosen at
+bind time); within a chunk dx0 is written before dx1, as in the serial loops.
 """
 
 from __future__ import annotations
 
-from numba import cuda, njit
+from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
+from ._pointwise import threads
 from ._views import flat, or_empty
 
 
+# Elements [lo, hi); uint64 indices: no negative-index wrap, so the loops vectorize.
 @njit(cache=True)
-def forward_cpu(x0, x1, y):
-    for i in range(y.size):
+def forward_cpu(x0, x1, y, lo, hi):
+    for i in range(uint64(lo), uint64(hi)):
         y[i] = x0[i] * x1[i]
 
 
 @njit(cache=True)
-def _grad(dy, other, dx, acc):
+def _grad(dy, other, dx, acc, lo, hi):
+    if dx.size == 0:
+        return
     if acc:
-        for i in range(dx.size):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] += dy[i] * other[i]
     else:
-        for i in range(dx.size):
+        for i in range(uint64(lo), uint64(hi)):
             dx[i] = dy[i] * other[i]
 
 
 @njit(cache=True)
-def backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1):  # an empty dx is not needed
+def backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1, lo, hi):  # an empty dx is not needed
     # x0 and x1 may be one buffer (x * x); dx0 and dx1 then are too, with acc1 set.
-    _grad(dy, x1, dx0, acc0)
-    _grad(dy, x0, dx1, acc1)
+    _grad(dy, x1, dx0, acc0, lo, hi)
+    _grad(dy, x0, dx1, acc1, lo, hi)
+
+
+@njit(cache=True, parallel=True)
+def forward_par(x0, x1, y, nt):
+    for t in prange(nt):
+        forward_cpu(x0, x1, y, t * y.size // nt, (t + 1) * y.size // nt)
+
+
+@njit(cache=True, parallel=True)
+def backward_par(x0, x1, dy, dx0, dx1, acc0, acc1, nt):
+    for t in prange(nt):
+        backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1, t * dy.size // nt, (t + 1) * dy.size // nt)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x0, x1, y = flat(b.x[0]), flat(b.x[1]), flat(b.y)
-    fwd = lambda: forward_cpu(x0, x1, y)  # noqa: E731
+    n, nt = y.size, threads(y.size)
+    fwd = (lambda: forward_cpu(x0, x1, y, 0, n)) if nt == 1 else (lambda: forward_par(x0, x1, y, nt))
     if b.dy is None or (b.dx[0] is None and b.dx[1] is None):
         return fwd, nothing
     dy = flat(b.dy)
     dx0, dx1 = flat(or_empty(b.dx[0], y.dtype)), flat(or_empty(b.dx[1], y.dtype))
     acc0, acc1 = b.acc[0], b.acc[1]
-    return fwd, lambda: backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1)
+    if nt == 1:
+        return fwd, lambda: backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1, 0, n)
+    return fwd, lambda: backward_par(x0, x1, dy, dx0, dx1, acc0, acc1, nt)
 
 
 @cuda.jit

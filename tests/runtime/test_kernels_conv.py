@@ -400,3 +400,61 @@ def test_global_avgpool_parity(shape: tuple[int, ...]) -> None:
 )
 def test_pool_gradcheck(op: str, attrs: dict[str, Any]) -> None:
     gradcheck(OpRun(op, attrs, [distinct((2, 2, 5, 6), seed=7)], dtype=np.float64))
+
+
+# -- the CPU pools' fast path and parallel chunks ---------------------------------------------------
+
+
+def pool_run(
+    monkeypatch: pytest.MonkeyPatch, op: str, x: np.ndarray, acc: bool, fast: bool, nt: int
+) -> OpRun:
+    """A 2x2/2 pool bound with the fast loops on or off (``_windows.FAST_POOLS``) and
+    ``_windows.threads`` (the bind-time choice) answering nt; dx starts at 0.5."""
+    from netc.runtime.kernels import _windows
+
+    with monkeypatch.context() as m:
+        m.setattr(_windows, "FAST_POOLS", fast)
+        m.setattr(_windows, "threads", lambda size: nt)
+        run = OpRun(op, {"kernel": 2}, [x])
+        run.binding.acc[0] = acc
+        run.forward, run.backward = kernel_module(op).bind_cpu(run.binding)
+    run.dx[0][...] = 0.5
+    return run.run()
+
+
+@pytest.mark.parametrize("op", ["avgpool2d", "maxpool2d"])
+@pytest.mark.parametrize("shape", [(3, 8, 6), (2, 7, 9)])  # odd: a row and a column no window reads
+@pytest.mark.parametrize("acc", [False, True])
+def test_pool_fast_path_and_chunks_are_bitwise_the_general_serial_loops(
+    monkeypatch: pytest.MonkeyPatch, op: str, shape: tuple[int, ...], acc: bool
+) -> None:
+    x = np.random.default_rng(5).standard_normal((5, *shape))
+    x[0, 0, 0, :4] = [np.nan, 1.0, -np.inf, -np.inf]  # NaN wins; an all -inf window keeps its first
+    x[0, 0, 1, :4] = [2.0, np.nan, -np.inf, -np.inf]
+    ref = pool_run(monkeypatch, op, x, acc, fast=False, nt=1)
+    for fast, nt in [(True, 1), (True, 3), (False, 3)]:
+        run = pool_run(monkeypatch, op, x, acc, fast, nt)
+        np.testing.assert_array_equal(run.y, ref.y, err_msg=f"fast={fast} nt={nt}")
+        np.testing.assert_array_equal(run.dx[0], ref.dx[0], err_msg=f"fast={fast} nt={nt}")
+        for name, saved in run.saved.items():
+            np.testing.assert_array_equal(saved, ref.saved[name], err_msg=name)
+
+
+@pytest.mark.parametrize("acc", [False, True])
+def test_global_avgpool_chunks_are_bitwise_the_serial_loops(
+    monkeypatch: pytest.MonkeyPatch, acc: bool
+) -> None:
+    from netc.runtime.kernels import global_avgpool
+
+    x = np.random.default_rng(6).standard_normal((5, 3, 7, 9)).astype(np.float32)
+    runs = []
+    for nt in (1, 3):
+        with monkeypatch.context() as m:
+            m.setattr(global_avgpool, "threads", lambda size, nt=nt: nt)
+            run = OpRun("global_avgpool", {}, [x])
+            run.binding.acc[0] = acc
+            run.forward, run.backward = global_avgpool.bind_cpu(run.binding)
+        run.dx[0][...] = 0.5
+        runs.append(run.run())
+    np.testing.assert_array_equal(runs[1].y, runs[0].y)
+    np.testing.assert_array_equal(runs[1].dx[0], runs[0].dx[0])
