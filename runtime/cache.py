@@ -6,13 +6,21 @@ those folders, and they shadow the editable install (``import netc`` then finds 
 So before any kernel module is imported, numba is pointed at a directory of the user's.
 
 Resolution order: ``$NETC_CACHE_DIR``; else ``$NUMBA_CACHE_DIR`` when the user set it for numba as
-a whole; else ``$XDG_CACHE_HOME/netc`` (``~/.cache/netc``). numba keys each entry by the source file's
-path and modification time, so several installs or checkouts can share one directory safely.
+a whole; else ``$XDG_CACHE_HOME/netc`` (``~/.cache/netc``).
+
+numba keys each entry by its own source file's path and modification time only, but netc's kernels
+inline scalar functions from other files (an activation's ``_f`` inside conv2d's fused epilogue,
+``fast_exp`` inside every exp-based op): after an edit to tanh.py, conv2d's cached code would still
+hold the old tanh — a stale result, silently. So the kernels live in a subdirectory named by a key
+of every runtime source file (path, size, modification time): any edit, upgrade or checkout
+switch starts a fresh subdirectory, recompiled once (``sources_key``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +45,27 @@ def _writable(d: Path) -> bool:
     return True
 
 
+def sources_key(root: Path | None = None) -> str:
+    """A short key of the runtime's source files (relative path, size, modification time)."""
+    root = root or Path(__file__).resolve().parent
+    h = hashlib.sha1()
+    for p in sorted(root.rglob("*.py")):
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+KEEP = 4  # source versions whose kernels stay cached (several checkouts may share the directory)
+
+
+def _prune(parent: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used ``src-*`` kernel directories: every edit of
+    a runtime file starts a new one. Best effort: another process may be pruning too."""
+    dirs = sorted(parent.glob("src-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in dirs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def configure() -> Path:
     """Point numba's cache at :func:`cache_dir`; fall back to a per-user temporary directory when
     that cannot be written (a read-only home), rather than failing every kernel import."""
@@ -46,6 +75,12 @@ def configure() -> Path:
         print(f"netc: warning: cannot write the kernel cache {d}; using {fallback}", file=sys.stderr)
         d = fallback
         d.mkdir(parents=True, exist_ok=True)
+    key = f"src-{sources_key()}"
+    if d.name != key:  # a child process inherits the parent's NUMBA_CACHE_DIR, key included
+        d = d / key
+        d.mkdir(exist_ok=True)
+        os.utime(d)  # "most recently used" for _prune
+        _prune(d.parent, keep=KEEP)
     os.environ["NUMBA_CACHE_DIR"] = str(d)
     config = sys.modules.get("numba.core.config")
     if config is not None:  # numba was imported before netc.runtime: its config is already read

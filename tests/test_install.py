@@ -99,3 +99,35 @@ def test_runtime_points_numba_at_the_cache_dir() -> None:
     assert str(netc.runtime.KERNEL_CACHE_DIR) == numba.config.CACHE_DIR
     package = Path(netc.runtime.__file__).parent
     assert package not in Path(numba.config.CACHE_DIR).parents
+
+
+def test_kernel_cache_is_keyed_by_every_runtime_source(tmp_path) -> None:
+    """numba keys a cached kernel by its own file only; a kernel inlining a function of another
+    file (a fused epilogue's activation) would keep stale code after that file changes. The key
+    of all runtime sources changes with any of them."""
+    import os
+
+    from netc.runtime.cache import _prune, sources_key
+
+    src = tmp_path / "runtime"
+    (src / "kernels").mkdir(parents=True)
+    (src / "kernels" / "tanh.py").write_text("a = 1\n")
+    (src / "kernels" / "conv2d.py").write_text("b = 2\n")
+    before = sources_key(src)
+    assert sources_key(src) == before
+    os.utime(src / "kernels" / "tanh.py", ns=(1, 10**18))  # an edit elsewhere than the caller
+    assert sources_key(src) != before
+    cache = tmp_path / "cache"
+    for i in range(6):
+        (cache / f"src-{i}").mkdir(parents=True)
+        os.utime(cache / f"src-{i}", (i, i))
+    _prune(cache, keep=4)
+    assert sorted(p.name for p in cache.iterdir()) == ["src-2", "src-3", "src-4", "src-5"]
+
+
+def test_the_kernel_cache_lives_under_the_source_key() -> None:
+    import numba
+
+    from netc.runtime.cache import sources_key
+
+    assert Path(numba.config.CACHE_DIR).name == f"src-{sources_key()}"
