@@ -62,6 +62,12 @@ class Binding:
     # shares y's memory and its backward runs as usual (it reads only that output). Kernels that
     # do not apply it themselves are followed by the activation's kernel in place (the executor).
     epilogue: str | None = None
+    # Whether BLAS may use its own threads (CPU): true when no kernel of the plan runs numba's
+    # parallel loops over samples (conv2d, pools: ``PARALLEL_CPU``). OpenBLAS's threads spin-wait
+    # after each GEMM; a numba-parallel kernel right after them finds no free core (LeNet-5 at
+    # batch 256: 17.0k samples/s with one BLAS thread, 12.2k with two), while a GEMM-only MLP is
+    # 1.4-1.8x faster with them (119.6k against 86.8k at batch 64). The executor decides per plan.
+    blas_threads: bool = False
     # Host-side validations a device kernel cannot raise cheaply (bad labels, ids): each raises a
     # ValueError naming the module. The CUDA executor runs them when a loss comes back non-finite.
     checks: list[Callable[[], None]] = field(default_factory=list)

@@ -177,6 +177,7 @@ class PlanRunner:
         ops = {s.module: s.op for s in self.plan.forward_steps}
         in_kernel = set()  # activations their producer's kernel applies
         folded = {s.fold for s in self.plan.forward_steps if s.fold}  # batchnorms that never run
+        blas_threads = not any(getattr(kernel_module(op), "PARALLEL_CPU", False) for op in set(ops.values()))
         bwd_thunks: dict[str, Thunk] = {}
         bindings = []
         for s, b in step_bindings(self.plan, self.view, param, grad, self.workspace, self.state):
@@ -185,6 +186,7 @@ class PlanRunner:
                 in_kernel.add(s.epilogue)
             if s.fold:
                 b.p = self._bind_fold(s, b.p, param)
+            b.blas_threads = blas_threads
             fwd, bwd = getattr(kernel_module(s.op), bind)(b)
             self._forward.append(nothing if s.module in in_kernel | folded else fwd)
             bindings.append(b)

@@ -21,6 +21,10 @@ from numba import cuda, njit, prange, uint64
 from ..binding import Binding, Thunk
 from ._windows import bind_pool_cpu, bind_pool_cuda, covering_cuda, window, window_cuda
 
+#: Runs numba-parallel loops over samples or planes: BLAS stays on one thread in its plans
+#: (``Binding.blas_threads``).
+PARALLEL_CPU = True
+
 _U1 = np.uint64(1)  # uint64 indices skip numba's negative-index wrap (which blocks vector loads)
 
 

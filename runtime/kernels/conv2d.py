@@ -64,6 +64,10 @@ from ._conv_gemm import is_direct
 from ._views import view
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
+#: Runs numba-parallel loops over samples or planes: BLAS stays on one thread in its plans
+#: (``Binding.blas_threads``).
+PARALLEL_CPU = True
+
 
 def geometry(b: Binding) -> tuple[int, ...]:
     """(C, H, W, kh, kw, sh, sw, dh, dw, pad_top, pad_left, Ho, Wo, groups) of a binding."""
