@@ -136,7 +136,9 @@ def test_same_bits_across_processes(name):
     assert len(outs) == 1, outs
 
 
-@pytest.mark.parametrize(("name", "threads"), [("digits_mlp", True), ("lenet5", False), ("resnet_mini", False)])
+@pytest.mark.parametrize(
+    ("name", "threads"), [("digits_mlp", True), ("lenet5", False), ("resnet_mini", False)]
+)
 def test_blas_keeps_its_threads_only_in_plans_without_numba_parallel_kernels(name, threads):
     # OpenBLAS's spinning threads starve a numba-parallel conv or pool that follows a GEMM.
     plan = netc.load(ROOT / "examples" / f"{name}.yaml").compile(2)
