@@ -7,6 +7,7 @@ given or random. PyTorch twins in the parity tests use the same arrays.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,12 @@ from netc.compiler.ops import OPS
 from netc.compiler.ops.base import TensorType
 from netc.runtime.binding import Binding, State
 from netc.runtime.kernels import kernel_module
+
+#: The repository root (REPO), and the examples small enough to run whole in every executor test (the
+#: ImageNet-sized ones allocate hundreds of MB).
+REPO = Path(__file__).resolve().parents[2]
+SMALL_EXAMPLES = ["xor_mlp", "iris_mlp", "digits_mlp", "lenet5", "multitask", "transformer_encoder",
+                  "vit_tiny", "resnet_mini"]  # fmt: skip
 
 # Which ops the kernel tests ran in float32 (parity with torch) and through a
 # finite-difference gradcheck; tests/runtime/conftest.py checks coverage.

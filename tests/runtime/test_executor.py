@@ -1,25 +1,13 @@
 """runtime/executor.py: exact allocation, determinism, modes, fan-out sums."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from harness import REPO as ROOT
+from harness import SMALL_EXAMPLES as SMALL
 
 import netc
 from netc.runtime.check import random_inputs
 from netc.runtime.executor import Executor
-
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "xor_mlp",
-    "iris_mlp",
-    "digits_mlp",
-    "lenet5",
-    "multitask",
-    "transformer_encoder",
-    "vit_tiny",
-    "resnet_mini",
-]
 
 
 @pytest.mark.parametrize("name", [*SMALL, "resnet18", "alexnet", "vgg16"])

@@ -1,26 +1,14 @@
 """Fused plans (compiler/fusion.py) run bit for bit like unfused ones; inference plans allocate
 exactly their ledger and compute what evaluation mode computes."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from harness import REPO as ROOT
+from harness import SMALL_EXAMPLES as SMALL
 
 import netc
 from netc.runtime.check import random_inputs
 from netc.runtime.executor import Executor
-
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "xor_mlp",
-    "iris_mlp",
-    "digits_mlp",
-    "lenet5",
-    "multitask",
-    "transformer_encoder",
-    "vit_tiny",
-    "resnet_mini",
-]
 
 
 def _step(plan, batch, inputs):
