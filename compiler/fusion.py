@@ -63,14 +63,13 @@ def in_place_activation(step: Step) -> bool:
     )
 
 
-def _readers(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> dict[str, list[str]]:
+def _readers(forward: list[Step], aliases: dict[str, str]) -> dict[str, list[str]]:
     """Buffer (root tensor) -> the modules among ``forward`` that read it under any name."""
-    kept = {s.module for s in forward}
     readers: dict[str, list[str]] = {}
     for s in forward:
         for i in s.inputs:
             readers.setdefault(root(aliases, i), []).append(s.module)
-    return {t: [m for m in ms if m in kept] for t, ms in readers.items()}
+    return readers
 
 
 def _pinned(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> set[str]:
@@ -83,7 +82,7 @@ def _pinned(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> set[str
 def _sole_reader(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> dict[str, Step]:
     """Producer module -> the one step that reads its output, for producers whose output no
     one else reads and nothing pins."""
-    readers = _readers(plan, forward, aliases)
+    readers = _readers(forward, aliases)
     pinned = _pinned(plan, forward, aliases)
     by_module = {s.module: s for s in forward}
     out = {}

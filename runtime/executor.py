@@ -187,8 +187,11 @@ class PlanRunner:
             if s.fold:
                 b.p = self._bind_fold(s, b.p, param)
             b.blas_threads = blas_threads
-            fwd, bwd = getattr(kernel_module(s.op), bind)(b)
-            self._forward.append(nothing if s.module in in_kernel | folded else fwd)
+            if s.module in folded:  # never runs: its producer computes on the folded weights
+                fwd = bwd = nothing
+            else:
+                fwd, bwd = getattr(kernel_module(s.op), bind)(b)
+            self._forward.append(nothing if s.module in in_kernel else fwd)
             bindings.append(b)
             if s.module in back:
                 bwd_thunks[s.module] = bwd
@@ -201,7 +204,7 @@ class PlanRunner:
         ``self.folded`` in step order, with the thunk that refolds them (``self._refold``)."""
         bn = next(b for b in self.plan.forward_steps if b.module == s.fold)
         w = p["w"]
-        off = sum(w.size + b.size for w, b in self._refold_views)
+        off = sum(wo.size + bo.size for wo, bo in self._refold_views)  # after the earlier folds
         w_out = self.folded[off : off + w.size].reshape(w.shape)
         b_out = self.folded[off + w.size : off + w.size + w.shape[0]]
         self._refold_views.append((w_out, b_out))

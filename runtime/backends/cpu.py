@@ -25,8 +25,9 @@ def check_host_memory(plan: Any, batch: int, optimizer: str | None = None, dtype
 
     fb = np.dtype(dtype or np.float32).itemsize
     ledger = assign_memory(plan, batch, optimizer, float_bytes=fb).memory["ledger"]
-    what = "inference peak" if plan.mode == "inference" else "training-step peak"
-    need = int(ledger[what.replace("-step", "").replace(" ", "_") + "_bytes"])
+    inference = plan.mode == "inference"
+    what = "inference peak" if inference else "training-step peak"
+    need = int(ledger["inference_peak_bytes" if inference else "training_peak_bytes"])
     have = short_of_memory(need)
     if have is not None:
         raise DeviceError(

@@ -117,13 +117,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     empty = np.zeros(0, w.dtype)
     bias = b.p.get("b", empty)
     act = epilogue.code(b)
-    big = x.shape[0] * k * w.shape[0] >= SPLIT_MACS
-    nt = max(1, min(x.shape[0], w.shape[0], numba.get_num_threads())) if big else 1
     # One BLAS thread, unless the plan has no numba-parallel kernel for OpenBLAS's spinning threads
     # to starve (Binding.blas_threads): then BLAS splits every product itself
+    split = not b.blas_threads and x.shape[0] * k * w.shape[0] >= SPLIT_MACS
+    nt = max(1, min(x.shape[0], w.shape[0], numba.get_num_threads())) if split else 1
     wrap = one_blas_thread if OPENBLAS is not None and not b.blas_threads else (lambda f: f)
-    if b.blas_threads:
-        nt = 1
     if nt > 1:
         fwd = wrap(lambda: forward_split(x, w, bias, y, act, nt))
     else:
