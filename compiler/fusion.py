@@ -16,7 +16,10 @@ Patterns
                step is ``fused_into`` the producer. A kernel that knows the activation applies it
                while its output is still in cache; otherwise the executor runs the activation's
                own kernel in place. Backward is unchanged: the activation's backward reads its
-               output, the producer's backward never reads its own.
+               output, the producer's backward never reads its own. Inference plans have no
+               backward, so there any pointwise activation without parameters fuses
+               (``fusable_activation``: gelu, elu and leaky_relu too, whose backward reads the
+               input), and so does a producer whose backward would read its output.
     dropout    (inference only) removed: evaluation-mode dropout is the identity, so its output
                is its input's buffer and its step is dropped.
     fold       (inference only) a batchnorm whose input only it reads, after a conv2d (or a
@@ -29,8 +32,9 @@ Patterns
                plans never fold: training-mode batchnorm normalises with batch statistics.
 
 An epilogue is refused when the producer's output has a reader other than the activation, is a
-network output or feeds a loss directly (its value must survive), or when the producer's
-backward reads its output (the activation overwrites it). Inference plans have no backward
+network output or feeds a loss directly (its value must survive), or, in training plans, when the
+producer's backward reads its output (the activation overwrites it) or the activation's backward
+reads its input. Inference plans have no backward
 steps and allocate no saved activations beyond the step that writes them.
 
 ``NETC_FUSE=0`` (read by the pipeline, not here) compiles unfused plans: the debugging mode, and
@@ -60,6 +64,23 @@ def in_place_activation(step: Step) -> bool:
         and not step.saved
         and op.saves_inputs(step.attrs) == ()
         and op.saves_output(step.attrs)
+    )
+
+
+def fusable_activation(step: Step, mode: str) -> bool:
+    """Whether ``step`` may run in its producer's output buffer in a plan of ``mode``: an
+    in-place activation (``in_place_activation``) in either mode; in inference, where no backward
+    reads anything, also any pointwise activation without parameters (gelu, elu, leaky_relu)."""
+    if in_place_activation(step):
+        return True
+    op = OPS[step.op]
+    return (
+        mode == "inference"
+        and isinstance(op, Elementwise)
+        and op.family == "activation"
+        and op.pointwise
+        and not step.params
+        and len(step.inputs) == 1
     )
 
 
@@ -106,16 +127,17 @@ def _folds(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> dict[str
     return found
 
 
-def _epilogues(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> dict[str, str]:
+def _epilogues(plan: Plan, forward: list[Step], aliases: dict[str, str], mode: str) -> dict[str, str]:
     """producer module -> the activation module fused into it."""
     by_module = {s.module: s for s in forward}
     found: dict[str, str] = {}
     for p, a in _sole_reader(plan, forward, aliases).items():
         op = OPS[by_module[p].op]
         if (
-            in_place_activation(a)
+            fusable_activation(a, mode)
             and op.epilogue_producer
-            and not op.saves_output(by_module[p].attrs)
+            # the activation overwrites the producer's output: only a training plan reads it back
+            and not (mode == "training" and op.saves_output(by_module[p].attrs))
             and plan.tensors[p].dtype == plan.tensors[a.output].dtype
         ):
             found[p] = a.module
@@ -159,7 +181,7 @@ def fuse(plan: Plan, mode: str = "training", epilogues: bool = True) -> Plan:
                 decisions.append({"kind": "folded", "modules": [p, b], "note": "into the weights"})
     # A folded batchnorm keeps its step (its attributes say how to fold) but never runs.
     running = [s for s in forward if s.module not in folds.values()]
-    epi = _epilogues(plan, running, aliases) if epilogues else {}
+    epi = _epilogues(plan, running, aliases, mode) if epilogues else {}
     into = {a: p for p, a in epi.items()} | {b: p for p, b in folds.items()}
     steps: list[Step] = []
     for s in forward:

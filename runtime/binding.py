@@ -62,6 +62,7 @@ class Binding:
     # shares y's memory and its backward runs as usual (it reads only that output). Kernels that
     # do not apply it themselves are followed by the activation's kernel in place (the executor).
     epilogue: str | None = None
+    epilogue_attrs: dict[str, Any] = field(default_factory=dict)  # that activation's attributes
     # Whether BLAS may use its own threads (CPU): true when no kernel of the plan runs numba's
     # parallel loops over samples (conv2d, pools: ``PARALLEL_CPU``). OpenBLAS's threads spin-wait
     # after each GEMM; a numba-parallel kernel right after them finds no free core (LeNet-5 at

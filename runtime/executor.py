@@ -175,6 +175,7 @@ class PlanRunner:
         bind = backend.bind_attr
         back = {s.module for s in self.plan.backward_steps}
         ops = {s.module: s.op for s in self.plan.forward_steps}
+        attrs = {s.module: s.attrs for s in self.plan.forward_steps}
         in_kernel = set()  # activations their producer's kernel applies
         folded = {s.fold for s in self.plan.forward_steps if s.fold}  # batchnorms that never run
         blas_threads = not any(getattr(kernel_module(op), "PARALLEL_CPU", False) for op in set(ops.values()))
@@ -182,7 +183,7 @@ class PlanRunner:
         bindings = []
         for s, b in step_bindings(self.plan, self.view, param, grad, self.workspace, self.state):
             if s.epilogue and ops[s.epilogue] in backend.epilogues(s.op):
-                b.epilogue = ops[s.epilogue]
+                b.epilogue, b.epilogue_attrs = ops[s.epilogue], attrs[s.epilogue]
                 in_kernel.add(s.epilogue)
             if s.fold:
                 b.p = self._bind_fold(s, b.p, param)

@@ -299,6 +299,9 @@ class Elementwise(Op):
     counts as one FLOP."""
 
     family = "activation"  # unless the op says otherwise (dropout, parameter)
+    #: whether y[i] depends on x[i] alone (not softmax): an inference plan may then apply the op
+    #: in its producer's output buffer whatever its backward reads (compiler.fusion)
+    pointwise: ClassVar[bool] = True
     cost: ClassVar[tuple[int, int]] = (1, 2)
     example = ({}, (TensorType((16,)),))
 

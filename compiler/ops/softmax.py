@@ -19,6 +19,7 @@ class Softmax(Elementwise):
     key_attributes = ("axis",)
     reads_inputs = ()
     reads_output = True
+    pointwise = False  # each output reads its whole row
     cost = (5, 4)
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:

@@ -7,6 +7,8 @@ parallel (prange) with float64 accumulators per channel.
 Training: μ, σ² (biased) over N·L; saved mean = μ and invstd = 1/√(σ² + eps); running_mean and
 running_var move towards μ and the unbiased σ²·m/(m-1) (m = N·L) with ``momentum``, as PyTorch.
 Eval: the running statistics are saved as mean and invstd and used instead.
+A fused activation (``Binding.epilogue``, EPILOGUES_CPU) is applied to each row of y right after
+it is written (``_epilogue.act_inplace``), in the same pass.
 Backward with x̂ = (x - μ)·invstd and g = Σ dy, h = Σ dy·x̂ per channel: db = g, dw = h;
 dx = w·invstd·(dy - g/m - x̂·h/m) in training, w·invstd·dy in eval (statistics are constants).
 
@@ -24,8 +26,17 @@ import numpy as np
 from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from . import _epilogue as epilogue
 from . import cuda_core
+from ._epilogue import act_inplace
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
+
+#: The activations forward_cpu applies to y itself (``Binding.epilogue``).
+EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
+
+#: Rows (per sample and channel) from which the fused activation runs row by row; shorter ones
+#: take one pass over the output after the loop (a call per value would cost more than the pass).
+ROW_MIN = 16
 
 # reassociation lets the reductions vectorize; no nnan/ninf, so NaN and inf still propagate
 FAST = {"reassoc", "nsz", "contract"}
@@ -48,7 +59,7 @@ def norm_grad(dy, xhat, scale, mean_dy, mean_dy_xhat):
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
-def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, momentum, eps):
+def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, momentum, eps, act):
     n, c, l = x.shape
     m = n * l
     train = training[0] != 0
@@ -80,6 +91,10 @@ def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, m
             xr, yr = x[i, ch], y[i, ch]
             for j in range(l):
                 yr[j] = xr[j] * scale + shift
+            if l >= ROW_MIN:  # the fused activation on the row just written (in cache)
+                act_inplace(yr, 0, l, act)
+    if l < ROW_MIN:  # short rows ([N, C]: one value): one call over the whole (small) output
+        act_inplace(y.reshape(-1), 0, y.size, act)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -129,7 +144,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     mean, invstd = b.saved["mean"], b.saved["invstd"]
     training = b.state.training
     momentum, eps = float(b.attrs["momentum"]), float(b.attrs["eps"])
-    fwd = lambda: forward_cpu(x, w, bias, rm, rv, mean, invstd, y, training, momentum, eps)  # noqa: E731
+    act = epilogue.code(b)
+    fwd = lambda: forward_cpu(x, w, bias, rm, rv, mean, invstd, y, training, momentum, eps, act)  # noqa: E731
     if b.dy is None:
         return fwd, nothing
     dy = ncl(b.dy)

@@ -3,6 +3,22 @@ batchnorm1d.py)."""
 
 from __future__ import annotations
 
-from .batchnorm1d import backward_cpu, backward_cuda, bind_cpu, bind_cuda, forward_cpu, forward_cuda
+from .batchnorm1d import (
+    EPILOGUES_CPU,
+    backward_cpu,
+    backward_cuda,
+    bind_cpu,
+    bind_cuda,
+    forward_cpu,
+    forward_cuda,
+)
 
-__all__ = ["backward_cpu", "backward_cuda", "bind_cpu", "bind_cuda", "forward_cpu", "forward_cuda"]
+__all__ = [
+    "EPILOGUES_CPU",
+    "backward_cpu",
+    "backward_cuda",
+    "bind_cpu",
+    "bind_cuda",
+    "forward_cpu",
+    "forward_cuda",
+]

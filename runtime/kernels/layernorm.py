@@ -1,9 +1,11 @@
 """layernorm kernels: per-row normalisation of an [R, M] view (R = N·lead rows, M = norm numel).
 
 Rows are independent: forward and the dx part of backward run rows in parallel (prange) with
-float64 accumulators. dw and db reduce over rows, so they run as a second loop parallel over
-blocks of columns (about one block per thread, each owns its columns: no atomics, no scratch;
-the sums accumulate in the parameter dtype, row by row, so they do not depend on the blocking).
+float64 accumulators; a fused activation (``Binding.epilogue``, EPILOGUES_CPU) is applied to each
+row of y right after it is written (``_epilogue.act_inplace``). dw and db reduce over rows, so
+they run as a second loop parallel over blocks of columns (about one block per thread, each owns
+its columns: no atomics, no scratch; the sums accumulate in the parameter dtype, row by row, so
+they do not depend on the blocking).
 
 Backward with x̂ = (x - μ)·invstd and g = dy ⊙ w: dx = invstd·(g - mean(g) - x̂·mean(g ⊙ x̂)) per row,
 dw = Σ_rows dy ⊙ x̂, db = Σ_rows dy.
@@ -22,7 +24,9 @@ import numpy as np
 from numba import cuda, get_num_threads, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from . import _epilogue as epilogue
 from . import cuda_core
+from ._epilogue import act_inplace
 from ._views import as_rows
 from .batchnorm1d import (  # numba's cache won't see edits there: clear it
     FAST,
@@ -33,11 +37,14 @@ from .batchnorm1d import (  # numba's cache won't see edits there: clear it
 )
 from .cuda_core import SUM_LANES, THREADS, WARP  # shared-array shapes: global ints of this module
 
+#: The activations forward_cpu applies to y itself (``Binding.epilogue``).
+EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
+
 BLOCK = 16  # dw/db reduction: columns per task are a multiple of this (one cache line)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
-def forward_cpu(x, w, b, mean, invstd, y, eps):
+def forward_cpu(x, w, b, mean, invstd, y, eps, act):
     r, m = x.shape
     for i in prange(r):
         xr, yr = x[i], y[i]  # row views: cheaper indexing, and the loops vectorize
@@ -58,6 +65,7 @@ def forward_cpu(x, w, b, mean, invstd, y, eps):
         else:
             for c in range(m):
                 yr[c] = (xr[c] - mu_) * inv_
+        act_inplace(yr, 0, m, act)  # the fused activation on the row just written (in cache)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -117,7 +125,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     w, bias = flat(b.p.get("w")), flat(b.p.get("b"))
     mean, invstd = flat(b.saved["mean"]), flat(b.saved["invstd"])
     eps = float(b.attrs["eps"])
-    fwd = lambda: forward_cpu(x, w, bias, mean, invstd, y, eps)  # noqa: E731
+    act = epilogue.code(b)
+    fwd = lambda: forward_cpu(x, w, bias, mean, invstd, y, eps, act)  # noqa: E731
     if b.dy is None:
         return fwd, nothing
     dy = rows(b.dy)

@@ -47,7 +47,7 @@ def forward_part(x, w, b, y, act, t, nt):
             yb[r, :] = b[c0:c1]
         beta = 1.0
     gemm(x[r0:r1], w[c0:c1], yb, False, True, 1.0, beta)
-    if act != epilogue.NONE:
+    if act[0] != epilogue.NONE:
         yf = y.reshape(-1)
         for r in range(r0, r1):
             epilogue.copy_act(yf, r * o + c0, yf, r * o + c0, c1 - c0, yf.dtype.type(0), False, act)

@@ -178,3 +178,48 @@ def test_batchnorm_folds_only_in_inference_and_only_where_it_can(spec_file):
     assert bn.fused_into == "c" and plan.aliases["bn"] == "c"
     assert plan.memory["ledger"]["folded_params_bytes"] == (3 * 2 * 9 + 3) * 4
     assert net.compile(2, mode="inference", fuse=False).memory["ledger"]["folded_params_bytes"] == 0
+
+
+WIDE = """
+netc: 1
+inputs:
+  x: {shape: [6]}
+  y: {shape: [], dtype: int64}
+modules:
+  fc: {op: linear, in: x, out_features: 8}
+  g: {op: gelu, in: fc}
+  fc2: {op: linear, in: g, out_features: 8}
+  e: {op: elu, in: fc2, alpha: 0.5}
+  ln: {op: layernorm, in: e}
+  l: {op: leaky_relu, in: ln, negative_slope: 0.1}
+  fc3: {op: linear, in: l, out_features: 8}
+  sm: {op: softmax, in: fc3}
+  shared: {op: linear, in: sm, out_features: 8}
+  g2: {op: gelu, in: shared}
+  t2: {op: tanh, in: shared}
+  both: {op: add, in: [g2, t2]}
+  logits: {op: linear, in: both, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [logits]
+"""
+
+
+def test_inference_plans_fuse_every_pointwise_activation(spec_file):
+    from netc.compiler.fusion import fusable_activation
+
+    net = _net(spec_file, WIDE)
+    # Training: gelu, elu and leaky_relu read their input in backward, which the producer's buffer
+    # no longer holds; softmax reads only its output. shared has two readers: never.
+    assert _pairs(net.compile(2)) == [("fc3", "sm")]
+    plan = net.compile(2, mode="inference")
+    assert _pairs(plan) == [("fc", "g"), ("fc2", "e"), ("ln", "l"), ("fc3", "sm")]
+    assert plan.aliases == {"g": "fc", "e": "fc2", "l": "ln", "sm": "fc3"}
+    steps = {s.module: s for s in plan.steps}
+    # the decision by mode, per step: pointwise activations without parameters
+    assert [m for m in steps if fusable_activation(steps[m], "training")] == ["sm", "t2"]
+    wide = [m for m in steps if fusable_activation(steps[m], "inference")]
+    assert wide == ["g", "e", "l", "sm", "g2", "t2"]
+    assert not fusable_activation(steps["both"], "inference")
+    plain = net.compile(2, mode="inference", fuse=False).memory["ledger"]["inference_arena_bytes"]
+    assert plan.memory["ledger"]["inference_arena_bytes"] <= plain

@@ -155,19 +155,30 @@ def gradcheck(
 
 
 def check_fused_epilogue(
-    op: str, attrs: dict[str, Any], x: np.ndarray, act: str, dtype: Any = np.float32
+    op: str,
+    attrs: dict[str, Any],
+    x: np.ndarray | list[np.ndarray],
+    act: str,
+    dtype: Any = np.float32,
+    act_attrs: dict[str, Any] | None = None,
+    training: bool = True,
 ) -> None:
-    """A forward with ``act`` fused as its epilogue (Binding.epilogue) leaves in y exactly, bit for
-    bit, what the plain forward followed by the activation's own kernel gives."""
-    plain = OpRun(op, attrs, [x], dtype=dtype)
-    fused = OpRun(op, attrs, [x], dtype=dtype)  # same seed: same parameters
+    """A forward with ``act`` (attributes ``act_attrs``) fused as its epilogue (Binding.epilogue)
+    leaves in y exactly, bit for bit, what the plain forward followed by the activation's own
+    kernel gives. ``x``: the input, or the list of inputs."""
+    xs = x if isinstance(x, list) else [x]
+    plain = OpRun(op, attrs, xs, dtype=dtype, training=training)
+    fused = OpRun(op, attrs, xs, dtype=dtype, training=training)  # same seed: same parameters
     assert act in kernel_module(op).EPILOGUES_CPU
     fused.binding.epilogue = act
+    fused.binding.epilogue_attrs = OPS[act].fill_defaults(act_attrs or {})
     fused.forward, fused.backward = kernel_module(op).bind_cpu(fused.binding)
     plain.forward()
     fused.forward()
     want = np.empty_like(plain.y)
-    kernel_module(act).forward_cpu(plain.y.reshape(-1), want.reshape(-1), 0, want.size)  # serial loop
+    a = OpRun(act, act_attrs or {}, [plain.y], dtype=dtype)
+    a.binding.y = want
+    kernel_module(act).bind_cpu(a.binding)[0]()  # the activation's own kernel
     assert not np.array_equal(plain.y, want)  # the activation did change the output
     bits = np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
     np.testing.assert_array_equal(fused.y.view(bits), want.view(bits))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from harness import REPO as ROOT
 from harness import SMALL_EXAMPLES as SMALL
+from harness import check_fused_epilogue
 
 import netc
 from netc.runtime.check import random_inputs
@@ -114,3 +115,114 @@ def test_folded_batchnorm_follows_the_live_parameters(spec_file):
         np.testing.assert_allclose(inf.outputs()["logits"], train.outputs()["logits"], rtol=1e-5, atol=1e-6)
     assert inf.allocated_bytes == inf.plan.memory["ledger"]["inference_peak_bytes"]
     assert inf.folded.size == 3 * 2 * 9 + 3 + 4 * 5 + 4
+
+
+# -- the kernels' own epilogues (runtime/kernels/_epilogue.py) ---------------------------------------
+
+#: Every activation the CPU kernels apply as an epilogue, with attributes away from the defaults.
+ACTS = [
+    ("relu", {}),
+    ("tanh", {}),
+    ("sigmoid", {}),
+    ("gelu", {}),
+    ("gelu", {"approximate": "tanh"}),
+    ("elu", {"alpha": 0.7}),
+    ("leaky_relu", {"negative_slope": 0.2}),
+]
+ACT_IDS = [f"{a}-{v}" if v else a for a, at in ACTS for v in [next(iter(at.values()), "")]]
+
+
+def _x(shape, seed=4):
+    return np.random.default_rng(seed).standard_normal(shape) * 2.0 + 0.3
+
+
+@pytest.mark.parametrize(("act", "act_attrs"), ACTS, ids=ACT_IDS)
+@pytest.mark.parametrize(
+    ("op", "attrs", "shape"),
+    [
+        ("batchnorm1d", {}, (6, 5)),  # one value per row: the pass after the loop
+        ("batchnorm1d", {"affine": False}, (4, 5, 20)),  # row by row
+        ("batchnorm2d", {}, (3, 4, 5, 6)),
+        ("layernorm", {}, (3, 4, 10)),
+        ("linear", {"out_features": 7}, (6, 2, 9)),
+        ("conv2d", {"out_channels": 4, "kernel": 3, "padding": 1}, (3, 3, 7, 8)),  # im2col + GEMM
+        ("conv2d", {"out_channels": 6, "kernel": 5, "padding": 2}, (2, 1, 28, 28)),  # direct
+    ],
+)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_fused_epilogue_is_bitwise_the_activation_after(op, attrs, shape, act, act_attrs, training):
+    check_fused_epilogue(op, attrs, _x(shape), act, act_attrs=act_attrs, training=training)
+
+
+@pytest.mark.parametrize(("act", "act_attrs"), ACTS, ids=ACT_IDS)
+@pytest.mark.parametrize("n", [7, 5000, 1 << 19])  # one block; several (add.BLOCK); threads
+@pytest.mark.parametrize("k", [2, 3])
+def test_add_fused_epilogue_is_bitwise_the_activation_after(act, act_attrs, n, k):
+    xs = [_x((1, n), seed) for seed in range(k)]
+    check_fused_epilogue("add", {}, xs, act, act_attrs=act_attrs)
+
+
+@pytest.mark.parametrize(("act", "act_attrs"), [ACTS[1], ACTS[3], ACTS[5]], ids=["tanh", "gelu", "elu"])
+@pytest.mark.parametrize("op", ["batchnorm2d", "layernorm", "linear"])
+def test_fused_epilogue_float64(op, act, act_attrs):
+    attrs = {"out_features": 5} if op == "linear" else {}
+    check_fused_epilogue(op, attrs, _x((3, 4, 5, 6)), act, dtype=np.float64, act_attrs=act_attrs)
+
+
+# -- whole plans with every producer and activation fused --------------------------------------------
+
+EVERY = """
+netc: 1
+inputs:
+  x: {shape: [2, 6, 6]}
+  y: {shape: [], dtype: int64}
+modules:
+  c: {op: conv2d, in: x, out_channels: 3, kernel: 3, padding: 1}
+  e: {op: elu, in: c, alpha: 0.5}
+  c2: {op: conv2d, in: e, out_channels: 3, kernel: 3, padding: 1, bias: false}
+  g: {op: gelu, in: c2}
+  sum: {op: add, in: [g, e]}
+  l: {op: leaky_relu, in: sum, negative_slope: 0.1}
+  bn: {op: batchnorm2d, in: l}
+  r2: {op: relu, in: bn}
+  flat: {op: flatten, in: r2}
+  ln: {op: layernorm, in: flat}
+  s: {op: sigmoid, in: ln}
+  fc: {op: linear, in: s, out_features: 16}
+  gt: {op: gelu, in: fc, approximate: tanh}
+  fc2: {op: linear, in: gt, out_features: 8}
+  bn1: {op: batchnorm1d, in: fc2}
+  r: {op: relu, in: bn1}
+  t: {op: tanh, in: r}
+  logits: {op: linear, in: t, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [logits]
+"""
+
+
+@pytest.mark.parametrize("batch", [3, 8])
+def test_every_epilogue_in_a_plan_runs_like_the_unfused_plan(spec_file, batch):
+    net = netc.load(spec_file(EVERY))
+    inputs = random_inputs(net.compile(batch), batch, seed=4)
+    # training: bitwise, step by step
+    a, b = _step(net.compile(batch), batch, inputs), _step(net.compile(batch, fuse=False), batch, inputs)
+    assert a.plan.fusion and a.losses() == b.losses() and np.array_equal(a.grads, b.grads)
+    # inference: every activation fused (bn1 folds into fc2), against evaluation mode
+    plan = net.compile(batch, mode="inference")
+    kinds = {d["modules"][1]: d["kind"] for d in plan.fusion}
+    assert kinds == {"e": "epilogue", "g": "epilogue", "l": "epilogue", "r2": "epilogue", "s": "epilogue",
+                     "gt": "epilogue", "bn1": "folded", "r": "epilogue"}  # fmt: skip
+    _perturb_norms(b)
+    b.training = False
+    b.forward(inputs)
+    inf = Executor(plan, batch)
+    inf.params[...] = b.params
+    inf.forward(inputs)
+    np.testing.assert_allclose(inf.outputs()["logits"], b.outputs()["logits"], rtol=1e-5, atol=1e-6)
+    assert inf.allocated_bytes == inf.plan.memory["ledger"]["inference_peak_bytes"]
+    # the same plan unfolded: bit for bit
+    plain = Executor(net.compile(batch, mode="inference", fuse=False), batch)
+    plain.params[...] = b.params
+    plain.forward(inputs)
+    assert np.array_equal(plain.outputs()["logits"], b.outputs()["logits"])
