@@ -171,3 +171,39 @@ def test_an_inference_plan_folds_and_fuses_on_the_device_as_on_the_cpu(tmp_path)
     for ex in (cpu, gpu):
         ex.forward(feed)
     np.testing.assert_allclose(gpu.outputs()["logits"], cpu.outputs()["logits"], rtol=1e-5, atol=1e-6)
+
+
+WIDE = """
+netc: 1
+inputs:
+  image: {shape: [2, 4, 4]}
+  label: {shape: [], dtype: int64}
+modules:
+  c: {op: conv2d, in: image, out_channels: 2, kernel: 3, padding: 1}
+  e: {op: elu, in: c, alpha: 0.5}
+  c2: {op: conv2d, in: e, out_channels: 2, kernel: 3, padding: 1}
+  sum: {op: add, in: [c2, e]}
+  l: {op: leaky_relu, in: sum, negative_slope: 0.1}
+  flat: {op: flatten, in: l}
+  ln: {op: layernorm, in: flat}
+  s: {op: sigmoid, in: ln}
+  fc: {op: linear, in: s, out_features: 6}
+  g: {op: gelu, in: fc}
+  logits: {op: linear, in: g, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+"""
+
+
+def test_inference_epilogues_of_any_activation_run_in_place_on_the_device(tmp_path):
+    # the CUDA backend applies none itself: each activation's kernel runs in its producer's buffer
+    p = tmp_path / "wide.yaml"
+    p.write_text(WIDE)
+    plan = netc.load(p).compile(2, mode="inference")
+    assert [d["modules"][1] for d in plan.fusion] == ["e", "l", "s", "g"]
+    cpu, gpu = Executor(plan, 2, seed=1), CudaExecutor(plan, 2, seed=1)
+    feed = random_inputs(plan, 2, seed=2)
+    for ex in (cpu, gpu):
+        ex.forward(feed)
+    np.testing.assert_allclose(gpu.outputs()["logits"], cpu.outputs()["logits"], rtol=1e-5, atol=1e-6)
