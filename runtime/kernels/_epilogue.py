@@ -25,7 +25,7 @@ do not set their own, and which would break the activations' arithmetic (exp32's
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, uint64
+from numba import njit, prange, uint64
 
 from ..binding import Binding
 from .elu import _f as elu
@@ -103,6 +103,15 @@ def act_inplace(y, d0, n, act):
     elif kind == LEAKY_RELU:
         for j in range(uint64(n)):
             y[d + j] = leaky_relu(y[d + j], p)
+
+
+@njit(cache=True, error_model="numpy", fastmath=False, parallel=True)
+def act_par(y, act, nt):
+    """act_inplace over flat y in nt contiguous chunks on numba's threads: for a kernel whose own
+    work ran on BLAS's threads (linear), so the activation still uses every core."""
+    for t in prange(nt):
+        lo = t * y.size // nt
+        act_inplace(y, lo, (t + 1) * y.size // nt - lo, act)
 
 
 @_loop

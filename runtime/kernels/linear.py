@@ -9,7 +9,9 @@ Threads: products of at least SPLIT_MACS multiply-adds are split over numba's th
 by the larger of their rows and columns, dW and db by output features: no partial sums,
 deterministic for a given thread count); smaller ones run on one thread. BLAS runs on one thread
 either way (``one_blas_thread``). A fused activation (``Binding.epilogue``, EPILOGUES_CPU) is
-applied to each thread's block of y right after its GEMM.
+applied to each thread's block of y right after its GEMM; after an unsplit GEMM (BLAS's own
+threads, ``Binding.blas_threads``) on a large output it runs on numba's threads (``act_par``), as
+the activation's own kernel would.
 
 On the GPU the same three products go through the tiled ``cuda_core.gemm``; the bias is broadcast
 into y before a beta=1 GEMM, and db is a column sum of dy (``cuda_core.row_sum``, no atomics).
@@ -25,6 +27,7 @@ from ..binding import Binding, Thunk, nothing
 from . import _epilogue as epilogue
 from . import cuda_core
 from ._blas import OPENBLAS, gemm, one_blas_thread
+from ._pointwise import threads
 
 #: The activations forward_cpu applies to y itself (``Binding.epilogue``).
 EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
@@ -78,8 +81,14 @@ def backward_part(x, w, dy, dx, dw, db, acc_dx, t, nt):
 
 
 @njit(cache=True)
-def forward_cpu(x, w, b, y, act):
-    forward_part(x, w, b, y, act, 0, 1)
+def forward_cpu(x, w, b, y, act, none, act_nt):
+    # one GEMM (on BLAS's threads where the plan lets it have them); the activation on the block
+    # in cache, or in act_nt chunks on numba's threads when the output is large (``threads``)
+    if act_nt > 1:
+        forward_part(x, w, b, y, none, 0, 1)
+        epilogue.act_par(y.reshape(-1), act, act_nt)
+    else:
+        forward_part(x, w, b, y, act, 0, 1)
 
 
 @njit(cache=True)
@@ -117,6 +126,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     empty = np.zeros(0, w.dtype)
     bias = b.p.get("b", empty)
     act = epilogue.code(b)
+    none = epilogue.none(y.dtype)
     # One BLAS thread, unless the plan has no numba-parallel kernel for OpenBLAS's spinning threads
     # to starve (Binding.blas_threads): then BLAS splits every product itself
     split = not b.blas_threads and x.shape[0] * k * w.shape[0] >= SPLIT_MACS
@@ -125,7 +135,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     if nt > 1:
         fwd = wrap(lambda: forward_split(x, w, bias, y, act, nt))
     else:
-        fwd = wrap(lambda: forward_cpu(x, w, bias, y, act))
+        act_nt = threads(y.size) if act[0] != epilogue.NONE else 1
+        fwd = wrap(lambda: forward_cpu(x, w, bias, y, act, none, act_nt))
     if b.dy is None:
         return fwd, nothing
     dy = b.dy.reshape(y.shape)

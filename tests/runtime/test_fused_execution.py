@@ -226,3 +226,9 @@ def test_every_epilogue_in_a_plan_runs_like_the_unfused_plan(spec_file, batch):
     plain.params[...] = b.params
     plain.forward(inputs)
     assert np.array_equal(plain.outputs()["logits"], b.outputs()["logits"])
+
+
+@pytest.mark.parametrize(("act", "act_attrs"), [ACTS[0], ACTS[3]], ids=["relu", "gelu"])
+def test_linear_applies_a_large_epilogue_on_numbas_threads(act, act_attrs):
+    # 2^19 outputs from an unsplit GEMM (8M multiply-adds): the activation runs in chunks (act_par)
+    check_fused_epilogue("linear", {"out_features": 512}, _x((1024, 16)), act, act_attrs=act_attrs)
