@@ -232,3 +232,26 @@ def test_every_epilogue_in_a_plan_runs_like_the_unfused_plan(spec_file, batch):
 def test_linear_applies_a_large_epilogue_on_numbas_threads(act, act_attrs):
     # 2^19 outputs from an unsplit GEMM (8M multiply-adds): the activation runs in chunks (act_par)
     check_fused_epilogue("linear", {"out_features": 512}, _x((1024, 16)), act, act_attrs=act_attrs)
+
+
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_stepwise_runs_fused_steps_apart_and_ends_where_forward_does(spec_file, mode):
+    # forward_stepwise (profiles, histograms) shows each producer's own output before its activation
+    net = netc.load(spec_file(EVERY))
+    plan = net.compile(3, mode=mode)
+    ex = Executor(plan, 3, seed=1)
+    inputs = random_inputs(plan, 3, seed=2)
+    ex.training = False
+    ex.forward(inputs)
+    want = ex.outputs()["logits"]
+    plain = Executor(net.compile(3, mode=mode, fuse=False), 3, seed=1)
+    plain.params[...] = ex.params
+    plain.training = False
+    plain.forward(inputs)
+    seen = {}
+    for s in plain.forward_stepwise():
+        seen[s.module] = plain.view(s.output).copy()
+    for s in ex.forward_stepwise():
+        if s.epilogue and not s.fold:  # the producer's output, before the activation overwrote it
+            np.testing.assert_array_equal(ex.view(s.output), seen[s.module], err_msg=s.module)
+    assert np.array_equal(ex.outputs()["logits"], want)
