@@ -12,11 +12,14 @@ w_v (fan_in D, fan_out 3D) and of a [D, D] matrix for w_o; biases zero.
 
 FLOPs per sample (S = h·Tq·Tk scores): matmuls M = 2·Tq·D² (Q) + 4·Tk·D² (K, V) + 2·Tq·D² (out)
 + 2·Tq·Tk·D (QKᵀ) + 2·Tq·Tk·D (AV); biases B = (2·Tq + 2·Tk)·D; forward M + B + 6·S (scale 1, softmax
-5 per score); backward 2·M + B + 5·S (softmax backward 4 and scale 1 per score). The causal mask's
-skipped scores are still counted.
-Forward saves "attn" A [N, h, Tq, Tk], "q" Q [N, Tq, D], "k" K and "v" V [N, Tk, D] and "context" C
-[N, Tq, D]; backward reads the inputs too (for dw). Workspace: one sample's score gradient,
-h·Tq·Tk·4 bytes.
+5 per score); backward 2·M + B + 5·S (softmax backward 4 and scale 1 per score) plus the recomputed
+scores, 2·Tq·Tk·D + 3·S (QKᵀ, scale, exp and the 1/sum). The causal mask's skipped scores are still
+counted.
+Forward saves "softmax" [N, h, Tq, 2] (each score row's max and 1/sum: backward recomputes the
+attention from Q, K and these, FlashAttention's trade, instead of keeping A [N, h, Tq, Tk]), "q" Q
+[N, Tq, D], "k" K and "v" V [N, Tk, D] and "context" C [N, Tq, D]; backward reads the inputs too (for
+dw). Workspace: two [Tq, Tk] score blocks (A and its gradient) per CPU thread, for min(N, THREADS)
+threads: the [N, h, Tq, Tk] attention tensor is never written, in training or inference.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, ClassVar
 from .base import (
     INIT_ATTR,
     INT_POS,
+    THREADS,
     Op,
     Param,
     Saved,
@@ -88,12 +92,12 @@ class MultiHeadAttention(Op):
         mm = 4 * tq * d * d + 4 * tk * d * d + 4 * tq * tk * d
         bias = (2 * tq + 2 * tk) * d if attrs["bias"] else 0
         s = h * tq * tk
-        return mm + bias + 6 * s, 2 * mm + bias + 5 * s
+        return mm + bias + 6 * s, 2 * mm + bias + 5 * s + 2 * tq * tk * d + 3 * s
 
     def saved(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> list[Saved]:
         tq, tk, d, h = self._dims(attrs, ins)
         return [
-            Saved("attn", (h, tq, tk)),
+            Saved("softmax", (h, tq, 2)),
             Saved("q", (tq, d)),
             Saved("k", (tk, d)),
             Saved("v", (tk, d)),
@@ -101,8 +105,8 @@ class MultiHeadAttention(Op):
         ]
 
     def workspace(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType, batch: int) -> int:
-        tq, tk, _, h = self._dims(attrs, ins)
-        return h * tq * tk * 4
+        tq, tk, _, _ = self._dims(attrs, ins)
+        return min(batch, THREADS) * 2 * tq * tk * 4
 
 
 OP = MultiHeadAttention()

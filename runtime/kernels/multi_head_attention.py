@@ -1,35 +1,44 @@
-"""multi_head_attention kernels: projections and per-(sample, head) attention through BLAS GEMM.
+"""multi_head_attention kernels: projections through BLAS GEMM, attention fused per (sample, head).
 
 Q, K, V and the context C are kept in the contract's layout [N·T, D] (head j = columns
 [j·dh, (j+1)·dh)). A head's slice is a strided 2-D view (row stride D, unit column stride), which
-BLAS takes as is through its leading dimension, so ``gemm`` below calls ?gemm directly (SciPy's
-BLAS, the one np.dot uses) instead of np.dot: np.dot in numba copies non-contiguous operands and
-cannot accumulate (no beta), while gemm(…, beta=1) sums the three input-gradient products into dx
-with no temporary.
+BLAS takes as is through its leading dimension, so ``gemm`` calls ?gemm directly (SciPy's BLAS)
+instead of np.dot, which copies such operands and cannot accumulate (no beta).
 
     forward   Q = xq W_qᵀ + b_q, K = xkv W_kᵀ + b_k, V = xkv W_vᵀ + b_v
-              per (n, j): A = softmax(Q_j K_jᵀ / √dh  [+ causal mask])  → saved "attn"
-                          C_j = A V_j
+              per (n, j), in a [Tq, Tk] block p: p = Q_j K_jᵀ / √dh [+ causal mask], p ← softmax(p)
+                          (row max and 1/sum saved: "softmax" [N, h, Tq, 2]), C_j = p V_j
               y = C W_oᵀ + b_o
     backward  dW_o = dyᵀ C, db_o = Σ dy, dC = dy W_o
-              per (n, j): dA = dC_j V_jᵀ, dV_j = Aᵀ dC_j, dS = A ⊙ (dA - rowsum(dA ⊙ A)),
+              per (n, j): A = exp(Q_j K_jᵀ/√dh - max)·(1/sum) again (bitwise the forward's),
+                          dA = dC_j V_jᵀ, dV_j = Aᵀ dC_j, dS = A ⊙ (dA - rowsum(dA ⊙ A)),
                           dQ_j = dS K_j / √dh, dK_j = dSᵀ Q_j / √dh
               dW_p = dPᵀ x_p, db_p = Σ dP, dx_p (+)= dP W_p
 
-Scratch: backward writes dC and then dQ over the saved context, dK over the saved k and dV over
-the saved v (each head slice is dead once its own gradient is written), and dA/dS into the
-workspace (one [Tq, Tk] block). So the saved tensors hold gradients after backward; forward
-rewrites them. The kernels are serial: BLAS has the threads.
+The [N, h, Tq, Tk] attention tensor is never written (FlashAttention's trade at the block level:
+one more QKᵀ product and exp per score in backward, for Tq·Tk/2 fewer saved elements per head):
+the score blocks live in the workspace, two per thread (A and dA/dS). Backward writes dC and then
+dQ over the saved context, dK over k and dV over v (each head slice is dead once its own gradient
+is written), so the saved tensors hold gradients after backward; forward rewrites them.
 
-On the GPU (``bind_cuda``) the layout and the scratch are the same. The projections are
-``cuda_core.gemm`` (the bias broadcast first, then a beta=1 GEMM, as linear does); a head's products run
-for every sample at once through ``cuda_core.gemm_batched`` on strided [N, T, dh] head views and
-[N, Tq, Tk] slices of the saved attention, one launch per head and product. The row softmax
-(``softmax_cuda``, causal mask included) and its backward (``softmax_backward_cuda``) give one block
-to each row and reduce with ``cuda_core.block_max``/``block_sum``; bias gradients are ``cuda_core.row_sum``.
-Backward takes the samples of a head in groups that fill the workspace (at least h samples: the
-contract reserves h·Tq·Tk elements), so dA/dS of a group is one batched product, in place like the
-CPU's [Tq, Tk] block.
+Threads (bind time): where the plan keeps OpenBLAS on one thread (``Binding.blas_threads`` false)
+and a call has ``SPLIT_MACS`` multiply-adds, numba's threads take contiguous groups of samples from
+input rows to output rows (``forward_part``: no barrier), and backward runs three passes (dW_o and
+db_o split by rows, then the samples, then dW_q,k,v and their biases split by rows); every element
+is computed by the same code whichever thread holds it, so the bits do not depend on the split.
+Otherwise one serial call, with BLAS's threads inside each product.
+
+On the GPU (``bind_cuda``) the layout, the saved statistics and the scratch are the same. The
+projections are ``cuda_core.gemm`` (the bias broadcast first, then a beta=1 GEMM, as linear does); a
+head's products run for a group of samples at once through ``cuda_core.gemm_batched`` on strided
+[N, T, dh] head views and [G, Tq, Tk] score blocks in the workspace, one launch per (head, group)
+and product; the workspace (two blocks per CPU thread) sets G. The row softmax (``softmax_cuda``,
+causal mask and statistics included) and its backward (``softmax_backward_cuda``) give one block to
+each row and reduce with ``cuda_core.block_max``/``block_sum``; ``softmax_again_cuda`` rebuilds A
+from the statistics; bias gradients are ``cuda_core.row_sum``.
+
+Longer than 520 lines: the CPU and CUDA kernels of one op, which share its layout, its saved
+statistics and their bitwise recomputation; split, each half would restate that contract.
 """
 
 from __future__ import annotations
@@ -37,14 +46,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 from llvmlite import ir
-from numba import cuda, njit, types
+from numba import cuda, njit, prange, types
 from numba.extending import intrinsic, overload
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
-from ._blas import gemm, project
+from ._blas import OPENBLAS, gemm, one_blas_thread, project
 from ._views import as_rows, or_empty
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
@@ -106,23 +116,48 @@ def _exp_nonpos(x):
 ROW_MATH = {"reassoc", "nsz", "contract"}
 
 
+@njit(cache=True, fastmath={"nnan", "ninf", *ROW_MATH})
+def row_max(r, lim):
+    """max(r[:lim]) as a vector reduction (nnan lets LLVM vectorize it; 1.6x the whole softmax).
+    A NaN in the row may be missed here but not by the caller: exp(NaN - max) makes the row NaN."""
+    mx = r[0]
+    for j in range(1, lim):
+        mx = max(mx, r[j])
+    return mx
+
+
 @njit(cache=True, fastmath=ROW_MATH)
-def softmax_rows(s, causal):
-    """Row softmax of already scaled scores in place; with causal, row i keeps columns j ≤ i."""
+def softmax_rows(s, causal, st):
+    """Row softmax of already scaled scores in place; with causal, row i keeps columns j ≤ i.
+    st[i] = (max, 1/sum) of row i in the scores' dtype: ``softmax_again`` rebuilds the same bits
+    from them (the scaling here reads the stored, rounded 1/sum)."""
     tq, tk = s.shape
     for i in range(tq):
         lim = min(i + 1, tk) if causal else tk
-        mx = s[i, 0]
-        for j in range(1, lim):
-            mx = max(mx, s[i, j])
-        tot = 0.0
+        mx = row_max(s[i], lim)
         for j in range(lim):
-            e = exp_nonpos(s[i, j] - mx)
-            s[i, j] = e
-            tot += e
-        r = 1 / tot
+            s[i, j] = exp_nonpos(s[i, j] - mx)
+        tot = 0.0  # a loop of its own: summing inside the exp loop took 1.25x as long
+        for j in range(lim):
+            tot += s[i, j]
+        st[i, 0] = mx
+        st[i, 1] = 1 / tot
+        r = st[i, 1]
         for j in range(lim):
             s[i, j] *= r
+        for j in range(lim, tk):
+            s[i, j] = 0
+
+
+@njit(cache=True, fastmath=ROW_MATH)
+def softmax_again(s, causal, st):
+    """The softmax of recomputed scores from the forward's row statistics: bitwise its output."""
+    tq, tk = s.shape
+    for i in range(tq):
+        lim = min(i + 1, tk) if causal else tk
+        mx, r = st[i, 0], st[i, 1]
+        for j in range(lim):
+            s[i, j] = exp_nonpos(s[i, j] - mx) * r
         for j in range(lim, tk):
             s[i, j] = 0
 
@@ -140,76 +175,164 @@ def softmax_rows_backward(a, da):
 
 
 @njit(cache=True)
-def forward_cpu(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, attn, ctx, y, scale, causal):
-    # xq, q, ctx, y: [N·Tq, D]; xkv, k, v: [N·Tk, D]; attn: [N, h, Tq, Tk]
-    n, h, tq, tk = attn.shape
-    dh = wq.shape[0] // h
-    project(xq, wq, bq, q)
-    project(xkv, wk, bk, k)
-    project(xkv, wv, bv, v)
-    for s in range(n):
-        rq, rk = s * tq, s * tk
+def attend(q, k, v, ctx, st, p, s, j, scale, causal):
+    """Head j of sample s: C_j = softmax(Q_j K_jᵀ·scale) V_j through the score block p [Tq, Tk]."""
+    tq, tk = p.shape
+    dh = q.shape[1] // st.shape[1]
+    rq, rk, c0 = s * tq, s * tk, j * dh
+    gemm(q[rq : rq + tq, c0 : c0 + dh], k[rk : rk + tk, c0 : c0 + dh], p, False, True, scale, 0.0)
+    softmax_rows(p, causal, st[s, j])
+    gemm(p, v[rk : rk + tk, c0 : c0 + dh], ctx[rq : rq + tq, c0 : c0 + dh], False, False, 1.0, 0.0)
+
+
+@njit(cache=True)
+def attend_backward(q, k, v, ctx, st, p, dp, s, j, scale, causal):
+    """Head j of sample s, backward: P again from the statistics, then dV, dS, dQ, dK, each
+    written over its head slice of v, ctx (which holds dC) and k once that slice is dead."""
+    tq, tk = p.shape
+    dh = q.shape[1] // st.shape[1]
+    rq, rk, c0 = s * tq, s * tk, j * dh
+    qh = q[rq : rq + tq, c0 : c0 + dh]
+    kh = k[rk : rk + tk, c0 : c0 + dh]
+    vh = v[rk : rk + tk, c0 : c0 + dh]
+    dch = ctx[rq : rq + tq, c0 : c0 + dh]
+    gemm(qh, kh, p, False, True, scale, 0.0)
+    softmax_again(p, causal, st[s, j])  # P
+    gemm(dch, vh, dp, False, True, 1.0, 0.0)  # dP
+    gemm(p, dch, vh, True, False, 1.0, 0.0)  # v ← dV
+    softmax_rows_backward(p, dp)  # dS (the 1/√dh goes into the next two products)
+    gemm(dp, kh, dch, False, False, scale, 0.0)  # ctx ← dQ
+    gemm(dp, qh, kh, True, False, scale, 0.0)  # k ← dK
+
+
+@njit(cache=True)
+def part(size, t, nt):
+    """[lo, hi) of part t of nt of range(size)."""
+    return t * size // nt, (t + 1) * size // nt
+
+
+@njit(cache=True)
+def gemm_rows(a, b, c, ta, tb, alpha, beta, t, nt):
+    """Part t of nt of ``gemm``: rows [lo, hi) of c (columns of a when ta), so nt threads write
+    disjoint parts and each element is computed as by one whole call."""
+    lo, hi = part(c.shape[0], t, nt)
+    gemm(a[:, lo:hi] if ta else a[lo:hi], b, c[lo:hi], ta, tb, alpha, beta)
+
+
+@njit(cache=True)
+def forward_part(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, t, nt):
+    # xq, q, ctx, y: [N·Tq, D]; xkv, k, v: [N·Tk, D]; st: [N, h, Tq, 2]; ws: [≥ nt, 2, Tq, Tk].
+    # Part t takes samples [s0, s1) from input rows to output rows: no barrier between threads,
+    # and no score block outside its own ws[t, 0].
+    n, h, tq, _ = st.shape
+    tk = ws.shape[3]
+    s0, s1 = part(n, t, nt)
+    project(xq[s0 * tq : s1 * tq], wq, bq, q[s0 * tq : s1 * tq])
+    project(xkv[s0 * tk : s1 * tk], wk, bk, k[s0 * tk : s1 * tk])
+    project(xkv[s0 * tk : s1 * tk], wv, bv, v[s0 * tk : s1 * tk])
+    for s in range(s0, s1):
         for j in range(h):
-            c0 = j * dh
-            a = attn[s, j]
-            gemm(q[rq : rq + tq, c0 : c0 + dh], k[rk : rk + tk, c0 : c0 + dh], a, False, True, scale, 0.0)
-            softmax_rows(a, causal)
-            gemm(a, v[rk : rk + tk, c0 : c0 + dh], ctx[rq : rq + tq, c0 : c0 + dh], False, False, 1.0, 0.0)
-    project(ctx, wo, bo, y)
+            attend(q, k, v, ctx, st, ws[t, 0], s, j, scale, causal)
+    project(ctx[s0 * tq : s1 * tq], wo, bo, y[s0 * tq : s1 * tq])
+
+
+@njit(cache=True)
+def backward_out(ctx, dy, dwo, dbo, t, nt):
+    """Backward, first pass (C is overwritten next): part t of dW_o = dyᵀ C and db_o."""
+    if dwo.size:
+        gemm_rows(dy, ctx, dwo, True, False, 1.0, 0.0, t, nt)
+    c0, c1 = part(dbo.size, t, nt)
+    column_sums(dy[:, c0:c1], dbo[c0:c1])
+
+
+@njit(cache=True)
+def backward_heads(wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, flags, t, nt):
+    """Backward, second pass over the samples of part t: dC = dy W_o over C, the heads, dx."""
+    scale, causal, self_attn, acc_q, acc_kv = flags
+    n, h, tq, _ = st.shape
+    tk = ws.shape[3]
+    s0, s1 = part(n, t, nt)
+    q0, q1, k0, k1 = s0 * tq, s1 * tq, s0 * tk, s1 * tk
+    gemm(dy[q0:q1], wo, ctx[q0:q1], False, False, 1.0, 0.0)  # ctx ← dC
+    for s in range(s0, s1):
+        for j in range(h):
+            attend_backward(q, k, v, ctx, st, ws[t, 0], ws[t, 1], s, j, scale, causal)
+    if dxq.size:
+        gemm(ctx[q0:q1], wq, dxq[q0:q1], False, False, 1.0, 1.0 if acc_q else 0.0)
+        if self_attn:
+            gemm(k[k0:k1], wk, dxq[q0:q1], False, False, 1.0, 1.0)
+            gemm(v[k0:k1], wv, dxq[q0:q1], False, False, 1.0, 1.0)
+    if dxkv.size:
+        gemm(k[k0:k1], wk, dxkv[k0:k1], False, False, 1.0, 1.0 if acc_kv else 0.0)
+        gemm(v[k0:k1], wv, dxkv[k0:k1], False, False, 1.0, 1.0)
+
+
+@njit(cache=True)
+def backward_in(xq, xkv, ctx, k, v, dwq, dwk, dwv, dbq, dbk, dbv, t, nt):
+    """Backward, last pass: part t of dW_p = dPᵀ x_p and db_p (dQ, dK, dV in ctx, k, v)."""
+    for grad, x, dw, db in ((ctx, xq, dwq, dbq), (k, xkv, dwk, dbk), (v, xkv, dwv, dbv)):
+        if dw.size:
+            gemm_rows(grad, x, dw, True, False, 1.0, 0.0, t, nt)
+        c0, c1 = part(db.size, t, nt)
+        column_sums(grad[:, c0:c1], db[c0:c1])
+
+
+@njit(cache=True)
+def forward_cpu(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal):
+    forward_part(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, 0, 1)
+
+
+@njit(cache=True, parallel=True)
+def forward_par(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, nt):
+    for t in prange(nt):
+        forward_part(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, t, nt)
 
 
 @njit(cache=True)
 def backward_cpu(
-    xq, xkv, wq, wk, wv, wo, q, k, v, attn, ctx, dy, ws, dxq, dxkv, dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
-    scale, self_attn, acc_q, acc_kv,
+    xq, xkv, wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
+    scale, causal, self_attn, acc_q, acc_kv,
 ):  # fmt: skip
-    n, h, tq, tk = attn.shape
-    dh = wq.shape[0] // h
-    if dwo.size:
-        gemm(dy, ctx, dwo, True, False, 1.0, 0.0)
-    column_sums(dy, dbo)
-    gemm(dy, wo, ctx, False, False, 1.0, 0.0)  # ctx ← dC
-    for s in range(n):
-        rq, rk = s * tq, s * tk
-        for j in range(h):
-            c0 = j * dh
-            a = attn[s, j]
-            qh = q[rq : rq + tq, c0 : c0 + dh]
-            kh = k[rk : rk + tk, c0 : c0 + dh]
-            vh = v[rk : rk + tk, c0 : c0 + dh]
-            dch = ctx[rq : rq + tq, c0 : c0 + dh]
-            gemm(dch, vh, ws, False, True, 1.0, 0.0)  # dA
-            gemm(a, dch, vh, True, False, 1.0, 0.0)  # v ← dV
-            softmax_rows_backward(a, ws)  # dS (the 1/√dh goes into the next two products)
-            gemm(ws, kh, dch, False, False, scale, 0.0)  # ctx ← dQ
-            gemm(ws, qh, kh, True, False, scale, 0.0)  # k ← dK
-    column_sums(ctx, dbq)
-    column_sums(k, dbk)
-    column_sums(v, dbv)
-    if dwq.size:
-        gemm(ctx, xq, dwq, True, False, 1.0, 0.0)
-    if dwk.size:
-        gemm(k, xkv, dwk, True, False, 1.0, 0.0)
-    if dwv.size:
-        gemm(v, xkv, dwv, True, False, 1.0, 0.0)
-    if dxq.size:
-        gemm(ctx, wq, dxq, False, False, 1.0, 1.0 if acc_q else 0.0)
-        if self_attn:
-            gemm(k, wk, dxq, False, False, 1.0, 1.0)
-            gemm(v, wv, dxq, False, False, 1.0, 1.0)
-    if dxkv.size:
-        gemm(k, wk, dxkv, False, False, 1.0, 1.0 if acc_kv else 0.0)
-        gemm(v, wv, dxkv, False, False, 1.0, 1.0)
+    backward_out(ctx, dy, dwo, dbo, 0, 1)
+    flags = (scale, causal, self_attn, acc_q, acc_kv)
+    backward_heads(wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, flags, 0, 1)
+    backward_in(xq, xkv, ctx, k, v, dwq, dwk, dwv, dbq, dbk, dbv, 0, 1)
+
+
+@njit(cache=True, parallel=True)
+def backward_par(
+    xq, xkv, wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
+    scale, causal, self_attn, acc_q, acc_kv, nt,
+):  # fmt: skip
+    flags = (scale, causal, self_attn, acc_q, acc_kv)
+    for t in prange(nt):
+        backward_out(ctx, dy, dwo, dbo, t, nt)
+    for t in prange(nt):
+        backward_heads(wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, flags, t, nt)
+    for t in prange(nt):
+        backward_in(xq, xkv, ctx, k, v, dwq, dwk, dwv, dbq, dbk, dbv, t, nt)
+
+
+#: Multiply-adds per call from which attention splits its samples over numba's threads (each
+#: GEMM on one BLAS thread), where the plan leaves BLAS one thread (``Binding.blas_threads``
+#: false), as linear's SPLIT_MACS.
+SPLIT_MACS = 1 << 24
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    _, tq, d = b.x[0].shape
+    n, tq, d = b.x[0].shape
     tk = b.x[-1].shape[1]
-    h = b.attrs["num_heads"]
     causal = bool(b.attrs["causal"])
     self_attn = len(b.x) == 1
     dt = b.y.dtype
-    scale = 1.0 / math.sqrt(d // h)
+    scale = 1.0 / math.sqrt(d // b.attrs["num_heads"])
+    # Threads: numba's over groups of samples, or BLAS's inside each product (the plan's choice,
+    # Binding.blas_threads), never both. One thread per group, as many as the workspace holds.
+    block = 2 * tq * tk
+    macs = n * (2 * tq + 2 * tk) * d * d + 2 * n * tq * tk * d
+    split = not b.blas_threads and macs >= SPLIT_MACS
+    nt = max(1, min(n, numba.get_num_threads(), b.ws.nbytes // (dt.itemsize * block))) if split else 1
+    ws = b.workspace(dt, nt * block).reshape(nt, 2, tq, tk)
 
     def rows(a: np.ndarray) -> np.ndarray:
         return as_rows(a, d)
@@ -218,25 +341,25 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     w = [b.p[f"w_{p}"] for p in "qkvo"]
     bias = [or_empty(b.p.get(f"b_{p}"), dt) for p in "qkvo"]
     q, k, v, ctx = (rows(b.saved[s]) for s in ("q", "k", "v", "context"))
-    attn = b.saved["attn"]
+    st = b.saved["softmax"]
     y = rows(b.y)
-    fwd = lambda: forward_cpu(xq, xkv, *w, *bias, q, k, v, attn, ctx, y, scale, causal)  # noqa: E731
+    wrap = one_blas_thread if OPENBLAS is not None and not b.blas_threads else (lambda f: f)
+    if nt > 1:
+        fwd = wrap(lambda: forward_par(xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal, nt))
+    else:
+        fwd = wrap(lambda: forward_cpu(xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal))
     if b.dy is None:
         return fwd, nothing
     dy = rows(b.dy)
-    ws = b.workspace(dt, tq * tk).reshape(tq, tk)
     dxq = rows(b.dx[0]) if b.dx[0] is not None else or_empty(None, dt, 2)
     dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else or_empty(None, dt, 2)
     dw = [or_empty(b.dp.get(f"w_{p}"), dt, 2) for p in "qkvo"]
     db = [or_empty(b.dp.get(f"b_{p}"), dt) for p in "qkvo"]
-    acc_q, acc_kv = bool(b.acc[0]), bool(b.acc[-1])
-
-    def bwd() -> None:
-        backward_cpu(
-            xq, xkv, *w, q, k, v, attn, ctx, dy, ws, dxq, dxkv, *dw, *db, scale, self_attn, acc_q, acc_kv
-        )
-
-    return fwd, bwd
+    flags = (scale, causal, self_attn, bool(b.acc[0]), bool(b.acc[-1]))
+    args = (xq, xkv, *w, q, k, v, st, ctx, dy, ws, dxq, dxkv, *dw, *db, *flags)
+    if nt > 1:
+        return fwd, wrap(lambda: backward_par(*args, nt))
+    return fwd, wrap(lambda: backward_cpu(*args))
 
 
 # -- CUDA ------------------------------------------------------------------------------------------
@@ -250,27 +373,45 @@ def broadcast_rows_cuda(bias, y):
 
 
 @cuda.jit
-def softmax_cuda(s, tq, causal):
-    # block r: row r of the scores [N·h·Tq, Tk] (query i = r mod Tq), as softmax_rows: exp in the
-    # scores' dtype, the sum in float64; with causal, columns j > i are 0
+def softmax_cuda(s, st, causal):
+    # block r: row (g, i) = divmod(r, Tq) of the scores [G, Tq, Tk], as softmax_rows: exp in the
+    # scores' dtype, the sum in float64, st[g, i] = (max, 1/sum); with causal, columns j > i are 0
     buf = cuda.shared.array(THREADS, np.float64)
     r, t, nt = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
-    tk = s.shape[1]
-    lim = min(r % tq + 1, tk) if causal else tk
+    g, i = r // s.shape[1], r % s.shape[1]
+    tk = s.shape[2]
+    lim = min(i + 1, tk) if causal else tk
     m = -math.inf
     for j in range(t, lim, nt):
-        m = max(m, s[r, j])
+        m = max(m, s[g, i, j])
     mx = s.dtype.type(cuda_core.block_max(buf, m))  # exact: the max is one of the scores
     tot = 0.0
     for j in range(t, lim, nt):
-        e = math.exp(s[r, j] - mx)
-        s[r, j] = e
+        e = math.exp(s[g, i, j] - mx)
+        s[g, i, j] = e
         tot += e
-    inv = 1.0 / cuda_core.block_sum(buf, tot)
+    inv = s.dtype.type(1.0 / cuda_core.block_sum(buf, tot))  # rounded as st keeps it
+    if t == 0:
+        st[g, i, 0] = mx
+        st[g, i, 1] = inv
     for j in range(t, lim, nt):  # the columns this thread wrote above: no barrier needed
-        s[r, j] *= inv
+        s[g, i, j] *= inv
     for j in range(lim + t, tk, nt):
-        s[r, j] = 0
+        s[g, i, j] = 0
+
+
+@cuda.jit
+def softmax_again_cuda(s, st, causal):
+    # the softmax of recomputed scores [G, Tq, Tk] from softmax_cuda's statistics, in its order
+    # of operations (exp stored, then scaled), so the same values
+    tq, tk = s.shape[1], s.shape[2]
+    for x in range(cuda.grid(1), s.size, cuda.gridsize(1)):
+        g, i, j = x // (tq * tk), (x // tk) % tq, x % tk
+        if j < (min(i + 1, tk) if causal else tk):
+            s[g, i, j] = math.exp(s[g, i, j] - st[g, i, 0])
+            s[g, i, j] *= st[g, i, 1]
+        else:
+            s[g, i, j] = 0
 
 
 @cuda.jit
@@ -307,14 +448,29 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     bias = [b.p.get(f"b_{p}") for p in "qkvo"]
     q3, k3, v3, c3 = (b.saved[s] for s in ("q", "k", "v", "context"))  # [N, T, D]
     q, k, v, ctx = (rows(a) for a in (q3, k3, v3, c3))
-    attn = b.saved["attn"]  # [N, h, Tq, Tk]
-    scores = cuda_core.rows(attn, tk)
+    st = b.saved["softmax"]  # [N, h, Tq, 2]
     y = rows(b.y)
     heads = [slice(j * dh, (j + 1) * dh) for j in range(h)]
     qh, kh, vh, ch = ([a[:, :, c] for c in heads] for a in (q3, k3, v3, c3))  # [N, T, dh] head views
-    ah = [attn[:, j] for j in range(h)]  # [N, Tq, Tk]
     grid_q, grid_kv = cuda_core.grid_1d(q.size), cuda_core.grid_1d(k.size)
     threads_k = cuda_core.reduce_threads(tk)
+    # The scores of a group of samples of one head at a time live in the workspace ([G, Tq, Tk];
+    # backward needs A and its gradient, so half as many samples): the contract reserves two
+    # blocks per CPU thread, more when another module needs a larger workspace.
+    per_block = dt.itemsize * tq * tk
+    if b.ws.nbytes < 2 * per_block:
+        raise ValueError(f"{b.module}: workspace of {b.ws.nbytes} bytes is smaller than two [Tq, Tk] blocks")
+
+    def groups(size: int) -> list[tuple[slice, Any]]:
+        """(samples, their score blocks) per group of ``size`` samples; bind time."""
+        ws = b.workspace(dt, size * tq * tk).reshape(size, tq, tk)
+        return [(slice(s0, min(n, s0 + size)), ws[: min(n, s0 + size) - s0]) for s0 in range(0, n, size)]
+
+    fwd_chunks = [
+        (qh[j][g], kh[j][g], vh[j][g], ch[j][g], st[g, j], sc)
+        for j in range(h)
+        for g, sc in groups(min(n, b.ws.nbytes // per_block))
+    ]
 
     def project(x: Any, wp: Any, bp: Any, out: Any, grid: tuple[int, int]) -> None:
         if bp is None:
@@ -327,28 +483,24 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         project(xq, w[0], bias[0], q, grid_q)
         project(xkv, w[1], bias[1], k, grid_kv)
         project(xkv, w[2], bias[2], v, grid_kv)
-        for j in range(h):  # S = Q_j K_jᵀ / √dh for every sample at once
-            cuda_core.gemm_batched(False, True, scale, qh[j], kh[j], 0.0, ah[j])
-        softmax_cuda[scores.shape[0], threads_k](scores, tq, causal)
-        for j in range(h):  # C_j = A V_j
-            cuda_core.gemm_batched(False, False, 1.0, ah[j], vh[j], 0.0, ch[j])
+        for qj, kj, vj, cj, stj, sc in fwd_chunks:
+            cuda_core.gemm_batched(False, True, scale, qj, kj, 0.0, sc)  # S = Q_j K_jᵀ / √dh
+            softmax_cuda[sc.shape[0] * tq, threads_k](sc, stj, causal)
+            cuda_core.gemm_batched(False, False, 1.0, sc, vj, 0.0, cj)  # C_j = A V_j
         project(ctx, w[3], bias[3], y, grid_q)
 
     if b.dy is None:
         return fwd, nothing
     dy = rows(b.dy)
-    # dA/dS of `group` samples of one head at a time: the contract's workspace holds h·Tq·Tk
-    # elements (one sample's scores), more when another module needs a larger one.
-    group = min(n, b.ws.nbytes // (dt.itemsize * tq * tk))
-    if group < 1:
-        raise ValueError(f"{b.module}: workspace of {b.ws.nbytes} bytes is smaller than one [Tq, Tk] block")
-    ws = b.workspace(dt, group * tq * tk).reshape(group, tq, tk)
-    chunks = []  # (dA/dS, A, dC→dQ, Q, K→dK, V→dV) views per (head, group of samples): bind time
+    size = min(n, b.ws.nbytes // (2 * per_block))
+    whole = b.workspace(dt, 2 * size * tq * tk).reshape(2, size, tq, tk)
+    chunks = []  # (A, dA/dS, statistics, dC→dQ, Q, K→dK, V→dV) per (head, group): bind time
     for j in range(h):
-        for s0 in range(0, n, group):
-            s1 = min(n, s0 + group)
-            g = slice(s0, s1)
-            chunks.append((ws[: s1 - s0], ah[j][g], ch[j][g], qh[j][g], kh[j][g], vh[j][g]))
+        for s0 in range(0, n, size):
+            g = slice(s0, min(n, s0 + size))
+            m = g.stop - s0
+            chunks.append((whole[0, :m], whole[1, :m], st[g, j], ch[j][g], qh[j][g], kh[j][g], vh[j][g]))
+    grids = {a.shape[0]: cuda_core.grid_1d(a.size) for a, *_ in chunks}
     dxq = rows(b.dx[0]) if b.dx[0] is not None else None
     dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else None
     dw = [b.dp.get(f"w_{p}") for p in "qkvo"]
@@ -361,10 +513,13 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         if db[3] is not None:
             cuda_core.row_sum(dy, db[3])
         cuda_core.gemm(False, False, 1.0, dy, w[3], 0.0, ctx)  # ctx ← dC
-        for dsc, a, dc, qj, kj, vj in chunks:  # each slice is dead once its own gradient is written
+        for a, dsc, stj, dc, qj, kj, vj in chunks:  # each slice is dead once its own gradient is written
+            cuda_core.gemm_batched(False, True, scale, qj, kj, 0.0, a)  # S again
+            grid = grids[a.shape[0]]
+            softmax_again_cuda[grid[0], grid[1]](a, stj, causal)  # A
             cuda_core.gemm_batched(False, True, 1.0, dc, vj, 0.0, dsc)  # dA = dC_j V_jᵀ
             cuda_core.gemm_batched(True, False, 1.0, a, dc, 0.0, vj)  # v ← dV = Aᵀ dC_j
-            softmax_backward_cuda[dsc.shape[0] * tq, threads_k](a, dsc)  # dS (1/√dh: next two)
+            softmax_backward_cuda[a.shape[0] * tq, threads_k](a, dsc)  # dS (1/√dh: next two)
             cuda_core.gemm_batched(False, False, scale, dsc, kj, 0.0, dc)  # ctx ← dQ = dS K_j / √dh
             cuda_core.gemm_batched(True, False, scale, dsc, qj, 0.0, kj)  # k ← dK = dSᵀ Q_j / √dh
         for grad, dbp in ((ctx, db[0]), (k, db[1]), (v, db[2])):

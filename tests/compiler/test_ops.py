@@ -493,7 +493,8 @@ def test_attention_flops(tq: int, tk: int, cross: bool, bias: bool) -> None:
     biases = (tq + tk + tk + tq) * d if bias else 0
     scores = h * tq * tk
     fwd = proj + attend + biases + scores * (1 + 5)  # scale + softmax
-    bwd = 2 * (proj + attend) + biases + scores * (4 + 1)
+    recompute = attend // 2 + scores * 3  # backward recomputes QKᵀ, then scale, exp and 1/sum
+    bwd = 2 * (proj + attend) + biases + scores * (4 + 1) + recompute
     assert flops("multi_head_attention", {"num_heads": h, "bias": bias}, ins) == (fwd, bwd)
 
 
@@ -504,8 +505,11 @@ def test_attention_params_and_saved() -> None:
     assert sorted(ps) == ["b_k", "b_o", "b_q", "b_v", "w_k", "w_o", "w_q", "w_v"]
     assert ps["w_q"].shape == (8, 8) and ps["w_q"].init == "xavier_uniform" and ps["b_o"].init == "zeros"
     saved = {s.name: s.shape for s in op.saved(a, ins, out)}
-    assert saved == {"attn": (2, 3, 6), "q": (3, 8), "k": (6, 8), "v": (6, 8), "context": (3, 8)}
+    assert saved == {"softmax": (2, 3, 2), "q": (3, 8), "k": (6, 8), "v": (6, 8), "context": (3, 8)}
     assert op.saves_inputs(a) == (0, 1)
+    # two [Tq, Tk] score blocks per CPU thread, one thread per sample at most
+    assert op.workspace(a, ins, out, 1) == 2 * 3 * 6 * 4
+    assert op.workspace(a, ins, out, 64) == min(64, THREADS) * 2 * 3 * 6 * 4
 
 
 # -- parameters and saved tensors ------------------------------------------------------------------------

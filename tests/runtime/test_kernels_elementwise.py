@@ -105,23 +105,31 @@ def test_tanh_small_and_large_inputs_are_accurate():
     np.testing.assert_allclose(run.y, torch.sigmoid(torch.tensor(x * 100)).numpy(), rtol=1e-15, atol=0)
 
 
-def test_gelu_float32_rational_erf_matches_libm():
-    from netc.runtime.kernels import gelu
-
-    x = np.linspace(-12, 12, 20001).astype(np.float32)
-    exact, fast = np.empty_like(x), np.empty_like(x)
-    gelu.forward_cpu(x, exact, gelu.ERF, 0, x.size)
-    gelu.forward_cpu(x, fast, gelu.ERF_RATIONAL, 0, x.size)
-    np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
-    dy = np.ones_like(x)
-    gelu.backward_cpu(x, dy, exact, False, gelu.ERF, 0, x.size)
-    gelu.backward_cpu(x, dy, fast, False, gelu.ERF_RATIONAL, 0, x.size)
-    np.testing.assert_allclose(fast, exact, rtol=0, atol=5e-7)
-
-
 def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     """|got - want| in float32 ulps of want (want in float64)."""
     return np.abs(got.astype(np.float64) - want) / np.abs(np.spacing(want.astype(np.float32)))
+
+
+def test_gelu_float32_stays_within_a_few_ulp():
+    """float32 gelu runs float32 arithmetic (Φ from a fitted erfc): y within 6 ulp of x·Φ(x) in
+    float64 on 400k values from 1e-6 to 12 of each sign, the negative tail included (relative, not
+    absolute: 1 + erf would cancel there), and dy/dx within 3e-7 of the float64 derivative."""
+    from scipy.special import ndtr
+
+    from netc.runtime.kernels import gelu
+
+    mag = np.geomspace(1e-6, 12, 200_000).astype(np.float32)
+    x = np.concatenate([mag, -mag, np.float32([0.0])])
+    xd, y = x.astype(np.float64), np.empty_like(x)
+    gelu.forward_cpu(x, y, gelu.ERF, 0, x.size)
+    assert ulps(y[x != 0], (xd * ndtr(xd))[x != 0]).max() <= 6.0
+    gelu.backward_cpu(x, np.ones_like(x), y, False, gelu.ERF, 0, x.size)
+    want = ndtr(xd) + xd * np.exp(-0.5 * xd * xd) / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(y, want, rtol=0, atol=3e-7)
+    special = np.float32([np.nan, np.inf, 40.0, -40.0, 0.0])
+    out = np.empty_like(special)
+    gelu.forward_cpu(special, out, gelu.ERF, 0, special.size)
+    np.testing.assert_array_equal(out, [np.nan, np.inf, 40.0, 0.0, 0.0])
 
 
 def test_float32_activations_stay_within_a_few_ulp():

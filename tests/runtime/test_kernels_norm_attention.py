@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -208,7 +209,8 @@ def torch_mha(run: OpRun) -> tuple[nn.MultiheadAttention, list[torch.Tensor], to
     """The PyTorch twin with run's parameters; returns (module, inputs, output, attention weights)."""
     a, p = run.attrs, run.params
     d = run.x[0].shape[-1]
-    mha = nn.MultiheadAttention(d, a["num_heads"], bias=a["bias"], batch_first=True)
+    dtype = torch.from_numpy(run.x[0]).dtype
+    mha = nn.MultiheadAttention(d, a["num_heads"], bias=a["bias"], batch_first=True, dtype=dtype)
     with torch.no_grad():
         mha.in_proj_weight.copy_(t(np.concatenate([p["w_q"], p["w_k"], p["w_v"]])))
         mha.out_proj.weight.copy_(t(p["w_o"]))
@@ -222,14 +224,24 @@ def torch_mha(run: OpRun) -> tuple[nn.MultiheadAttention, list[torch.Tensor], to
     return mha, xs, y, w
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(("attrs", "tq", "tk", "d"), MHA_CASES)
-def test_mha_parity(attrs: dict[str, Any], tq: int, tk: int | None, d: int) -> None:
-    run = mha_run(attrs, tq, tk, d)
+def test_mha_parity(attrs: dict[str, Any], tq: int, tk: int | None, d: int, dtype: Any) -> None:
+    run = mha_run(attrs, tq, tk, d, dtype=dtype)
     mha, xs, yt, wt = torch_mha(run)
     yt.backward(t(run.dy))
     run.forward()
     close(run.y, yt, "y")
-    close(run.saved["attn"], wt, "saved attn")
+    # the saved row statistics (max, 1/sum) rebuild torch's attention weights
+    h, dh = attrs["num_heads"], d // attrs["num_heads"]
+    qs = run.saved["q"].reshape(len(run.x[0]), tq, h, dh).transpose(0, 2, 1, 3)
+    ks = run.saved["k"].reshape(len(run.x[0]), -1, h, dh).transpose(0, 2, 1, 3)
+    scores = qs @ ks.transpose(0, 1, 3, 2) / np.sqrt(dh)
+    st = run.saved["softmax"]
+    a = np.exp(scores - st[..., :1]) * st[..., 1:]
+    if attrs.get("causal"):
+        a = np.where(np.triu(np.ones(a.shape[-2:], bool), 1), 0.0, a)
+    close(a, wt, "attention from the saved statistics")
     x, p = run.x, run.params
     bias = (
         {k: p[k] for k in ("b_q", "b_k", "b_v")}
@@ -298,3 +310,25 @@ def test_mha_frozen_and_no_dx() -> None:
     for k, g in run.dp.items():
         if g is not None:
             close(g, ref.dp[k], k)
+
+
+@pytest.mark.parametrize("case", [1, 4])
+def test_mha_threads_split_samples_bitwise(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split over numba's threads (samples per thread, each GEMM on one BLAS thread), attention
+    gives the bits of the serial kernels, forward and backward."""
+    mod = kernel_module("multi_head_attention")
+    ref = mha_run(*MHA_CASES[case], n=5).run()
+    monkeypatch.setattr(mod, "SPLIT_MACS", 0)
+    calls = []
+    for name in ("forward_par", "backward_par"):
+        kernel = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, k=kernel: calls.append(a[-1]) or k(*a))
+    run = mha_run(*MHA_CASES[case], n=5)
+    rebind(run)
+    run.run()
+    assert calls == ([2, 2] if numba.get_num_threads() >= 2 else [])  # nt: the workspace holds 2
+    np.testing.assert_array_equal(run.y, ref.y)
+    for i, g in enumerate(run.dx):
+        np.testing.assert_array_equal(g, ref.dx[i], err_msg=f"dx{i}")
+    for k, g in run.dp.items():
+        np.testing.assert_array_equal(g, ref.dp[k], err_msg=k)
