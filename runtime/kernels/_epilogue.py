@@ -30,7 +30,6 @@ from numba import njit, prange, uint64
 from ..binding import Binding
 from .elu import _f as elu
 from .gelu import _f_erf as gelu_erf
-from .gelu import _f_erf_r as gelu_erf_r
 from .gelu import _f_tanh as gelu_tanh
 from .leaky_relu import _f as leaky_relu
 from .relu import _f as relu
@@ -41,14 +40,14 @@ from .tanh import _f as tanh
 #: add) apply themselves: every pointwise activation.
 EPILOGUES_CPU = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"})
 
-NONE, RELU, TANH, SIGMOID, GELU_TANH, GELU_ERF, GELU_ERF_R, ELU, LEAKY_RELU = range(9)
+NONE, RELU, TANH, SIGMOID, GELU_TANH, GELU_ERF, ELU, LEAKY_RELU = range(8)
 _PLAIN = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
 
 def code(b: Binding) -> tuple[int, np.floating]:
     """The binding's epilogue as a kernel argument, (kind, param): kind NONE when there is none
     (or one the executor applies itself, by running the activation's kernel in place). Mirrors the
-    activation kernels' own bind-time choices (gelu's form by dtype, the attribute's dtype)."""
+    activation kernels' own bind-time choices (gelu's form, the attribute's dtype)."""
     dt = b.y.dtype.type
     e, attrs = b.epilogue, b.epilogue_attrs
     if e in _PLAIN:
@@ -56,7 +55,7 @@ def code(b: Binding) -> tuple[int, np.floating]:
     if e == "gelu":
         if attrs.get("approximate") == "tanh":
             return GELU_TANH, dt(0)
-        return (GELU_ERF_R if b.y.dtype == np.float32 else GELU_ERF), dt(0)
+        return GELU_ERF, dt(0)  # gelu's _f_erf picks its float32 or float64 code by dtype
     if e == "elu":
         return ELU, dt(attrs["alpha"])
     if e == "leaky_relu":
@@ -91,9 +90,6 @@ def act_inplace(y, d0, n, act):
     elif kind == GELU_TANH:
         for j in range(uint64(n)):
             y[d + j] = gelu_tanh(y[d + j])
-    elif kind == GELU_ERF_R:
-        for j in range(uint64(n)):
-            y[d + j] = gelu_erf_r(y[d + j])
     elif kind == GELU_ERF:
         for j in range(uint64(n)):
             y[d + j] = gelu_erf(y[d + j])
