@@ -18,6 +18,7 @@ runs in place (its output shares the producer's buffer).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -249,6 +250,12 @@ class PlanRunner:
         for f in self._backward:
             f()
 
+    def step(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        """A training step's forward and backward passes (one native call where the CPU
+        executor's whole-step function is ready)."""
+        self.forward(inputs)
+        self.backward()
+
     def forward_stepwise(self) -> Iterator[Step]:
         """The forward pass one step at a time: a step's output is current when the step is
         yielded. (After the whole pass it may not be: the arena gives a tensor's memory to
@@ -297,6 +304,90 @@ class Executor(PlanRunner):
         initialize(self.plan, self.params, seed)
         self._bind_with(self.param, self.grad)
         self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]
+        self._whole_setup()
+
+    # -- whole-step native code (runtime.wholestep) ------------------------------
+    def _whole_setup(self) -> None:
+        """Generate the plan's step function, and load it when numba's cache holds it (or
+        compile it now under NETC_WHOLE_STEP=sync); otherwise it compiles in a background thread
+        from the second step on, once the per-op path has compiled or loaded every kernel."""
+        from . import wholestep
+
+        self._whole: wholestep.WholeStep | None = None
+        self._whole_pending: wholestep.WholeStep | None = None
+        self._whole_thread: threading.Thread | None = None
+        self._steps_run = 0
+        mode = os.environ.get("NETC_WHOLE_STEP", "1").strip().lower()
+        self.whole_step_reason: str | None = None
+        if mode in ("0", "off", "false", "no"):
+            self.whole_step_reason = "disabled (NETC_WHOLE_STEP=0)"
+            return
+        bases = {name: getattr(self, name).reshape(-1).view(np.uint8) for name in wholestep.BASES}
+        state = {"training": self.state.training, "seed": self.state.seed}
+        names = (
+            [
+                *(f"refold {s.fold}" for s in self.plan.forward_steps if s.fold),
+                *(s.module for s in self.plan.forward_steps),
+            ],
+            [s.module for s in self.plan.backward_steps],
+        )
+        try:
+            gen = wholestep.generate([*self._refold, *self._forward], self._backward, names, bases, state)
+        except wholestep.Refused as e:
+            self.whole_step_reason = str(e)
+            return
+        ws = wholestep.WholeStep(gen, bases, state)
+        if mode == "sync" or ws.cached():
+            ws.compile()
+            self._whole = ws
+        else:
+            self._whole_pending = ws
+
+    def _whole_compile(self) -> None:
+        ws = self._whole_pending
+        ws.compile()
+        self._whole = ws  # one assignment: the next step runs natively
+
+    def _whole_ready(self) -> Any:
+        """The step function once it is ready; starts its compile at the second step."""
+        if self._whole is None and self._whole_pending is not None and self._whole_thread is None:
+            self._steps_run += 1
+            if self._steps_run >= 2:
+                self._whole_thread = threading.Thread(
+                    target=self._whole_compile, daemon=True, name="netc-whole-step"
+                )
+                self._whole_thread.start()
+        return self._whole
+
+    def wait_whole_step(self, timeout: float | None = None) -> bool:
+        """Wait for a background compile of the step function; whether it is ready."""
+        if self._whole_thread is not None:
+            self._whole_thread.join(timeout)
+        return self._whole is not None
+
+    def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        whole = self._whole_ready()
+        if whole is None:
+            return super().forward(inputs)
+        if inputs is not None:
+            self.set_inputs(inputs)
+        whole(True, False)
+
+    def backward(self) -> None:
+        whole = self._whole
+        if whole is None:
+            return super().backward()
+        whole(False, True)
+
+    def step(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        whole = self._whole_ready()
+        if whole is None:
+            super().forward(inputs)
+            super().backward()
+            return
+        if inputs is not None:
+            self.set_inputs(inputs)
+        whole(True, True)
 
     def param(self, name: str) -> np.ndarray:
         p = next(q for q in self.plan.params if q.name == name)
