@@ -18,7 +18,7 @@ runs in place (its output shares the producer's buffer).
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -309,13 +309,14 @@ class Executor(PlanRunner):
     # -- whole-step native code (runtime.wholestep) ------------------------------
     def _whole_setup(self) -> None:
         """Generate the plan's step function, and load it when numba's cache holds it (or
-        compile it now under NETC_WHOLE_STEP=sync); otherwise it compiles in a background thread
-        from the second step on, once the per-op path has compiled or loaded every kernel."""
+        compile it now under NETC_WHOLE_STEP=sync); otherwise a process compiles it into the cache
+        from the second step on, once the per-op path has compiled or loaded every kernel, and
+        the executor loads it when that is done."""
         from . import wholestep
 
         self._whole: wholestep.WholeStep | None = None
         self._whole_pending: wholestep.WholeStep | None = None
-        self._whole_thread: threading.Thread | None = None
+        self._whole_proc: Any = None
         self._steps_run = 0
         mode = os.environ.get("NETC_WHOLE_STEP", "1").strip().lower()
         self.whole_step_reason: str | None = None
@@ -325,10 +326,8 @@ class Executor(PlanRunner):
         bases = {name: getattr(self, name).reshape(-1).view(np.uint8) for name in wholestep.BASES}
         state = {"training": self.state.training, "seed": self.state.seed}
         names = (
-            [
-                *(f"refold {s.fold}" for s in self.plan.forward_steps if s.fold),
-                *(s.module for s in self.plan.forward_steps),
-            ],
+            [*(f"refold {s.fold}" for s in self.plan.forward_steps if s.fold)]
+            + [s.module for s in self.plan.forward_steps],
             [s.module for s in self.plan.backward_steps],
         )
         try:
@@ -342,27 +341,40 @@ class Executor(PlanRunner):
             self._whole = ws
         else:
             self._whole_pending = ws
-
-    def _whole_compile(self) -> None:
-        ws = self._whole_pending
-        ws.compile()
-        self._whole = ws  # one assignment: the next step runs natively
+            self.whole_step_reason = "compiling"
 
     def _whole_ready(self) -> Any:
-        """The step function once it is ready; starts its compile at the second step."""
-        if self._whole is None and self._whole_pending is not None and self._whole_thread is None:
-            self._steps_run += 1
-            if self._steps_run >= 2:
-                self._whole_thread = threading.Thread(
-                    target=self._whole_compile, daemon=True, name="netc-whole-step"
-                )
-                self._whole_thread.start()
+        """The step function once it is ready; starts its compile at the second step and loads
+        it once compiled."""
+        ws = self._whole_pending
+        if ws is not None:
+            if self._whole_proc is None:
+                self._steps_run += 1
+                if self._steps_run >= 2:
+                    self._whole_proc = ws.compile_elsewhere()
+            elif self._whole_proc.poll() is not None:
+                self._whole_loaded()
         return self._whole
 
+    def _whole_loaded(self) -> None:
+        ws, self._whole_pending = self._whole_pending, None
+        if self._whole_proc.returncode == 0 and ws.cached():
+            ws.compile()  # from the disk cache
+            self._whole, self.whole_step_reason = ws, None
+        else:
+            self.whole_step_reason = f"compile failed: {ws.failure()}"
+
     def wait_whole_step(self, timeout: float | None = None) -> bool:
-        """Wait for a background compile of the step function; whether it is ready."""
-        if self._whole_thread is not None:
-            self._whole_thread.join(timeout)
+        """Start the step function's compile if it has not started, wait for it and load it;
+        whether it is ready."""
+        if self._whole_pending is not None:
+            if self._whole_proc is None:
+                self._whole_proc = self._whole_pending.compile_elsewhere()
+            try:
+                self._whole_proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            self._whole_loaded()
         return self._whole is not None
 
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:

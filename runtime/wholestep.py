@@ -19,9 +19,10 @@ imported by module and name: a thunk that is not data, or a kernel that cannot b
 Files: the source goes to ``whole/step_<hash of the source>.py`` under numba's cache directory,
 which ``runtime.cache`` keys by the runtime's sources (an edit of any kernel starts a fresh one),
 never into the installed package. It is written only when absent: numba keys its cache index by
-the file's modification time. Importing it compiles nothing; ``WholeStep.load`` loads the compiled
-function from numba's disk cache when it is there and ``WholeStep.compile`` compiles it (the
-executor does that in a background thread, docs: README "Whole-step native code").
+the file's modification time. Importing it compiles nothing; ``WholeStep.compile`` loads the
+compiled function from numba's disk cache when it is there, or else compiles it. The executor has a
+cold one compiled by a separate process (``compile_elsewhere``) while the steps run
+per op, and loads it from the cache when that is done (README "Whole-step native code").
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pickle
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -248,6 +251,28 @@ class WholeStep:
         """Load the function from numba's disk cache, or compile (and cache) it."""
         self.dispatcher.compile(self.signature)
 
+    def compile_elsewhere(self) -> subprocess.Popen:
+        """Start a process that compiles the function into numba's disk cache (``load`` then
+        takes it from there). A process rather than a thread: numba's typing holds the GIL,
+        which would slow the steps running meanwhile, and a process left running when this one
+        exits just finishes filling the cache (a thread inside LLVM at exit could crash it)."""
+        sig = self.path.with_suffix(f".{os.getpid()}.sig")
+        sig.write_bytes(pickle.dumps(self.signature))
+        log = self.path.with_suffix(".log")
+        with open(log, "w") as err:
+            return subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(self.path), str(sig)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env={**os.environ, "NETC_WHOLE_STEP": "0"},
+            )
+
+    def failure(self) -> str:
+        """The last line of a failed compile's log."""
+        lines = self.path.with_suffix(".log").read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "no message"
+
     def __call__(self, run_forward: bool, run_backward: bool) -> None:
         if self.gen.one_blas:  # the plan's OneBlasThread launches: one BLAS thread around the step
             with one_blas_thread():
@@ -259,3 +284,15 @@ class WholeStep:
             *(self.gen.checks[1] if run_backward else ()),
         ):
             c.check()
+
+
+_CHILD = "import sys; from netc.runtime.wholestep import compile_file; compile_file(sys.argv[1], sys.argv[2])"
+
+
+def compile_file(path: str, signature: str) -> None:
+    """The compile process (``WholeStep.compile_elsewhere``): compile the step function of the
+    generated file ``path`` for the pickled signature, which numba caches on disk."""
+    sig = Path(signature)
+    types = pickle.loads(sig.read_bytes())
+    sig.unlink(missing_ok=True)
+    _module(Path(path)).step.compile(types)
