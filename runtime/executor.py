@@ -13,6 +13,15 @@ epilogue binds with ``Binding.epilogue`` set when its kernel module lists the
 activation in the backend's epilogue set (``EPILOGUES_CPU``), and the fused
 activation's forward then does nothing; otherwise the activation's own kernel
 runs in place (its output shares the producer's buffer).
+
+Whole-step native code (CPU, ``runtime.wholestep``): where every bound thunk is a ``Launch``, the
+executor generates one numba function that runs the forward launches, the backward ones, or both,
+and ``forward()``, ``backward()`` and ``step()`` (forward and backward: the trainer's call) each
+become one native call. With numba's cache warm the function is loaded before the first step;
+cold, a separate process compiles it from the second step on while the steps run per op, and
+the executor switches once it is cached. ``NETC_WHOLE_STEP=0`` turns it off, ``=sync`` compiles
+it in the constructor. ``whole_step_reason`` says why a plan runs per op. ``forward_stepwise``,
+``netc profile`` and histograms always replay the per-op thunks.
 """
 
 from __future__ import annotations
