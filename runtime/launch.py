@@ -88,11 +88,11 @@ class Checked(Launch):
 
 
 class Seq:
-    """Several launches run in order, as one thunk."""
+    """Several thunks (launches, ``nothing``, other Seqs) run in order, as one thunk."""
 
     __slots__ = ("launches",)
 
-    def __init__(self, *launches: Launch) -> None:
+    def __init__(self, *launches: Thunk) -> None:
         self.launches = launches
 
     def __call__(self) -> None:
@@ -100,12 +100,19 @@ class Seq:
             f()
 
 
-def launches(thunk: Thunk) -> Iterator[Launch] | None:
-    """The launches a thunk makes, in order; None when it is not data (a closure)."""
+def launches(thunk: Thunk) -> list[Launch] | None:
+    """The launches a thunk makes, in order (a Seq's flattened, ``nothing`` none); None when it
+    is not data (a closure)."""
     if thunk is nothing:
-        return iter(())
+        return []
     if isinstance(thunk, Launch):
-        return iter((thunk,))
-    if isinstance(thunk, Seq) and all(isinstance(f, Launch) for f in thunk.launches):
-        return iter(thunk.launches)
+        return [thunk]
+    if isinstance(thunk, Seq):
+        out: list[Launch] = []
+        for f in thunk.launches:
+            part = launches(f)
+            if part is None:
+                return None
+            out.extend(part)
+        return out
     return None

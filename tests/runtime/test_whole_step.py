@@ -17,9 +17,11 @@ from numba.core.runtime import _nrt_python, rtsys
 
 import netc
 from netc.runtime import wholestep
+from netc.runtime.binding import nothing
 from netc.runtime.check import random_inputs
 from netc.runtime.executor import Executor
 from netc.runtime.kernels import relu
+from netc.runtime.launch import Seq
 
 BATCH = 4
 #: The kernel modules other work is converting to Launch thunks: plans using them stay per op.
@@ -178,4 +180,21 @@ def test_a_cold_plan_runs_per_op_until_its_compile_is_done(monkeypatch):
     assert b.wait_whole_step(timeout=300), b.whole_step_reason
     for ex in (a, b):
         ex.step()
+    _same(a, b)
+
+
+def test_a_seq_of_launches_runs_as_its_launches(monkeypatch):
+    def as_seq(b):
+        fwd, bwd = relu.bind_unary(b, relu.KERNELS_CPU, True)
+        return Seq(fwd), Seq(bwd, nothing) if bwd is not nothing else nothing
+
+    plan = netc.load(ROOT / "examples" / "iris_mlp.yaml").compile(BATCH)
+    a, plain = _pair(monkeypatch, plan)
+    monkeypatch.setattr(relu, "bind_cpu", as_seq)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    b = Executor(plan, BATCH, seed=3)
+    assert b._whole is not None and b._whole.path == plain._whole.path  # the same source
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.step(inputs)
     _same(a, b)
