@@ -146,8 +146,9 @@ class Model:
             ex = self.executor
             self._optimizer = Optimizer(self.plan.optimizer, ex.params, ex.grads, segments(self.plan),
                                         state=ex.opt_state, **hyper)  # fmt: skip
-        self.forward(inputs, training=True)
-        self.backward()
+        ex = self.executor
+        ex.training = True
+        ex.step(inputs)  # forward and backward in one call (runtime.wholestep)
         self._optimizer.step()
         return self.loss()
 

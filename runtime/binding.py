@@ -3,9 +3,12 @@
 The executor builds one :class:`Binding` per module, once: views of the arena
 for the module's inputs, output, saved tensors and gradients, and views of
 the flat parameter and gradient buffers. A kernel module's ``bind_cpu(b)``
-returns two closures, ``forward()`` and ``backward()``, that call the jitted
-kernels on those prebound arrays; the executor replays the closures per
-batch, so nothing is allocated or looked up in the hot loop.
+returns two thunks, forward and backward, that call the jitted kernels on
+those prebound arrays; the executor replays them per batch, so nothing is
+allocated or looked up in the hot loop. On the CPU the thunks are data
+(``runtime.launch``: ``Launch(kernel, *args)``, ``Seq``, or ``nothing``), not
+closures, so that ``runtime.wholestep`` can compile a plan's whole step into
+one numba function that calls the same kernels on the same arrays.
 
 Arrays carry the batch axis first: an input of per-sample shape [C, H, W] is
 an array [N, C, H, W].

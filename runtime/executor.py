@@ -13,11 +13,21 @@ epilogue binds with ``Binding.epilogue`` set when its kernel module lists the
 activation in the backend's epilogue set (``EPILOGUES_CPU``), and the fused
 activation's forward then does nothing; otherwise the activation's own kernel
 runs in place (its output shares the producer's buffer).
+
+Whole-step native code (CPU, ``runtime.wholestep``): where every bound thunk is a ``Launch``, the
+executor generates one numba function that runs the forward launches, the backward ones, or both,
+and ``forward()``, ``backward()`` and ``step()`` (forward and backward: the trainer's call) each
+become one native call. With numba's cache warm the function is loaded before the first step;
+cold, a separate process compiles it from the second step on while the steps run per op, and
+the executor switches once it is cached. ``NETC_WHOLE_STEP=0`` turns it off, ``=sync`` compiles
+it in the constructor. ``whole_step_reason`` says why a plan runs per op. ``forward_stepwise``,
+``netc profile`` and histograms always replay the per-op thunks.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -250,6 +260,12 @@ class PlanRunner:
         for f in self._backward:
             f()
 
+    def step(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        """A training step's forward and backward passes (one native call where the CPU
+        executor's whole-step function is ready)."""
+        self.forward(inputs)
+        self.backward()
+
     def forward_stepwise(self) -> Iterator[Step]:
         """The forward pass one step at a time: a step's output is current when the step is
         yielded. (After the whole pass it may not be: the arena gives a tensor's memory to
@@ -298,6 +314,102 @@ class Executor(PlanRunner):
         initialize(self.plan, self.params, seed)
         self._bind_with(self.param, self.grad)
         self._losses = [(self.view(n), w) for n, w in self.plan.losses.items()]
+        self._whole_setup()
+
+    # -- whole-step native code (runtime.wholestep) ------------------------------
+    def _whole_setup(self) -> None:
+        """Generate the plan's step function, and load it when numba's cache holds it (or
+        compile it now under NETC_WHOLE_STEP=sync); otherwise a process compiles it into the cache
+        from the second step on, once the per-op path has compiled or loaded every kernel, and
+        the executor loads it when that is done."""
+        from . import wholestep
+
+        self._whole: wholestep.WholeStep | None = None
+        self._whole_pending: wholestep.WholeStep | None = None
+        self._whole_proc: Any = None
+        self._steps_run = 0
+        mode = os.environ.get("NETC_WHOLE_STEP", "1").strip().lower()
+        self.whole_step_reason: str | None = None
+        if mode in ("0", "off", "false", "no"):
+            self.whole_step_reason = "disabled (NETC_WHOLE_STEP=0)"
+            return
+        bases = {name: getattr(self, name).reshape(-1).view(np.uint8) for name in wholestep.BASES}
+        state = {"training": self.state.training, "seed": self.state.seed}
+        names = (
+            [*(f"refold {s.fold}" for s in self.plan.forward_steps if s.fold)]
+            + [s.module for s in self.plan.forward_steps],
+            [s.module for s in self.plan.backward_steps],
+        )
+        try:
+            gen = wholestep.generate([*self._refold, *self._forward], self._backward, names, bases, state)
+        except wholestep.Refused as e:
+            self.whole_step_reason = str(e)
+            return
+        ws = wholestep.WholeStep(gen, bases, state)
+        if mode == "sync" or ws.cached():
+            ws.compile()
+            self._whole = ws
+        else:
+            self._whole_pending = ws
+            self.whole_step_reason = "compiling"
+
+    def _whole_ready(self) -> Any:
+        """The step function once it is ready; starts its compile at the second step and loads
+        it once compiled."""
+        ws = self._whole_pending
+        if ws is not None:
+            if self._whole_proc is None:
+                self._steps_run += 1
+                if self._steps_run >= 2:
+                    self._whole_proc = ws.compile_elsewhere()
+            elif self._whole_proc.poll() is not None:
+                self._whole_loaded()
+        return self._whole
+
+    def _whole_loaded(self) -> None:
+        ws, self._whole_pending = self._whole_pending, None
+        if self._whole_proc.returncode == 0 and ws.cached():
+            ws.compile()  # from the disk cache
+            self._whole, self.whole_step_reason = ws, None
+        else:
+            self.whole_step_reason = f"compile failed: {ws.failure()}"
+
+    def wait_whole_step(self, timeout: float | None = None) -> bool:
+        """Start the step function's compile if it has not started, wait for it and load it;
+        whether it is ready."""
+        if self._whole_pending is not None:
+            if self._whole_proc is None:
+                self._whole_proc = self._whole_pending.compile_elsewhere()
+            try:
+                self._whole_proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            self._whole_loaded()
+        return self._whole is not None
+
+    def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        whole = self._whole_ready()
+        if whole is None:
+            return super().forward(inputs)
+        if inputs is not None:
+            self.set_inputs(inputs)
+        whole(True, False)
+
+    def backward(self) -> None:
+        whole = self._whole
+        if whole is None:
+            return super().backward()
+        whole(False, True)
+
+    def step(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        whole = self._whole_ready()
+        if whole is None:
+            super().forward(inputs)
+            super().backward()
+            return
+        if inputs is not None:
+            self.set_inputs(inputs)
+        whole(True, True)
 
     def param(self, name: str) -> np.ndarray:
         p = next(q for q in self.plan.params if q.name == name)

@@ -16,6 +16,10 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# Whole-step native code (runtime/wholestep.py) off by default: otherwise every executor that runs
+# two steps on a cold cache starts a compile process. tests/runtime/test_whole_step.py turns it on.
+os.environ.setdefault("NETC_WHOLE_STEP", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 

@@ -2,10 +2,14 @@
 kernel module must provide.
 
 A kernel module ``runtime/kernels/<op>.py`` defines ``bind_cpu(b: Binding) -> (forward,
-backward)`` and ``bind_cuda(b)`` (docs/cuda.md). Importing a kernel module compiles nothing:
-numba compiles a kernel on its first call (or loads it from the on-disk cache), so only the
-kernels a plan uses are ever compiled. ``missing_parts`` lists what an op lacks, contract and
-kernels together; tests/runtime/test_registry.py runs it on every op.
+backward)`` and ``bind_cuda(b)`` (docs/cuda.md). ``bind_cpu``'s thunks are ``runtime.launch``
+data (``Launch(kernel, *args)`` of a module-level ``@njit`` kernel, ``Seq``, ``nothing``): a plan
+whose thunks all are runs its step as one native function (``runtime.wholestep``).
+
+Importing a kernel module compiles nothing: numba compiles a kernel on its first call (or loads
+it from the on-disk cache), so only the kernels a plan uses are ever compiled. ``missing_parts``
+lists what an op lacks, contract and kernels together; tests/runtime/test_registry.py runs it on
+every op.
 
 The modules whose names start with ``_`` are helpers the kernel modules share, named by what
 they hold: ``_views`` (no-copy array views), ``_pointwise`` (elementwise binders and the

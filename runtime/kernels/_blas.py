@@ -5,14 +5,13 @@ beta), so kernels that multiply strided views (attention heads) or add a
 product into an existing gradient (fan-out, ``acc``) call ``gemm`` instead:
 no temporary, no copy.
 
-It also holds the thread count of that BLAS (``OPENBLAS``, ``one_blas_thread``): kernels that
-split their work over numba's threads run each thread's GEMMs on one BLAS thread.
+It also holds the thread count of that BLAS (``OPENBLAS``): kernels that split their work over
+numba's threads run each thread's GEMMs on one BLAS thread (``launch.OneBlasThread``).
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
 from typing import Any
 
 import llvmlite.binding as llb
@@ -120,18 +119,3 @@ def _openblas_threads() -> tuple[Any, Any] | None:
 
 
 OPENBLAS = _openblas_threads()
-
-
-def one_blas_thread(kernel: Callable[[], None]) -> Callable[[], None]:
-    """kernel run with OpenBLAS set to one thread, its count restored after."""
-    set_n, get_n = OPENBLAS
-
-    def run() -> None:
-        prev = get_n()
-        set_n(1)
-        try:
-            kernel()
-        finally:
-            set_n(prev)
-
-    return run

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from ._epilogue import code, copy_act
 from ._views import view
 
@@ -286,8 +287,7 @@ def bind(b: Binding, geo: tuple[int, ...], nt: int) -> tuple[Thunk, Thunk]:
     bias = b.p.get("b", empty)
     act = code(b)
 
-    def fwd() -> None:
-        forward_cpu(x, w2, bias, y, xps, dyps, act, dgeo)
+    fwd = Launch(forward_cpu, x, w2, bias, y, xps, dyps, act, dgeo)
 
     if b.dy is None:
         return fwd, nothing
@@ -296,7 +296,4 @@ def bind(b: Binding, geo: tuple[int, ...], nt: int) -> tuple[Thunk, Thunk]:
         dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
     acc = b.acc[0]
 
-    def bwd() -> None:
-        backward_cpu(x, w2, dy, dx, dw2, db, xps, dxps, dyps, dwt, acc, dgeo)
-
-    return fwd, bwd
+    return fwd, Launch(backward_cpu, x, w2, dy, dx, dw2, db, xps, dxps, dyps, dwt, acc, dgeo)

@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._views import RANK, flat
 
@@ -36,11 +37,11 @@ def copy_cpu(src, dst, acc):  # numba kernels take arrays
 def bind_copy(b: Binding) -> tuple[Thunk, Thunk]:
     """y = x with any shapes of one size; dx = dy (or += dy)."""
     x, y = flat(b.x[0]), flat(b.y)
-    fwd = lambda: copy_cpu(x, y, False)  # noqa: E731
+    fwd = Launch(copy_cpu, x, y, False)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy, dx, acc = flat(b.dy), flat(b.dx[0]), b.acc[0]
-    return fwd, lambda: copy_cpu(dy, dx, acc)
+    return fwd, Launch(copy_cpu, dy, dx, acc)
 
 
 def bind_copy_cuda(b: Binding) -> tuple[Thunk, Thunk]:

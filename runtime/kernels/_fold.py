@@ -18,6 +18,7 @@ from typing import Any
 from numba import cuda, njit
 
 from ..binding import Thunk
+from ..launch import Launch
 from . import cuda_core
 
 
@@ -62,7 +63,7 @@ def bind_cpu(p: dict[str, Any], bn: dict[str, Any], eps: float, w_out: Any, b_ou
         w_out.reshape(w_out.shape[0], w_out.size // w_out.shape[0]),
         b_out,
     )
-    return lambda: fold_cpu(*args)
+    return Launch(fold_cpu, *args)
 
 
 def bind_cuda(p: dict[str, Any], bn: dict[str, Any], eps: float, w_out: Any, b_out: Any, empty: Any) -> Thunk:

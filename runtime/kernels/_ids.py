@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from ..binding import Thunk
+from ..launch import Checked
 
 
 def new_flag() -> np.ndarray:
@@ -38,15 +38,9 @@ def check_ids(ids, hi, flag):
     return True
 
 
-def checked(kernel: Callable, args: tuple, flag: np.ndarray, what: str, module: str, hi: int) -> Thunk:
+def checked(kernel: Callable, args: tuple, flag: np.ndarray, what: str, module: str, hi: int) -> Checked:
     """A thunk calling ``kernel(*args)`` that raises if the kernel flagged an id."""
-
-    def run() -> None:
-        kernel(*args)
-        if flag[0]:
-            raise ValueError(f"{module}: {what} {int(flag[1])} out of range [0, {hi})")
-
-    return run
+    return Checked(kernel, args, flag, f"{module}: {what}", hi)
 
 
 def device_check(ids: Any, hi: int, op: str, module: str, what: str) -> Callable[[], None]:

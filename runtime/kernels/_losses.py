@@ -27,6 +27,7 @@ import numpy as np
 from numba import cuda
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._views import flat, or_empty
 from .cuda_core import THREADS  # a shared array's shape must be a global int of the kernel's module
@@ -50,14 +51,8 @@ def bind_pointwise_loss(b: Binding, forward: Callable, backward: Callable) -> tu
     dx = or_empty(None if b.dx[0] is None else flat(b.dx[0]), x.dtype)
     dt = or_empty(None if b.dx[1] is None else flat(b.dx[1]), x.dtype)
     acc_x, acc_t = bool(b.acc[0]), bool(b.acc[1])
-
-    def fwd() -> None:
-        forward(x, t, y, scale)
-
-    def bwd() -> None:
-        backward(x, t, dx, dt, g, acc_x, acc_t)
-
-    return fwd, (bwd if dx.size or dt.size else nothing)
+    fwd = Launch(forward, x, t, y, scale)
+    return fwd, (Launch(backward, x, t, dx, dt, g, acc_x, acc_t) if dx.size or dt.size else nothing)
 
 
 # -- pointwise losses on the GPU ----------------------------------------------------------------------

@@ -42,6 +42,7 @@ from numba import types as nb_types
 from numba.extending import intrinsic, overload
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from ._views import flat
 
 # -- a vectorizable exp ---------------------------------------------------------------------
@@ -231,14 +232,14 @@ def bind_unary(b: Binding, kernels: tuple, reads_output: bool, *attrs: Any) -> t
     forward, backward, forward_par, backward_par = kernels
     x, y = flat(b.x[0]), flat(b.y)
     n, nt = y.size, threads(y.size)
-    fwd = (lambda: forward(x, y, *attrs, 0, n)) if nt == 1 else (lambda: forward_par(x, y, *attrs, nt))
+    fwd = Launch(forward, x, y, *attrs, 0, n) if nt == 1 else Launch(forward_par, x, y, *attrs, nt)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     src = y if reads_output else x
     dy, dx, acc = flat(b.dy), flat(b.dx[0]), b.acc[0]
     if nt == 1:
-        return fwd, lambda: backward(src, dy, dx, acc, *attrs, 0, n)
-    return fwd, lambda: backward_par(src, dy, dx, acc, *attrs, nt)
+        return fwd, Launch(backward, src, dy, dx, acc, *attrs, 0, n)
+    return fwd, Launch(backward_par, src, dy, dx, acc, *attrs, nt)
 
 
 # -- the device copies of scalar functions ----------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._pointwise import fast_exp
 from ._views import around_axis
@@ -65,12 +66,12 @@ def bind_rows(b: Binding, forward, backward) -> tuple[Thunk, Thunk]:
     shape = around_axis(x, b.attrs["axis"] % (x.ndim - 1))
     rows = (shape[0], shape[1] * shape[2])
     x3, y3, x2, y2 = x.reshape(shape), b.y.reshape(shape), x.reshape(rows), b.y.reshape(rows)
-    fwd = lambda: forward(x3, y3, x2, y2)  # noqa: E731
+    fwd = Launch(forward, x3, y3, x2, y2)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy3, dx3, acc = b.dy.reshape(shape), b.dx[0].reshape(shape), b.acc[0]
     dy2, dx2 = b.dy.reshape(rows), b.dx[0].reshape(rows)
-    return fwd, lambda: backward(y3, dy3, dx3, acc, y2, dy2, dx2)
+    return fwd, Launch(backward, y3, dy3, dx3, acc, y2, dy2, dx2)
 
 
 def bind_rows_cuda(b: Binding, forward: Any, backward: Any) -> tuple[Thunk, Thunk]:

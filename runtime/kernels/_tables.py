@@ -12,6 +12,7 @@ from typing import Any
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from ._views import or_empty, per_sample
 
 
@@ -49,13 +50,13 @@ def bind_learned_table(b: Binding, forward: Any, backward: Any) -> tuple[Thunk, 
     (parameter, cls_token): ``forward(x, w, y)``, ``backward(dy, dx, dw, acc_dx)`` on
     per-sample [N, S] views, with an empty dx or dw where it is not needed."""
     x, y, w = per_sample(b.x[0]), per_sample(b.y), b.p["w"].reshape(-1)
-    fwd = lambda: forward(x, w, y)  # noqa: E731
+    fwd = Launch(forward, x, w, y)
     dx = or_empty(None if b.dx[0] is None else per_sample(b.dx[0]), w.dtype, 2)
     dw = or_empty(None if b.dp.get("w") is None else b.dp["w"].reshape(-1), w.dtype)
     if not dx.size and not dw.size:
         return fwd, nothing
     dy, acc = per_sample(b.dy), bool(b.acc[0])
-    return fwd, lambda: backward(dy, dx, dw, acc)
+    return fwd, Launch(backward, dy, dx, dw, acc)
 
 
 @cuda.jit

@@ -29,6 +29,7 @@ from numba import cuda, njit
 
 from ...compiler.ops.base import Pool2d
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._pointwise import threads
 from ._views import view
@@ -85,15 +86,15 @@ def bind_pool_cpu(b: Binding, kernels: tuple, saved: str | None = None) -> tuple
     extra = view(b.saved[saved], *y.shape) if saved else bool(b.attrs["count_include_pad"])
     p, nt = n * c, threads(x.size)
     if nt == 1:
-        fwd = lambda: forward(x, y, extra, geo, fast, 0, p)  # noqa: E731
+        fwd = Launch(forward, x, y, extra, geo, fast, 0, p)
     else:
-        fwd = lambda: forward_par(x, y, extra, geo, fast, nt)  # noqa: E731
+        fwd = Launch(forward_par, x, y, extra, geo, fast, nt)
     if b.dx[0] is None:
         return fwd, nothing
     dy, dx, acc = view(b.dy, *y.shape), view(b.dx[0], *x.shape), b.acc[0]
     if nt == 1:
-        return fwd, lambda: backward(dy, extra, dx, acc, geo, fast, 0, p)
-    return fwd, lambda: backward_par(dy, extra, dx, acc, geo, fast, nt)
+        return fwd, Launch(backward, dy, extra, dx, acc, geo, fast, 0, p)
+    return fwd, Launch(backward_par, dy, extra, dx, acc, geo, fast, nt)
 
 
 def bind_pool_cuda(b: Binding, forward: Any, backward: Any, saved: str | None = None) -> tuple[Thunk, Thunk]:

@@ -16,6 +16,7 @@ import numpy as np
 from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import _epilogue as epilogue
 from . import cuda_core
 from ._copies import copy_cpu
@@ -70,13 +71,13 @@ def backward_cpu(dy, dxs, acc):  # dxs: flat arrays, empty where not needed
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     xs, y = tuple(flat(a) for a in b.x), flat(b.y)
     n, nt, act = y.size, threads(y.size), epilogue.code(b)
-    fwd = (lambda: forward_cpu(xs, y, 0, n, act)) if nt == 1 else (lambda: forward_par(xs, y, nt, act))
+    fwd = Launch(forward_cpu, xs, y, 0, n, act) if nt == 1 else Launch(forward_par, xs, y, nt, act)
     if b.dy is None or all(g is None for g in b.dx):
         return fwd, nothing
     dy = flat(b.dy)
     dxs = tuple(flat(or_empty(g, y.dtype)) for g in b.dx)
     acc = np.array(b.acc, np.bool_)
-    return fwd, lambda: backward_cpu(dy, dxs, acc)
+    return fwd, Launch(backward_cpu, dy, dxs, acc)
 
 
 @cuda.jit

@@ -26,6 +26,7 @@ import numpy as np
 from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import _epilogue as epilogue
 from . import cuda_core
 from ._epilogue import act_inplace
@@ -145,7 +146,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     training = b.state.training
     momentum, eps = float(b.attrs["momentum"]), float(b.attrs["eps"])
     act = epilogue.code(b)
-    fwd = lambda: forward_cpu(x, w, bias, rm, rv, mean, invstd, y, training, momentum, eps, act)  # noqa: E731
+    fwd = Launch(forward_cpu, x, w, bias, rm, rv, mean, invstd, y, training, momentum, eps, act)
     if b.dy is None:
         return fwd, nothing
     dy = ncl(b.dy)
@@ -155,7 +156,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dw = dw if dw is not None else empty
     db = db if db is not None else empty
     acc = bool(b.acc[0])
-    return fwd, lambda: backward_cpu(x, w, mean, invstd, dy, dx, dw, db, training, acc)
+    return fwd, Launch(backward_cpu, x, w, mean, invstd, dy, dx, dw, db, training, acc)
 
 
 # the scalar functions above, on the device

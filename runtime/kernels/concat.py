@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._copies import ColumnCopy
 from ._views import or_empty
@@ -57,13 +58,13 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 
     xs, y = tuple(rows(a) for a in b.x), rows(b.y)
     offsets = np.cumsum([0] + [a.shape[1] for a in xs]).astype(np.int64)
-    fwd = lambda: forward_cpu(xs, y, offsets)  # noqa: E731
+    fwd = Launch(forward_cpu, xs, y, offsets)
     if b.dy is None or all(g is None for g in b.dx):
         return fwd, nothing
     dy = rows(b.dy)
     dxs = tuple(rows(g) if g is not None else or_empty(None, y.dtype, 2) for g in b.dx)
     acc = np.array(b.acc, np.bool_)
-    return fwd, lambda: backward_cpu(dy, dxs, offsets, acc)
+    return fwd, Launch(backward_cpu, dy, dxs, offsets, acc)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:

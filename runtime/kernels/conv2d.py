@@ -55,11 +55,12 @@ from ...compiler.ops.base import TensorType, pair
 from ...compiler.ops.conv2d import OP as CONV
 from ...compiler.ops.conv2d import pads4
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch, OneBlasThread
 from . import _conv_direct as direct
 from . import _conv_gemm as gemm_kernels
 from . import _epilogue as epilogue
 from . import cuda_core
-from ._blas import OPENBLAS, one_blas_thread
+from ._blas import OPENBLAS
 from ._conv_gemm import is_direct
 from ._views import view
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
@@ -148,9 +149,9 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     cols = view(cols, nt, c * kh * kw, chunk * width)
     stages = view(stages, nt, o, chunk * width)
     dwt = view(dwt, nt, k, o)  # per-thread dWᵀ partials
-    wrap = one_blas_thread if nt > 1 else (lambda f: f)
+    launch = OneBlasThread if nt > 1 and OPENBLAS is not None else Launch
     act = epilogue.code(b)
-    fwd = wrap(lambda: gemm_kernels.forward_cpu(x, w2, bias, y, cols, stages, planes, chunk, act, geo))
+    fwd = launch(gemm_kernels.forward_cpu, x, w2, bias, y, cols, stages, planes, chunk, act, geo)
     if b.dy is None:
         return fwd, nothing
     dy, dx, dw2, db = direct.grad_views(b, x, y, w2)
@@ -158,7 +159,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
         dwt = dwt[:, :, :0]  # frozen weights: no partials to compute
     acc = b.acc[0]
     scr = (cols, stages, planes, dplanes, dwt)
-    return fwd, wrap(lambda: gemm_kernels.backward_cpu(x, w2, dy, dx, dw2, db, scr, chunk, acc, geo))
+    return fwd, launch(gemm_kernels.backward_cpu, x, w2, dy, dx, dw2, db, scr, chunk, acc, geo)
 
 
 # -- CUDA -------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._pointwise import threads
 from ._views import flat
@@ -85,15 +86,15 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     p, training, seed, index = float(b.attrs["p"]), b.state.training, b.state.seed, int(b.index)
     n, nt = x.size, threads(x.size)
     if nt == 1:
-        fwd = lambda: forward_cpu(x, y, mask, p, training, seed, index, 0, n)  # noqa: E731
+        fwd = Launch(forward_cpu, x, y, mask, p, training, seed, index, 0, n)
     else:
-        fwd = lambda: forward_par(x, y, mask, p, training, seed, index, nt)  # noqa: E731
+        fwd = Launch(forward_par, x, y, mask, p, training, seed, index, nt)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy, dx, acc = flat(b.dy), flat(b.dx[0]), b.acc[0]
     if nt == 1:
-        return fwd, lambda: backward_cpu(mask, dy, dx, acc, training, 0, n)
-    return fwd, lambda: backward_par(mask, dy, dx, acc, training, nt)
+        return fwd, Launch(backward_cpu, mask, dy, dx, acc, training, 0, n)
+    return fwd, Launch(backward_par, mask, dy, dx, acc, training, nt)
 
 
 _mix64_cuda = cuda.jit(device=True)(mix64)

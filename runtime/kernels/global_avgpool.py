@@ -11,6 +11,7 @@ import numpy as np
 from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._pointwise import threads
 from ._views import view
@@ -59,15 +60,15 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x = view(b.x[0], n * c, -1)
     y = view(b.y, n * c)
     p, nt = n * c, threads(x.size)
-    fwd = (lambda: forward_cpu(x, y, 0, p)) if nt == 1 else (lambda: forward_par(x, y, nt))
+    fwd = Launch(forward_cpu, x, y, 0, p) if nt == 1 else Launch(forward_par, x, y, nt)
     if b.dx[0] is None:
         return fwd, nothing
     dy = view(b.dy, n * c)
     dx = view(b.dx[0], *x.shape)
     acc = b.acc[0]
     if nt == 1:
-        return fwd, lambda: backward_cpu(dy, dx, acc, 0, p)
-    return fwd, lambda: backward_par(dy, dx, acc, nt)
+        return fwd, Launch(backward_cpu, dy, dx, acc, 0, p)
+    return fwd, Launch(backward_par, dy, dx, acc, nt)
 
 
 @cuda.jit

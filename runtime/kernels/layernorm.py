@@ -24,6 +24,7 @@ import numpy as np
 from numba import cuda, get_num_threads, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import _epilogue as epilogue
 from . import cuda_core
 from ._epilogue import act_inplace
@@ -126,7 +127,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     mean, invstd = flat(b.saved["mean"]), flat(b.saved["invstd"])
     eps = float(b.attrs["eps"])
     act = epilogue.code(b)
-    fwd = lambda: forward_cpu(x, w, bias, mean, invstd, y, eps, act)  # noqa: E731
+    fwd = Launch(forward_cpu, x, w, bias, mean, invstd, y, eps, act)
     if b.dy is None:
         return fwd, nothing
     dy = rows(b.dy)
@@ -134,7 +135,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     dw, db = flat(b.dp.get("w")), flat(b.dp.get("b"))
     acc = bool(b.acc[0])
     step = max(1, -(-m // (get_num_threads() * BLOCK))) * BLOCK  # about one column block per thread
-    return fwd, lambda: backward_cpu(x, w, mean, invstd, dy, dx, dw, db, acc, step)
+    return fwd, Launch(backward_cpu, x, w, mean, invstd, dy, dx, dw, db, acc, step)
 
 
 @cuda.jit

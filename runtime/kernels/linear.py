@@ -8,7 +8,7 @@ several modules) without a temporary.
 Threads: products of at least SPLIT_MACS multiply-adds are split over numba's threads (y and dx
 by the larger of their rows and columns, dW and db by output features: no partial sums,
 deterministic for a given thread count); smaller ones run on one thread. BLAS runs on one thread
-either way (``one_blas_thread``). A fused activation (``Binding.epilogue``, EPILOGUES_CPU) is
+either way (``launch.OneBlasThread``). A fused activation (``Binding.epilogue``, EPILOGUES_CPU) is
 applied to each thread's block of y right after its GEMM; after an unsplit GEMM (BLAS's own
 threads, ``Binding.blas_threads``) on a large output it runs on numba's threads (``act_par``), as
 the activation's own kernel would.
@@ -24,9 +24,10 @@ import numpy as np
 from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch, OneBlasThread
 from . import _epilogue as epilogue
 from . import cuda_core
-from ._blas import OPENBLAS, gemm, one_blas_thread
+from ._blas import OPENBLAS, gemm
 from ._pointwise import threads
 
 #: The activations forward_cpu applies to y itself (``Binding.epilogue``).
@@ -131,12 +132,12 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     # to starve (Binding.blas_threads): then BLAS splits every product itself
     split = not b.blas_threads and x.shape[0] * k * w.shape[0] >= SPLIT_MACS
     nt = max(1, min(x.shape[0], w.shape[0], numba.get_num_threads())) if split else 1
-    wrap = one_blas_thread if OPENBLAS is not None and not b.blas_threads else (lambda f: f)
+    launch = OneBlasThread if OPENBLAS is not None and not b.blas_threads else Launch
     if nt > 1:
-        fwd = wrap(lambda: forward_split(x, w, bias, y, act, nt))
+        fwd = launch(forward_split, x, w, bias, y, act, nt)
     else:
         act_nt = threads(y.size) if act[0] != epilogue.NONE else 1
-        fwd = wrap(lambda: forward_cpu(x, w, bias, y, act, none, act_nt))
+        fwd = launch(forward_cpu, x, w, bias, y, act, none, act_nt)
     if b.dy is None:
         return fwd, nothing
     dy = b.dy.reshape(y.shape)
@@ -147,8 +148,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     db = db if db is not None else empty
     acc = b.acc[0]
     if nt > 1:
-        return fwd, wrap(lambda: backward_split(x, w, dy, dx, dw, db, acc, nt))
-    return fwd, wrap(lambda: backward_cpu(x, w, dy, dx, dw, db, acc))
+        return fwd, launch(backward_split, x, w, dy, dx, dw, db, acc, nt)
+    return fwd, launch(backward_cpu, x, w, dy, dx, dw, db, acc)
 
 
 @cuda.jit

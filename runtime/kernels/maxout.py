@@ -13,6 +13,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._views import around_axis
 
@@ -60,11 +61,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     outer, groups, k, inner = _shape(b)
     x4 = b.x[0].reshape(outer, groups, k, inner)
     y3, arg3 = b.y.reshape(outer, groups, inner), b.saved["argmax"].reshape(outer, groups, inner)
-    fwd = lambda: forward_cpu(x4, y3, arg3)  # noqa: E731
+    fwd = Launch(forward_cpu, x4, y3, arg3)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy3, dx4, acc = b.dy.reshape(y3.shape), b.dx[0].reshape(x4.shape), b.acc[0]
-    return fwd, lambda: backward_cpu(arg3, dy3, dx4, acc)
+    return fwd, Launch(backward_cpu, arg3, dy3, dx4, acc)
 
 
 @cuda.jit

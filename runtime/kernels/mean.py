@@ -19,6 +19,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._views import reduction_layout
 from .cuda_core import SUM_LANES, THREADS, WARP  # shared-array shapes: int globals of this module
@@ -89,11 +90,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x = b.x[0]
     sizes, kept, inv = _layout(b)
     x6, y3 = x.reshape(sizes), b.y.reshape(kept)
-    fwd = lambda: forward_cpu(x6, y3, inv)  # noqa: E731
+    fwd = Launch(forward_cpu, x6, y3, inv)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy3, dx6, acc = b.dy.reshape(kept), b.dx[0].reshape(sizes), b.acc[0]
-    return fwd, lambda: backward_cpu(dy3, dx6, acc, inv)
+    return fwd, Launch(backward_cpu, dy3, dx6, acc, inv)
 
 
 @cuda.jit

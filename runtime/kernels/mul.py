@@ -12,6 +12,7 @@ from __future__ import annotations
 from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._pointwise import threads
 from ._views import flat, or_empty
@@ -58,15 +59,15 @@ def backward_par(x0, x1, dy, dx0, dx1, acc0, acc1, nt):
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x0, x1, y = flat(b.x[0]), flat(b.x[1]), flat(b.y)
     n, nt = y.size, threads(y.size)
-    fwd = (lambda: forward_cpu(x0, x1, y, 0, n)) if nt == 1 else (lambda: forward_par(x0, x1, y, nt))
+    fwd = Launch(forward_cpu, x0, x1, y, 0, n) if nt == 1 else Launch(forward_par, x0, x1, y, nt)
     if b.dy is None or (b.dx[0] is None and b.dx[1] is None):
         return fwd, nothing
     dy = flat(b.dy)
     dx0, dx1 = flat(or_empty(b.dx[0], y.dtype)), flat(or_empty(b.dx[1], y.dtype))
     acc0, acc1 = b.acc[0], b.acc[1]
     if nt == 1:
-        return fwd, lambda: backward_cpu(x0, x1, dy, dx0, dx1, acc0, acc1, 0, n)
-    return fwd, lambda: backward_par(x0, x1, dy, dx0, dx1, acc0, acc1, nt)
+        return fwd, Launch(backward_cpu, x0, x1, dy, dx0, dx1, acc0, acc1, 0, n)
+    return fwd, Launch(backward_par, x0, x1, dy, dx0, dx1, acc0, acc1, nt)
 
 
 @cuda.jit

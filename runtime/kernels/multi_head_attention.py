@@ -53,8 +53,9 @@ from numba import cuda, njit, prange, types
 from numba.extending import intrinsic, overload
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch, OneBlasThread
 from . import cuda_core
-from ._blas import OPENBLAS, gemm, one_blas_thread, project
+from ._blas import OPENBLAS, gemm, project
 from ._views import as_rows, or_empty
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
@@ -343,11 +344,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     q, k, v, ctx = (rows(b.saved[s]) for s in ("q", "k", "v", "context"))
     st = b.saved["softmax"]
     y = rows(b.y)
-    wrap = one_blas_thread if OPENBLAS is not None and not b.blas_threads else (lambda f: f)
+    launch = OneBlasThread if OPENBLAS is not None and not b.blas_threads else Launch
     if nt > 1:
-        fwd = wrap(lambda: forward_par(xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal, nt))
+        fwd = launch(forward_par, xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal, nt)
     else:
-        fwd = wrap(lambda: forward_cpu(xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal))
+        fwd = launch(forward_cpu, xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal)
     if b.dy is None:
         return fwd, nothing
     dy = rows(b.dy)
@@ -358,8 +359,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     flags = (scale, causal, self_attn, bool(b.acc[0]), bool(b.acc[-1]))
     args = (xq, xkv, *w, q, k, v, st, ctx, dy, ws, dxq, dxkv, *dw, *db, *flags)
     if nt > 1:
-        return fwd, wrap(lambda: backward_par(*args, nt))
-    return fwd, wrap(lambda: backward_cpu(*args))
+        return fwd, launch(backward_par, *args, nt)
+    return fwd, launch(backward_cpu, *args)
 
 
 # -- CUDA ------------------------------------------------------------------------------------------

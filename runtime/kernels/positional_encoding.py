@@ -11,6 +11,7 @@ import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._tables import add_table, add_table_cuda, pass_grad
 from ._views import per_sample, per_sample_cuda
@@ -40,11 +41,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     _, t, d = b.x[0].shape
     x, y = per_sample(b.x[0]), per_sample(b.y)
     pe = table(t, d, x.dtype).reshape(-1)
-    fwd = lambda: forward_cpu(x, pe, y)  # noqa: E731
+    fwd = Launch(forward_cpu, x, pe, y)
     if b.dx[0] is None:
         return fwd, nothing
     dy, dx, acc = per_sample(b.dy), per_sample(b.dx[0]), bool(b.acc[0])
-    return fwd, lambda: backward_cpu(dy, dx, acc)
+    return fwd, Launch(backward_cpu, dy, dx, acc)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:

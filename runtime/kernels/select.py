@@ -13,6 +13,7 @@ from __future__ import annotations
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._copies import ColumnCopy
 from ._views import around_axis
@@ -52,11 +53,11 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     x = b.x[0]
     outer, size, inner, index = _layout(b)
     x3, y2 = x.reshape(outer, size, inner), b.y.reshape(outer, inner)
-    fwd = lambda: forward_cpu(x3, y2, index)  # noqa: E731
+    fwd = Launch(forward_cpu, x3, y2, index)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dy2, dx3, acc = b.dy.reshape(outer, inner), b.dx[0].reshape(outer, size, inner), b.acc[0]
-    return fwd, lambda: backward_cpu(dy2, dx3, acc, index)
+    return fwd, Launch(backward_cpu, dy2, dx3, acc, index)
 
 
 @cuda.jit

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from ..binding import Binding, Thunk, nothing
+from ..launch import Launch
 from . import cuda_core
 from ._copies import gather_cuda, gather_meta
 from ._views import c_strides, merged_permutation, pad_rank
@@ -58,13 +59,13 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     src_shape, mperm, out_shape, inv = _layout(b)
     xt = pad_rank(x.reshape(src_shape).transpose(mperm), "transpose")
     y = pad_rank(b.y.reshape(out_shape), "transpose")
-    fwd = lambda: forward_cpu(xt, y, False)  # noqa: E731
+    fwd = Launch(forward_cpu, xt, y, False)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     dyt = pad_rank(b.dy.reshape(out_shape).transpose(inv), "transpose")
     dx = pad_rank(b.dx[0].reshape(src_shape), "transpose")
     acc = b.acc[0]
-    return fwd, lambda: backward_cpu(dyt, dx, acc)
+    return fwd, Launch(backward_cpu, dyt, dx, acc)
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:

@@ -235,12 +235,11 @@ class Trainer(CheckpointState):
         rng = np.random.default_rng([self.seed, self.epoch, self.cursor, 0xA06]) if aug else None
         self.buf.feed(self.train, idx, aug, rng)
         ex.state.seed[0] = step_seed(self.seed, self.micro)
-        ex.forward()
+        ex.step()  # forward and backward: one native call once the whole-step function is ready
         losses = ex.losses()
         loss = sum(self.meter.weights[k] * v for k, v in losses.items())
         if not math.isfinite(loss):
-            return loss
-        ex.backward()
+            return loss  # training stops (_diverged): the gradients of this step are never used
         self.meter.add(ex, len(idx), losses)
         acc = self._step_losses
         acc[""] = acc.get("", 0.0) + loss

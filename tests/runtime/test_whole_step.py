@@ -1,0 +1,188 @@
+"""Whole-step native code (runtime/wholestep.py): one generated numba function runs a plan's step
+bit for bit like the per-op replay, allocates nothing, lives in the kernel cache, loads warm
+without compiling, and plans it cannot run stay per op with the reason.
+
+One compile per example (NETC_WHOLE_STEP=sync; the suite's default is off, tests/conftest.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from harness import REPO as ROOT
+from harness import SMALL_EXAMPLES as SMALL
+from numba.core.runtime import _nrt_python, rtsys
+
+import netc
+from netc.runtime import wholestep
+from netc.runtime.binding import nothing
+from netc.runtime.check import random_inputs
+from netc.runtime.executor import Executor
+from netc.runtime.kernels import relu
+from netc.runtime.launch import Seq
+
+BATCH = 4
+
+
+def _pair(monkeypatch, plan, batch=BATCH):
+    """(per-op executor, whole-step executor) on one plan, same seed."""
+    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
+    a = Executor(plan, batch, seed=3)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    b = Executor(plan, batch, seed=3)
+    return a, b
+
+
+def _same(a, b):
+    assert a.losses() == b.losses()
+    assert np.array_equal(a.grads, b.grads)
+    for k, v in a.outputs().items():
+        assert np.array_equal(b.outputs()[k], v), k
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_training_step_equals_per_op_bitwise(monkeypatch, name):
+    plan = netc.load(ROOT / "examples" / f"{name}.yaml").compile(BATCH)
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason  # every CPU binder returns Launch thunks
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.set_inputs(inputs)
+        ex.state.seed[0] = 11
+        ex.step()
+    _same(a, b)
+    # forward and backward apart (two native calls) compute the same, and again: deterministic
+    b.grads[:] = np.nan
+    b.forward()
+    b.backward()
+    _same(a, b)
+    assert b.allocated_bytes == plan.memory["ledger"]["training_peak_bytes"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_inference_plan_equals_per_op_bitwise(monkeypatch, name):
+    plan = netc.load(ROOT / "examples" / f"{name}.yaml").compile(BATCH, mode="inference")
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason  # every CPU binder returns Launch thunks
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.forward(inputs)
+    for k, v in a.outputs().items():
+        assert np.array_equal(b.outputs()[k], v), k
+
+
+def test_the_step_allocates_nothing_and_lives_in_the_cache(monkeypatch):
+    plan = netc.load(ROOT / "examples" / "lenet5.yaml").compile(BATCH)
+    _, ex = _pair(monkeypatch, plan)
+    ex.set_inputs(random_inputs(plan, BATCH, seed=1))
+    ex.step()
+    _nrt_python.memsys_enable_stats()
+    try:
+        before = rtsys.get_allocation_stats()
+        ex.step()
+        after = rtsys.get_allocation_stats()
+    finally:
+        _nrt_python.memsys_disable_stats()
+    # numba wraps each array argument in a meminfo when it unboxes it (the per-op path does so for
+    # every kernel call): that is all. A buffer allocated inside would count one more.
+    arrays = len(wholestep.BASES) + 2 + sum(isinstance(e, np.ndarray) for e in ex._whole.gen.extras)
+    assert after.alloc - before.alloc == after.mi_alloc - before.mi_alloc == arrays
+    path = ex._whole.path
+    assert Path(numba.config.CACHE_DIR) in path.parents
+    assert ROOT not in path.parents
+    assert path.name.startswith("step_") and "k0_" in path.read_text()
+
+
+def test_an_unconverted_module_keeps_the_plan_per_op(monkeypatch):
+    def closures(b):  # a binder that still returns Python closures
+        fwd, bwd = relu.bind_unary(b, relu.KERNELS_CPU, True)
+        return (lambda: fwd()), (lambda: bwd())
+
+    monkeypatch.setattr(relu, "bind_cpu", closures)
+    plan = netc.load(ROOT / "examples" / "iris_mlp.yaml").compile(BATCH)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    ex = Executor(plan, BATCH)
+    assert ex._whole is None
+    relus = [s.module for s in plan.forward_steps if s.op == "relu"]
+    # (fused into the linear before it, a relu's forward is `nothing`: its backward is named)
+    assert any(f"'{m}'" in ex.whole_step_reason for m in relus) and "closure" in ex.whole_step_reason
+    ex.set_inputs(random_inputs(plan, BATCH, seed=1))
+    ex.step()  # per op
+    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
+    assert Executor(plan, BATCH).whole_step_reason.startswith("disabled")
+
+
+def test_a_bad_label_raises_after_the_native_step(monkeypatch):
+    plan = netc.load(ROOT / "examples" / "iris_mlp.yaml").compile(BATCH)
+    _, ex = _pair(monkeypatch, plan)
+    inputs = random_inputs(plan, BATCH, seed=1)
+    label = next(n for n in plan.inputs if plan.tensors[n].dtype == "int64")
+    inputs[label] = np.full_like(inputs[label], 7)
+    with pytest.raises(ValueError, match="label 7 out of range"):
+        ex.step(inputs)
+
+
+WARM = """
+import sys, numpy as np, netc
+from netc.runtime.check import random_inputs
+from netc.runtime import wholestep
+from netc.runtime.executor import Executor
+plan = netc.load(sys.argv[1]).compile(4)
+ex = Executor(plan, 4, seed=3)
+ex.set_inputs(random_inputs(plan, 4, seed=5))
+ex.state.seed[0] = 11
+ex.step()
+d = ex._whole.dispatcher
+print(sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values()), repr(ex.loss()))
+"""
+
+
+def test_a_warm_cache_loads_before_the_first_step(monkeypatch):
+    path = ROOT / "examples" / "xor_mlp.yaml"
+    plan = netc.load(path).compile(4)
+    a, _ = _pair(monkeypatch, plan)  # compiles (or loads) into this session's cache
+    monkeypatch.setenv("NETC_WHOLE_STEP", "1")
+    out = subprocess.run([sys.executable, "-c", WARM, str(path)], capture_output=True, text=True, check=True)
+    hits, misses, loss = out.stdout.split()
+    assert (int(hits), int(misses)) == (1, 0)
+    a.set_inputs(random_inputs(plan, 4, seed=5))
+    a.state.seed[0] = 11
+    a.step()
+    assert float(loss) == a.loss()
+
+
+def test_a_cold_plan_runs_per_op_until_its_compile_is_done(monkeypatch):
+    # a batch no other test compiles: cold in a fresh cache, warm on a rerun (then ready at once)
+    plan = netc.load(ROOT / "examples" / "xor_mlp.yaml").compile(7)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
+    a = Executor(plan, 7, seed=3)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "1")
+    b = Executor(plan, 7, seed=3)
+    inputs = random_inputs(plan, 7, seed=2)
+    for ex in (a, b):
+        ex.set_inputs(inputs)
+        ex.step()
+        ex.step()
+    assert b.wait_whole_step(timeout=300), b.whole_step_reason
+    for ex in (a, b):
+        ex.step()
+    _same(a, b)
+
+
+def test_a_seq_of_launches_runs_as_its_launches(monkeypatch):
+    def as_seq(b):
+        fwd, bwd = relu.bind_unary(b, relu.KERNELS_CPU, True)
+        return Seq(fwd), Seq(bwd, nothing) if bwd is not nothing else nothing
+
+    plan = netc.load(ROOT / "examples" / "iris_mlp.yaml").compile(BATCH)
+    a, plain = _pair(monkeypatch, plan)
+    monkeypatch.setattr(relu, "bind_cpu", as_seq)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    b = Executor(plan, BATCH, seed=3)
+    assert b._whole is not None and b._whole.path == plain._whole.path  # the same source
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.step(inputs)
+    _same(a, b)
