@@ -123,6 +123,25 @@ def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int, int, int]:
     return nt, max(1, min(chunk, (have // nt - fixed) // per_sample)), width, plane
 
 
+# The forward by kernel rows (_conv_gemm.forward_rows_cpu) takes stride-1, one-group layers with at
+# least this many input channels, by measurement (see the module docstring); fewer channels make
+# its kh GEMMs' K = C·kw too short (ResNet-mini's 3-channel stem, LeNet-5's layers keep the wide path).
+ROWS_MIN_CHANNELS = 16
+
+
+def rows_chunk(b: Binding, geo: tuple[int, ...], nt: int, chunk: int, width: int) -> int:
+    """Samples per chunk of the forward by kernel rows, or 0 where it does not take the layer: its
+    shifted rows and stage [C·kw + O, S·Hp·Wp] must fit in the space of one thread's column matrix
+    and stage of the wide path, [C·kh·kw + O, chunk·width]."""
+    c, _, _, kh, kw, sh, sw, *_, groups = geo
+    if sh != 1 or sw != 1 or groups != 1 or kh < 2 or c < ROWS_MIN_CHANNELS:
+        return 0
+    hp, wp, _ = gemm_kernels.wide_dims(geo)
+    o = b.p["w"].shape[0]
+    share = -(-b.x[0].shape[0] // nt)
+    return min(share, (c * kh * kw + o) * chunk * width // ((c * kw + o) * hp * wp))
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
     nt = direct_threads(b, geo)
@@ -152,6 +171,14 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     launch = OneBlasThread if nt > 1 and OPENBLAS is not None else Launch
     act = epilogue.code(b)
     fwd = launch(gemm_kernels.forward_cpu, x, w2, bias, y, cols, stages, planes, chunk, act, geo)
+    s_rows = rows_chunk(b, geo, nt, chunk, width)
+    if s_rows:  # the same scratch as the wide path's column matrices and stages (forward only)
+        hp, wp, _ = gemm_kernels.wide_dims(geo)
+        sizes = (c * kw * s_rows * hp * wp, o * s_rows * hp * wp)
+        rows = view(scratch[: nt * sizes[0]], nt, c * kw, s_rows * hp * wp)
+        stages_r = view(scratch[nt * sizes[0] : nt * sum(sizes)], nt, o, s_rows * hp * wp)
+        wr = view(dwt, nt, kh, o, c * kw)  # the weights by kernel row, in the dWᵀ partials' space
+        fwd = launch(gemm_kernels.forward_rows_cpu, x, w2, bias, y, rows, stages_r, planes, wr, act, geo)
     if b.dy is None:
         return fwd, nothing
     dy, dx, dw2, db = direct.grad_views(b, x, y, w2)
