@@ -17,6 +17,26 @@ the "wide" layout, where each column-matrix row is one contiguous run of the zer
 input plane (im2col is C·kh·kw long copies instead of C·kh·kw·Ho short ones; LeNet-5's 6->16
 forward ~1.7x faster, for ~36% more GEMM columns there).
 
+By kernel rows (``rows_chunk``, ``ROWS_MIN_CHANNELS``): the forward of a stride-1, one-group
+layer with C >= 16 and kh >= 2 keeps only kw shifted copies of each input plane and runs kh GEMMs
+Wr[u] [O, C·kw] @ rows (K = C·kw) shifted by d_h·u·Wp columns, instead of one over the wide
+column matrix (K = C·kh·kw); _conv_gemm's docstring has the products. The backward keeps the wide
+path. Measured on the benchmark row and ResNet-mini's block convolutions (32->32 3x3 p1, 32x32,
+float32, batch 64; a shared 2-core machine, load 4-5, so minima of 25 interleaved rounds):
+
+    one thread, the products alone     wide (K 288)  16.3 ms + im2col 2.3 ms   rows (K 96)  13.1 ms
+                                       taps (9 GEMMs, K 32, no copy at all)    15.1 ms
+    backward products, one thread      dW wide 11.7 + im2col 2.3    dW rows 14.6 (taps 17.0)
+                                       dcols wide 10.9 + col2im     rows 10.8 + fold, taps 14.2
+    forward_cpu vs forward_rows_cpu    2 threads, alternated: median 47.4 -> 40.6 ms, min 44.1 ->
+                                       36.3 ms (load 4.5)
+
+so only the forward switched: the backward's dW by rows loses what the smaller copy saves, and its
+dx gains too little to pay for a second code path. NHWC (channels-last) columns, [S·P, K] @ [K, O],
+are the same GEMM for BLAS (row-major [O, K] @ [K, S·P] is column-major [S·P, K] @ [K, O]) with
+an im2col of C-long runs instead of Wp-long ones: not tried further. Layers with few channels
+(ResNet-mini's 3-channel stem, LeNet-5's) keep the wide path: K = C·kw would be 9 to 30.
+
 Threads: the batch is split into T contiguous blocks of samples, one per numba thread (prange),
 each with its own column matrix and dW partial, while BLAS is set to one thread for the call
 (OpenBLAS's thread count is restored after it). Per-sample GEMMs are small ([32 x 288] @ [288 x
