@@ -29,7 +29,10 @@ float32, batch 64; a shared 2-core machine, load 4-5, so minima of 25 interleave
     backward products, one thread      dW wide 11.7 + im2col 2.3    dW rows 14.6 (taps 17.0)
                                        dcols wide 10.9 + col2im     rows 10.8 + fold, taps 14.2
     forward_cpu vs forward_rows_cpu    2 threads, alternated: median 47.4 -> 40.6 ms, min 44.1 ->
-                                       36.3 ms (load 4.5)
+                                       36.3 ms (load 4.5); 27.5 -> 23.9 ms, min 23.0 -> 18.1 ms
+                                       (load 2.3; forward + backward 48.4 -> 50.4 GFLOP/s)
+    ResNet-mini, netc profile --batch 64, alternated (load 6.5-10.7): the four block convolutions'
+                                       forward 56-89 ms old, 46-62 ms new; step 816, 828 -> 700, 679 ms
 
 so only the forward switched: the backward's dW by rows loses what the smaller copy saves, and its
 dx gains too little to pay for a second code path. NHWC (channels-last) columns, [S·P, K] @ [K, O],
