@@ -17,6 +17,29 @@ the "wide" layout, where each column-matrix row is one contiguous run of the zer
 input plane (im2col is C·kh·kw long copies instead of C·kh·kw·Ho short ones; LeNet-5's 6->16
 forward ~1.7x faster, for ~36% more GEMM columns there).
 
+By kernel rows (``rows_chunk``, ``ROWS_MIN_CHANNELS``): the forward of a stride-1, one-group
+layer with C >= 16 and kh >= 2 keeps only kw shifted copies of each input plane and runs kh GEMMs
+Wr[u] [O, C·kw] @ rows (K = C·kw) shifted by d_h·u·Wp columns, instead of one over the wide
+column matrix (K = C·kh·kw); _conv_gemm's docstring has the products. The backward keeps the wide
+path. Measured on the benchmark row and ResNet-mini's block convolutions (32->32 3x3 p1, 32x32,
+float32, batch 64; a shared 2-core machine, load 4-5, so minima of 25 interleaved rounds):
+
+    one thread, the products alone     wide (K 288)  16.3 ms + im2col 2.3 ms   rows (K 96)  13.1 ms
+                                       taps (9 GEMMs, K 32, no copy at all)    15.1 ms
+    backward products, one thread      dW wide 11.7 + im2col 2.3    dW rows 14.6 (taps 17.0)
+                                       dcols wide 10.9 + col2im     rows 10.8 + fold, taps 14.2
+    forward_cpu vs forward_rows_cpu    2 threads, alternated: median 47.4 -> 40.6 ms, min 44.1 ->
+                                       36.3 ms (load 4.5); 27.5 -> 23.9 ms, min 23.0 -> 18.1 ms
+                                       (load 2.3; forward + backward 48.4 -> 50.4 GFLOP/s)
+    ResNet-mini, netc profile --batch 64, alternated (load 6.5-10.7): the four block convolutions'
+                                       forward 56-89 ms old, 46-62 ms new; step 816, 828 -> 700, 679 ms
+
+so only the forward switched: the backward's dW by rows loses what the smaller copy saves, and its
+dx gains too little to pay for a second code path. NHWC (channels-last) columns, [S·P, K] @ [K, O],
+are the same GEMM for BLAS (row-major [O, K] @ [K, S·P] is column-major [S·P, K] @ [K, O]) with
+an im2col of C-long runs instead of Wp-long ones: not tried further. Layers with few channels
+(ResNet-mini's 3-channel stem, LeNet-5's) keep the wide path: K = C·kw would be 9 to 30.
+
 Threads: the batch is split into T contiguous blocks of samples, one per numba thread (prange),
 each with its own column matrix and dW partial, while BLAS is set to one thread for the call
 (OpenBLAS's thread count is restored after it). Per-sample GEMMs are small ([32 x 288] @ [288 x
@@ -123,6 +146,25 @@ def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int, int, int]:
     return nt, max(1, min(chunk, (have // nt - fixed) // per_sample)), width, plane
 
 
+# The forward by kernel rows (_conv_gemm.forward_rows_cpu) takes stride-1, one-group layers with at
+# least this many input channels, by measurement (see the module docstring); fewer channels make
+# its kh GEMMs' K = C·kw too short (ResNet-mini's 3-channel stem, LeNet-5's layers keep the wide path).
+ROWS_MIN_CHANNELS = 16
+
+
+def rows_chunk(b: Binding, geo: tuple[int, ...], nt: int, chunk: int, width: int) -> int:
+    """Samples per chunk of the forward by kernel rows, or 0 where it does not take the layer: its
+    shifted rows and stage [C·kw + O, S·Hp·Wp] must fit in the space of one thread's column matrix
+    and stage of the wide path, [C·kh·kw + O, chunk·width]."""
+    c, _, _, kh, kw, sh, sw, *_, groups = geo
+    if sh != 1 or sw != 1 or groups != 1 or kh < 2 or c < ROWS_MIN_CHANNELS:
+        return 0
+    hp, wp, _ = gemm_kernels.wide_dims(geo)
+    o = b.p["w"].shape[0]
+    share = -(-b.x[0].shape[0] // nt)
+    return min(share, (c * kh * kw + o) * chunk * width // ((c * kw + o) * hp * wp))
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     geo = geometry(b)
     nt = direct_threads(b, geo)
@@ -152,6 +194,14 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     launch = OneBlasThread if nt > 1 and OPENBLAS is not None else Launch
     act = epilogue.code(b)
     fwd = launch(gemm_kernels.forward_cpu, x, w2, bias, y, cols, stages, planes, chunk, act, geo)
+    s_rows = rows_chunk(b, geo, nt, chunk, width)
+    if s_rows:  # the same scratch as the wide path's column matrices and stages (forward only)
+        hp, wp, _ = gemm_kernels.wide_dims(geo)
+        sizes = (c * kw * s_rows * hp * wp, o * s_rows * hp * wp)
+        rows = view(scratch[: nt * sizes[0]], nt, c * kw, s_rows * hp * wp)
+        stages_r = view(scratch[nt * sizes[0] : nt * sum(sizes)], nt, o, s_rows * hp * wp)
+        wr = view(dwt, nt, kh, o, c * kw)  # the weights by kernel row, in the dWᵀ partials' space
+        fwd = launch(gemm_kernels.forward_rows_cpu, x, w2, bias, y, rows, stages_r, planes, wr, act, geo)
     if b.dy is None:
         return fwd, nothing
     dy, dx, dw2, db = direct.grad_views(b, x, y, w2)

@@ -299,6 +299,118 @@ def test_conv2d_several_samples_per_gemm(monkeypatch: pytest.MonkeyPatch, case: 
         conv_parity(run, attrs)
 
 
+# -- conv2d: the forward by kernel rows (stride 1, one group, C >= ROWS_MIN_CHANNELS) -------------
+
+ROWS_CASES = [
+    # (attributes, per-sample input shape): layers the rule sends to forward_rows_cpu
+    ({"out_channels": 8, "kernel": 3, "padding": 1}, (16, 7, 8)),  # padded, bias
+    ({"out_channels": 6, "kernel": 3, "bias": False}, (16, 6, 7)),  # unpadded: x[s] is the plane
+    ({"out_channels": 5, "kernel": [3, 2], "padding": [2, 0, 1, 1], "dilation": [1, 2]}, (17, 7, 8)),
+    ({"out_channels": 4, "kernel": 4, "padding": "same"}, (16, 6, 7)),  # odd pixel bottom/right
+]
+
+
+def takes_rows(run: OpRun) -> bool:
+    return run.forward.kernel.__name__ == "forward_rows_cpu"
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("attrs", "shape"), ROWS_CASES)
+def test_conv2d_rows_parity(attrs: dict[str, Any], shape: tuple[int, ...], dtype: Any) -> None:
+    # 7 samples over the threads' blocks: several samples per chunk; a second step gives the same
+    run = conv_run(attrs, shape, n=7, dtype=dtype)
+    assert takes_rows(run)
+    for _ in range(2):
+        run.run()
+        conv_parity(run, attrs)
+
+
+@pytest.mark.parametrize(("attrs", "shape"), ROWS_CASES[:3])
+def test_conv2d_rows_gradcheck(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    run = conv_run(attrs, shape, dtype=np.float64)
+    assert takes_rows(run)
+    gradcheck(run)
+
+
+@pytest.mark.parametrize(("attrs", "shape"), ROWS_CASES[:2])
+def test_conv2d_rows_accumulates_dx(attrs: dict[str, Any], shape: tuple[int, ...]) -> None:
+    run = conv_run(attrs, shape)
+    run.binding.acc[0] = True
+    rebind(run)
+    assert takes_rows(run)
+    before = np.random.default_rng(5).standard_normal(run.dx[0].shape).astype(np.float32)
+    run.dx[0][:] = before
+    run.run()
+    xt = t(run.x[0], True)
+    bias = t(run.params["b"]) if "b" in run.params else None
+    torch_conv(attrs, xt, t(run.params["w"]), bias).backward(t(run.dy))
+    close(run.dx[0], before + xt.grad.numpy(), "dx accumulated")
+
+
+@pytest.mark.parametrize(
+    ("attrs", "shape", "rows"),
+    [
+        ({"out_channels": 32, "kernel": 3, "padding": 1, "bias": False}, (32, 32, 32), True),  # ResNet-mini
+        ({"out_channels": 32, "kernel": 3, "padding": 1, "bias": False}, (3, 32, 32), False),  # its stem
+        ({"out_channels": 16, "kernel": 5}, (6, 14, 14), False),  # LeNet-5's c3
+        ({"out_channels": 8, "kernel": 3, "stride": 2, "padding": 1}, (16, 9, 9), False),  # strided
+        ({"out_channels": 8, "kernel": 3, "padding": 1, "groups": 2}, (16, 7, 7), False),  # groups
+        ({"out_channels": 8, "kernel": 1}, (16, 5, 6), False),  # 1x1: no columns at all
+        ({"out_channels": 8, "kernel": [1, 3], "padding": [0, 1]}, (16, 5, 6), False),  # one row
+    ],
+)
+def test_conv2d_rows_chosen_per_shape(attrs: dict[str, Any], shape: tuple[int, ...], rows: bool) -> None:
+    assert takes_rows(conv_run(attrs, shape)) is rows
+
+
+def test_conv2d_rows_deterministic_and_serial_matches_threaded() -> None:
+    import numba
+
+    attrs, shape = ROWS_CASES[0]
+    run = conv_run(attrs, shape, n=6)
+    run.forward()
+    first = run.y.copy()
+    run.forward()
+    np.testing.assert_array_equal(run.y, first)  # the same thread count: bitwise the same
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        serial = conv_run(attrs, shape, n=6)
+        assert takes_rows(serial)
+        serial.forward()
+    finally:
+        numba.set_num_threads(threads)
+    close(serial.y, first, "one thread vs threaded")
+
+
+def test_conv2d_rows_matches_the_wide_path_and_stays_inside_the_workspace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from netc.runtime.kernels import conv2d
+
+    attrs, shape = ROWS_CASES[2]
+    run = conv_run(attrs, shape, n=5)
+    declared = run.binding.ws.size
+    run.binding.ws = np.zeros(declared * 4, np.uint8)
+    rebind(run)
+    assert takes_rows(run)
+    run.forward()
+    assert np.any(run.binding.ws[:declared]) and not np.any(run.binding.ws[declared:])
+    monkeypatch.setattr(conv2d, "ROWS_MIN_CHANNELS", 10**9)
+    wide = conv_run(attrs, shape, n=5)
+    assert not takes_rows(wide)
+    wide.forward()
+    close(run.y, wide.y, "by kernel rows vs wide columns")
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_conv2d_rows_fused_epilogue_is_bitwise_the_activation_after(act: str) -> None:
+    attrs, shape = ROWS_CASES[0]
+    assert takes_rows(conv_run(attrs, shape))
+    check_fused_epilogue("conv2d", attrs, np.random.default_rng(6).standard_normal((5, *shape)), act)
+
+
 # -- pooling ----------------------------------------------------------------------------------------
 
 
