@@ -29,7 +29,7 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
-from ._pointwise import bind_unary, by_dtype, device_functions, exp32, fast_exp, fmuladd, select
+from ._pointwise import ACTIVATIONS, bind_unary, by_dtype, device_functions, exp32, fast_exp, fmuladd, select
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
@@ -203,9 +203,13 @@ def backward_par(x, dy, dx, acc, form, nt):
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 
 
+#: As a fused chain's head (inference) it applies the chain in its own loop (``_pointwise``).
+EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     form = TANH if b.attrs["approximate"] == "tanh" else ERF
-    return bind_unary(b, KERNELS_CPU, False, form)
+    return bind_unary(b, KERNELS_CPU, False, form, op="gelu")
 
 
 # The device has a fast erf (libdevice's erff/erf): both dtypes take the exact form there.

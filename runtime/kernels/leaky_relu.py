@@ -12,7 +12,7 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
-from ._pointwise import bind_unary
+from ._pointwise import ACTIVATIONS, bind_unary
 
 
 def leaky_relu(x, slope):  # scalar functions are shared with the CUDA backend
@@ -61,9 +61,13 @@ def backward_par(x, dy, dx, acc, slope, nt):
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 
 
+#: As a fused chain's head (inference) it applies the chain in its own loop (``_pointwise``).
+EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     slope = b.x[0].dtype.type(b.attrs["negative_slope"])
-    return bind_unary(b, KERNELS_CPU, False, slope)
+    return bind_unary(b, KERNELS_CPU, False, slope, op="leaky_relu")
 
 
 _f_cuda = cuda.jit(device=True)(leaky_relu)
