@@ -20,6 +20,15 @@ Patterns
                backward, so there any pointwise activation without parameters fuses
                (``fusable_activation``: gelu, elu and leaky_relu too, whose backward reads the
                input), and so does a producer whose backward would read its output.
+    chain      (inference only) up to ``MAX_CHAIN`` pointwise activations after one another, each
+               the only reader of the previous one's output, none but the last pinned (a
+               network output, a loss or a loss input), share one buffer and run in one step:
+               the producer's (``Step.epilogue`` is the first, ``Step.chain`` the rest, all
+               ``fused_into`` the producer), or, where no producer may take them (after an
+               input, a shape op, a layer a loss reads), the first activation's own step.
+               Training plans never chain: a training plan fuses only activations whose
+               backward reads their own output, and a second one in that buffer would
+               overwrite it (relu -> sigmoid: relu's backward would read sigmoid's values).
     dropout    (inference only) removed: evaluation-mode dropout is the identity, so its output
                is its input's buffer and its step is dropped.
     fold       (inference only) a batchnorm whose input only it reads, after a conv2d (or a
