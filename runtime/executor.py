@@ -41,7 +41,7 @@ from ..compiler.memory import ALIGN, assign_memory, folded_numel
 from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk, nothing
 from .init import initialize
-from .kernels import _fold, kernel_module
+from .kernels import _epilogue, _fold, kernel_module
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -206,6 +206,9 @@ class PlanRunner:
                 fwd = bwd = nothing
             else:
                 fwd, bwd = getattr(kernel_module(s.op), bind)(b)
+            if b.epilogue is not None and s.op in _epilogue.EPILOGUES_CPU:
+                # an activation heading a chain (set only where its module lists the chain: CPU)
+                fwd = _epilogue.bind_head(b, s.op)
             self._forward.append(nothing if s.module in in_kernel else fwd)
             bindings.append(b)
             if s.module in back:

@@ -32,7 +32,8 @@ from numba import njit, prange, uint64
 
 from ..binding import Binding
 from ..launch import Launch
-from ._pointwise import ACTIVATIONS
+from ._pointwise import ACTIVATIONS, threads
+from ._views import flat
 from .elu import _f as elu
 from .gelu import _f_erf as gelu_erf
 from .gelu import _f_tanh as gelu_tanh
@@ -88,10 +89,12 @@ def code(b: Binding) -> tuple:
     return _pack(b.y.dtype.type, [(b.epilogue, b.epilogue_attrs), *b.epilogue_chain])
 
 
-def bind_head(x: np.ndarray, y: np.ndarray, op: str, b: Binding, nt: int) -> Launch:
-    """The forward of activation ``op`` heading a chain: y = chain(op(x)) over flat x, y in one
-    pass (``nt`` chunks on numba's threads where more than one)."""
+def bind_head(b: Binding, op: str) -> Launch:
+    """The forward of activation ``op`` heading a chain (``b.epilogue`` and on): y = chain(op(x))
+    over flat x, y in one pass, in chunks on numba's threads where large (``threads``)."""
+    x, y = flat(b.x[0]), flat(b.y)
     act = _pack(y.dtype.type, [(op, b.attrs), (b.epilogue, b.epilogue_attrs), *b.epilogue_chain])
+    nt = threads(y.size)
     if nt == 1:
         return Launch(copy_act, x, 0, y, 0, y.size, y.dtype.type(0), False, act)
     return Launch(copy_par, x, y, act, nt)
@@ -149,7 +152,8 @@ def act_rest(y, d0, n, act):
 def act_inplace(y, d0, n, act):
     """y[d0 + j] = act(y[d0 + j]) for j < n (flat y): every activation of act, in order."""
     _apply(y, d0, n, act[0], act[1])
-    act_rest(y, d0, n, act)
+    if act[2] != NONE:
+        act_rest(y, d0, n, act)
 
 
 @njit(cache=True, error_model="numpy", fastmath=False, parallel=True)
@@ -214,7 +218,8 @@ def copy_act(src, s0, dst, d0, n, bo, add, act):
         for j in range(uint64(n)):
             dst[d + j] = src[a + j]
         _apply(dst, d0, n, kind, act[1])
-    act_rest(dst, d0, n, act)
+    if act[2] != NONE:  # tested here: no call at all for a single activation (short conv rows)
+        act_rest(dst, d0, n, act)
 
 
 @njit(cache=True, fastmath=False)

@@ -225,31 +225,21 @@ def threads(size: int) -> int:
 
 #: The activations the CPU kernels apply as a fused epilogue (``_epilogue``): every pointwise one.
 #: An activation kernel module lists them too: in an inference chain with no fusable producer, the
-#: first activation heads the chain and applies the others in its own loop.
+#: first activation heads the chain, and the executor binds its forward to ``_epilogue.bind_head``
+#: (which imports the activation modules, so they cannot call it).
 ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"})
 
 
-def bind_unary(
-    b: Binding, kernels: tuple, reads_output: bool, *attrs: Any, op: str | None = None
-) -> tuple[Thunk, Thunk]:
+def bind_unary(b: Binding, kernels: tuple, reads_output: bool, *attrs: Any) -> tuple[Thunk, Thunk]:
     """Bind a unary elementwise op over flat views. ``kernels`` = (forward, backward, forward_par,
     backward_par): the serial loops ``forward(x, y, *attrs, lo, hi)`` and ``backward(x or y, dy,
     dx, acc, *attrs, lo, hi)`` over elements [lo, hi), and their parallel drivers, which take the
     chunk count ``nt`` in place of lo, hi (``threads`` picks which pair runs). The loops index with
-    uint64: numba wraps a negative int64 index, which turns vector loads into gathers. An
-    activation ``op`` heading a fused chain (``b.epilogue``) runs ``_epilogue``'s loop instead,
-    with its own kind first."""
+    uint64: numba wraps a negative int64 index, which turns vector loads into gathers."""
     forward, backward, forward_par, backward_par = kernels
     x, y = flat(b.x[0]), flat(b.y)
     n, nt = y.size, threads(y.size)
-    if b.epilogue is not None and op is not None:
-        from . import _epilogue  # imports the activation modules, which import this one
-
-        fwd = _epilogue.bind_head(x, y, op, b, nt)
-    elif nt == 1:
-        fwd = Launch(forward, x, y, *attrs, 0, n)
-    else:
-        fwd = Launch(forward_par, x, y, *attrs, nt)
+    fwd = Launch(forward, x, y, *attrs, 0, n) if nt == 1 else Launch(forward_par, x, y, *attrs, nt)
     if b.dy is None or b.dx[0] is None:
         return fwd, nothing
     src = y if reads_output else x

@@ -109,12 +109,12 @@ def backward_par(x, dy, dx, acc, alpha, nt):
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 
 
-#: As a fused chain's head (inference) it applies the chain in its own loop (``_pointwise``).
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
 EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, KERNELS_CPU, False, float(b.attrs["alpha"]), op="elu")
+    return bind_unary(b, KERNELS_CPU, False, float(b.attrs["alpha"]))
 
 
 _f_cuda, _g_cuda = device_functions(elu, elu_grad)

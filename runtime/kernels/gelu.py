@@ -203,13 +203,13 @@ def backward_par(x, dy, dx, acc, form, nt):
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 
 
-#: As a fused chain's head (inference) it applies the chain in its own loop (``_pointwise``).
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
 EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     form = TANH if b.attrs["approximate"] == "tanh" else ERF
-    return bind_unary(b, KERNELS_CPU, False, form, op="gelu")
+    return bind_unary(b, KERNELS_CPU, False, form)
 
 
 # The device has a fast erf (libdevice's erff/erf): both dtypes take the exact form there.

@@ -61,13 +61,13 @@ def backward_par(x, dy, dx, acc, slope, nt):
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 
 
-#: As a fused chain's head (inference) it applies the chain in its own loop (``_pointwise``).
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
 EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     slope = b.x[0].dtype.type(b.attrs["negative_slope"])
-    return bind_unary(b, KERNELS_CPU, False, slope, op="leaky_relu")
+    return bind_unary(b, KERNELS_CPU, False, slope)
 
 
 _f_cuda = cuda.jit(device=True)(leaky_relu)

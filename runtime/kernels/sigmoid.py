@@ -83,12 +83,12 @@ def backward_par(y, dy, dx, acc, nt):
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 
 
-#: As a fused chain's head (inference) it applies the chain in its own loop (``_pointwise``).
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
 EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, KERNELS_CPU, True, op="sigmoid")
+    return bind_unary(b, KERNELS_CPU, True)
 
 
 _f_cuda, _g_cuda = device_functions(sigmoid, sigmoid_grad)
