@@ -20,6 +20,15 @@ Patterns
                backward, so there any pointwise activation without parameters fuses
                (``fusable_activation``: gelu, elu and leaky_relu too, whose backward reads the
                input), and so does a producer whose backward would read its output.
+    chain      (inference only) up to ``MAX_CHAIN`` pointwise activations after one another, each
+               the only reader of the previous one's output, none but the last pinned (a
+               network output, a loss or a loss input), share one buffer and run in one step:
+               the producer's (``Step.epilogue`` is the first, ``Step.chain`` the rest, all
+               ``fused_into`` the producer), or, where no producer may take them (after an
+               input, a shape op, a layer a loss reads), the first activation's own step.
+               Training plans never chain: a training plan fuses only activations whose
+               backward reads their own output, and a second one in that buffer would
+               overwrite it (relu -> sigmoid: relu's backward would read sigmoid's values).
     dropout    (inference only) removed: evaluation-mode dropout is the identity, so its output
                is its input's buffer and its step is dropped.
     fold       (inference only) a batchnorm whose input only it reads, after a conv2d (or a
@@ -127,21 +136,44 @@ def _folds(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> dict[str
     return found
 
 
-def _epilogues(plan: Plan, forward: list[Step], aliases: dict[str, str], mode: str) -> dict[str, str]:
-    """producer module -> the activation module fused into it."""
+#: The most activations one step applies after its own work: the CPU kernels' ``act`` argument
+#: holds three (runtime/kernels/_epilogue.py), an activation head's own kind among them.
+MAX_CHAIN = 3
+
+
+def _chains(plan: Plan, forward: list[Step], aliases: dict[str, str], mode: str) -> dict[str, list[str]]:
+    """head module -> the activation modules fused into it, in order: its epilogue, then (in
+    inference plans) the activations chained after it."""
     by_module = {s.module: s for s in forward}
-    found: dict[str, str] = {}
-    for p, a in _sole_reader(plan, forward, aliases).items():
-        op = OPS[by_module[p].op]
+    sole = _sole_reader(plan, forward, aliases)
+    chains: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}  # chained activation -> its head
+    for s in forward:
+        a = sole.get(s.module)
         if (
-            fusable_activation(a, mode)
-            and op.epilogue_producer
-            # the activation overwrites the producer's output: only a training plan reads it back
-            and not (mode == "training" and op.saves_output(by_module[p].attrs))
-            and plan.tensors[p].dtype == plan.tensors[a.output].dtype
+            a is None
+            or not fusable_activation(a, mode)
+            or plan.tensors[s.output].dtype != plan.tensors[a.output].dtype
         ):
-            found[p] = a.module
-    return found
+            continue
+        if s.module in owner:
+            # Training never chains: every in-place activation's backward reads its own output,
+            # which the next one would overwrite (relu -> sigmoid: relu's backward would read
+            # sigmoid's values). Inference has no backward, so any chain of them runs in one loop.
+            h = owner[s.module]
+            room = MAX_CHAIN - len(chains[h]) - (h in by_module and fusable_activation(by_module[h], mode))
+            if mode == "inference" and room > 0:
+                chains[h].append(a.module)
+                owner[a.module] = h
+            continue
+        op = OPS[s.op]
+        producer = op.epilogue_producer and not (mode == "training" and op.saves_output(s.attrs))
+        # an activation with no fusable producer heads its own chain: one pass applies them all
+        head = mode == "inference" and fusable_activation(s, mode)
+        if producer or head:
+            chains[s.module] = [a.module]
+            owner[a.module] = s.module
+    return chains
 
 
 def removed_in_inference(plan: Plan) -> dict[str, str]:
@@ -181,16 +213,25 @@ def fuse(plan: Plan, mode: str = "training", epilogues: bool = True) -> Plan:
                 decisions.append({"kind": "folded", "modules": [p, b], "note": "into the weights"})
     # A folded batchnorm keeps its step (its attributes say how to fold) but never runs.
     running = [s for s in forward if s.module not in folds.values()]
-    epi = _epilogues(plan, running, aliases, mode) if epilogues else {}
-    into = {a: p for p, a in epi.items()} | {b: p for p, b in folds.items()}
+    chains = _chains(plan, running, aliases, mode) if epilogues else {}
+    into = {a: h for h, c in chains.items() for a in c} | {b: p for p, b in folds.items()}
     steps: list[Step] = []
     for s in forward:
-        if s.module in epi:
-            decisions.append({"kind": "epilogue", "modules": [s.module, epi[s.module]], "note": ""})
-        elif s.module in into:
+        c = chains.get(s.module, [])
+        if len(c) == 1:
+            decisions.append({"kind": "epilogue", "modules": [s.module, c[0]], "note": ""})
+        elif c:
+            decisions.append({"kind": "chain", "modules": [s.module, *c], "note": "one loop"})
+        if s.module in into:
             aliases[s.output] = into[s.module]
         steps.append(
-            replace(s, epilogue=epi.get(s.module), fused_into=into.get(s.module), fold=folds.get(s.module))
+            replace(
+                s,
+                epilogue=c[0] if c else None,
+                chain=c[1:],
+                fused_into=into.get(s.module),
+                fold=folds.get(s.module),
+            )
         )
     if mode == "training":
         steps += plan.backward_steps

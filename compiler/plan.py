@@ -96,6 +96,8 @@ class Step:
     weight: float = 1.0  # losses: weight in the total loss
     workspace: int = 0  # bytes at the plan's batch (filled by the memory pass)
     epilogue: str | None = None  # forward: the activation module fused into this step (fusion pass)
+    # inference forward: the activations applied after ``epilogue``, in order (a chain, one loop)
+    chain: list[str] = field(default_factory=list)
     fused_into: str | None = None  # forward: the producer this activation runs inside
     fold: str | None = None  # inference forward: the batchnorm folded into this step's weights
 

@@ -66,6 +66,9 @@ class Binding:
     # do not apply it themselves are followed by the activation's kernel in place (the executor).
     epilogue: str | None = None
     epilogue_attrs: dict[str, Any] = field(default_factory=dict)  # that activation's attributes
+    # (inference) the activations chained after it, (op, attributes) in order: the kernel applies
+    # them too, in the same loop over y (``_epilogue.code``)
+    epilogue_chain: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # Whether BLAS may use its own threads (CPU): true when no kernel of the plan runs numba's
     # parallel loops over samples (conv2d, pools: ``PARALLEL_CPU``). OpenBLAS's threads spin-wait
     # after each GEMM; a numba-parallel kernel right after them finds no free core (LeNet-5 at

@@ -12,7 +12,9 @@ optimizer buffers, and stays in evaluation mode. A step the fusion pass gave an
 epilogue binds with ``Binding.epilogue`` set when its kernel module lists the
 activation in the backend's epilogue set (``EPILOGUES_CPU``), and the fused
 activation's forward then does nothing; otherwise the activation's own kernel
-runs in place (its output shares the producer's buffer).
+runs in place (its output shares the producer's buffer). An inference chain
+(``Step.chain``) binds the same way, all of its activations in the kernel or
+none of them (``Binding.epilogue_chain``).
 
 Whole-step native code (CPU, ``runtime.wholestep``): where every bound thunk is a ``Launch``, the
 executor generates one numba function that runs the forward launches, the backward ones, or both,
@@ -39,7 +41,7 @@ from ..compiler.memory import ALIGN, assign_memory, folded_numel
 from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk, nothing
 from .init import initialize
-from .kernels import _fold, kernel_module
+from .kernels import _epilogue, _fold, kernel_module
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -192,9 +194,11 @@ class PlanRunner:
         bwd_thunks: dict[str, Thunk] = {}
         bindings = []
         for s, b in step_bindings(self.plan, self.view, param, grad, self.workspace, self.state):
-            if s.epilogue and ops[s.epilogue] in backend.epilogues(s.op):
+            fused = [s.epilogue, *s.chain] if s.epilogue else []
+            if fused and all(ops[a] in backend.epilogues(s.op) for a in fused):
                 b.epilogue, b.epilogue_attrs = ops[s.epilogue], attrs[s.epilogue]
-                in_kernel.add(s.epilogue)
+                b.epilogue_chain = [(ops[a], attrs[a]) for a in s.chain]
+                in_kernel.update(fused)
             if s.fold:
                 b.p = self._bind_fold(s, b.p, param)
             b.blas_threads = blas_threads
@@ -202,6 +206,9 @@ class PlanRunner:
                 fwd = bwd = nothing
             else:
                 fwd, bwd = getattr(kernel_module(s.op), bind)(b)
+            if b.epilogue is not None and s.op in _epilogue.EPILOGUES_CPU:
+                # an activation heading a chain (set only where its module lists the chain: CPU)
+                fwd = _epilogue.bind_head(b, s.op)
             self._forward.append(nothing if s.module in in_kernel else fwd)
             bindings.append(b)
             if s.module in back:
@@ -275,7 +282,7 @@ class PlanRunner:
         if self._stepwise is None:
             bind = self.backend.bind_attr
             self._stepwise = [
-                getattr(kernel_module(s.op), bind)(replace(b, epilogue=None))[0]
+                getattr(kernel_module(s.op), bind)(replace(b, epilogue=None, epilogue_chain=[]))[0]
                 if s.epilogue in self._fused_in_kernel or s.module in self._fused_in_kernel
                 else f
                 for s, b, f in zip(self.plan.forward_steps, self._bindings, self._forward, strict=True)

@@ -79,6 +79,12 @@ def fusion_lines(plan: Plan) -> list[str]:
         if d["kind"] == "epilogue":
             p, a = d["modules"]
             lines.append(f"{p} ({ops[p]}) + {a} ({ops[a]}): one step, {a} in {p}'s output buffer")
+        elif d["kind"] == "chain":
+            h, *c = d["modules"]
+            names = " -> ".join(f"{a} ({ops[a]})" for a in c)
+            lines.append(
+                f"{h} ({ops[h]}) -> {names}: one step, the chain in one loop over {h}'s output buffer"
+            )
         elif d["kind"] == "folded":
             p, b = d["modules"]
             lines.append(f"{b} ({ops[b]}): folded into {p}'s ({ops[p]}) weights and bias")

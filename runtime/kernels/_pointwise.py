@@ -223,6 +223,13 @@ def threads(size: int) -> int:
     return 1 if size < PARALLEL_MIN else numba.get_num_threads()
 
 
+#: The activations the CPU kernels apply as a fused epilogue (``_epilogue``): every pointwise one.
+#: An activation kernel module lists them too: in an inference chain with no fusable producer, the
+#: first activation heads the chain, and the executor binds its forward to ``_epilogue.bind_head``
+#: (which imports the activation modules, so they cannot call it).
+ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"})
+
+
 def bind_unary(b: Binding, kernels: tuple, reads_output: bool, *attrs: Any) -> tuple[Thunk, Thunk]:
     """Bind a unary elementwise op over flat views. ``kernels`` = (forward, backward, forward_par,
     backward_par): the serial loops ``forward(x, y, *attrs, lo, hi)`` and ``backward(x or y, dy,

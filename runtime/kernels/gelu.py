@@ -29,7 +29,7 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
-from ._pointwise import bind_unary, by_dtype, device_functions, exp32, fast_exp, fmuladd, select
+from ._pointwise import ACTIVATIONS, bind_unary, by_dtype, device_functions, exp32, fast_exp, fmuladd, select
 
 exp = fast_exp  # the CUDA backend compiles the scalar functions with exp = math.exp
 
@@ -201,6 +201,10 @@ def backward_par(x, dy, dx, acc, form, nt):
 
 
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
+
+
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
+EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:

@@ -12,7 +12,7 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
-from ._pointwise import bind_unary
+from ._pointwise import ACTIVATIONS, bind_unary
 
 
 def leaky_relu(x, slope):  # scalar functions are shared with the CUDA backend
@@ -59,6 +59,10 @@ def backward_par(x, dy, dx, acc, slope, nt):
 
 
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
+
+
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
+EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:

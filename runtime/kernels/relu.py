@@ -9,7 +9,7 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk
 from . import cuda_core
-from ._pointwise import bind_unary
+from ._pointwise import ACTIVATIONS, bind_unary
 
 _ZERO = np.float32(0.0)  # a float32 zero keeps float32 data float32 (and is exact in float64)
 
@@ -60,6 +60,10 @@ def backward_par(y, dy, dx, acc, nt):
 
 
 KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
+
+
+#: As a fused chain's head (inference) the executor binds it to ``_epilogue.bind_head``.
+EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:

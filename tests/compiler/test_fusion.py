@@ -223,3 +223,110 @@ def test_inference_plans_fuse_every_pointwise_activation(spec_file):
     assert not fusable_activation(steps["both"], "inference")
     plain = net.compile(2, mode="inference", fuse=False).memory["ledger"]["inference_arena_bytes"]
     assert plan.memory["ledger"]["inference_arena_bytes"] <= plain
+
+
+CHAINS = """
+netc: 1
+inputs:
+  x: {shape: [2, 4, 4]}
+  y: {shape: [], dtype: int64}
+modules:
+  flat: {op: flatten, in: x}
+  t0: {op: tanh, in: flat}
+  r0: {op: relu, in: t0}
+  fc: {op: linear, in: r0, out_features: 64}
+  t: {op: tanh, in: fc}
+  r: {op: relu, in: t}
+  g: {op: gelu, in: r}
+  e: {op: elu, in: g, alpha: 0.5}
+  l: {op: leaky_relu, in: e, negative_slope: 0.1}
+  logits: {op: linear, in: l, out_features: 3}
+  s: {op: sigmoid, in: logits}
+  sr: {op: relu, in: s}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [sr]
+"""
+
+
+def test_inference_chains_pointwise_activations_into_one_step(spec_file):
+    net = _net(spec_file, CHAINS)
+    plan = net.compile(4, mode="inference")
+    # fc -> t -> r -> g: three activations in linear's loop (MAX_CHAIN); e -> l: the rest, headed
+    # by e's own loop; t0 -> r0 and s -> sr: no fusable producer (flatten; logits feeds the loss),
+    # so the first activation heads the chain.
+    assert plan.fusion == [
+        {"kind": "epilogue", "modules": ["t0", "r0"], "note": ""},
+        {"kind": "chain", "modules": ["fc", "t", "r", "g"], "note": "one loop"},
+        {"kind": "epilogue", "modules": ["e", "l"], "note": ""},
+        {"kind": "epilogue", "modules": ["s", "sr"], "note": ""},
+    ]
+    steps = {s.module: s for s in plan.forward_steps}
+    assert steps["fc"].epilogue == "t" and steps["fc"].chain == ["r", "g"]
+    assert {steps[a].fused_into for a in ("t", "r", "g")} == {"fc"}
+    assert plan.aliases == {"r0": "t0", "t": "fc", "r": "fc", "g": "fc", "l": "e", "sr": "s"}
+    offs = plan.memory["inference_offsets"]
+    assert all(offs[a] == offs[root] for a, root in plan.aliases.items())
+    # laid out once: the unfused plan holds fc's and t's outputs at once, the fused one fc's alone
+    wide = """
+    netc: 1
+    inputs:
+      x: {shape: [8]}
+    modules:
+      fc: {op: linear, in: x, out_features: 64}
+      t: {op: tanh, in: fc}
+      r: {op: relu, in: t}
+      g: {op: gelu, in: r}
+      out: {op: linear, in: g, out_features: 3}
+    outputs: [out]
+    """
+    small = _net(spec_file, wide)
+    fused = small.compile(4, mode="inference").memory["ledger"]["inference_arena_bytes"]
+    plain = small.compile(4, mode="inference", fuse=False).memory["ledger"]["inference_arena_bytes"]
+    assert fused < plain  # 1216 against 2176 bytes
+    schema = json.loads(resources.files("netc.schemas").joinpath("plan.schema.json").read_text())
+    jsonschema.validate(plan.to_dict(), schema)
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_training_plans_never_chain(spec_file):
+    # relu's backward reads relu's output: a tanh after it in the same buffer would overwrite it
+    plan = _net(spec_file, CHAINS).compile(4)
+    assert plan.fusion == [{"kind": "epilogue", "modules": ["fc", "t"], "note": ""}]
+    assert all(not s.chain for s in plan.steps)
+
+
+def test_a_chain_stops_at_a_shared_or_pinned_tensor(spec_file):
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [6]}
+    modules:
+      fc: {op: linear, in: x, out_features: 6}
+      t: {op: tanh, in: fc}
+      r: {op: relu, in: t}
+      s: {op: sigmoid, in: r}
+      fc2: {op: linear, in: x, out_features: 6}
+      t2: {op: tanh, in: fc2}
+      r2: {op: relu, in: t2}
+      s2: {op: sigmoid, in: t2}
+      both: {op: add, in: [s, r2, s2]}
+    outputs: [r, both]
+    """
+    plan = _net(spec_file, text).compile(2, mode="inference")
+    # r is a network output: the chain ends there (s heads a chain of one, with nothing after);
+    # t2 has two readers: it ends fc2's chain
+    assert plan.fusion == [
+        {"kind": "chain", "modules": ["fc", "t", "r"], "note": "one loop"},
+        {"kind": "epilogue", "modules": ["fc2", "t2"], "note": ""},
+    ]
+    out = _summary(plan)
+    assert (
+        "fc (linear) -> t (tanh) -> r (relu): one step, the chain in one loop over fc's output buffer" in out
+    )
+
+
+def _summary(plan):
+    from netc.compiler.report.summary import fusion_lines
+
+    return "\n".join(fusion_lines(plan))

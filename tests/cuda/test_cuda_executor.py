@@ -207,3 +207,28 @@ def test_inference_epilogues_of_any_activation_run_in_place_on_the_device(tmp_pa
     for ex in (cpu, gpu):
         ex.forward(feed)
     np.testing.assert_allclose(gpu.outputs()["logits"], cpu.outputs()["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_inference_chains_run_in_place_on_the_device(tmp_path):
+    # compiler.fusion's chains: on the device each activation's own kernel runs in the shared buffer
+    p = tmp_path / "chains.yaml"
+    p.write_text(
+        "netc: 1\n"
+        "inputs:\n  x: {shape: [6]}\n"
+        "modules:\n"
+        "  s: {op: sigmoid, in: x}\n"
+        "  r: {op: relu, in: s}\n"
+        "  fc: {op: linear, in: r, out_features: 8}\n"
+        "  t: {op: tanh, in: fc}\n"
+        "  g: {op: gelu, in: t}\n"
+        "  e: {op: elu, in: g, alpha: 0.5}\n"
+        "outputs: [e]\n"
+    )
+    plan = netc.load(p).compile(2, mode="inference")
+    assert [d["kind"] for d in plan.fusion] == ["epilogue", "chain"]
+    cpu, gpu = Executor(plan, 2, seed=1), CudaExecutor(plan, 2, seed=1)
+    assert gpu.allocated_bytes == cpu.allocated_bytes == plan.memory["ledger"]["inference_peak_bytes"]
+    feed = random_inputs(plan, 2, seed=2)
+    for ex in (cpu, gpu):
+        ex.forward(feed)
+    np.testing.assert_allclose(gpu.outputs()["e"], cpu.outputs()["e"], rtol=1e-5, atol=1e-6)

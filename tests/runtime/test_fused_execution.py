@@ -208,11 +208,13 @@ def test_every_epilogue_in_a_plan_runs_like_the_unfused_plan(spec_file, batch):
     # training: bitwise, step by step
     a, b = _step(net.compile(batch), batch, inputs), _step(net.compile(batch, fuse=False), batch, inputs)
     assert a.plan.fusion and a.losses() == b.losses() and np.array_equal(a.grads, b.grads)
-    # inference: every activation fused (bn1 folds into fc2), against evaluation mode
+    # inference: every activation fused (bn1 folds into fc2, then r and t chain after it), against
+    # evaluation mode
     plan = net.compile(batch, mode="inference")
     kinds = {d["modules"][1]: d["kind"] for d in plan.fusion}
     assert kinds == {"e": "epilogue", "g": "epilogue", "l": "epilogue", "r2": "epilogue", "s": "epilogue",
-                     "gt": "epilogue", "bn1": "folded", "r": "epilogue"}  # fmt: skip
+                     "gt": "epilogue", "bn1": "folded", "r": "chain"}  # fmt: skip
+    assert {"kind": "chain", "modules": ["fc2", "r", "t"], "note": "one loop"} in plan.fusion
     _perturb_norms(b)
     b.training = False
     b.forward(inputs)
@@ -255,3 +257,98 @@ def test_stepwise_runs_fused_steps_apart_and_ends_where_forward_does(spec_file, 
         if s.epilogue and not s.fold:  # the producer's output, before the activation overwrote it
             np.testing.assert_array_equal(ex.view(s.output), seen[s.module], err_msg=s.module)
     assert np.array_equal(ex.outputs()["logits"], want)
+
+
+CHAINS = """
+netc: 1
+inputs:
+  x: {shape: [2, 6, 6]}
+  y: {shape: [], dtype: int64}
+modules:
+  t0: {op: sigmoid, in: x}
+  r0: {op: relu, in: t0}
+  c: {op: conv2d, in: r0, out_channels: 2, kernel: 3, padding: 1}
+  cr: {op: relu, in: c}
+  cl: {op: leaky_relu, in: cr, negative_slope: 0.1}
+  ct: {op: tanh, in: cl}
+  sum: {op: add, in: [ct, r0]}
+  sr: {op: relu, in: sum}
+  ss: {op: sigmoid, in: sr}
+  flat: {op: flatten, in: ss}
+  ft: {op: tanh, in: flat}
+  fr: {op: relu, in: ft}
+  ln: {op: layernorm, in: fr}
+  le: {op: elu, in: ln, alpha: 0.5}
+  lg: {op: gelu, in: le, approximate: tanh}
+  fc: {op: linear, in: lg, out_features: 16}
+  t: {op: tanh, in: fc}
+  r: {op: relu, in: t}
+  g: {op: gelu, in: r}
+  e: {op: elu, in: g, alpha: 0.5}
+  l: {op: leaky_relu, in: e, negative_slope: 0.1}
+  logits: {op: linear, in: l, out_features: 3}
+  s: {op: sigmoid, in: logits}
+  sr2: {op: relu, in: s}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [sr2]
+"""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chains_run_bitwise_like_the_unfused_plan(spec_file, dtype):
+    # inference: chains inside conv2d, add, layernorm and linear, and chains headed by their first
+    # activation (after the input, flatten, and the loss's input), against fuse=False bit for bit
+    net = netc.load(spec_file(CHAINS))
+    batch = 3
+    plan = net.compile(batch, mode="inference")
+    assert {d["modules"][0] for d in plan.fusion if d["kind"] == "chain"} == {"c", "sum", "ln", "fc"}
+    assert {d["modules"][0] for d in plan.fusion if d["kind"] == "epilogue"} == {"t0", "ft", "e", "s"}
+    inputs = random_inputs(plan, batch, seed=6)
+    inputs["x"] = inputs["x"].astype(dtype)
+    fused, plain = (
+        Executor(plan, batch, dtype=dtype),
+        Executor(net.compile(batch, mode="inference", fuse=False), batch, dtype=dtype),
+    )
+    assert fused.allocated_bytes == fused.plan.memory["ledger"]["inference_peak_bytes"]
+    # every chained activation runs inside its head's kernel (none as its own kernel in place)
+    assert fused._fused_in_kernel == {
+        a for d in plan.fusion for a in d["modules"][1:] if d["kind"] != "folded"
+    }
+    plain.params[...] = fused.params
+    fused.forward(inputs)
+    plain.forward(inputs)
+    assert np.array_equal(fused.outputs()["sr2"], plain.outputs()["sr2"])
+    # stepwise (profiles) runs the chain's members apart, to the same end
+    for _ in fused.forward_stepwise():
+        pass
+    assert np.array_equal(fused.outputs()["sr2"], plain.outputs()["sr2"])
+    # training never chains and stays bitwise
+    a, b = _step(net.compile(batch), batch, inputs), _step(net.compile(batch, fuse=False), batch, inputs)
+    assert a.losses() == b.losses() and np.array_equal(a.grads, b.grads)
+
+
+def test_a_large_chain_head_runs_on_numbas_threads(spec_file):
+    # 2^19 elements: the head's loop (copy_par) and linear's (act_par) run in chunks
+    net = netc.load(
+        spec_file("""
+    netc: 1
+    inputs:
+      x: {shape: [512]}
+    modules:
+      s: {op: sigmoid, in: x}
+      r: {op: tanh, in: s}
+      fc: {op: linear, in: r, out_features: 512}
+      g: {op: gelu, in: fc}
+      t: {op: tanh, in: g}
+    outputs: [t]
+    """)
+    )
+    plan = net.compile(1024, mode="inference")
+    assert len(plan.fusion) == 2
+    inputs = random_inputs(plan, 1024, seed=1)
+    fused, plain = Executor(plan, 1024), Executor(net.compile(1024, mode="inference", fuse=False), 1024)
+    plain.params[...] = fused.params
+    fused.forward(inputs)
+    plain.forward(inputs)
+    assert np.array_equal(fused.outputs()["t"], plain.outputs()["t"])

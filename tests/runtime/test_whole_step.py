@@ -73,6 +73,31 @@ def test_inference_plan_equals_per_op_bitwise(monkeypatch, name):
         assert np.array_equal(b.outputs()[k], v), k
 
 
+def test_an_inference_chain_runs_whole_step(monkeypatch, spec_file):
+    # chains (compiler.fusion): one headed by linear, one by their first activation
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [12]}
+    modules:
+      s: {op: sigmoid, in: x}
+      r: {op: relu, in: s}
+      fc: {op: linear, in: r, out_features: 8}
+      t: {op: tanh, in: fc}
+      g: {op: gelu, in: t}
+      e: {op: elu, in: g, alpha: 0.5}
+    outputs: [e]
+    """
+    plan = netc.load(spec_file(text)).compile(BATCH, mode="inference")
+    assert [d["kind"] for d in plan.fusion] == ["epilogue", "chain"]
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.forward(inputs)
+    assert np.array_equal(b.outputs()["e"], a.outputs()["e"])
+
+
 def test_the_step_allocates_nothing_and_lives_in_the_cache(monkeypatch):
     plan = netc.load(ROOT / "examples" / "lenet5.yaml").compile(BATCH)
     _, ex = _pair(monkeypatch, plan)
