@@ -156,7 +156,8 @@ class _Writer:
         """The update branch: the loss total and the input checks, then the guarded update."""
         self.views, self.view_lines = {}, []
         total = [f"        total += {self.arg(w)} * np.float64({self.arg(v)}[0])" for v, w in up.losses]
-        ok = " and ".join(["np.isfinite(total)", *(f"{self.extra(c.flag)}[0] == 0" for c in checks)])
+        flags = dict.fromkeys(f"{self.extra(c.flag)}[0] == 0" for c in checks)  # shared flags once
+        ok = " and ".join(["np.isfinite(total)", *flags])
         flag, call = self.extra(up.applied), self.call(up.launch)  # the call's views before the lines
         return [
             *self.view_lines,

@@ -20,10 +20,12 @@ from netc.compiler.plan import optimizer_key
 from netc.runtime import wholestep
 from netc.runtime.binding import nothing
 from netc.runtime.check import random_inputs
+from netc.runtime.data import Dataset
 from netc.runtime.executor import Executor
 from netc.runtime.kernels import relu
 from netc.runtime.launch import Seq
 from netc.runtime.optim import Optimizer, segments
+from netc.runtime.train import Trainer
 
 BATCH = 4
 
@@ -264,3 +266,59 @@ def test_the_step_with_the_update_allocates_nothing(monkeypatch):
     gen = ex._upd[1].ws.gen
     arrays = len(wholestep.BASES) + 2 + sum(isinstance(e, np.ndarray) for e in gen.extras)
     assert after.alloc - before.alloc == after.mi_alloc - before.mi_alloc == arrays
+
+
+MLP = """
+netc: 1
+name: mlp
+inputs:
+  x: {shape: [3]}
+  label: {shape: [], dtype: int64}
+modules:
+  fc1: {op: linear, in: x, out_features: 5}
+  act: {op: tanh, in: fc1}
+  logits: {op: linear, in: act, out_features: 4}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+train: {optimizer: {type: sgd, lr: 0.5}, batch_size: 4, epochs: 3, seed: 3}
+"""
+
+
+def _fit(monkeypatch, tmp_path, mode, nan=False, **cfg):
+    """A Trainer's run on 32 samples (one NaN input with ``nan``) under NETC_WHOLE_STEP=mode:
+    (result, params, executor)."""
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(MLP)
+    net = netc.load(spec)
+    config = {**net.train, **cfg}
+    plan = net.compile(4, optimizer_key(config["optimizer"]))
+    monkeypatch.setenv("NETC_WHOLE_STEP", mode)
+    ex = Executor(plan, 4, seed=3, optimizer=plan.optimizer)
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.normal(size=(32, 3)).astype(np.float32), "label": rng.integers(0, 4, 32)}
+    if nan:
+        arrays["x"][20, 1] = np.nan
+    data = Dataset.from_arrays(arrays, net.expanded.inputs)
+    r = Trainer(ex, config, data, progress=False, plots=False).fit()
+    return r, ex.params.copy(), ex
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"optimizer": {"type": "adam", "lr": 0.01},
+         "schedule": {"type": "multistep", "per": "step", "milestones": [3, 9], "gamma": 0.5}},
+        {"optimizer": {"type": "momentum", "lr": 0.1}, "nan": True},  # a NaN input: the run diverges
+    ],
+    ids=["adam-schedule", "nan-input"],
+)  # fmt: skip
+def test_the_trainer_runs_the_update_in_the_step_bitwise(monkeypatch, tmp_path, cfg):
+    r0, p0, _ = _fit(monkeypatch, tmp_path, "0", **cfg)
+    r1, p1, ex = _fit(monkeypatch, tmp_path, "sync", **cfg)
+    assert ex._upd is not None and ex._upd[1].ready is not None, ex.whole_step_reason
+    assert (r1.status, r1.message, r1.step) == (r0.status, r0.message, r0.step)
+    assert np.array_equal(p0, p1, equal_nan=True)
+    if cfg.get("nan"):  # the batch with the NaN sample updated nothing: the weights stay finite
+        assert r0.status == "diverged" and "the loss became nan" in r0.message, r0.message
+        assert np.isfinite(p1).all()
