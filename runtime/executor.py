@@ -299,6 +299,9 @@ class Executor(PlanRunner):
     """Runs a plan on the CPU at a fixed batch size."""
 
     backend_name = "cpu"
+    #: ``step(update=...)`` runs the update inside the step's native call (elsewhere it is a
+    #: separate ``update.step()``, which gains a caller nothing over its own call).
+    fuses_update = True
 
     def __init__(
         self,
@@ -412,9 +415,12 @@ class Executor(PlanRunner):
             if self._applied[0]:
                 update.t += 1
             return bool(self._applied[0])
-        whole = self._whole_ready()
+        # With an update, the function without it is not compiled for this (only used if ready).
+        whole = self._whole_ready() if update is None else self._whole
         if whole is None:
-            return super().step(inputs, update)
+            super().forward(inputs)
+            super().backward()
+            return self._update(update)
         if inputs is not None:
             self.set_inputs(inputs)
         whole(True, True)

@@ -146,7 +146,8 @@ class Trainer(CheckpointState):
         self.clip_norm, self.clip_value = clip.get("norm"), clip.get("value")
         # Nothing to do between backward and the update (no accumulation, penalty or clipping):
         # the executor runs the update in the step's native call (Executor.step(update=...)).
-        self._fused = self.accumulate == 1 and self._wsegs is None and not (self.clip_norm or self.clip_value)
+        self._fused = getattr(ex, "fuses_update", False) and self.accumulate == 1 and self._wsegs is None
+        self._fused = self._fused and not (self.clip_norm or self.clip_value)
         self._updated = False  # whether the last micro-step's call ran the update
         es = cfg.get("early_stopping")
         self.early = EarlyStopping(**es) if es else None
