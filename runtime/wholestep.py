@@ -292,6 +292,11 @@ class WholeStep:
 
     def compile(self) -> None:
         """Load the function from numba's disk cache, or compile (and cache) it."""
+        from numba.np.ufunc.parallel import _launch_threads
+
+        # Code loaded from the cache that calls a parallel kernel links against numba's thread
+        # pool (allocate_sched, ...), which only exists once it is started: start it first.
+        _launch_threads()
         self.dispatcher.compile(self.signature)
         # Its compiled entry point, called without the dispatcher's type resolution (5-6 µs a step
         # for LeNet-5's 8 arrays and extras tuple): the arguments are the same objects every step.
