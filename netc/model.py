@@ -148,8 +148,9 @@ class Model:
                                         state=ex.opt_state, **hyper)  # fmt: skip
         ex = self.executor
         ex.training = True
-        ex.step(inputs)  # forward and backward in one call (runtime.wholestep)
-        self._optimizer.step()
+        # forward, backward and the update in one call (runtime.wholestep); no update on a
+        # non-finite loss (the returned loss shows it)
+        ex.step(inputs, update=self._optimizer)
         return self.loss()
 
     # -- inference -------------------------------------------------------------

@@ -28,8 +28,8 @@ it in the constructor. ``whole_step_reason`` says why a plan runs per op. ``forw
 
 from __future__ import annotations
 
+import math
 import os
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -267,11 +267,19 @@ class PlanRunner:
         for f in self._backward:
             f()
 
-    def step(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
-        """A training step's forward and backward passes (one native call where the CPU
-        executor's whole-step function is ready)."""
+    def step(self, inputs: Mapping[str, np.ndarray] | None = None, update: Any = None) -> bool:
+        """A training step's forward and backward passes, then ``update.step()`` (an
+        ``Optimizer``) when the weighted total loss is finite; whether that update ran. One native
+        call where the CPU executor's whole-step function is ready, the update included."""
         self.forward(inputs)
         self.backward()
+        return self._update(update)
+
+    def _update(self, update: Any) -> bool:
+        if update is None or not math.isfinite(self.loss()):
+            return False
+        update.step()
+        return True
 
     def forward_stepwise(self) -> Iterator[Step]:
         """The forward pass one step at a time: a step's output is current when the step is
@@ -298,6 +306,9 @@ class Executor(PlanRunner):
     """Runs a plan on the CPU at a fixed batch size."""
 
     backend_name = "cpu"
+    #: ``step(update=...)`` runs the update inside the step's native call (elsewhere it is a
+    #: separate ``update.step()``, which gains a caller nothing over its own call).
+    fuses_update = True
 
     def __init__(
         self,
@@ -328,18 +339,21 @@ class Executor(PlanRunner):
         """Generate the plan's step function, and load it when numba's cache holds it (or
         compile it now under NETC_WHOLE_STEP=sync); otherwise a process compiles it into the cache
         from the second step on, once the per-op path has compiled or loaded every kernel, and
-        the executor loads it when that is done."""
+        the executor loads it when that is done (``wholestep.Loader``)."""
+        self._whole_refused: str | None = None
+        self._loader = self._whole_loader(None)
+        self._upd: tuple[Any, Any] | None = None  # (optimizer, its step function's loader)
+        self._applied = np.zeros(1, np.int64)  # whether the update variant's update ran
+
+    def _whole_loader(self, update: Any) -> Any:
+        """The loader of the step function (with ``update``, a ``wholestep.Update``), or None
+        with ``_whole_refused`` saying why."""
         from . import wholestep
 
-        self._whole: wholestep.WholeStep | None = None
-        self._whole_pending: wholestep.WholeStep | None = None
-        self._whole_proc: Any = None
-        self._steps_run = 0
         mode = os.environ.get("NETC_WHOLE_STEP", "1").strip().lower()
-        self.whole_step_reason: str | None = None
         if mode in ("0", "off", "false", "no"):
-            self.whole_step_reason = "disabled (NETC_WHOLE_STEP=0)"
-            return
+            self._whole_refused = "disabled (NETC_WHOLE_STEP=0)"
+            return None
         bases = {name: getattr(self, name).reshape(-1).view(np.uint8) for name in wholestep.BASES}
         state = {"training": self.state.training, "seed": self.state.seed}
         names = (
@@ -348,51 +362,42 @@ class Executor(PlanRunner):
             [s.module for s in self.plan.backward_steps],
         )
         try:
-            gen = wholestep.generate([*self._refold, *self._forward], self._backward, names, bases, state)
+            fwd = [*self._refold, *self._forward]
+            gen = wholestep.generate(fwd, self._backward, names, bases, state, update)
         except wholestep.Refused as e:
-            self.whole_step_reason = str(e)
-            return
-        ws = wholestep.WholeStep(gen, bases, state)
-        if mode == "sync" or ws.cached():
-            ws.compile()
-            self._whole = ws
-        else:
-            self._whole_pending = ws
-            self.whole_step_reason = "compiling"
+            self._whole_refused = str(e)
+            return None
+        return wholestep.Loader(wholestep.WholeStep(gen, bases, state), mode == "sync")
+
+    @property
+    def _whole(self) -> Any:
+        """The plan's step function (forward, backward) once ready, else None."""
+        return self._loader.ready if self._loader is not None else None
+
+    @property
+    def whole_step_reason(self) -> str | None:
+        """Why the plan runs per op (None when its step function is ready)."""
+        return self._whole_refused if self._loader is None else self._loader.reason
 
     def _whole_ready(self) -> Any:
-        """The step function once it is ready; starts its compile at the second step and loads
-        it once compiled."""
-        ws = self._whole_pending
-        if ws is not None:
-            if self._whole_proc is None:
-                self._steps_run += 1
-                if self._steps_run >= 2:
-                    self._whole_proc = ws.compile_elsewhere()
-            elif self._whole_proc.poll() is not None:
-                self._whole_loaded()
-        return self._whole
-
-    def _whole_loaded(self) -> None:
-        ws, self._whole_pending = self._whole_pending, None
-        if self._whole_proc.returncode == 0 and ws.cached():
-            ws.compile()  # from the disk cache
-            self._whole, self.whole_step_reason = ws, None
-        else:
-            self.whole_step_reason = f"compile failed: {ws.failure()}"
+        return self._loader.poll() if self._loader is not None else None
 
     def wait_whole_step(self, timeout: float | None = None) -> bool:
         """Start the step function's compile if it has not started, wait for it and load it;
         whether it is ready."""
-        if self._whole_pending is not None:
-            if self._whole_proc is None:
-                self._whole_proc = self._whole_pending.compile_elsewhere()
-            try:
-                self._whole_proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            self._whole_loaded()
-        return self._whole is not None
+        return self._loader is not None and self._loader.wait(timeout)
+
+    def _update_ready(self, opt: Any) -> Any:
+        """The step function that also runs ``opt``'s update, once ready (one per optimizer: its
+        source names the family's kernel; the step's scalars travel in ``opt.hyper``)."""
+        if self._upd is None or self._upd[0] is not opt:
+            from .wholestep import Update  # here: an import statement costs ~0.5 µs a step
+
+            launch = getattr(opt, "cpu_launch", None)
+            up = Update(launch(), self._losses, self._applied) if launch is not None else None
+            self._upd = (opt, self._whole_loader(up) if up is not None else None)
+        loader = self._upd[1]
+        return loader.poll() if loader is not None else None
 
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
         whole = self._whole_ready()
@@ -408,15 +413,26 @@ class Executor(PlanRunner):
             return super().backward()
         whole(False, True)
 
-    def step(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
-        whole = self._whole_ready()
+    def step(self, inputs: Mapping[str, np.ndarray] | None = None, update: Any = None) -> bool:
+        if update is not None and (whole := self._update_ready(update)) is not None:
+            if inputs is not None:
+                self.set_inputs(inputs)
+            update.load_hyper(update.t + 1)
+            whole(True, True)  # forward, backward, and the update where the loss is finite
+            if self._applied[0] == 0:
+                return False
+            update.t += 1
+            return True
+        # With an update, the function without it is not compiled for this (only used if ready).
+        whole = self._whole_ready() if update is None else self._whole
         if whole is None:
             super().forward(inputs)
             super().backward()
-            return
+            return self._update(update)
         if inputs is not None:
             self.set_inputs(inputs)
         whole(True, True)
+        return self._update(update)
 
     def param(self, name: str) -> np.ndarray:
         p = next(q for q in self.plan.params if q.name == name)

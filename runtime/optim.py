@@ -46,6 +46,9 @@ from .optimizers.sgd import sgd_update, sgd_update_cuda
 # PyTorch's defaults, per optimizer type (torch 2.x), from the contracts.
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = registry.DEFAULTS
 
+#: The length of ``Optimizer.hyper``: room for every family's step scalars (``hyper_cpu``).
+HYPER_SLOTS = 8
+
 # The kernels that lived here before the registry, still importable from here.
 __all__ = [
     "OPTIMIZER_DEFAULTS", "CudaOptimizer", "Optimizer", "PenaltyCuda", "adagrad_update",
@@ -190,6 +193,10 @@ class Optimizer:
         self.t = 0
         self._kernels = kernel_module(family.name)
         self._none = self._empty(grads)  # stands in for a state row this configuration lacks
+        # The CPU update's step scalars (lr, t, bias-correction inputs, ...), read by its kernel at
+        # call time, so one compiled update (or whole-step function) serves every step and schedule.
+        self.hyper = np.zeros(HYPER_SLOTS, np.float64)
+        self._launch: Any = None
 
     @staticmethod
     def _zeros(shape: tuple[int, int], dtype: Any) -> Any:
@@ -242,6 +249,18 @@ class Optimizer:
         """One update of every trainable parameter from the gradient buffer."""
         self.t += 1
         self._kernels.update_cpu(self)
+
+    def load_hyper(self, t: int) -> None:
+        """Write step ``t``'s scalars (from ``hp`` now: a schedule's lr counts) into ``hyper``."""
+        values = self._kernels.hyper_cpu(self, t)
+        self.hyper[: len(values)] = values
+
+    def cpu_launch(self) -> Any:
+        """The CPU update as data (``runtime.launch.Launch``): the family's kernel over the
+        buffers and ``hyper``, which ``load_hyper`` fills before each call."""
+        if self._launch is None:
+            self._launch = self._kernels.launch_cpu(self)
+        return self._launch
 
     def state_dict(self) -> dict[str, Any]:
         """The JSON-able scalars needed to resume; the state arrays themselves

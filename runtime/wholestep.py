@@ -6,7 +6,8 @@ The executor's bound thunks are data (``runtime.launch``): a kernel and its argu
     step(arena, params, grads, opt_state, workspace, folded, training, seed, extras, fwd, bwd)
 
 that calls the forward launches (the refold of an inference plan first) when ``fwd`` and the
-backward ones when ``bwd``: a training step is one call from Python, with no per-op dispatch. The
+backward ones when ``bwd`` — and, generated with an ``Update``, the optimizer's update after both
+when the losses are finite: a training step is one call from Python, with no per-op dispatch. The
 base buffers come in as uint8 arrays; each kernel argument that is a view of one is rebuilt inside
 from (buffer, byte offset, dtype, shape, strides) — ``buf[o:o + n].view(dtype).reshape(shape)``
 when C-contiguous (the layout NumPy gives the per-op call, so the kernels compile to the same
@@ -151,6 +152,35 @@ class _Writer:
         calls = [f"        {self.call(lc)}" for lc in launches]
         return [*self.view_lines, *calls] or ["        pass"]
 
+    def update(self, up: Update, checks: list[Checked]) -> list[str]:
+        """The update branch: the loss total and the input checks, then the guarded update."""
+        self.views, self.view_lines = {}, []
+        total = [f"        total += {self.arg(w)} * np.float64({self.arg(v)}[0])" for v, w in up.losses]
+        flags = dict.fromkeys(f"{self.extra(c.flag)}[0] == 0" for c in checks)  # shared flags once
+        ok = " and ".join(["np.isfinite(total)", *flags])
+        flag, call = self.extra(up.applied), self.call(up.launch)  # the call's views before the lines
+        return [
+            *self.view_lines,
+            "        total = 0.0",
+            *total,
+            f"        if {ok}:",
+            f"            {call}",
+            f"            {flag}[0] = 1",
+            "        else:",
+            f"            {flag}[0] = 0",
+        ]  # fmt: skip
+
+
+class Update:
+    """An optimizer update for the step function to run after backward (``Optimizer.cpu_launch``),
+    but only when the weighted total of ``losses`` ((loss array, weight) pairs, summed in float64
+    in order, as the trainer sums them) is finite and no ``Checked`` launch flagged a bad input:
+    ``applied[0]`` (int64) says whether it ran. The launch's changing scalars live in its float64
+    array (``Optimizer.hyper``), never in the source, so a schedule's lr needs no new function."""
+
+    def __init__(self, launch: Launch, losses: Sequence[tuple[np.ndarray, Any]], applied: np.ndarray) -> None:
+        self.launch, self.losses, self.applied = launch, list(losses), applied
+
 
 class Generated:
     """The source of a plan's step function and what calling it needs."""
@@ -178,12 +208,18 @@ def generate(
     names: tuple[Sequence[str], Sequence[str]],
     bases: dict[str, np.ndarray],
     state: dict[str, np.ndarray],
+    update: Update | None = None,
 ) -> Generated:
     """The step function of a plan's thunks (``names``: the modules of the forward and backward
-    thunks, for the refusal's reason). Raises ``Refused`` where it cannot be generated."""
+    thunks, for the refusal's reason), with ``update`` after backward when both passes run.
+    Raises ``Refused`` where it cannot be generated."""
     fwd, bwd = _flat(forward, "forward", names[0]), _flat(backward, "backward", names[1])
     w = _Writer(bases, state)
     fwd_lines, bwd_lines = w.phase(fwd), w.phase(bwd)
+    checks = ([lc for lc in fwd if isinstance(lc, Checked)], [lc for lc in bwd if isinstance(lc, Checked)])
+    upd_lines = []
+    if update is not None:
+        upd_lines = ["    if run_forward and run_backward:", *w.update(update, [*checks[0], *checks[1]])]
     imports = [f"from {m} import {n} as {alias}" for (m, n), alias in w.imports.items()]
     args = ", ".join((*BASES, *state, "extras", "run_forward", "run_backward"))
     source = "\n".join([
@@ -200,10 +236,10 @@ def generate(
         *fwd_lines,
         "    if run_backward:",
         *bwd_lines,
+        *upd_lines,
         "",
     ])  # fmt: skip
     one_blas = any(isinstance(lc, OneBlasThread) for lc in (*fwd, *bwd))
-    checks = ([lc for lc in fwd if isinstance(lc, Checked)], [lc for lc in bwd if isinstance(lc, Checked)])
     return Generated(source, tuple(w.extras), one_blas, checks)
 
 
@@ -256,6 +292,11 @@ class WholeStep:
 
     def compile(self) -> None:
         """Load the function from numba's disk cache, or compile (and cache) it."""
+        from numba.np.ufunc.parallel import _launch_threads
+
+        # Code loaded from the cache that calls a parallel kernel links against numba's thread
+        # pool (allocate_sched, ...), which only exists once it is started: start it first.
+        _launch_threads()
         self.dispatcher.compile(self.signature)
         # Its compiled entry point, called without the dispatcher's type resolution (5-6 µs a step
         # for LeNet-5's 8 arrays and extras tuple): the arguments are the same objects every step.
@@ -294,6 +335,51 @@ class WholeStep:
             *(self.gen.checks[1] if run_backward else ()),
         ):
             c.check()
+
+
+class Loader:
+    """A step function on its way to ready: loaded at once when numba's cache holds it (or
+    ``sync``); otherwise a process compiles it, started at the second ``poll`` (once the per-op
+    path has compiled or loaded every kernel), and it is loaded when that is done. ``ready`` is
+    the function once loaded, ``reason`` why not ("compiling", "compile failed: ...")."""
+
+    def __init__(self, ws: WholeStep, sync: bool) -> None:
+        self.ws, self.proc, self.polls = ws, None, 0
+        self.ready: WholeStep | None = None
+        self.reason: str | None = "compiling"
+        if sync or ws.cached():
+            ws.compile()
+            self.ready, self.reason = ws, None
+
+    def poll(self) -> WholeStep | None:
+        """The function once ready; starts its compile at the second poll, loads it once done."""
+        if self.reason == "compiling":
+            if self.proc is None:
+                self.polls += 1
+                if self.polls >= 2:
+                    self.proc = self.ws.compile_elsewhere()
+            elif self.proc.poll() is not None:
+                self._loaded()
+        return self.ready
+
+    def _loaded(self) -> None:
+        if self.proc.returncode == 0 and self.ws.cached():
+            self.ws.compile()  # from the disk cache
+            self.ready, self.reason = self.ws, None
+        else:
+            self.reason = f"compile failed: {self.ws.failure()}"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Start the compile if it has not started, wait for it and load it; whether it is ready."""
+        if self.reason == "compiling":
+            if self.proc is None:
+                self.proc = self.ws.compile_elsewhere()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            self._loaded()
+        return self.ready is not None
 
 
 _CHILD = "import sys; from netc.runtime.wholestep import compile_file; compile_file(sys.argv[1], sys.argv[2])"

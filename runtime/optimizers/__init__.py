@@ -6,8 +6,12 @@ trainable parameter of an ``Optimizer`` / ``CudaOptimizer`` (reading
 ``opt.kind``, ``opt.hp``, ``opt.t``, ``opt.p``, ``opt.g``, ``opt.segs``,
 ``opt.row(slot)``, and on the GPU ``opt.segs_d``, ``opt.starts_d``,
 ``opt.grid``), each launching module-level jitted kernels so numba's disk
-cache keeps them. ``check`` is what a complete registration has; the registry
-test runs it over every family and over deliberately incomplete fakes.
+cache keeps them. On the CPU a family's ``update_cpu`` is ``base.update_cpu``, which runs its
+``launch_cpu(opt)`` (a ``runtime.launch.Launch`` over the buffers and the float64 array
+``opt.hyper``) after ``hyper_cpu(opt, t)`` has filled that array with step t's scalars: the update
+is data, which the whole-step function (``runtime.wholestep``) includes. ``check`` is what a
+complete registration has; the registry test runs it over every family and over deliberately
+incomplete fakes.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from numba import cuda, njit
 
+from ..launch import Launch
 from .base import locate
+from .base import update_cpu as update_cpu
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -54,10 +56,20 @@ def adadelta_update_cuda(p, g, sq, acc, segs, starts, lr, rho, eps, weight_decay
         p[pi] -= slr * d
 
 
-def update_cpu(opt: Any) -> None:
+@njit(cache=True)
+def adadelta_update_hyper(p, g, sq, acc, segs, hyper):
+    # hyper: lr, rho, eps, weight_decay
+    adadelta_update(p, g, sq, acc, segs, hyper[0], hyper[1], hyper[2], hyper[3])
+
+
+def hyper_cpu(opt: Any, t: int) -> tuple[float, ...]:
     h = opt.hp
-    adadelta_update(opt.p, opt.g, opt.row("square_avg"), opt.row("acc_delta"), opt.segs, h["lr"], h["rho"],
-                    h["eps"], h["weight_decay"])  # fmt: skip
+    return h["lr"], h["rho"], h["eps"], h["weight_decay"]
+
+
+def launch_cpu(opt: Any) -> Launch:
+    return Launch(adadelta_update_hyper, opt.p, opt.g, opt.row("square_avg"), opt.row("acc_delta"), opt.segs,
+                  opt.hyper)  # fmt: skip
 
 
 def update_cuda(opt: Any) -> None:

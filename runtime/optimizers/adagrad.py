@@ -14,7 +14,9 @@ import numpy as np
 from numba import cuda, njit
 
 from ..kernels import cuda_core
+from ..launch import Launch
 from .base import locate
+from .base import update_cpu as update_cpu
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -52,11 +54,21 @@ def adagrad_update_cuda(p, g, acc, segs, starts, clr, eps, weight_decay):
         p[pi] -= slr * gr / (math.sqrt(sv) + eps)
 
 
-def update_cpu(opt: Any) -> None:
-    h, acc = opt.hp, opt.row("sum")
-    if opt.t == 1:
-        acc.fill(h["initial_accumulator_value"])
-    adagrad_update(opt.p, opt.g, acc, opt.segs, h["lr"], h["lr_decay"], h["eps"], h["weight_decay"], opt.t)
+@njit(cache=True)
+def adagrad_update_hyper(p, g, acc, segs, hyper):
+    # hyper: lr, lr_decay, eps, weight_decay, initial_accumulator_value, first step, t (an integer)
+    if hyper[5] != 0.0:  # the accumulator is filled at the first step (a restored one is kept)
+        acc[:] = hyper[4]
+    adagrad_update(p, g, acc, segs, hyper[0], hyper[1], hyper[2], hyper[3], np.int64(hyper[6]))
+
+
+def hyper_cpu(opt: Any, t: int) -> tuple[float, ...]:
+    h = opt.hp
+    return h["lr"], h["lr_decay"], h["eps"], h["weight_decay"], h["initial_accumulator_value"], t == 1, t
+
+
+def launch_cpu(opt: Any) -> Launch:
+    return Launch(adagrad_update_hyper, opt.p, opt.g, opt.row("sum"), opt.segs, opt.hyper)
 
 
 def update_cuda(opt: Any) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from numba import cuda, njit
 
+from ..launch import Launch
 from .base import locate
+from .base import update_cpu as update_cpu
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -68,11 +70,22 @@ def adam_update_cuda(p, g, m, v, segs, starts, lr, b1, b2, eps, weight_decay, de
             p[pi] -= step
 
 
-def update_cpu(opt: Any) -> None:
+@njit(cache=True)
+def adam_update_hyper(p, g, m, v, segs, hyper):
+    # hyper: lr, beta1, beta2, eps, weight_decay, decoupled, t (an integer, as adam_update's power takes it)
+    adam_update(p, g, m, v, segs, hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5] != 0.0,
+                np.int64(hyper[6]))  # fmt: skip
+
+
+def hyper_cpu(opt: Any, t: int) -> tuple[float, ...]:
     h = opt.hp
     b1, b2 = h["betas"]
-    adam_update(opt.p, opt.g, opt.row("exp_avg"), opt.row("exp_avg_sq"), opt.segs, h["lr"], b1, b2, h["eps"],
-                h["weight_decay"], opt.kind == "adamw", opt.t)  # fmt: skip
+    return h["lr"], b1, b2, h["eps"], h["weight_decay"], opt.kind == "adamw", t
+
+
+def launch_cpu(opt: Any) -> Launch:
+    m, v = opt.row("exp_avg"), opt.row("exp_avg_sq")
+    return Launch(adam_update_hyper, opt.p, opt.g, m, v, opt.segs, opt.hyper)
 
 
 def update_cuda(opt: Any) -> None:

@@ -1,4 +1,5 @@
-"""What every optimizer's CUDA update shares: finding a thread's segment.
+"""What every optimizer's update shares: the CPU entry (``update_cpu``) and, on the GPU,
+finding a thread's segment.
 
 One thread per trainable element (grid-stride). ``starts`` holds the running
 element count before each segment (S + 1 entries, the last the total), so a
@@ -9,6 +10,8 @@ cast to the parameters' dtype, as the CPU kernels do, so float32 stays float32.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from numba import cuda
 
@@ -25,3 +28,10 @@ def locate(segs, starts, i):
             hi = mid
     j = i - starts[lo]
     return segs[lo, 0] + j, segs[lo, 1] + j, lo
+
+
+def update_cpu(opt: Any) -> None:
+    """One CPU update, shared by every family: the step's scalars into ``opt.hyper``, then the
+    family's launch (``launch_cpu``) — the same data the whole-step function calls."""
+    opt.load_hyper(opt.t)
+    opt.cpu_launch()()

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from numba import cuda, njit
 
+from ..launch import Launch
 from .base import locate
+from .base import update_cpu as update_cpu
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -96,11 +98,20 @@ def rmsprop_update_cuda(p, g, sq, ga, buf, segs, starts, lr, alpha, eps, weight_
             p[pi] -= slr * gr / den
 
 
-def update_cpu(opt: Any) -> None:
+@njit(cache=True)
+def rmsprop_update_hyper(p, g, sq, ga, buf, segs, hyper):
+    # hyper: lr, alpha, eps, weight_decay, momentum, centered
+    rmsprop_update(p, g, sq, ga, buf, segs, hyper[0], hyper[1], hyper[2], hyper[3], hyper[4], hyper[5] != 0.0)
+
+
+def hyper_cpu(opt: Any, t: int) -> tuple[float, ...]:
     h = opt.hp
-    rmsprop_update(opt.p, opt.g, opt.row("square_avg"), opt.row("grad_avg"), opt.row("momentum_buffer"),
-                   opt.segs, h["lr"], h["alpha"], h["eps"], h["weight_decay"], float(h["momentum"]),
-                   bool(h["centered"]))  # fmt: skip
+    return h["lr"], h["alpha"], h["eps"], h["weight_decay"], h["momentum"], bool(h["centered"])
+
+
+def launch_cpu(opt: Any) -> Launch:
+    return Launch(rmsprop_update_hyper, opt.p, opt.g, opt.row("square_avg"), opt.row("grad_avg"),
+                  opt.row("momentum_buffer"), opt.segs, opt.hyper)  # fmt: skip
 
 
 def update_cuda(opt: Any) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 
 from numba import cuda, njit
 
+from ..launch import Launch
 from .base import locate
+from .base import update_cpu as update_cpu
 
 
 @njit(cache=True, fastmath={"contract"})
@@ -76,10 +78,19 @@ def sgd_update_cuda(p, g, buf, segs, starts, lr, momentum, dampening, nesterov, 
             p[pi] -= slr * (d + mom * b if nesterov else b)
 
 
-def update_cpu(opt: Any) -> None:
+@njit(cache=True)
+def sgd_update_hyper(p, g, buf, segs, hyper):
+    # hyper: lr, momentum, dampening, nesterov, weight_decay, first step (hyper_cpu)
+    sgd_update(p, g, buf, segs, hyper[0], hyper[1], hyper[2], hyper[3] != 0.0, hyper[4], hyper[5] != 0.0)
+
+
+def hyper_cpu(opt: Any, t: int) -> tuple[float, ...]:
     h = opt.hp
-    sgd_update(opt.p, opt.g, opt.row("momentum_buffer"), opt.segs, h["lr"], h["momentum"], h["dampening"],
-               bool(h["nesterov"]), h["weight_decay"], opt.t == 1)  # fmt: skip
+    return h["lr"], h["momentum"], h["dampening"], bool(h["nesterov"]), h["weight_decay"], t == 1
+
+
+def launch_cpu(opt: Any) -> Launch:
+    return Launch(sgd_update_hyper, opt.p, opt.g, opt.row("momentum_buffer"), opt.segs, opt.hyper)
 
 
 def update_cuda(opt: Any) -> None:

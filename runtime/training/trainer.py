@@ -144,6 +144,11 @@ class Trainer(CheckpointState):
         self._wsegs = segments(self.plan, (), roles=("weight",)) if (self.l1 or self.l2) else None
         clip = cfg.get("grad_clip") or {}
         self.clip_norm, self.clip_value = clip.get("norm"), clip.get("value")
+        # Nothing to do between backward and the update (no accumulation, penalty or clipping):
+        # the executor runs the update in the step's native call (Executor.step(update=...)).
+        self._fused = getattr(ex, "fuses_update", False) and self.accumulate == 1 and self._wsegs is None
+        self._fused = self._fused and not (self.clip_norm or self.clip_value)
+        self._updated = False  # whether the last micro-step's call ran the update
         es = cfg.get("early_stopping")
         self.early = EarlyStopping(**es) if es else None
         if self.early and self.early.monitor.startswith("val_") and val is None:
@@ -203,7 +208,9 @@ class Trainer(CheckpointState):
         lr = self.schedule.lr
         self.optimizer.lr = lr
         self._lrs.append(lr)
-        self.optimizer.step()
+        if not self._updated:  # else the micro-step's call ran it, with this lr
+            self.optimizer.step()
+        self._updated = False
         self.schedule.after_step()
         self.step += 1
         self.meter.steps += 1
@@ -228,14 +235,21 @@ class Trainer(CheckpointState):
             rundir.append_jsonl(self.run_dir / rundir.STEPS, self._steps)
             self._steps = []
 
-    def _micro_step(self, idx: np.ndarray) -> float:
+    def _micro_step(self, idx: np.ndarray, update: bool = False) -> float:
+        """Forward and backward on the batch ``idx``, and with ``update`` (the caller runs
+        ``_optimizer_step`` after a finite loss) the optimizer's update too where nothing comes
+        between them: one native call. The update never runs on a non-finite loss."""
         ex = self.ex
         ex.training = True
         aug = self.augmenter if self.augmenter.active else None
         rng = np.random.default_rng([self.seed, self.epoch, self.cursor, 0xA06]) if aug else None
         self.buf.feed(self.train, idx, aug, rng)
         ex.state.seed[0] = step_seed(self.seed, self.micro)
-        ex.step()  # forward and backward: one native call once the whole-step function is ready
+        opt = self.optimizer if update and self._fused else None
+        if opt is not None:
+            opt.lr = self.schedule.lr
+        # forward, backward (and the update): one native call once the whole-step function is ready
+        self._updated = ex.step(update=opt)
         losses = ex.losses()
         loss = sum(self.meter.weights[k] * v for k, v in losses.items())
         if not math.isfinite(loss):
@@ -267,7 +281,7 @@ class Trainer(CheckpointState):
             self.progress.start_epoch(self.epoch + 1, self.cursor)
             while self.cursor < self.batches_per_epoch:
                 b = self.cursor
-                loss = self._micro_step(order[b * self.batch : (b + 1) * self.batch])
+                loss = self._micro_step(order[b * self.batch : (b + 1) * self.batch], update=True)
                 if not math.isfinite(loss):
                     return self._diverged(loss)
                 self.cursor += 1
@@ -444,7 +458,7 @@ class Trainer(CheckpointState):
         first = None
         loss = float("nan")
         for i in range(max_steps):
-            loss = self._micro_step(idx)
+            loss = self._micro_step(idx, update=True)
             if not math.isfinite(loss):
                 return self._diverged(loss)
             first = loss if first is None else first

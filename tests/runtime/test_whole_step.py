@@ -16,12 +16,16 @@ from harness import SMALL_EXAMPLES as SMALL
 from numba.core.runtime import _nrt_python, rtsys
 
 import netc
+from netc.compiler.plan import optimizer_key
 from netc.runtime import wholestep
 from netc.runtime.binding import nothing
 from netc.runtime.check import random_inputs
+from netc.runtime.data import Dataset
 from netc.runtime.executor import Executor
 from netc.runtime.kernels import relu
 from netc.runtime.launch import Seq
+from netc.runtime.optim import Optimizer, segments
+from netc.runtime.train import Trainer
 
 BATCH = 4
 
@@ -211,3 +215,135 @@ def test_a_seq_of_launches_runs_as_its_launches(monkeypatch):
     for ex in (a, b):
         ex.step(inputs)
     _same(a, b)
+
+
+# -- the optimizer update inside the step (Executor.step(update=opt)) -----------------------------
+
+UPDATES = [
+    {"type": "sgd", "weight_decay": 0.01},
+    {"type": "momentum", "dampening": 0.1},
+    {"type": "momentum", "nesterov": True},
+    {"type": "adam", "weight_decay": 0.01},
+    {"type": "adamw"},
+    {"type": "rmsprop", "momentum": 0.9, "centered": True},
+    {"type": "adagrad", "lr_decay": 0.01},
+    {"type": "adadelta", "weight_decay": 0.001},
+]
+
+
+def _optimizer(ex, cfg):
+    return Optimizer.from_config(cfg, ex.params, ex.grads, segments(ex.plan, ("bias",)), state=ex.opt_state)
+
+
+@pytest.mark.parametrize("cfg", UPDATES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_the_step_with_the_update_equals_per_op_bitwise(monkeypatch, cfg):
+    plan = netc.load(ROOT / "examples" / "iris_mlp.yaml").compile(BATCH)
+    key = optimizer_key(cfg)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
+    a = Executor(plan, BATCH, seed=3, optimizer=key)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    b = Executor(plan, BATCH, seed=3, optimizer=key)
+    oa, ob = _optimizer(a, cfg), _optimizer(b, cfg)
+    for i, lr in enumerate((0.05, 0.02, 0.01, 0.03)):  # a schedule: lr changes between steps
+        oa.lr = ob.lr = lr
+        inputs = random_inputs(plan, BATCH, seed=10 + i)
+        a.step(inputs)
+        oa.step()
+        assert b.step(inputs, update=ob)
+        assert b._upd[1].ready is not None, b._upd[1].reason  # it ran in the native call
+        _same(a, b)
+        assert np.array_equal(a.params, b.params) and np.array_equal(a.opt_state, b.opt_state)
+        assert oa.t == ob.t == i + 1
+    # lr, t and the bias corrections are data, not literals: one function per optimizer family
+    assert "0.03" not in b._upd[1].ws.gen.source
+
+
+def test_the_update_is_skipped_on_a_non_finite_loss(monkeypatch):
+    plan = netc.load(ROOT / "examples" / "iris_mlp.yaml").compile(BATCH)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    ex = Executor(plan, BATCH, seed=3, optimizer="adam")
+    opt = _optimizer(ex, {"type": "adam"})
+    inputs = random_inputs(plan, BATCH, seed=1)
+    assert ex.step(inputs, update=opt) and opt.t == 1
+    params, state = ex.params.copy(), ex.opt_state.copy()
+    bad = {k: v.copy() for k, v in inputs.items()}
+    bad["x"][0, 0] = np.nan
+    assert not ex.step(bad, update=opt)
+    assert not np.isfinite(ex.loss()) and opt.t == 1
+    assert np.array_equal(ex.params, params) and np.array_equal(ex.opt_state, state)
+    assert ex.step(inputs, update=opt) and opt.t == 2  # and the next finite step updates
+
+
+def test_the_step_with_the_update_allocates_nothing(monkeypatch):
+    plan = netc.load(ROOT / "examples" / "lenet5.yaml").compile(BATCH)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    ex = Executor(plan, BATCH, seed=3, optimizer="momentum")
+    opt = _optimizer(ex, {"type": "momentum"})
+    ex.set_inputs(random_inputs(plan, BATCH, seed=1))
+    ex.step(update=opt)
+    _nrt_python.memsys_enable_stats()
+    try:
+        before = rtsys.get_allocation_stats()
+        ex.step(update=opt)
+        after = rtsys.get_allocation_stats()
+    finally:
+        _nrt_python.memsys_disable_stats()
+    gen = ex._upd[1].ws.gen
+    arrays = len(wholestep.BASES) + 2 + sum(isinstance(e, np.ndarray) for e in gen.extras)
+    assert after.alloc - before.alloc == after.mi_alloc - before.mi_alloc == arrays
+
+
+MLP = """
+netc: 1
+name: mlp
+inputs:
+  x: {shape: [3]}
+  label: {shape: [], dtype: int64}
+modules:
+  fc1: {op: linear, in: x, out_features: 5}
+  act: {op: tanh, in: fc1}
+  logits: {op: linear, in: act, out_features: 4}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+train: {optimizer: {type: sgd, lr: 0.5}, batch_size: 4, epochs: 3, seed: 3}
+"""
+
+
+def _fit(monkeypatch, tmp_path, mode, nan=False, **cfg):
+    """A Trainer's run on 32 samples (one NaN input with ``nan``) under NETC_WHOLE_STEP=mode:
+    (result, params, executor)."""
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(MLP)
+    net = netc.load(spec)
+    config = {**net.train, **cfg}
+    plan = net.compile(4, optimizer_key(config["optimizer"]))
+    monkeypatch.setenv("NETC_WHOLE_STEP", mode)
+    ex = Executor(plan, 4, seed=3, optimizer=plan.optimizer)
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.normal(size=(32, 3)).astype(np.float32), "label": rng.integers(0, 4, 32)}
+    if nan:
+        arrays["x"][20, 1] = np.nan
+    data = Dataset.from_arrays(arrays, net.expanded.inputs)
+    r = Trainer(ex, config, data, progress=False, plots=False).fit()
+    return r, ex.params.copy(), ex
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"optimizer": {"type": "adam", "lr": 0.01},
+         "schedule": {"type": "multistep", "per": "step", "milestones": [3, 9], "gamma": 0.5}},
+        {"optimizer": {"type": "momentum", "lr": 0.1}, "nan": True},  # a NaN input: the run diverges
+    ],
+    ids=["adam-schedule", "nan-input"],
+)  # fmt: skip
+def test_the_trainer_runs_the_update_in_the_step_bitwise(monkeypatch, tmp_path, cfg):
+    r0, p0, _ = _fit(monkeypatch, tmp_path, "0", **cfg)
+    r1, p1, ex = _fit(monkeypatch, tmp_path, "sync", **cfg)
+    assert ex._upd is not None and ex._upd[1].ready is not None, ex.whole_step_reason
+    assert (r1.status, r1.message, r1.step) == (r0.status, r0.message, r0.step)
+    assert np.array_equal(p0, p1, equal_nan=True)
+    if cfg.get("nan"):  # the batch with the NaN sample updated nothing: the weights stay finite
+        assert r0.status == "diverged" and "the loss became nan" in r0.message, r0.message
+        assert np.isfinite(p1).all()
