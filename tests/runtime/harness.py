@@ -182,3 +182,21 @@ def check_fused_epilogue(
     assert not np.array_equal(plain.y, want)  # the activation did change the output
     bits = np.uint32 if np.dtype(dtype) == np.float32 else np.uint64
     np.testing.assert_array_equal(fused.y.view(bits), want.view(bits))
+
+
+#: A three-feature, four-class tanh MLP with a training section (trainer tests).
+TINY_MLP = """
+netc: 1
+name: mlp
+inputs:
+  x: {shape: [3]}
+  label: {shape: [], dtype: int64}
+modules:
+  fc1: {op: linear, in: x, out_features: 5}
+  act: {op: tanh, in: fc1}
+  logits: {op: linear, in: act, out_features: 4}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+train: {optimizer: {type: sgd, lr: 0.5}, batch_size: 4, epochs: 1, seed: 3}
+"""

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from harness import TINY_MLP
 from tinyspec import classifier
 
 import netc
@@ -496,21 +497,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(case, tmp_path, spe
 
 
 # -- 5, 6. accumulation, clipping, penalties (float64, on the Trainer itself) ----------------------
-MLP = """
-netc: 1
-name: mlp
-inputs:
-  x: {shape: [3]}
-  label: {shape: [], dtype: int64}
-modules:
-  fc1: {op: linear, in: x, out_features: 5}
-  act: {op: tanh, in: fc1}
-  logits: {op: linear, in: act, out_features: 4}
-losses:
-  ce: {op: cross_entropy, in: [logits, label]}
-outputs: [logits]
-train: {optimizer: {type: sgd, lr: 0.5}, batch_size: 4, epochs: 1, seed: 3}
-"""
+MLP = TINY_MLP
 
 
 def _arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from harness import REPO as ROOT
 from harness import SMALL_EXAMPLES as SMALL
+from harness import TINY_MLP
 from numba.core.runtime import _nrt_python, rtsys
 
 import netc
@@ -293,21 +294,7 @@ def test_the_step_with_the_update_allocates_nothing(monkeypatch):
     assert after.alloc - before.alloc == after.mi_alloc - before.mi_alloc == arrays
 
 
-MLP = """
-netc: 1
-name: mlp
-inputs:
-  x: {shape: [3]}
-  label: {shape: [], dtype: int64}
-modules:
-  fc1: {op: linear, in: x, out_features: 5}
-  act: {op: tanh, in: fc1}
-  logits: {op: linear, in: act, out_features: 4}
-losses:
-  ce: {op: cross_entropy, in: [logits, label]}
-outputs: [logits]
-train: {optimizer: {type: sgd, lr: 0.5}, batch_size: 4, epochs: 3, seed: 3}
-"""
+MLP = TINY_MLP.replace("epochs: 1", "epochs: 3")
 
 
 def _fit(monkeypatch, tmp_path, mode, nan=False, **cfg):
