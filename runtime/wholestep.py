@@ -391,4 +391,7 @@ def compile_file(path: str, signature: str) -> None:
     sig = Path(signature)
     types = pickle.loads(sig.read_bytes())
     sig.unlink(missing_ok=True)
+    from numba.np.ufunc.parallel import _launch_threads
+
+    _launch_threads()  # as WholeStep.compile: kernels loaded from the cache link against the pool
     _module(Path(path)).step.compile(types)
