@@ -311,8 +311,11 @@ class WholeStep:
         sig.write_bytes(pickle.dumps(self.signature))
         log = self.path.with_suffix(".log")
         with open(log, "w") as err:
+            # -P and a cwd of its own: the user's working directory (a clone of netc, whose netc/
+            # folder is not the installed package) must not shadow the netc this process runs
             return subprocess.Popen(
-                [sys.executable, "-c", _CHILD, str(self.path), str(sig)],
+                [sys.executable, "-P", "-c", _CHILD, str(self.path), str(sig)],
+                cwd=self.path.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

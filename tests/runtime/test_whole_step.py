@@ -201,6 +201,18 @@ def test_a_cold_plan_runs_per_op_until_its_compile_is_done(monkeypatch):
     _same(a, b)
 
 
+def test_the_compile_process_imports_the_installed_netc(monkeypatch, tmp_path):
+    # A user in a clone of netc runs from a folder whose netc/ is not the installed package (it
+    # once shadowed it in the compile process, which then never compiled): a decoy here.
+    (tmp_path / "netc").mkdir()
+    (tmp_path / "netc" / "__init__.py").write_text("raise ImportError('the decoy netc')\n")
+    plan = netc.load(ROOT / "examples" / "xor_mlp.yaml").compile(BATCH)
+    _, b = _pair(monkeypatch, plan)
+    monkeypatch.chdir(tmp_path)
+    child = b._whole.compile_elsewhere()
+    assert child.wait(timeout=300) == 0, b._whole.failure()
+
+
 def test_a_seq_of_launches_runs_as_its_launches(monkeypatch):
     def as_seq(b):
         fwd, bwd = relu.bind_unary(b, relu.KERNELS_CPU, True)
