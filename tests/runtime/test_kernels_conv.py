@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from harness import OpRun, check_fused_epilogue, gradcheck
 
 from netc.compiler.ops.base import pair
-from netc.runtime.kernels import kernel_module
+from netc.runtime.kernels import conv2d, kernel_module
 
 RTOL, ATOL = 1e-4, 1e-4
 
@@ -179,13 +179,11 @@ DIRECT_CASES = [
 @pytest.fixture
 def direct_conv(monkeypatch: pytest.MonkeyPatch) -> None:
     """The direct kernels for every shape they can take, whatever the measured rule picks."""
-    from netc.runtime.kernels import conv2d
 
     monkeypatch.setattr(conv2d, "DIRECT_MAX_TAPS", 10**6)
 
 
 def takes_direct(run: OpRun) -> bool:
-    from netc.runtime.kernels import conv2d
 
     return conv2d.direct_threads(run.binding, conv2d.geometry(run.binding)) is not None
 
@@ -284,7 +282,6 @@ def test_conv2d_several_samples_per_gemm(monkeypatch: pytest.MonkeyPatch, case: 
     # a second step gives the same
     from netc.compiler.ops import conv2d as contract
     from netc.compiler.ops.base import TensorType
-    from netc.runtime.kernels import conv2d
 
     attrs, shape = CONV_CASES[case]
     full = contract.OP.fill_defaults(attrs)
@@ -308,6 +305,19 @@ ROWS_CASES = [
     ({"out_channels": 5, "kernel": [3, 2], "padding": [2, 0, 1, 1], "dilation": [1, 2]}, (17, 7, 8)),
     ({"out_channels": 4, "kernel": 4, "padding": "same"}, (16, 6, 7)),  # odd pixel bottom/right
 ]
+
+
+@pytest.fixture(autouse=True)
+def rows_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forward by rows is off by default (conv2d.ROWS_MIN_CHANNELS); its tests turn it on at
+    its measured threshold."""
+    if request.node.name.startswith("test_conv2d_rows"):
+        monkeypatch.setattr(conv2d, "ROWS_MIN_CHANNELS", 16)
+
+
+def test_the_forward_by_rows_is_off_by_default() -> None:
+    run = conv_run(*ROWS_CASES[0])
+    assert conv2d.ROWS_MIN_CHANNELS is None and not takes_rows(run)
 
 
 def takes_rows(run: OpRun) -> bool:
@@ -387,7 +397,6 @@ def test_conv2d_rows_deterministic_and_serial_matches_threaded() -> None:
 def test_conv2d_rows_matches_the_wide_path_and_stays_inside_the_workspace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from netc.runtime.kernels import conv2d
 
     attrs, shape = ROWS_CASES[2]
     run = conv_run(attrs, shape, n=5)
