@@ -1,5 +1,6 @@
-"""The small classifier the training tests share: 2 features -> hidden -> 3 classes. The
-network stays the same; each test gives its own train and data sections."""
+"""Spec text the tests share: the small classifier of the training tests (2 features -> hidden
+-> 3 classes; each test gives its own train and data sections), and the activation chain the
+fusion tests (compiler and runtime) end their specs with."""
 
 from __future__ import annotations
 
@@ -27,3 +28,24 @@ def classifier(name: str, train: str, data: str, act: str = "relu", hidden: int 
         + indent(dedent(train).strip("\n"), "  ")
         + f"\ndata: {data}\n"
     )
+
+
+def chain_tail(after: str, width: int, last: str) -> str:
+    """Module lines (at column 2, to follow a ``modules:`` line) and the loss and outputs of the
+    fusion tests' chain: a linear layer of ``width`` after module ``after`` and five pointwise
+    activations (tanh, relu, gelu, elu, leaky_relu, so a chain of three and one of two), then the
+    logits linear, which feeds the loss, and sigmoid -> relu (``last``) after it."""
+    return f"""\
+  fc: {{op: linear, in: {after}, out_features: {width}}}
+  t: {{op: tanh, in: fc}}
+  r: {{op: relu, in: t}}
+  g: {{op: gelu, in: r}}
+  e: {{op: elu, in: g, alpha: 0.5}}
+  l: {{op: leaky_relu, in: e, negative_slope: 0.1}}
+  logits: {{op: linear, in: l, out_features: 3}}
+  s: {{op: sigmoid, in: logits}}
+  {last}: {{op: relu, in: s}}
+losses:
+  ce: {{op: cross_entropy, in: [logits, y]}}
+outputs: [{last}]
+"""

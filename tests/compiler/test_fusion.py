@@ -5,6 +5,7 @@ from importlib import resources
 
 import jsonschema
 import pytest
+from tinyspec import chain_tail
 
 import netc
 from netc.compiler.fusion import fuse
@@ -234,19 +235,7 @@ modules:
   flat: {op: flatten, in: x}
   t0: {op: tanh, in: flat}
   r0: {op: relu, in: t0}
-  fc: {op: linear, in: r0, out_features: 64}
-  t: {op: tanh, in: fc}
-  r: {op: relu, in: t}
-  g: {op: gelu, in: r}
-  e: {op: elu, in: g, alpha: 0.5}
-  l: {op: leaky_relu, in: e, negative_slope: 0.1}
-  logits: {op: linear, in: l, out_features: 3}
-  s: {op: sigmoid, in: logits}
-  sr: {op: relu, in: s}
-losses:
-  ce: {op: cross_entropy, in: [logits, y]}
-outputs: [sr]
-"""
+""" + chain_tail("r0", 64, "sr")
 
 
 def test_inference_chains_pointwise_activations_into_one_step(spec_file):

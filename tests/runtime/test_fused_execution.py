@@ -6,6 +6,7 @@ import pytest
 from harness import REPO as ROOT
 from harness import SMALL_EXAMPLES as SMALL
 from harness import check_fused_epilogue
+from tinyspec import chain_tail
 
 import netc
 from netc.runtime.check import random_inputs
@@ -280,19 +281,7 @@ modules:
   ln: {op: layernorm, in: fr}
   le: {op: elu, in: ln, alpha: 0.5}
   lg: {op: gelu, in: le, approximate: tanh}
-  fc: {op: linear, in: lg, out_features: 16}
-  t: {op: tanh, in: fc}
-  r: {op: relu, in: t}
-  g: {op: gelu, in: r}
-  e: {op: elu, in: g, alpha: 0.5}
-  l: {op: leaky_relu, in: e, negative_slope: 0.1}
-  logits: {op: linear, in: l, out_features: 3}
-  s: {op: sigmoid, in: logits}
-  sr2: {op: relu, in: s}
-losses:
-  ce: {op: cross_entropy, in: [logits, y]}
-outputs: [sr2]
-"""
+""" + chain_tail("lg", 16, "sr2")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
