@@ -49,6 +49,10 @@ class Kernel:
     steps: int
     gpu_steps: int  # a GPU runs a step 10-100x faster: more steps for a measurable repeat
     target: float  # share of the CPU's GEMM ceiling (NumPy's np.dot) to reach
+    # the GEMMs netc's kernels run for the layer's forward and backward, at the whole batch:
+    # (m, k, n, a transposed, b transposed) for C[m, n] = A @ B. NumPy times them alone in the
+    # ceiling's worker: what BLAS gives at these shapes bounds any GEMM-based kernel of the layer.
+    gemms: tuple[tuple[int, int, int, bool, bool], ...] = ()
 
 
 KERNELS = {
@@ -68,6 +72,12 @@ losses:
         6,
         50,
         0.6,
+        # y = W @ cols, dW = dy @ colsᵀ, dcols = Wᵀ @ dy: [O, C·9] and [C·9, N·H·W] (im2col)
+        (
+            (32, 288, 64 * 1024, False, False),
+            (32, 64 * 1024, 288, False, True),
+            (288, 32, 64 * 1024, True, False),
+        ),
     ),
     "linear": Kernel(
         "linear N256 1024 → 1024, bias",
@@ -85,6 +95,8 @@ losses:
         12,
         100,
         0.9,
+        # y = x @ Wᵀ, dx = dy @ W, dW = dyᵀ @ x
+        ((256, 1024, 1024, False, True), (256, 1024, 1024, False, False), (1024, 256, 1024, True, False)),
     ),
 }
 GEMM_N = 2048

@@ -403,7 +403,28 @@ def numpy_worker(a: argparse.Namespace) -> dict[str, Any]:
     c = np.empty_like(x)
     times = timed(lambda: np.dot(x, y, out=c), a.steps, a.repeats, a.warmup)
     gflops = 2 * GEMM_N**3 * a.steps / statistics.median(times) / 1e9
-    return {"gflops": gflops, "openblas": openblas_cores(), "versions": {"numpy": np.__version__}}
+    bounds = {k: gemms_gflops(kern.gemms, a, rng) for k, kern in KERNELS.items() if kern.gemms}
+    return {"gflops": gflops, "gemm_bounds": bounds, "openblas": openblas_cores(),
+            "versions": {"numpy": np.__version__}}  # fmt: skip
+
+
+def gemms_gflops(gemms: tuple, a: argparse.Namespace, rng: Any) -> float:
+    """GFLOP/s of a layer's forward and backward GEMMs alone (``Kernel.gemms``), run one after
+    the other as a step runs them, in NumPy on the worker's threads: no im2col, no epilogue."""
+    import numpy as np
+
+    def operand(rows: int, cols: int, transposed: bool) -> Any:
+        m = rng.standard_normal((cols, rows) if transposed else (rows, cols), dtype=np.float32)
+        return m.T if transposed else m  # a transposed view: BLAS reads it in place, as netc's do
+
+    ops = [(operand(m, k, ta), operand(k, n, tb), np.empty((m, n), np.float32)) for m, k, n, ta, tb in gemms]
+
+    def run() -> None:
+        for x, y, c in ops:
+            np.dot(x, y, out=c)
+
+    times = timed(run, a.steps, a.repeats, a.warmup)
+    return sum(2 * m * k * n for m, k, n, _, _ in gemms) * a.steps / statistics.median(times) / 1e9
 
 
 def run_worker(a: argparse.Namespace) -> int:

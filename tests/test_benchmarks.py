@@ -186,7 +186,7 @@ def test_report_with_torch_compile_and_startup_marks_every_target():
         ("resnet_mini", 64, "train"): {"netc": [r(50.0)], "torch": [r(100.0)], "compile": [r(100.0, 9.0)]},
         ("conv",): {"netc": [{"gflops": 70.0}], "torch": [{"gflops": 50.0}]},
         ("linear",): {"netc": [{"gflops": 80.0}], "torch": [{"gflops": 95.0}]},
-        ("gemm",): {"numpy": [{"gflops": 100.0}], "torch": [{"gflops": 90.0}]},
+        ("gemm",): {"numpy": [{"gflops": 100.0, "gemm_bounds": {"conv": 45.0}}], "torch": [{"gflops": 90.0}]},
     }
     cold = {"first_step_s": 5.0, "since_spawn_s": 7.5}
     startup = {("resnet_mini", 64, "train"): {"netc cold": cold, "netc warm": {"first_step_s": 2.0},
@@ -205,8 +205,9 @@ def test_report_with_torch_compile_and_startup_marks_every_target():
     # no torch.compile target for ResNet-mini; its eager target is missed
     assert "| resnet_mini | 64 | train | 50 | 100 | 100 | 0.50x | ≥ 1.0x ✗ | 0.50x | — | 9.0 / — |" in text
     # conv: 70% of the 100 GFLOP/s ceiling meets 60%; linear: 80% misses 90%
-    assert "| 70.0 | 70% | ≥ 60% ✓ | 50.0 | 50% |" in _row(text, "| conv2d")
-    assert "| 80.0 | 80% | ≥ 90% ✗ | 95.0 | 95% |" in _row(text, "| linear")
+    # the last column: the layer's GEMMs alone (none measured for linear here)
+    assert _row(text, "| conv2d").endswith("| 70.0 | 70% | ≥ 60% ✓ | 50.0 | 50% | 45% |")
+    assert _row(text, "| linear").endswith("| 80.0 | 80% | ≥ 90% ✗ | 95.0 | 95% | — |")
     # start-up: cold 5 s meets < 10 s, warm 2 s misses < 1 s; a missing or failed run shows —
     assert (
         "| resnet_mini | 64 | train | 5.00 (7.50) | 2.00 | cold < 10 s ✓, warm < 1 s ✗ | — | — | — |"
@@ -291,3 +292,15 @@ def test_cuda_refuses_the_cpu_only_tables():
         [sys.executable, str(SCRIPT), "--device", "cuda", "--startup"], capture_output=True, text=True
     )
     assert p.returncode == 1 and "CPU-only" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_numpy_worker_times_each_layers_gemms_alone():
+    # the GEMMs of Kernel.gemms must chain into valid products (np.dot raises on a bad shape) and
+    # give one figure per benchmark layer beside the ceiling
+    cmd = [sys.executable, str(SCRIPT), "--worker", "numpy", "--net", "gemm", "--batch", "2048",
+           "--mode", "kernel", "--steps", "1", "--repeats", "1", "--warmup", "0"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.splitlines()[-1])
+    assert out["gflops"] > 0
+    assert set(out["gemm_bounds"]) == {"conv", "linear"} and min(out["gemm_bounds"].values()) > 0
