@@ -17,8 +17,7 @@ the "wide" layout, where each column-matrix row is one contiguous run of the zer
 input plane (im2col is C·kh·kw long copies instead of C·kh·kw·Ho short ones; LeNet-5's 6->16
 forward ~1.7x faster, for ~36% more GEMM columns there).
 
-By kernel rows (``rows_chunk``, ``ROWS_MIN_CHANNELS``; off by default, see that constant: AlexNet's
-training gradients disagree with PyTorch's with it on): the forward of a stride-1, one-group
+By kernel rows (``rows_chunk``, ``ROWS_MIN_CHANNELS``): the forward of a stride-1, one-group
 layer with C >= 16 and kh >= 2 keeps only kw shifted copies of each input plane and runs kh GEMMs
 Wr[u] [O, C·kw] @ rows (K = C·kw) shifted by d_h·u·Wp columns, instead of one over the wide
 column matrix (K = C·kh·kw); _conv_gemm's docstring has the products. The backward keeps the wide
@@ -150,11 +149,7 @@ def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int, int, int]:
 # The forward by kernel rows (_conv_gemm.forward_rows_cpu) takes stride-1, one-group layers with at
 # least this many input channels, by measurement (see the module docstring); fewer channels make
 # its kh GEMMs' K = C·kw too short (ResNet-mini's 3-channel stem, LeNet-5's layers keep the wide path).
-# Off (None) by default: with it on, AlexNet's training gradients differ from PyTorch's
-# (tests/runtime/test_networks.py, batch 1; conv1.w off by up to 0.017) although every layer of it
-# agrees alone (tests/runtime/test_kernels_conv.py). Until that is found, it runs only where a test
-# turns it on (16: the measured threshold).
-ROWS_MIN_CHANNELS: int | None = None
+ROWS_MIN_CHANNELS = 16
 
 
 def rows_chunk(b: Binding, geo: tuple[int, ...], nt: int, chunk: int, width: int) -> int:
@@ -162,7 +157,7 @@ def rows_chunk(b: Binding, geo: tuple[int, ...], nt: int, chunk: int, width: int
     shifted rows and stage [C·kw + O, S·Hp·Wp] must fit in the space of one thread's column matrix
     and stage of the wide path, [C·kh·kw + O, chunk·width]."""
     c, _, _, kh, kw, sh, sw, *_, groups = geo
-    if ROWS_MIN_CHANNELS is None or sh != 1 or sw != 1 or groups != 1 or kh < 2 or c < ROWS_MIN_CHANNELS:
+    if sh != 1 or sw != 1 or groups != 1 or kh < 2 or c < ROWS_MIN_CHANNELS:
         return 0
     hp, wp, _ = gemm_kernels.wide_dims(geo)
     o = b.p["w"].shape[0]
