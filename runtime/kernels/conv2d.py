@@ -37,7 +37,8 @@ float32, batch 64; a shared 2-core machine, load 4-5, so minima of 25 interleave
                                        102.7 ms; 16->16 @ 28x28 forward 11.9 -> 10.1 ms;
                                        benchmark ResNet-mini step 536 -> 503 ms (its four
                                        convolutions by rows: forward 183 -> 151 ms); examples/
-                                       resnet_mini step 178 -> 170 ms
+                                       resnet_mini step 178 -> 170 ms (a second run, 31 rounds,
+                                       load 4.3-6.9: the same ratios within 5%)
 
 so only the forward switched: the backward's dW by rows loses what the smaller copy saves, and its
 dx gains too little to pay for a second code path. NHWC (channels-last) columns, [S·P, K] @ [K, O],
