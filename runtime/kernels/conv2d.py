@@ -17,8 +17,7 @@ the "wide" layout, where each column-matrix row is one contiguous run of the zer
 input plane (im2col is C·kh·kw long copies instead of C·kh·kw·Ho short ones; LeNet-5's 6->16
 forward ~1.7x faster, for ~36% more GEMM columns there).
 
-By kernel rows (``rows_chunk``, ``ROWS_MIN_CHANNELS``; off by default, see that constant: AlexNet's
-training gradients disagree with PyTorch's with it on): the forward of a stride-1, one-group
+By kernel rows (``rows_chunk``, ``ROWS_MIN_CHANNELS``): the forward of a stride-1, one-group
 layer with C >= 16 and kh >= 2 keeps only kw shifted copies of each input plane and runs kh GEMMs
 Wr[u] [O, C·kw] @ rows (K = C·kw) shifted by d_h·u·Wp columns, instead of one over the wide
 column matrix (K = C·kh·kw); _conv_gemm's docstring has the products. The backward keeps the wide
@@ -32,14 +31,26 @@ float32, batch 64; a shared 2-core machine, load 4-5, so minima of 25 interleave
     forward_cpu vs forward_rows_cpu    2 threads, alternated: median 47.4 -> 40.6 ms, min 44.1 ->
                                        36.3 ms (load 4.5); 27.5 -> 23.9 ms, min 23.0 -> 18.1 ms
                                        (load 2.3; forward + backward 48.4 -> 50.4 GFLOP/s)
-    ResNet-mini, netc profile --batch 64, alternated (load 6.5-10.7): the four block convolutions'
-                                       forward 56-89 ms old, 46-62 ms new; step 816, 828 -> 700, 679 ms
+    again (2026-12-07), 2 threads, per-op executor, wide and by rows bound side by side in one
+    process and alternated, medians of 21 rounds (load 3.6-4.9):
+                                       32->32 @ 32x32 forward 47.0 -> 39.7 ms, + backward 109.3 ->
+                                       102.7 ms; 16->16 @ 28x28 forward 11.9 -> 10.1 ms;
+                                       benchmark ResNet-mini step 536 -> 503 ms (its four
+                                       convolutions by rows: forward 183 -> 151 ms); examples/
+                                       resnet_mini step 178 -> 170 ms (a second run, 31 rounds,
+                                       load 4.3-6.9: the same ratios within 5%)
 
 so only the forward switched: the backward's dW by rows loses what the smaller copy saves, and its
 dx gains too little to pay for a second code path. NHWC (channels-last) columns, [S·P, K] @ [K, O],
 are the same GEMM for BLAS (row-major [O, K] @ [K, S·P] is column-major [S·P, K] @ [K, O]) with
 an im2col of C-long runs instead of Wp-long ones: not tried further. Layers with few channels
 (ResNet-mini's 3-channel stem, LeNet-5's) keep the wide path: K = C·kw would be 9 to 30.
+It was off by default for a while because AlexNet's float32 training gradients then differed from
+PyTorch's (tests/runtime/test_networks.py, conv2.w by 0.09): every layer was right given its
+inputs; a pool2 window's two largest inputs differ by 1.3e-6, less than conv2's float32 rounding
+(~6e-6 either way), and rounding differently from the wide path flipped its argmax, which takes
+the window's whole gradient. The network test's twin now follows the executor's argmax once it is
+checked to be a maximum within the tolerance.
 
 Threads: the batch is split into T contiguous blocks of samples, one per numba thread (prange),
 each with its own column matrix and dW partial, while BLAS is set to one thread for the call
@@ -150,11 +161,7 @@ def gemm_layout(b: Binding, geo: tuple[int, ...]) -> tuple[int, int, int, int]:
 # The forward by kernel rows (_conv_gemm.forward_rows_cpu) takes stride-1, one-group layers with at
 # least this many input channels, by measurement (see the module docstring); fewer channels make
 # its kh GEMMs' K = C·kw too short (ResNet-mini's 3-channel stem, LeNet-5's layers keep the wide path).
-# Off (None) by default: with it on, AlexNet's training gradients differ from PyTorch's
-# (tests/runtime/test_networks.py, batch 1; conv1.w off by up to 0.017) although every layer of it
-# agrees alone (tests/runtime/test_kernels_conv.py). Until that is found, it runs only where a test
-# turns it on (16: the measured threshold).
-ROWS_MIN_CHANNELS: int | None = None
+ROWS_MIN_CHANNELS = 16
 
 
 def rows_chunk(b: Binding, geo: tuple[int, ...], nt: int, chunk: int, width: int) -> int:
@@ -162,7 +169,7 @@ def rows_chunk(b: Binding, geo: tuple[int, ...], nt: int, chunk: int, width: int
     shifted rows and stage [C·kw + O, S·Hp·Wp] must fit in the space of one thread's column matrix
     and stage of the wide path, [C·kh·kw + O, chunk·width]."""
     c, _, _, kh, kw, sh, sw, *_, groups = geo
-    if ROWS_MIN_CHANNELS is None or sh != 1 or sw != 1 or groups != 1 or kh < 2 or c < ROWS_MIN_CHANNELS:
+    if sh != 1 or sw != 1 or groups != 1 or kh < 2 or c < ROWS_MIN_CHANNELS:
         return 0
     hp, wp, _ = gemm_kernels.wide_dims(geo)
     o = b.p["w"].shape[0]

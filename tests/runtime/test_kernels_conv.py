@@ -307,19 +307,6 @@ ROWS_CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def rows_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The forward by rows is off by default (conv2d.ROWS_MIN_CHANNELS); its tests turn it on at
-    its measured threshold."""
-    if request.node.name.startswith("test_conv2d_rows"):
-        monkeypatch.setattr(conv2d, "ROWS_MIN_CHANNELS", 16)
-
-
-def test_the_forward_by_rows_is_off_by_default() -> None:
-    run = conv_run(*ROWS_CASES[0])
-    assert conv2d.ROWS_MIN_CHANNELS is None and not takes_rows(run)
-
-
 def takes_rows(run: OpRun) -> bool:
     return run.forward.kernel.__name__ == "forward_rows_cpu"
 
@@ -334,6 +321,17 @@ def test_conv2d_rows_parity(attrs: dict[str, Any], shape: tuple[int, ...], dtype
     for _ in range(2):
         run.run()
         conv_parity(run, attrs)
+
+
+def test_conv2d_rows_parity_alexnet_conv2_at_batch_1() -> None:
+    # The layer whose gradients differed from PyTorch's inside AlexNet (tests/runtime/test_networks.py)
+    # with this path on: alone it agrees. The cause was a max-pool window downstream whose two
+    # largest inputs are closer than float32 rounding (test_networks.follow_argmax), not this kernel.
+    attrs = {"out_channels": 256, "kernel": 5, "padding": 2}
+    run = conv_run(attrs, (96, 27, 27), n=1)
+    assert takes_rows(run)
+    run.run()
+    conv_parity(run, attrs)
 
 
 @pytest.mark.parametrize(("attrs", "shape"), ROWS_CASES[:3])

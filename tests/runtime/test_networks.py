@@ -9,6 +9,9 @@ the executor's own mask, which the twin's nn.Dropout is made to apply) and in ev
 must agree too. The small nets run in float64 (rtol 1e-8), ResNet-18 in float64 at batch 2,
 AlexNet and VGG-16 in float32 at batch 1 (rtol 1e-4), against a float64 twin. Tolerances are
 relative to each array's largest magnitude: |got - want| <= rtol·(|want| + max(max|want|, 1e-3)).
+The twin's max pools take the executor's argmax (``follow_argmax``) once it is checked to be a
+maximum within the tolerance: in float32 a window's two largest inputs can differ by less than
+the convolutions' rounding, and which one wins is then rounding, not correctness.
 """
 
 from __future__ import annotations
@@ -133,6 +136,26 @@ def close(got: np.ndarray, want: np.ndarray, rtol: float, what: str) -> None:
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
+def follow_argmax(
+    pool: nn.MaxPool2d, x: torch.Tensor, idx: torch.Tensor, rtol: float, what: str
+) -> torch.Tensor:
+    """The twin's max pool of x with the executor's winners idx (its saved argmax: flat indices
+    into each input plane, as torch's return_indices), after checking each is a maximum within
+    the tolerance and that in an exact tie it is PyTorch's own (the first). Why: AlexNet's pool2
+    (float32, batch 1) has a window whose two largest inputs differ by 1.3e-6 in float64, while
+    conv2's float32 outputs are ~6e-6 off; the winner takes the window's whole gradient, so a
+    flip moves a gradient entry of conv2.w by up to 0.09 (and conv1's through dx) although every
+    kernel is right. The wide and by-rows conv2 forwards round differently and flip it differently."""
+    out, own = F.max_pool2d(
+        x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, return_indices=True
+    )
+    picked = x.flatten(2).gather(2, idx.flatten(2)).reshape(out.shape)
+    close(picked.detach().numpy(), out.detach().numpy(), rtol, f"{what}: its argmax is not a maximum")
+    ties = (idx != own) & (picked == out)
+    assert not bool(ties.any()), f"{what}: an exact tie is not broken as PyTorch's (first maximum)"
+    return picked
+
+
 def torch_loss(step: Any, value: Any) -> torch.Tensor:
     """One netc loss step, recomputed with torch.nn.functional from the twin's tensors."""
     x, target = (value(n) for n in step.inputs)
@@ -168,14 +191,25 @@ class Pair:
         mapped = {id(t) for t, _ in self.slots.values()}
         assert all(id(p) in mapped for p in self.twin.parameters()), "a twin parameter has no netc twin"
         self.masks: dict[str, torch.Tensor] = {}
+        self.argmax: dict[str, torch.Tensor] = {}
         for s in self.plan.forward_steps:
             if s.op == "dropout":
                 self.twin.owners[s.module].register_forward_hook(self._mask_hook(s.module))
+            if s.op == "maxpool2d":
+                self.twin.owners[s.module].register_forward_hook(self._argmax_hook(s.module))
 
     def _mask_hook(self, module: str) -> Any:
         # nn.Dropout draws its own mask: in training, apply the executor's (m / (1 - p)) instead.
         def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
             return inputs[0] * self.masks[module] if mod.training else out
+
+        return hook
+
+    def _argmax_hook(self, module: str) -> Any:
+        rtol = RTOL[self.ex.dtype.type]
+
+        def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> torch.Tensor:
+            return follow_argmax(mod, inputs[0], self.argmax[module], rtol, module)
 
         return hook
 
@@ -192,6 +226,8 @@ class Pair:
         for s in self.plan.forward_steps:  # before backward, which may reuse the mask's bytes
             if s.op == "dropout":
                 self.masks[s.module] = torch.from_numpy(np.array(self.ex.view(f"{s.module}:mask")))
+            if s.op == "maxpool2d":
+                self.argmax[s.module] = torch.from_numpy(np.array(self.ex.view(f"{s.module}:argmax")))
         self.ex.backward()
         self.twin.zero_grad(set_to_none=True)
         self.twin.out.clear()
@@ -251,3 +287,19 @@ def test_example_matches_its_twin_forward_and_backward(name: str) -> None:
     if "eval" in modes:
         pair.sync_weights()  # the running statistics, now moved, are the eval-mode constants
         pair.compare(training=False)
+
+
+def test_twin_pools_follow_the_executors_argmax_only_within_the_tolerance() -> None:
+    pool, rtol = nn.MaxPool2d(2), 1e-4
+    x = torch.tensor([[[[1.0, 1.0 + 1e-9], [0.5, -1.0]]]], requires_grad=True)  # a near tie: 0 and 1
+
+    def follow(i: int) -> torch.Tensor:
+        return follow_argmax(pool, x, torch.tensor([[[[i]]]]), rtol, "pool")
+
+    follow(0).sum().backward()  # the runner-up by rounding: the twin routes the gradient there
+    assert x.grad is not None and x.grad.flatten().tolist() == [1.0, 0.0, 0.0, 0.0]
+    with pytest.raises(AssertionError, match="not a maximum"):
+        follow(2)
+    tie = torch.tensor([[[[2.0, 0.0], [0.0, 2.0]]]])
+    with pytest.raises(AssertionError, match="exact tie"):
+        follow_argmax(pool, tie, torch.tensor([[[[3]]]]), rtol, "pool")
