@@ -227,7 +227,10 @@ def threads(size: int) -> int:
 #: An activation kernel module lists them too: in an inference chain with no fusable producer, the
 #: first activation heads the chain, and the executor binds its forward to ``_epilogue.bind_head``
 #: (which imports the activation modules, so they cannot call it).
-ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"})
+ACTIVATIONS = frozenset(
+    {"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"}
+    | {"relu6", "hardtanh", "hardsigmoid", "hardswish", "silu", "selu", "softplus"}
+)
 
 
 def bind_unary(b: Binding, kernels: tuple, reads_output: bool, *attrs: Any) -> tuple[Thunk, Thunk]:

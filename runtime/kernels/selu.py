@@ -75,14 +75,13 @@ KERNELS_CPU = (forward_cpu, backward_cpu, forward_par, backward_par)
 EPILOGUES_CPU: frozenset[str] = ACTIVATIONS
 
 
-def constants(b: Binding) -> tuple:
-    """(alpha, scale) in the arrays' dtype: float32 products stay float32."""
-    dt = b.x[0].dtype.type
+def constants(dt: type) -> tuple:
+    """(alpha, scale) in dtype ``dt``: float32 products stay float32 (``_epilogue`` passes the same)."""
     return dt(ALPHA), dt(SCALE)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    return bind_unary(b, KERNELS_CPU, False, *constants(b))
+    return bind_unary(b, KERNELS_CPU, False, *constants(b.x[0].dtype.type))
 
 
 _f_cuda = device_function(selu, elu=_elu._f_cuda)
@@ -93,4 +92,4 @@ forward_cuda, backward_cuda = cuda_core.unary_kernels(_f_cuda, _g_cuda, __name__
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, False, *constants(b))
+    return cuda_core.bind_unary(b, forward_cuda, backward_cuda, False, *constants(b.x[0].dtype.type))
