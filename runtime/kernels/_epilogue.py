@@ -9,18 +9,17 @@ activation's kernel.
 
 The activations travel to the kernels as ``act = (kind, p, q) × SLOTS`` (``code``): each one's
 kind and up to two attributes in the arrays' dtype (elu's alpha, leaky_relu's slope, hardtanh's
-bounds — relu6 is hardtanh with 0 and 6, as its own kernel —, selu's alpha and scale, softplus's
-beta and threshold; 0 otherwise), NONE-padded, as one tuple so that kernels pass it through without
-knowing the activations. More
-than one is an inference chain (compiler.fusion): each later activation is one more pass over the
-row or block the kernel just wrote, while it is in cache (``act_rest``); an activation heading a
-chain applies the chain with ``bind_head``. Training plans fuse only relu, tanh, sigmoid, relu6 and hardtanh
-(their backward reads the output); inference plans fuse every pointwise activation
-(compiler.fusion), so every kind here is needed there. relu, tanh and sigmoid have a loop each with
-the bias add inside it (conv2d's hot path); the others add the bias in one pass over the row and
-apply the activation in a second, while the row is in cache (the same roundings: the sum is stored
-in the dtype either way). A branch inside a loop would keep it from vectorizing, hence a loop per
-kind.
+bounds, selu's alpha and scale, softplus's beta and threshold; 0 otherwise; relu6 is hardtanh with
+0 and 6, as its own kernel is), NONE-padded, as one tuple so that kernels pass it through without
+knowing the activations. More than one is an inference chain (compiler.fusion): each later
+activation is one more pass over the row or block the kernel just wrote, while it is in cache
+(``act_rest``); an activation heading a chain applies the chain with ``bind_head``. Training plans
+fuse only relu, tanh, sigmoid, relu6 and hardtanh (their backward reads the output); inference
+plans fuse every pointwise activation (compiler.fusion), so every kind here is needed there.
+relu, tanh and sigmoid have a loop each with the bias add inside it (conv2d's hot path); the
+others add the bias in one pass over the row and apply the activation in a second, while the row
+is in cache (the same roundings: the sum is stored in the dtype either way). A branch inside a loop
+would keep it from vectorizing, hence a loop per kind.
 
 The loops are called, not inlined, from the norms' kernels, and set fastmath=False themselves:
 those kernels compile with fast-math flags (reassociation), which numba passes on to callees that
