@@ -168,7 +168,7 @@ def exp32(x):
 
 def by_dtype(f32: Callable, f64: Callable) -> Callable:
     """A scalar function for jitted code that is ``f32`` where its first argument is a float32 and
-    ``f64`` otherwise (both jitted, inline="always", of one to three arguments), resolved when the
+    ``f64`` otherwise (both jitted, inline="always", of one to four arguments), resolved when the
     caller compiles. Called from Python it is ``f64``."""
     nargs = len(inspect.signature(f64.py_func).parameters)
     # One fixed arity per stub: numba's inliner takes neither *args nor defaults here.
@@ -190,7 +190,7 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
             chosen = f32 if x == nb_types.float32 else f64
             return lambda x, a: chosen(x, a)
 
-    else:
+    elif nargs == 3:
 
         def fn(x, a, b):
             return f64(x, a, b)
@@ -198,6 +198,15 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
         def typed(x, a, b):
             chosen = f32 if x == nb_types.float32 else f64
             return lambda x, a, b: chosen(x, a, b)
+
+    else:
+
+        def fn(x, a, b, c):
+            return f64(x, a, b, c)
+
+        def typed(x, a, b, c):
+            chosen = f32 if x == nb_types.float32 else f64
+            return lambda x, a, b, c: chosen(x, a, b, c)
 
     overload(fn, inline="always")(typed)
     return fn
