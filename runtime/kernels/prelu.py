@@ -43,9 +43,12 @@ def backward_cpu(x, w, dy, dx, acc, dw):
         for n in range(x.shape[0]):
             for c in range(x.shape[1]):
                 a = w[c]
-                for s in range(x.shape[2]):
-                    g = dy[n, c, s] if x[n, c, s] > 0 else a * dy[n, c, s]
-                    dx[n, c, s] = dx[n, c, s] + g if acc else g
+                if acc:  # a branch per row, not per element: the inner loops vectorize
+                    for s in range(x.shape[2]):
+                        dx[n, c, s] += dy[n, c, s] if x[n, c, s] > 0 else a * dy[n, c, s]
+                else:
+                    for s in range(x.shape[2]):
+                        dx[n, c, s] = dy[n, c, s] if x[n, c, s] > 0 else a * dy[n, c, s]
     if dw.size:
         for c in range(x.shape[1]):
             t = 0.0
