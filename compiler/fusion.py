@@ -11,15 +11,17 @@ Patterns
     epilogue   a producer (its contract sets ``epilogue_producer``: conv2d, linear, the norms,
                add) followed by an in-place activation (an elementwise activation with no
                parameters and no saved tensors whose backward reads only its output: relu,
-               tanh, sigmoid). The activation's output takes the producer's buffer; the producer's
-               step names the activation module (``Step.epilogue``) and the activation's forward
-               step is ``fused_into`` the producer. A kernel that knows the activation applies it
-               while its output is still in cache; otherwise the executor runs the activation's
-               own kernel in place. Backward is unchanged: the activation's backward reads its
-               output, the producer's backward never reads its own. Inference plans have no
-               backward, so there any pointwise activation without parameters fuses
-               (``fusable_activation``: gelu, elu and leaky_relu too, whose backward reads the
-               input), and so does a producer whose backward would read its output.
+               tanh, sigmoid, relu6, hardtanh). The activation's output takes the producer's
+               buffer; the producer's step names the activation module (``Step.epilogue``) and
+               the activation's forward step is ``fused_into`` the producer. A kernel that knows
+               the activation applies it while its output is still in cache; otherwise the
+               executor runs the activation's own kernel in place. Backward is unchanged: the
+               activation's backward reads its output, the producer's backward never reads its
+               own. Inference plans have no backward, so there any pointwise activation without
+               parameters fuses
+               (``fusable_activation``: gelu, elu, leaky_relu, hardsigmoid, hardswish, silu,
+               selu and softplus too, whose backward reads the input; never prelu, which has a
+               parameter), and so does a producer whose backward would read its output.
     chain      (inference only) up to ``MAX_CHAIN`` pointwise activations after one another, each
                the only reader of the previous one's output, none but the last pinned (a
                network output, a loss or a loss input), share one buffer and run in one step:
@@ -79,7 +81,7 @@ def in_place_activation(step: Step) -> bool:
 def fusable_activation(step: Step, mode: str) -> bool:
     """Whether ``step`` may run in its producer's output buffer in a plan of ``mode``: an
     in-place activation (``in_place_activation``) in either mode; in inference, where no backward
-    reads anything, also any pointwise activation without parameters (gelu, elu, leaky_relu)."""
+    reads anything, also any pointwise activation without parameters (gelu, elu, silu, ...)."""
     if in_place_activation(step):
         return True
     op = OPS[step.op]

@@ -6,6 +6,7 @@ xavier_uniform   W ~ sqrt(6/(fan_in+fan_out))·U[-1,1]
 xavier_normal    W ~ N(0, 2/(fan_in+fan_out))
 fan_in_uniform   b ~ U[-1,1]/sqrt(fan_in)           (biases next to Kaiming-uniform weights)
 normal           N(0, 1)          uniform  U[-1,1]          zeros / ones
+constant:V       every entry V    (prelu's slopes, "constant:0.25")
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def init_tensor(
         return np.zeros(shape)
     if init == "ones":
         return np.ones(shape)
+    if init.startswith("constant:"):
+        return np.full(shape, float(init.split(":", 1)[1]))
     raise ValueError(f"unknown initializer '{init}'")
 
 

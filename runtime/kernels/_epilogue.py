@@ -7,18 +7,19 @@ block) inside their own forward loop, so the tensor is written once. The scalar 
 activation kernels' own (inlined), so a fused output is bitwise equal to the layer followed by the
 activation's kernel.
 
-The activations travel to the kernels as ``act = (kind, param) × SLOTS`` (``code``): each one's
-kind and its one attribute in the arrays' dtype (elu's alpha, leaky_relu's slope; 0 otherwise),
-NONE-padded, as one tuple so that kernels pass it through without knowing the activations. More
-than one is an inference chain (compiler.fusion): each later activation is one more pass over the
-row or block the kernel just wrote, while it is in cache (``act_rest``); an activation heading a
-chain applies the chain with ``bind_head``. Training plans fuse only relu, tanh
-and sigmoid (their backward reads the output); inference plans fuse every pointwise activation
-(compiler.fusion), so every kind here is needed there. relu, tanh and sigmoid have a loop each with
-the bias add inside it (conv2d's hot path); the others add the bias in one pass over the row and
-apply the activation in a second, while the row is in cache (the same roundings: the sum is stored
-in the dtype either way). A branch inside a loop would keep it from vectorizing, hence a loop per
-kind.
+The activations travel to the kernels as ``act = (kind, p, q) × SLOTS`` (``code``): each one's
+kind and up to two attributes in the arrays' dtype (elu's alpha, leaky_relu's slope, hardtanh's
+bounds, selu's alpha and scale, softplus's beta and threshold; 0 otherwise; relu6 is hardtanh with
+0 and 6, as its own kernel is), NONE-padded, as one tuple so that kernels pass it through without
+knowing the activations. More than one is an inference chain (compiler.fusion): each later
+activation is one more pass over the row or block the kernel just wrote, while it is in cache
+(``act_rest``); an activation heading a chain applies the chain with ``bind_head``. Training plans
+fuse only relu, tanh, sigmoid, relu6 and hardtanh (their backward reads the output); inference
+plans fuse every pointwise activation (compiler.fusion), so every kind here is needed there.
+relu, tanh and sigmoid have a loop each with the bias add inside it (conv2d's hot path); the
+others add the bias in one pass over the row and apply the activation in a second, while the row
+is in cache (the same roundings: the sum is stored in the dtype either way). A branch inside a loop
+would keep it from vectorizing, hence a loop per kind.
 
 The loops are called, not inlined, from the norms' kernels, and set fastmath=False themselves:
 those kernels compile with fast-math flags (reassociation), which numba passes on to callees that
@@ -37,9 +38,18 @@ from ._views import flat
 from .elu import _f as elu
 from .gelu import _f_erf as gelu_erf
 from .gelu import _f_tanh as gelu_tanh
+from .hardsigmoid import _f as hardsigmoid
+from .hardswish import _f as hardswish
+from .hardtanh import _f as hardtanh
 from .leaky_relu import _f as leaky_relu
 from .relu import _f as relu
+from .relu6 import HI as RELU6_HI
+from .relu6 import LO as RELU6_LO
+from .selu import _f as selu
+from .selu import constants as selu_constants
 from .sigmoid import _f as sigmoid
+from .silu import _f as silu
+from .softplus import _f as softplus
 from .tanh import _f as tanh
 
 #: The activations the CPU kernels that list this set (conv2d, linear, batchnorm1d/2d, layernorm,
@@ -47,31 +57,49 @@ from .tanh import _f as tanh
 EPILOGUES_CPU = ACTIVATIONS
 
 NONE, RELU, TANH, SIGMOID, GELU_TANH, GELU_ERF, ELU, LEAKY_RELU = range(8)
-_PLAIN = {"relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+HARDTANH, HARDSIGMOID, HARDSWISH, SILU, SELU, SOFTPLUS = range(8, 14)
+_PLAIN = {
+    "relu": RELU,
+    "tanh": TANH,
+    "sigmoid": SIGMOID,
+    "hardsigmoid": HARDSIGMOID,
+    "hardswish": HARDSWISH,
+    "silu": SILU,
+}
 
 
-#: Activations per ``act`` argument: (kind, param) pairs, NONE-padded (compiler.fusion.MAX_CHAIN).
+#: Activations per ``act`` argument: (kind, p, q) triples, NONE-padded (compiler.fusion.MAX_CHAIN).
 SLOTS = 3
 
 
-def _kind(dt: type, op: str | None, attrs: dict) -> tuple[int, np.floating]:
-    """One activation as (kind, param), mirroring the activation kernels' own bind-time choices
-    (gelu's form, the attribute's dtype); NONE for none."""
+def _kind(dt: type, op: str | None, attrs: dict) -> tuple[int, np.floating, np.floating]:
+    """One activation as (kind, p, q), mirroring the activation kernels' own bind-time choices
+    (gelu's form, the attributes' dtype); NONE for none."""
+    zero = dt(0)
     if op in _PLAIN:
-        return _PLAIN[op], dt(0)
+        return _PLAIN[op], zero, zero
     if op == "gelu":
         if attrs.get("approximate") == "tanh":
-            return GELU_TANH, dt(0)
-        return GELU_ERF, dt(0)  # gelu's _f_erf picks its float32 or float64 code by dtype
+            return GELU_TANH, zero, zero
+        return GELU_ERF, zero, zero  # gelu's _f_erf picks its float32 or float64 code by dtype
     if op == "elu":
-        return ELU, dt(attrs["alpha"])
+        return ELU, dt(attrs["alpha"]), zero
     if op == "leaky_relu":
-        return LEAKY_RELU, dt(attrs["negative_slope"])
-    return NONE, dt(0)
+        return LEAKY_RELU, dt(attrs["negative_slope"]), zero
+    if op == "hardtanh":
+        return HARDTANH, dt(attrs["min_val"]), dt(attrs["max_val"])
+    if op == "relu6":
+        return HARDTANH, dt(RELU6_LO), dt(RELU6_HI)
+    if op == "selu":
+        alpha, scale = selu_constants(dt)
+        return SELU, alpha, scale
+    if op == "softplus":
+        return SOFTPLUS, dt(attrs["beta"]), dt(attrs["threshold"])
+    return NONE, zero, zero
 
 
 def _pack(dt: type, acts: list[tuple[str | None, dict]]) -> tuple:
-    """(kind1, param1, kind2, param2, kind3, param3): the activations in order, NONE-padded."""
+    """(kind1, p1, q1, kind2, p2, q2, kind3, p3, q3): the activations in order, NONE-padded."""
     if len(acts) > SLOTS:
         raise ValueError(f"a fused chain of {len(acts)} activations; the kernels apply at most {SLOTS}")
     out: tuple = ()
@@ -81,7 +109,7 @@ def _pack(dt: type, acts: list[tuple[str | None, dict]]) -> tuple:
 
 
 def code(b: Binding) -> tuple:
-    """The binding's epilogue and chain as a kernel argument, ``act`` = (kind, param) × SLOTS:
+    """The binding's epilogue and chain as a kernel argument, ``act`` = (kind, p, q) × SLOTS:
     kind NONE when there is none (or one the executor applies itself, by running the activation's
     kernel in place)."""
     if b.epilogue is None:
@@ -111,7 +139,7 @@ _loop = njit(cache=True, error_model="numpy", fastmath=False)
 
 
 @_loop
-def _apply(y, d0, n, kind, p):
+def _apply(y, d0, n, kind, p, q):
     """y[d0 + j] = act(y[d0 + j]) for j < n (flat y), one activation: a loop per kind, so that each
     vectorizes (a branch inside the loop would keep it scalar)."""
     d = uint64(d0)
@@ -136,23 +164,41 @@ def _apply(y, d0, n, kind, p):
     elif kind == LEAKY_RELU:
         for j in range(uint64(n)):
             y[d + j] = leaky_relu(y[d + j], p)
+    elif kind == HARDTANH:
+        for j in range(uint64(n)):
+            y[d + j] = hardtanh(y[d + j], p, q)
+    elif kind == HARDSIGMOID:
+        for j in range(uint64(n)):
+            y[d + j] = hardsigmoid(y[d + j])
+    elif kind == HARDSWISH:
+        for j in range(uint64(n)):
+            y[d + j] = hardswish(y[d + j])
+    elif kind == SILU:
+        for j in range(uint64(n)):
+            y[d + j] = silu(y[d + j])
+    elif kind == SELU:
+        for j in range(uint64(n)):
+            y[d + j] = selu(y[d + j], p, q)
+    elif kind == SOFTPLUS:
+        for j in range(uint64(n)):
+            y[d + j] = softplus(y[d + j], p, q)
 
 
 @_loop
 def act_rest(y, d0, n, act):
     """The chain after act's first activation over y[d0 : d0 + n]: each one more pass over the
     same n values, which the callers keep to a row or block still in cache."""
-    if act[2] != NONE:
-        _apply(y, d0, n, act[2], act[3])
-        if act[4] != NONE:
-            _apply(y, d0, n, act[4], act[5])
+    if act[3] != NONE:
+        _apply(y, d0, n, act[3], act[4], act[5])
+        if act[6] != NONE:
+            _apply(y, d0, n, act[6], act[7], act[8])
 
 
 @_loop
 def act_inplace(y, d0, n, act):
     """y[d0 + j] = act(y[d0 + j]) for j < n (flat y): every activation of act, in order."""
-    _apply(y, d0, n, act[0], act[1])
-    if act[2] != NONE:
+    _apply(y, d0, n, act[0], act[1], act[2])
+    if act[3] != NONE:
         act_rest(y, d0, n, act)
 
 
@@ -204,7 +250,7 @@ def copy_act(src, s0, dst, d0, n, bo, add, act):
     elif add:
         for j in range(uint64(n)):
             dst[d + j] = src[a + j] + bo
-        _apply(dst, d0, n, kind, act[1])
+        _apply(dst, d0, n, kind, act[1], act[2])
     elif kind == RELU:
         for j in range(uint64(n)):
             dst[d + j] = relu(src[a + j])
@@ -217,8 +263,8 @@ def copy_act(src, s0, dst, d0, n, bo, add, act):
     else:
         for j in range(uint64(n)):
             dst[d + j] = src[a + j]
-        _apply(dst, d0, n, kind, act[1])
-    if act[2] != NONE:  # tested here: no call at all for a single activation (short conv rows)
+        _apply(dst, d0, n, kind, act[1], act[2])
+    if act[3] != NONE:  # tested here: no call at all for a single activation (short conv rows)
         act_rest(dst, d0, n, act)
 
 

@@ -168,7 +168,7 @@ def exp32(x):
 
 def by_dtype(f32: Callable, f64: Callable) -> Callable:
     """A scalar function for jitted code that is ``f32`` where its first argument is a float32 and
-    ``f64`` otherwise (both jitted, inline="always", of one to three arguments), resolved when the
+    ``f64`` otherwise (both jitted, inline="always", of one to four arguments), resolved when the
     caller compiles. Called from Python it is ``f64``."""
     nargs = len(inspect.signature(f64.py_func).parameters)
     # One fixed arity per stub: numba's inliner takes neither *args nor defaults here.
@@ -190,7 +190,7 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
             chosen = f32 if x == nb_types.float32 else f64
             return lambda x, a: chosen(x, a)
 
-    else:
+    elif nargs == 3:
 
         def fn(x, a, b):
             return f64(x, a, b)
@@ -198,6 +198,15 @@ def by_dtype(f32: Callable, f64: Callable) -> Callable:
         def typed(x, a, b):
             chosen = f32 if x == nb_types.float32 else f64
             return lambda x, a, b: chosen(x, a, b)
+
+    else:
+
+        def fn(x, a, b, c):
+            return f64(x, a, b, c)
+
+        def typed(x, a, b, c):
+            chosen = f32 if x == nb_types.float32 else f64
+            return lambda x, a, b, c: chosen(x, a, b, c)
 
     overload(fn, inline="always")(typed)
     return fn
@@ -227,7 +236,10 @@ def threads(size: int) -> int:
 #: An activation kernel module lists them too: in an inference chain with no fusable producer, the
 #: first activation heads the chain, and the executor binds its forward to ``_epilogue.bind_head``
 #: (which imports the activation modules, so they cannot call it).
-ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"})
+ACTIVATIONS = frozenset(
+    {"relu", "tanh", "sigmoid", "gelu", "elu", "leaky_relu"}
+    | {"relu6", "hardtanh", "hardsigmoid", "hardswish", "silu", "selu", "softplus"}
+)
 
 
 def bind_unary(b: Binding, kernels: tuple, reads_output: bool, *attrs: Any) -> tuple[Thunk, Thunk]:

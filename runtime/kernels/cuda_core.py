@@ -439,12 +439,24 @@ def gemm_batched(ta: bool, tb: bool, alpha: float, a: Any, b: Any, beta: float, 
 # -- binding helpers ------------------------------------------------------------------------------
 
 
-def unary_kernels(f: Any, g: Any, module: str, attr: bool = False) -> tuple[Any, Any]:
-    """``forward_cuda(x, y[, a])`` and ``backward_cuda(x or y, dy, dx, acc[, a])`` of an elementwise
-    op from its device scalar functions ``f(x[, a])`` and ``g(x or y, dy[, a])``: one pair of
-    grid-stride loops for every activation. The kernels are named as the op module's own
-    (``module``), so tools that look kernels up by module and name find them."""
-    if attr:
+def unary_kernels(f: Any, g: Any, module: str, attr: int = 0) -> tuple[Any, Any]:
+    """``forward_cuda(x, y[, a[, c]])`` and ``backward_cuda(x or y, dy, dx, acc[, a[, c]])`` of an
+    elementwise op from its device scalar functions ``f(x[, a[, c]])`` and ``g(x or y, dy[, a[, c]])``,
+    ``attr`` (0, 1 or 2; True is 1) attributes: one pair of grid-stride loops for every activation.
+    The kernels are named as the op module's own (``module``), so tools that look kernels up by
+    module and name find them."""
+    if attr == 2:
+
+        def forward_cuda(x, y, a, c):
+            for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+                y[i] = f(x[i], a, c)
+
+        def backward_cuda(src, dy, dx, acc, a, c):
+            for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+                v = g(src[i], dy[i], a, c)
+                dx[i] = dx[i] + v if acc else v
+
+    elif attr:
 
         def forward_cuda(x, y, a):
             for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):

@@ -195,6 +195,16 @@ CASES = [
     ("gelu", {"approximate": "tanh"}, [T((3, 4))], lambda: nn.GELU(approximate="tanh")),
     ("sigmoid", {}, [T((3, 4))], lambda: nn.Sigmoid()),
     ("tanh", {}, [T((3, 4))], lambda: nn.Tanh()),
+    ("relu6", {}, [T((3, 4))], lambda: nn.ReLU6()),
+    ("hardtanh", {"min_val": -2.0, "max_val": 3.0}, [T((3, 4))], lambda: nn.Hardtanh(-2.0, 3.0)),
+    ("hardsigmoid", {}, [T((3, 4))], lambda: nn.Hardsigmoid()),
+    ("hardswish", {}, [T((3, 4))], lambda: nn.Hardswish()),
+    ("silu", {}, [T((3, 4))], lambda: nn.SiLU()),
+    ("selu", {}, [T((3, 4))], lambda: nn.SELU()),
+    ("softplus", {"beta": 2.0, "threshold": 10.0}, [T((3, 4))], lambda: nn.Softplus(2.0, 10.0)),
+    ("prelu", {}, [T((3, 4))], lambda: nn.PReLU()),
+    ("prelu", {"num_parameters": 3}, [T((3, 4, 5))], lambda: nn.PReLU(3)),
+    ("prelu", {"num_parameters": 6, "init": 0.1}, [T((6,))], lambda: nn.PReLU(6, 0.1)),
     ("identity", {}, [T((3, 4))], lambda: nn.Identity()),
     ("softmax", {}, [T((3, 4))], lambda: nn.Softmax(-1)),
     ("log_softmax", {"axis": 0}, [T((3, 4))], lambda: nn.LogSoftmax(1)),
@@ -344,6 +354,20 @@ ERRORS = [
     ("gelu", {}, [T((3,), L)], r"float32"),
     ("sigmoid", {}, [T((3,), L)], r"float32"),
     ("tanh", {}, [T((3,), L)], r"float32"),
+    ("relu6", {}, [T((3,), L)], r"float32"),
+    ("hardtanh", {"min_val": 2.0, "max_val": 1.0}, [T((3,))], r"min_val 2.0 is greater than max_val 1.0"),
+    ("hardsigmoid", {}, [T((3,), L)], r"float32"),
+    ("hardswish", {}, [T((3,), L)], r"float32"),
+    ("silu", {}, [T((3,), L)], r"float32"),
+    ("selu", {}, [T((3,), L)], r"float32"),
+    ("softplus", {}, [T((3,), L)], r"float32"),
+    (
+        "prelu",
+        {"num_parameters": 4},
+        [T((3, 8))],
+        re.escape("prelu num_parameters=4 must be 1 or the channel count 3 (per-sample axis 0, dim 1 of "),
+    ),
+    ("prelu", {"num_parameters": 2}, [T(())], r"must be 1 or the channel count 1"),
     ("softmax", {"axis": 1}, [T((3,))], r"softmax axis 1 is out of range"),
     ("log_softmax", {"axis": -3}, [T((3, 2))], r"log_softmax axis -3 is out of range"),
     ("maxout", {"pieces": 3}, [T((8,))], r"pieces=3 must divide axis 0 of size 8"),
@@ -552,6 +576,14 @@ def test_layernorm_saved_per_row() -> None:
         ("tanh", {}, [T((8,))], [], (), True),
         ("softmax", {}, [T((8,))], [], (), True),
         ("gelu", {}, [T((8,))], [], (0,), False),
+        ("relu6", {}, [T((8,))], [], (), True),
+        ("hardtanh", {}, [T((8,))], [], (), True),
+        ("hardsigmoid", {}, [T((8,))], [], (0,), False),
+        ("hardswish", {}, [T((8,))], [], (0,), False),
+        ("silu", {}, [T((8,))], [], (0,), False),
+        ("selu", {}, [T((8,))], [], (0,), False),
+        ("softplus", {}, [T((8,))], [], (0,), False),
+        ("prelu", {}, [T((8,))], [], (0,), False),
         ("mul", {}, [T((8,)), T((8,))], [], (0, 1), False),
         ("add", {}, [T((8,)), T((8,))], [], (), False),
         ("flatten", {}, [T((8, 2))], [], (), False),
@@ -565,6 +597,15 @@ def test_saved_for_backward(name, attrs, ins, saved, inputs, output) -> None:
     assert [(s.name, s.shape, s.dtype) for s in op.saved(a, ins, out)] == saved
     assert op.saves_inputs(a) == inputs
     assert op.saves_output(a) is output
+
+
+def test_activation_flops() -> None:
+    ins = [T((4, 5))]
+    per_element = {"relu6": (2, 3), "hardtanh": (2, 3), "hardsigmoid": (4, 3), "hardswish": (5, 4),
+                   "silu": (5, 9), "selu": (4, 4), "softplus": (6, 6), "prelu": (1, 4)}  # fmt: skip
+    for name, per in per_element.items():
+        assert flops(name, {}, ins) == (20 * per[0], 20 * per[1]), name
+    assert flops("prelu", {"num_parameters": 4}, ins) == (20, 80)
 
 
 def test_movement_ops_cost_nothing() -> None:

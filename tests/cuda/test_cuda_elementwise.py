@@ -25,6 +25,7 @@ OPS = [
     *("sigmoid", "tanh", "gelu", "elu", "leaky_relu", "dropout", "add", "mul"),
     *("identity", "flatten", "reshape", "transpose", "concat", "select", "mean"),
     *("parameter", "cls_token", "positional_encoding", "maxout", "softmax", "log_softmax"),
+    *("relu6", "hardtanh", "hardsigmoid", "hardswish", "silu", "selu", "softplus", "prelu"),
 ]
 
 
@@ -68,7 +69,43 @@ UNARY = [
     ("elu", {"alpha": 0.5}),
     ("leaky_relu", {}),
     ("leaky_relu", {"negative_slope": 0.2}),
+    ("relu6", {}),
+    ("hardtanh", {}),
+    ("hardtanh", {"min_val": -0.5, "max_val": 2.0}),
+    ("hardsigmoid", {}),
+    ("hardswish", {}),
+    ("silu", {}),
+    ("selu", {}),
+    ("softplus", {}),
+    ("softplus", {"beta": 2.0, "threshold": 5.0}),
 ]
+
+#: The kinks of the piecewise activations, on which CPU and GPU must pick the same side
+KINKS = np.array([[-3.0, -1.0, -0.5, 0.0, 1.0, 2.0, 3.0, 6.0, 2.5, 10.0]])
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize(
+    ("op", "attrs"),
+    [
+        ("relu6", {}),
+        ("hardtanh", {"min_val": -0.5, "max_val": 2.0}),
+        ("hardsigmoid", {}),
+        ("hardswish", {}),
+        ("softplus", {"beta": 4.0, "threshold": 10.0}),
+    ],
+)
+def test_unary_on_the_kinks(op, attrs, dtype):
+    check(op, attrs, [KINKS], dtype)
+
+
+@pytest.mark.parametrize(("dtype", "acc"), VARIANTS)
+@pytest.mark.parametrize(("k", "shape"), [(1, (5, 7)), (5, (5, 3, 7))])
+def test_prelu(k, shape, dtype, acc):
+    x = randn(3, *shape)
+    x[0, 0, :2] = 0.0  # the kink: slope w, and nothing to the slope gradient
+    p = check("prelu", {"num_parameters": k}, [x], dtype, acc)
+    assert p.gpu_binding.dp["weight"].shape == (k,)
 
 
 @pytest.mark.parametrize(("dtype", "acc"), VARIANTS)

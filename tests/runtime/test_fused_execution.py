@@ -129,6 +129,13 @@ ACTS = [
     ("gelu", {"approximate": "tanh"}),
     ("elu", {"alpha": 0.7}),
     ("leaky_relu", {"negative_slope": 0.2}),
+    ("relu6", {}),
+    ("hardtanh", {"min_val": -0.5}),
+    ("hardsigmoid", {}),
+    ("hardswish", {}),
+    ("silu", {}),
+    ("selu", {}),
+    ("softplus", {"beta": 2.0}),
 ]
 ACT_IDS = [f"{a}-{v}" if v else a for a, at in ACTS for v in [next(iter(at.values()), "")]]
 
@@ -341,3 +348,64 @@ def test_a_large_chain_head_runs_on_numbas_threads(spec_file):
     fused.forward(inputs)
     plain.forward(inputs)
     assert np.array_equal(fused.outputs()["t"], plain.outputs()["t"])
+
+
+NEW_ACTS = """
+netc: 1
+inputs:
+  x: {shape: [2, 6, 6]}
+  y: {shape: [], dtype: int64}
+modules:
+  c: {op: conv2d, in: x, out_channels: 3, kernel: 3, padding: 1}
+  r6: {op: relu6, in: c}
+  c2: {op: conv2d, in: r6, out_channels: 3, kernel: 3, padding: 1}
+  bn: {op: batchnorm2d, in: c2}
+  hs: {op: hardswish, in: bn}
+  c3: {op: conv2d, in: hs, out_channels: 3, kernel: 1}
+  hsig: {op: hardsigmoid, in: c3}
+  gate: {op: mul, in: [hsig, hs]}
+  sum: {op: add, in: [gate, r6]}
+  ht: {op: hardtanh, in: sum, min_val: -0.5, max_val: 2.0}
+  flat: {op: flatten, in: ht}
+  fc: {op: linear, in: flat, out_features: 16}
+  si: {op: silu, in: fc}
+  ln: {op: layernorm, in: si}
+  se: {op: selu, in: ln}
+  sp: {op: softplus, in: se, beta: 2.0}
+  pr: {op: prelu, in: sp}
+  logits: {op: linear, in: pr, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [logits]
+"""
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_new_activations_fuse_and_run_like_the_unfused_plan(spec_file, dtype):
+    # training: relu6 and hardtanh read their output in backward, so they run in their producer's
+    # buffer (conv2d's, add's loop), bitwise; inference: every pointwise one, se -> sp chained after
+    # ln; prelu (a parameter) never fuses
+    net = netc.load(spec_file(NEW_ACTS))
+    batch = 3
+    train = net.compile(batch)
+    assert [tuple(d["modules"]) for d in train.fusion] == [("c", "r6"), ("sum", "ht")]
+    plan = net.compile(batch, mode="inference")
+    got = {tuple(d["modules"]) for d in plan.fusion if d["kind"] != "folded"}
+    assert got == {("c", "r6"), ("c2", "hs"), ("c3", "hsig"), ("sum", "ht"), ("fc", "si"), ("ln", "se", "sp")}
+    inputs = random_inputs(plan, batch, seed=6)
+    inputs["x"] = inputs["x"].astype(dtype)
+    a = Executor(train, batch, dtype=dtype)
+    b = Executor(net.compile(batch, fuse=False), batch, dtype=dtype)
+    b.params[...] = a.params
+    for ex in (a, b):
+        ex.forward(inputs)
+        ex.backward()
+    assert a.losses() == b.losses() and np.array_equal(a.grads, b.grads)
+    fused = Executor(plan, batch, dtype=dtype)
+    plain = Executor(net.compile(batch, mode="inference", fuse=False), batch, dtype=dtype)
+    fused.params[...] = plain.params[...] = a.params
+    assert fused._fused_in_kernel >= {"r6", "hs", "hsig", "ht", "si", "se", "sp"}
+    fused.forward(inputs)
+    plain.forward(inputs)
+    # bn folds into c2's weights: the same function, other roundings
+    np.testing.assert_allclose(fused.outputs()["logits"], plain.outputs()["logits"], rtol=1e-5, atol=1e-6)

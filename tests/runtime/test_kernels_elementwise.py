@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from harness import OpRun, gradcheck
 
+from netc.compiler.ops import OPS
+from netc.compiler.ops.base import TensorType
 from netc.runtime.kernels import kernel_module
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -83,6 +85,16 @@ UNARY = [
     ("gelu", {"approximate": "tanh"}, lambda x: F.gelu(x, approximate="tanh")),
     ("sigmoid", {}, torch.sigmoid),
     ("tanh", {}, torch.tanh),
+    ("relu6", {}, F.relu6),
+    ("hardtanh", {}, F.hardtanh),
+    ("hardtanh", {"min_val": -0.5, "max_val": 2.0}, lambda x: F.hardtanh(x, -0.5, 2.0)),
+    ("hardsigmoid", {}, F.hardsigmoid),
+    ("hardswish", {}, F.hardswish),
+    ("silu", {}, F.silu),
+    ("selu", {}, F.selu),
+    ("softplus", {}, F.softplus),
+    ("softplus", {"beta": 2.0, "threshold": 5.0}, lambda x: F.softplus(x, 2.0, 5.0)),
+    ("softplus", {"beta": 0.5, "threshold": 1.0}, lambda x: F.softplus(x, 0.5, 1.0)),
 ]
 
 
@@ -95,6 +107,71 @@ def test_unary_parity(op, attrs, twin):
 def test_unary_gradcheck(op, attrs, twin):
     x = away_from_zero(rng(2).standard_normal((N, 7)) * 1.5)
     gradcheck(OpRun(op, attrs, [x], dtype=np.float64))
+
+
+#: Points exactly on each kink (and beside it), where torch picks one side's slope: (op, attributes,
+#: torch twin, points). softplus's kink is beta·x = threshold: identity only strictly above it.
+KINKS = [
+    ("relu6", {}, F.relu6, [-1.0, 0.0, 3.0, 6.0, 7.0]),
+    ("hardtanh", {}, F.hardtanh, [-2.0, -1.0, 0.0, 1.0, 2.0]),
+    ("hardtanh", {"min_val": 0.5, "max_val": 0.5}, lambda x: F.hardtanh(x, 0.5, 0.5), [0.0, 0.5, 1.0]),
+    ("hardsigmoid", {}, F.hardsigmoid, [-4.0, -3.0, 0.0, 3.0 - 2.0**-22, 3.0, 4.0]),
+    ("hardswish", {}, F.hardswish, [-4.0, -3.0, -1.5, 0.0, 3.0, 4.0]),
+    ("silu", {}, F.silu, [-100.0, 0.0, 100.0]),
+    ("selu", {}, F.selu, [-1.0, 0.0, 1.0]),
+    ("softplus", {}, F.softplus, [-1.0, 0.0, 20.0, 20.000002, 21.0]),
+    ("softplus", {"beta": 2.0, "threshold": 10.0}, lambda x: F.softplus(x, 2.0, 10.0), [5.0, 5.0000005]),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("op", "attrs", "twin", "points"), KINKS, ids=[f"{o}{a}" for o, a, _, _ in KINKS])
+def test_gradient_on_the_kinks_is_torchs(op, attrs, twin, points, dtype):
+    x = np.array([points], dtype)
+    run = OpRun(op, attrs, [x], dy=np.ones_like(x), dtype=dtype).run()
+    t = torch.tensor(x, requires_grad=True)
+    y = twin(t)
+    y.sum().backward()
+    np.testing.assert_allclose(run.y, y.detach().numpy(), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(run.dx[0], t.grad.numpy(), rtol=1e-6, atol=0)
+
+
+def test_softplus_does_not_overflow_where_torch_would():
+    # beta·x = 100 under a threshold of 200: torch's float32 log1p(exp(100)) is inf; the stable form is x
+    x = np.array([[100.0, -100.0]], np.float32)
+    run = OpRun("softplus", {"threshold": 200.0}, [x], dy=np.ones_like(x)).run()
+    np.testing.assert_allclose(run.y, [[100.0, 0.0]], atol=1e-30)
+    np.testing.assert_allclose(run.dx[0], [[1.0, 0.0]], atol=1e-30)
+
+
+# -- prelu ----------------------------------------------------------------------------------------
+
+PRELU = [(1, (6,)), (1, (4, 5)), (4, (4,)), (4, (4, 3, 5)), (3, (3, 7))]
+
+
+@pytest.mark.parametrize(("k", "shape"), PRELU)
+def test_prelu_parity_and_gradcheck(k, shape):
+    x = rng(13).standard_normal((N, *shape)) * 2
+    x.reshape(-1)[:2] = 0.0  # the kink: torch's slope w there, and no slope gradient
+    attrs = {"num_parameters": k}
+    run = OpRun("prelu", attrs, [x]).run()
+    t, w = torch.tensor(run.x[0], requires_grad=True), torch.tensor(run.params["weight"], requires_grad=True)
+    y = F.prelu(t, w)
+    y.backward(torch.tensor(run.dy))
+    np.testing.assert_allclose(run.y, y.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(run.dx[0], t.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(run.dp["weight"], w.grad.numpy(), rtol=RTOL, atol=ATOL)
+    gradcheck(OpRun("prelu", attrs, [away_from_zero(x)], dtype=np.float64))
+    check_acc("prelu", attrs, [x])
+
+
+def test_prelu_starts_at_torchs_slope():
+    from netc.runtime.init import init_tensor
+
+    (p,) = OPS["prelu"].params(OPS["prelu"].fill_defaults({}), [TensorType((3,))])
+    assert (p.name, p.shape) == ("weight", (1,))
+    w = init_tensor(p.init, p.shape, 1, 1, rng(0))
+    np.testing.assert_array_equal(w, torch.nn.PReLU().weight.detach().numpy())
 
 
 def test_tanh_small_and_large_inputs_are_accurate():
@@ -154,6 +231,32 @@ def test_float32_activations_stay_within_a_few_ulp():
     np.testing.assert_array_equal(out, [np.nan, 1.0, -1.0, 1.0, -1.0])
     sigmoid.forward_cpu(special, out, 0, special.size)
     np.testing.assert_array_equal(out, [np.nan, 1.0, 0.0, 1.0, 0.0])  # e^-100: subnormal, flushed
+
+
+@pytest.mark.parametrize(("beta", "threshold"), [(1.0, 20.0), (2.0, 5.0), (0.5, 200.0)])
+def test_float32_softplus_stays_within_a_few_ulp(beta, threshold):
+    """float32 softplus runs float32 arithmetic (exp32, log1p as 2·atanh): y within 3.5 ulp of the
+    float64 function on 200k values from 1e-6 to 80 of each sign (the tail e^z relative, not
+    absolute; torch's float32 stays within 1.4), dy/dx within 2.2 ulp of σ(z)."""
+    from netc.runtime.kernels import softplus
+
+    mag = np.geomspace(1e-6, 80, 100_000).astype(np.float32)
+    x = np.concatenate([mag, -mag, np.float32([0.0])])
+    b, t = np.float32(beta), np.float32(threshold)
+    z = (x * b).astype(np.float64)  # torch's z: the product in float32
+    xd, y = x.astype(np.float64), np.empty_like(x)
+    softplus.forward_cpu(x, y, b, t, 0, x.size)
+    want = np.where(z > t, xd, np.logaddexp(0.0, z) / beta)
+    keep = want > 1e-37  # e^z flushed below float32's normal range (exp32 flushes subnormals)
+    assert ulps(y[keep], want[keep]).max() <= 3.5
+    softplus.backward_cpu(x, np.ones_like(x), y, False, b, t, 0, x.size)
+    want = np.where(z > t, 1.0, 1.0 / (1.0 + np.exp(-z)))
+    keep = want > 1e-37
+    assert ulps(y[keep], want[keep]).max() <= 2.2
+    special = np.float32([np.nan, np.inf, -np.inf, -200.0])
+    out = np.empty_like(special)
+    softplus.forward_cpu(special, out, b, t, 0, special.size)
+    np.testing.assert_array_equal(out, [np.nan, np.inf, 0.0, 0.0])
 
 
 # -- add, mul ---------------------------------------------------------------------------------------
@@ -283,6 +386,10 @@ def test_softmax(op, axis, shape):
 ACC = [
     ("relu", {}, [(4, 5)]),
     ("gelu", {}, [(4, 5)]),
+    *(
+        (op, {}, [(4, 5)])
+        for op in ("relu6", "hardtanh", "hardsigmoid", "hardswish", "silu", "selu", "softplus")
+    ),
     ("softmax", {"axis": 0}, [(4, 5)]),
     ("log_softmax", {}, [(4, 5)]),
     ("add", {}, [(4, 5)] * 3),
@@ -379,6 +486,13 @@ CHUNKED = [
     ("gelu", {"approximate": "tanh"}, 1),
     ("sigmoid", {}, 1),
     ("tanh", {}, 1),
+    ("relu6", {}, 1),
+    ("hardtanh", {"min_val": -2.0, "max_val": 0.5}, 1),
+    ("hardsigmoid", {}, 1),
+    ("hardswish", {}, 1),
+    ("silu", {}, 1),
+    ("selu", {}, 1),
+    ("softplus", {"beta": 2.0}, 1),
     ("add", {}, 3),
     ("mul", {}, 2),
     ("dropout", {"p": 0.3}, 1),

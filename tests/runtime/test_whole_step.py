@@ -103,6 +103,46 @@ def test_an_inference_chain_runs_whole_step(monkeypatch, spec_file):
     assert np.array_equal(b.outputs()["e"], a.outputs()["e"])
 
 
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_the_newer_activations_run_whole_step(monkeypatch, spec_file, mode):
+    # relu6/hardtanh fused in training, the rest in inference (three of them chained), prelu's slope
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [3, 5]}
+      y: {shape: [], dtype: int64}
+    modules:
+      pr: {op: prelu, in: x, num_parameters: 3}
+      fc: {op: linear, in: pr, out_features: 8}
+      r6: {op: relu6, in: fc}
+      fc2: {op: linear, in: r6, out_features: 8}
+      hs: {op: hardswish, in: fc2}
+      si: {op: silu, in: hs}
+      sp: {op: softplus, in: si, beta: 2.0}
+      flat: {op: flatten, in: sp}
+      fc3: {op: linear, in: flat, out_features: 6}
+      ht: {op: hardtanh, in: fc3, min_val: -0.5}
+      se: {op: selu, in: ht}
+      hsig: {op: hardsigmoid, in: se}
+      logits: {op: linear, in: hsig, out_features: 3}
+    losses:
+      ce: {op: cross_entropy, in: [logits, y]}
+    outputs: [logits]
+    """
+    plan = netc.load(spec_file(text)).compile(BATCH, mode=mode)
+    assert plan.fusion
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.forward(inputs)
+        if mode == "training":
+            ex.backward()
+    assert np.array_equal(b.outputs()["logits"], a.outputs()["logits"])
+    if mode == "training":
+        _same(a, b)
+
+
 def test_the_step_allocates_nothing_and_lives_in_the_cache(monkeypatch):
     plan = netc.load(ROOT / "examples" / "lenet5.yaml").compile(BATCH)
     _, ex = _pair(monkeypatch, plan)
