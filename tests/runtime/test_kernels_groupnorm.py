@@ -112,10 +112,13 @@ def test_groupnorm_accumulates_and_skips() -> None:
     close(run.dp["b"], ref.dp["b"], "db without dx")
 
 
+@pytest.mark.parametrize(
+    ("act", "act_attrs"), [("relu", {}), ("gelu", {}), ("leaky_relu", {"negative_slope": 0.2})]
+)
 @pytest.mark.parametrize("case", [1, 4, 6])
-def test_groupnorm_fused_activation(case: int) -> None:
+def test_groupnorm_fused_activation(case: int, act: str, act_attrs: dict[str, Any]) -> None:
     attrs, shape = GN_CASES[case]
-    check_fused_epilogue("groupnorm", attrs, rand(shape, 5), "relu")
+    check_fused_epilogue("groupnorm", attrs, rand(shape, 5), act, act_attrs=act_attrs)
 
 
 def test_groupnorm_is_the_same_on_one_thread_and_two() -> None:
@@ -201,5 +204,7 @@ def test_instancenorm_is_groupnorm_with_one_group_per_channel() -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_instancenorm_fused_activation() -> None:
-    check_fused_epilogue("instancenorm", {"affine": True}, rand((2, 3, 20), 9), "relu")
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_instancenorm_fused_activation(training: bool) -> None:
+    attrs = {"affine": True, "track_running_stats": True}
+    check_fused_epilogue("instancenorm", attrs, rand((2, 3, 20), 9), "tanh", training=training)
