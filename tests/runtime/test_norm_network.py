@@ -83,6 +83,7 @@ def test_fused_and_whole_step_plans_equal_the_unfused_per_op_plan(spec_file, mon
         monkeypatch.setenv("NETC_WHOLE_STEP", whole)
         ex = Executor(plan, BATCH, seed=3)
         assert (ex._whole is not None) == (whole == "sync"), ex.whole_step_reason
+        assert ex.allocated_bytes == plan.memory["ledger"]["training_peak_bytes"]
         ex.set_inputs(feed)
         ex.step()
         runs.append(ex)
