@@ -26,6 +26,8 @@ runs, as batchnorm's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import cuda, njit, prange
 
@@ -48,6 +50,21 @@ from .cuda_core import THREADS  # a shared array's shape must be a global int of
 
 #: The activations forward_cpu applies to y itself (``Binding.epilogue``).
 EPILOGUES_CPU: frozenset[str] = epilogue.EPILOGUES_CPU
+
+
+@njit(cache=True)
+def batch_means(mean, invstd, j, m, eps):
+    """(the mean over the samples of channel j's μ, the same of its unbiased σ²·m/(m-1)), samples
+    in order; σ² = 1/invstd² - eps, read back from the saved statistic in float64."""
+    n = mean.shape[0]
+    unbias = m / (m - 1) if m > 1 else 1.0
+    sm = 0.0
+    sv = 0.0
+    for i in range(n):
+        sm += mean[i, j]
+        inv = np.float64(invstd[i, j])
+        sv += (1 / (inv * inv) - eps) * unbias
+    return sm / n, sv / n
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -88,16 +105,10 @@ def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, t
     if l < ROW_MIN:  # short channels ([N, C]: one value): one call over the whole (small) output
         act_inplace(y.reshape(-1), 0, y.size, act)
     if track and training[0] != 0:
-        unbias = m / (m - 1) if m > 1 else 1.0
         for j in range(g):  # C values, N each: in order, deterministic
-            sm = 0.0
-            sv = 0.0
-            for i in range(n):
-                sm += mean[i, j]
-                inv = np.float64(invstd[i, j])
-                sv += (1 / (inv * inv) - eps) * unbias
-            running_mean[j] = moving(running_mean[j], sm / n, momentum)
-            running_var[j] = moving(running_var[j], sv / n, momentum)
+            mu_bar, var_bar = batch_means(mean, invstd, j, m, eps)
+            running_mean[j] = moving(running_mean[j], mu_bar, momentum)
+            running_var[j] = moving(running_var[j], var_bar, momentum)
 
 
 @njit(cache=True, parallel=True, fastmath=FAST)
@@ -149,6 +160,12 @@ def backward_cpu(x, w, mean, invstd, dy, dx, dw, db, training, track, acc_dx):
                 db[c] = sb
 
 
+def _param_grads(b: Binding, empty: Any) -> tuple[Any, Any]:
+    """(dw, db) of the binding, ``empty`` for each one nobody needs (no affine, or frozen)."""
+    dw, db = b.dp.get("w"), b.dp.get("b")
+    return (dw if dw is not None else empty), (db if db is not None else empty)
+
+
 def _ngkl(b: Binding, groups: int) -> tuple[int, int, int, int]:
     """(N, G, K, L) of the binding's input with ``groups`` groups."""
     n, c = b.x[0].shape[:2]
@@ -180,11 +197,8 @@ def bind_groups_cpu(b: Binding, groups: int) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy = view(b.dy)
     dx = view(b.dx[0]) if b.dx[0] is not None else np.zeros((0, 0, 0, 0), dt)
-    dw, db = b.dp.get("w"), b.dp.get("b")
-    dw = dw if dw is not None else empty
-    db = db if db is not None else empty
-    acc = bool(b.acc[0])
-    return fwd, Launch(backward_cpu, x, w, mean, invstd, dy, dx, dw, db, training, track, acc)
+    dw, db = _param_grads(b, empty)
+    return fwd, Launch(backward_cpu, x, w, mean, invstd, dy, dx, dw, db, training, track, bool(b.acc[0]))
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -192,6 +206,8 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 
 
 # -- CUDA -------------------------------------------------------------------------------------------
+
+_batch_means_cuda = cuda.jit(device=True)(batch_means.py_func)
 
 
 @cuda.jit
@@ -233,16 +249,9 @@ def running_cuda(mean, invstd, running_mean, running_var, m, momentum, eps):
     # thread j: channel j's running statistics from the samples' μ and σ², samples in order
     j = cuda.grid(1)
     if j < running_mean.size:
-        n = mean.shape[0]
-        unbias = m / (m - 1) if m > 1 else 1.0
-        sm = 0.0
-        sv = 0.0
-        for i in range(n):
-            sm += mean[i, j]
-            inv = np.float64(invstd[i, j])
-            sv += (1 / (inv * inv) - eps) * unbias
-        running_mean[j] = _moving_cuda(running_mean[j], sm / n, momentum)
-        running_var[j] = _moving_cuda(running_var[j], sv / n, momentum)
+        mu_bar, var_bar = _batch_means_cuda(mean, invstd, j, m, eps)
+        running_mean[j] = _moving_cuda(running_mean[j], mu_bar, momentum)
+        running_var[j] = _moving_cuda(running_var[j], var_bar, momentum)
 
 
 @cuda.jit
@@ -326,9 +335,7 @@ def bind_groups_cuda(b: Binding, groups: int) -> tuple[Thunk, Thunk]:
         return fwd, nothing
     dy = view(b.dy)
     dx = view(b.dx[0]) if b.dx[0] is not None else None
-    dw, db = b.dp.get("w"), b.dp.get("b")
-    dw = dw if dw is not None else empty
-    db = db if db is not None else empty
+    dw, db = _param_grads(b, empty)
     acc = bool(b.acc[0])
     param_threads = cuda_core.reduce_threads(n * ln)
 

@@ -4,19 +4,12 @@ every GPU thread as a Python thread), and one row is wider than a block of threa
 
 import numpy as np
 import pytest
-from helpers import Pair
+from helpers import Pair, executors_agree
+from tinyspec import NORM_NET
 
 RNG = np.random.default_rng(12)
 
 TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-10, 1e-12)}
-
-
-def compare_state(p: Pair, rtol: float, atol: float) -> None:
-    """Saved statistics and parameters (running statistics) agree too."""
-    c, g = p.cpu_binding, p.gpu_binding
-    for what, cpu, gpu in (("saved", c.saved, g.saved), ("param", c.p, g.p)):
-        for k, v in cpu.items():
-            np.testing.assert_allclose(gpu[k].copy_to_host(), v, rtol=rtol, atol=atol, err_msg=f"{what} {k}")
 
 
 CASES = [
@@ -38,7 +31,7 @@ def test_group_norms(op, attrs, shape, dtype, acc, training):
     p = Pair(op, attrs, [x], acc=acc, dtype=dtype, training=training).run()
     rtol, atol = TOL[dtype]
     p.compare(rtol, atol)
-    compare_state(p, rtol, atol)  # saved mean/invstd, running statistics (momentum, unbiased var)
+    p.compare_state(rtol, atol)  # saved mean/invstd, running statistics (momentum, unbiased var)
 
 
 def test_group_norm_parameter_gradients_without_dx():
@@ -48,27 +41,5 @@ def test_group_norm_parameter_gradients_without_dx():
 
 
 def test_the_norms_in_a_network_on_the_cuda_executor_equal_the_cpu_executor(tmp_path):
-    # real bindings (arena, parameter and workspace views), training then evaluation
-    from tinyspec import NORM_NET
-
-    import netc
-    from netc.runtime.check import random_inputs
-    from netc.runtime.executor import Executor
-    from netc.runtime.executor_cuda import CudaExecutor
-
     (tmp_path / "net.yaml").write_text(NORM_NET)
-    plan = netc.load(tmp_path / "net.yaml").compile(2)
-    cpu = Executor(plan, 2, seed=2)
-    gpu = CudaExecutor(plan, 2, seed=2)
-    feed = random_inputs(plan, 2, seed=5)
-    for training in (True, False):
-        for ex in (cpu, gpu):
-            ex.training = training
-            ex.forward(feed)
-            ex.backward()
-        np.testing.assert_allclose(gpu.loss(), cpu.loss(), rtol=1e-5)
-        np.testing.assert_allclose(gpu.outputs()["logits"], cpu.outputs()["logits"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(gpu.sync_grads_to_host(), cpu.grads, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(
-            gpu.sync_params_to_host(), cpu.params, rtol=1e-5, atol=1e-7
-        )  # running stats
+    executors_agree(tmp_path / "net.yaml", 2, ["logits"], modes=(True, False))

@@ -10,25 +10,8 @@ import numba
 import numpy as np
 import pytest
 import torch
-from harness import OpRun, check_fused_epilogue, gradcheck
+from harness import OpRun, check_fused_epilogue, close, gradcheck, rand, rebind, t
 from torch import nn
-
-from netc.runtime.kernels import kernel_module
-
-RTOL, ATOL = 1e-4, 1e-4
-
-
-def t(a: np.ndarray, grad: bool = False) -> torch.Tensor:
-    return torch.tensor(a, requires_grad=grad)
-
-
-def close(got: np.ndarray, want: torch.Tensor | np.ndarray, what: str, atol: float = ATOL) -> None:
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else want
-    np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol, err_msg=what)
-
-
-def rand(shape: tuple[int, ...], seed: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape) * scale + shift
 
 
 def copy_params(run: OpRun, module: nn.Module) -> None:
@@ -100,7 +83,7 @@ def test_groupnorm_accumulates_and_skips() -> None:
     ref = gn_run(attrs, shape).run()
     run = gn_run(attrs, shape)
     run.binding.acc[0] = True
-    run.forward, run.backward = kernel_module("groupnorm").bind_cpu(run.binding)
+    rebind(run)
     run.dx[0][:] = 1.5
     run.run()
     close(run.dx[0], ref.dx[0] + 1.5, "dx accumulated")
