@@ -12,7 +12,8 @@ statistics (``track``): in training, after the rows, each channel's running_mean
 move towards the batch means of μ and of the unbiased σ²·L/(L-1) with ``momentum`` (PyTorch's
 instance norm), σ² read back from the saved invstd in float64 (σ² = 1/invstd² - eps: no scratch);
 in evaluation the running statistics are saved as mean and invstd and used instead. A fused
-activation (``Binding.epilogue``, EPILOGUES_CPU) runs on each row right after it is written.
+activation (``Binding.epilogue``, EPILOGUES_CPU) runs on each channel's L values right after they
+are written (``_epilogue.act_inplace``); channels shorter than ROW_MIN take one pass after the loop.
 
 Backward with x̂ = (x - μ)·invstd and γ = dy·w_c per row: dx = invstd·(γ - mean(γ) - x̂·mean(γ·x̂))
 on batch statistics, invstd·γ on running ones (constants); dw_c = Σ dy·x̂ and db_c = Σ dy over the
