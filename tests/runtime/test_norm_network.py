@@ -97,6 +97,7 @@ def test_fused_and_whole_step_plans_equal_the_unfused_per_op_plan(spec_file, mon
 def test_an_inference_plan_computes_evaluation_mode(spec_file) -> None:
     train, infer = plan_of(spec_file), plan_of(spec_file, mode="inference")
     a, b = Executor(train, BATCH, seed=5), Executor(infer, BATCH, seed=5)
+    assert b.allocated_bytes == infer.memory["ledger"]["inference_peak_bytes"] > 0
     a.params[:] = np.random.default_rng(1).uniform(0.5, 1.5, a.params.shape)  # positive variances
     b.params[:] = a.params
     a.training = False
