@@ -53,11 +53,8 @@ class Instancenorm(Groupnorm):
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         c = ins[0].shape[:1]
-        stats = [
-            Param("running_mean", c, "zeros", trainable=False),
-            Param("running_var", c, "ones", trainable=False),
-        ]
-        return self.affine_params(c, attrs["affine"]) + (stats if attrs["track_running_stats"] else [])
+        stats = self.running_params(c) if attrs["track_running_stats"] else []
+        return self.affine_params(c, attrs["affine"]) + stats
 
 
 OP = Instancenorm()
