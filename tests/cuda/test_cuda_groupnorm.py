@@ -13,19 +13,21 @@ TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-10, 1e-12)}
 
 
 CASES = [
-    # (op, attributes, input shape with batch, dtype, acc)
-    ("groupnorm", {"num_groups": 2}, (2, 4, 3, 5), np.float32, False),
-    ("groupnorm", {"num_groups": 1, "affine": False}, (3, 3, 4), np.float64, True),
-    ("groupnorm", {"num_groups": 3}, (2, 6), np.float32, True),  # [N, C]
-    ("groupnorm", {"num_groups": 2}, (2, 2, 300), np.float32, False),  # 300 values a row: > one block
-    ("instancenorm", {"affine": True, "track_running_stats": True}, (3, 2, 4, 3), np.float32, True),
-    ("instancenorm", {"track_running_stats": True, "momentum": 0.3}, (2, 3, 5), np.float64, False),
-    ("instancenorm", {}, (2, 3, 6), np.float32, False),
+    # (op, attributes, input shape with batch, dtype, acc, training)
+    ("groupnorm", {"num_groups": 2}, (2, 4, 3, 5), np.float32, False, True),
+    ("groupnorm", {"num_groups": 1, "affine": False}, (3, 3, 4), np.float64, True, False),
+    ("groupnorm", {"num_groups": 3}, (2, 6), np.float32, True, True),  # [N, C]
+    ("groupnorm", {"num_groups": 2}, (2, 2, 300), np.float32, False, True),  # 300 values a row: > a block
+    # instancenorm with running statistics in both modes (groupnorm computes the same in both)
+    ("instancenorm", {"affine": True, "track_running_stats": True}, (3, 2, 4, 3), np.float32, True, True),
+    ("instancenorm", {"affine": True, "track_running_stats": True}, (3, 2, 4, 3), np.float32, True, False),
+    ("instancenorm", {"track_running_stats": True, "momentum": 0.3}, (2, 3, 5), np.float64, False, True),
+    ("instancenorm", {"track_running_stats": True, "momentum": 0.3}, (2, 3, 5), np.float64, False, False),
+    ("instancenorm", {}, (2, 3, 6), np.float32, False, False),
 ]
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize(("op", "attrs", "shape", "dtype", "acc"), CASES)
+@pytest.mark.parametrize(("op", "attrs", "shape", "dtype", "acc", "training"), CASES)
 def test_group_norms(op, attrs, shape, dtype, acc, training):
     x = RNG.standard_normal(shape) * 2 + 0.5
     p = Pair(op, attrs, [x], acc=acc, dtype=dtype, training=training).run()
