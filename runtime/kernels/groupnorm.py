@@ -12,8 +12,8 @@ statistics (``track``): in training, after the rows, each channel's running_mean
 move towards the batch means of μ and of the unbiased σ²·L/(L-1) with ``momentum`` (PyTorch's
 instance norm), σ² read back from the saved invstd in float64 (σ² = 1/invstd² - eps: no scratch);
 in evaluation the running statistics are saved as mean and invstd and used instead. A fused
-activation (``Binding.epilogue``, EPILOGUES_CPU) runs on each channel's L values right after they
-are written (``_epilogue.act_inplace``); channels shorter than ROW_MIN take one pass after the loop.
+activation (``Binding.epilogue``, EPILOGUES_CPU) runs on each row right after it is written
+(``_epilogue.act_inplace``, one call a row); rows shorter than ROW_MIN take one pass after the loop.
 
 Backward with x̂ = (x - μ)·invstd and γ = dy·w_c per row: dx = invstd·(γ - mean(γ) - x̂·mean(γ·x̂))
 on batch statistics, invstd·γ on running ones (constants); dw_c = Σ dy·x̂ and db_c = Σ dy over the
@@ -78,16 +78,15 @@ def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, t
         j = r - i * g
         xr, yr = x[i, j], y[i, j]  # [K, L] views: cheaper indexing, and the loops vectorize
         if batch_stats:
+            xf = xr.reshape(m)  # the row as one run (a view): one vectorized loop, not K short ones
             s = 0.0
-            for kk in range(k):
-                for e in range(l):
-                    s += xr[kk, e]
+            for e in range(m):
+                s += xf[e]
             mu = s / m
             ss = 0.0
-            for kk in range(k):
-                for e in range(l):
-                    d = xr[kk, e] - mu
-                    ss += d * d
+            for e in range(m):
+                d = xf[e] - mu
+                ss += d * d
             mean[i, j] = mu
             invstd[i, j] = inv_std(ss / m, eps)
         else:  # instancenorm in evaluation with running statistics: G = C
@@ -101,9 +100,9 @@ def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, t
             xc, yc = xr[kk], yr[kk]
             for e in range(l):
                 yc[e] = xc[e] * scale + shift
-            if l >= ROW_MIN:  # the fused activation on the channel just written (in cache)
-                act_inplace(yc, 0, l, act)
-    if l < ROW_MIN:  # short channels ([N, C]: one value): one call over the whole (small) output
+        if m >= ROW_MIN:  # the fused activation on the row just written (in cache), one call
+            act_inplace(yr.reshape(m), 0, m, act)
+    if m < ROW_MIN:  # short rows ([N, C] and few channels a group): one call over the whole output
         act_inplace(y.reshape(-1), 0, y.size, act)
     if track and training[0] != 0:
         for j in range(g):  # C values, N each: in order, deterministic
