@@ -49,3 +49,24 @@ losses:
   ce: {{op: cross_entropy, in: [logits, y]}}
 outputs: [{last}]
 """
+
+
+#: groupnorm and instancenorm (affine, running statistics) in a small convolutional classifier,
+#: each followed by a relu that a fused plan applies in the norm's kernel (the norm tests).
+NORM_NET = """\
+netc: 1
+inputs:
+  image: {shape: [2, 6, 5]}
+  label: {shape: [], dtype: int64}
+modules:
+  c1: {op: conv2d, in: image, out_channels: 4, kernel: 3, padding: 1}
+  gn: {op: groupnorm, in: c1, num_groups: 2}
+  r1: {op: relu, in: gn}
+  inorm: {op: instancenorm, in: r1, affine: true, track_running_stats: true, momentum: 0.2}
+  r2: {op: relu, in: inorm}
+  gap: {op: global_avgpool, in: r2}
+  logits: {op: linear, in: gap, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+outputs: [logits]
+"""

@@ -437,6 +437,14 @@ class Normalization(Op):
         """w ("ones") and b ("zeros") of the layer, when affine."""
         return [Param("w", shape, "ones"), Param("b", shape, "zeros")] if affine else []
 
+    @staticmethod
+    def running_params(shape: tuple[int, ...]) -> list[Param]:
+        """running_mean ("zeros") and running_var ("ones"): statistics, never trained."""
+        return [
+            Param("running_mean", shape, "zeros", trainable=False),
+            Param("running_var", shape, "ones", trainable=False),
+        ]
+
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         n, affine = out.numel, attrs["affine"]
         return 7 * n + 2 * n * affine, 10 * n + 3 * n * affine

@@ -41,11 +41,7 @@ class Batchnorm1d(Normalization):
 
     def params(self, attrs: dict[str, Any], ins: list[TensorType]) -> list[Param]:
         c = ins[0].shape[:1]
-        stats = [
-            Param("running_mean", c, "zeros", trainable=False),
-            Param("running_var", c, "ones", trainable=False),
-        ]
-        return self.affine_params(c, attrs["affine"]) + stats
+        return self.affine_params(c, attrs["affine"]) + self.running_params(c)
 
     def saved(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> list[Saved]:
         c = ins[0].shape[:1]

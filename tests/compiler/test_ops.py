@@ -188,6 +188,17 @@ CASES = [
     ("layernorm", {}, [T((5, 8))], lambda: nn.LayerNorm(8)),
     ("layernorm", {"normalized_axes": 2}, [T((3, 5, 8))], lambda: nn.LayerNorm([5, 8])),
     ("layernorm", {"affine": False}, [T((8,))], lambda: nn.LayerNorm(8, elementwise_affine=False)),
+    ("groupnorm", {"num_groups": 2}, [T((6, 5, 4))], lambda: nn.GroupNorm(2, 6)),
+    ("groupnorm", {"num_groups": 6, "affine": False}, [T((6,))], lambda: nn.GroupNorm(6, 6, affine=False)),
+    ("groupnorm", {"num_groups": 1}, [T((4, 3, 2, 5))], lambda: nn.GroupNorm(1, 4)),
+    ("instancenorm", {}, [T((6, 5))], lambda: nn.InstanceNorm1d(6)),
+    ("instancenorm", {"affine": True}, [T((6, 5, 4))], lambda: nn.InstanceNorm2d(6, affine=True)),
+    (
+        "instancenorm",
+        {"affine": True, "track_running_stats": True},
+        [T((6, 5, 4))],
+        lambda: nn.InstanceNorm2d(6, affine=True, track_running_stats=True),
+    ),
     ("relu", {}, [T((3, 4))], lambda: nn.ReLU()),
     ("leaky_relu", {"negative_slope": 0.2}, [T((3, 4))], lambda: nn.LeakyReLU(0.2)),
     ("elu", {}, [T((3, 4))], lambda: nn.ELU()),
@@ -348,6 +359,20 @@ ERRORS = [
     ("batchnorm1d", {}, [T((4, 3, 2))], r"\[N, C\] or \[N, C, L\], but input 0 is \[N, 4, 3, 2\]"),
     ("batchnorm2d", {}, [T((4, 3))], r"\[N, C, H, W\]"),
     ("layernorm", {"normalized_axes": 3}, [T((4, 3))], r"normalized_axes=3 exceeds"),
+    (
+        "groupnorm",
+        {"num_groups": 4},
+        [T((6, 5))],
+        re.escape("num_groups=4 must divide the channels C=6 of input 0 [N, 6, 5]"),
+    ),
+    (
+        "groupnorm",
+        {"num_groups": 1},
+        [T(())],
+        re.escape("groupnorm needs input 0 of shape [N, C, *], but input 0 is [N]"),
+    ),
+    ("instancenorm", {}, [T((6,))], re.escape("[N, C, L] or [N, C, H, W], but input 0 is [N, 6]")),
+    ("instancenorm", {}, [T((6, 1, 1))], r"more than one value per channel, but input 0 is \[N, 6, 1, 1\]"),
     ("relu", {}, [T((3,), L)], r"float32"),
     ("leaky_relu", {}, [T((3,), L)], r"float32"),
     ("elu", {}, [T((3,), L)], r"float32"),
@@ -554,6 +579,39 @@ def test_batchnorm_params_match_torch_state() -> None:
     }
     saved = op.saved(a, [T((6, 5, 4))], T((6, 5, 4)))
     assert [(s.name, s.shape, s.batched) for s in saved] == [("mean", (6,), False), ("invstd", (6,), False)]
+
+
+def test_group_norms_params_and_saved_match_torch() -> None:
+    names = {"weight": "w", "bias": "b", "running_mean": "running_mean", "running_var": "running_var"}
+    for name, attrs, m in [
+        ("groupnorm", {"num_groups": 3}, nn.GroupNorm(3, 6)),
+        (
+            "instancenorm",
+            {"affine": True, "track_running_stats": True},
+            nn.InstanceNorm2d(6, True, 0.1, True, True),
+        ),
+        ("instancenorm", {"track_running_stats": True}, nn.InstanceNorm2d(6, track_running_stats=True)),
+    ]:
+        op, a, out = run(name, attrs, [T((6, 5, 4))])
+        ps = op.params(a, [T((6, 5, 4))])
+        state = {k: v for k, v in m.state_dict().items() if k != "num_batches_tracked"}
+        assert {names[k]: tuple(v.shape) for k, v in state.items()} == {p.name: p.shape for p in ps}
+        assert {p.name: op.param_role(p.name, p.trainable) for p in ps} == {
+            k: ("stat" if k.startswith("running") else "norm") for k in (p.name for p in ps)
+        }
+        assert all(p.trainable == (not p.name.startswith("running")) for p in ps)
+        g = a.get("num_groups", 6)
+        saved = op.saved(a, [T((6, 5, 4))], out)
+        assert [(s.name, s.shape, s.batched) for s in saved] == [("mean", (g,), True), ("invstd", (g,), True)]
+        assert op.saves_inputs(a) == (0,) and not op.saves_output(a)
+        n, affine = 6 * 5 * 4, a["affine"]
+        assert op.flops(a, [T((6, 5, 4))], out) == (7 * n + 2 * n * affine, 10 * n + 3 * n * affine)
+    assert (
+        run("instancenorm", {}, [T((6, 5))])[0].params(OPS["instancenorm"].fill_defaults({}), [T((6, 5))])
+        == []
+    )
+    assert "one value" in OPS["groupnorm"].advice({"num_groups": 6}, [T((6,))])
+    assert OPS["groupnorm"].advice({"num_groups": 3}, [T((6,))]) is None
 
 
 def test_layernorm_saved_per_row() -> None:

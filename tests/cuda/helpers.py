@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,3 +63,38 @@ class Pair:
         pairs += [(f"d{k}", v, g.dp[k]) for k, v in c.dp.items() if v is not None]
         for name, want, got in pairs:
             np.testing.assert_allclose(got.copy_to_host(), want, rtol=rtol, atol=atol, err_msg=name)
+
+    def compare_state(self, rtol: float, atol: float = 0.0) -> None:
+        """Saved tensors and parameters (running statistics) agree too."""
+        c, g = self.cpu_binding, self.gpu_binding
+        for what, cpu, gpu in (("saved", c.saved, g.saved), ("param", c.p, g.p)):
+            for k, v in cpu.items():
+                np.testing.assert_allclose(
+                    gpu[k].copy_to_host(), v, rtol=rtol, atol=atol, err_msg=f"{what} {k}"
+                )
+
+
+def executors_agree(spec: Path, batch: int, outputs: list[str], modes: tuple[bool, ...] = (True,)) -> None:
+    """The plan of ``spec`` on the CUDA executor equals the CPU executor, with real bindings
+    (arena, parameter and workspace views, the batch read from the plan): the loss, ``outputs``,
+    every gradient and every parameter (running statistics), after a forward and backward in each
+    of ``modes`` (training True, evaluation False) in turn."""
+    import netc
+    from netc.runtime.check import random_inputs
+    from netc.runtime.executor import Executor
+    from netc.runtime.executor_cuda import CudaExecutor
+
+    plan = netc.load(spec).compile(batch)
+    cpu = Executor(plan, batch, seed=2)
+    gpu = CudaExecutor(plan, batch, seed=2)
+    feed = random_inputs(plan, batch, seed=5)
+    for training in modes:
+        for ex in (cpu, gpu):
+            ex.training = training
+            ex.forward(feed)
+            ex.backward()
+        np.testing.assert_allclose(gpu.loss(), cpu.loss(), rtol=1e-5)
+        for name in outputs:
+            np.testing.assert_allclose(gpu.outputs()[name], cpu.outputs()[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gpu.sync_grads_to_host(), cpu.grads, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(gpu.sync_params_to_host(), cpu.params, rtol=1e-5, atol=1e-7)

@@ -6,7 +6,7 @@ GEMM tile (16) or of a warp, and each row/channel reduction has a case wider tha
 
 import numpy as np
 import pytest
-from helpers import Pair, dev
+from helpers import Pair, dev, executors_agree
 
 from netc.runtime.kernels import kernel_module
 
@@ -17,15 +17,6 @@ TOL = {np.float32: (1e-5, 1e-5), np.float64: (1e-10, 1e-12)}
 
 def same(got, want, rtol: float, atol: float, name: str) -> None:
     np.testing.assert_allclose(got.copy_to_host(), want, rtol=rtol, atol=atol, err_msg=name)
-
-
-def compare_state(p: Pair, rtol: float, atol: float) -> None:
-    """Saved tensors and parameters (running statistics) agree too."""
-    c, g = p.cpu_binding, p.gpu_binding
-    for k, v in c.saved.items():
-        same(g.saved[k], v, rtol, atol, f"saved {k}")
-    for k, v in c.p.items():
-        same(g.p[k], v, rtol, atol, f"param {k}")
 
 
 # -- conv2d -----------------------------------------------------------------------------------------
@@ -130,7 +121,7 @@ POOL_CASES = [
 def test_maxpool2d(attrs, shape, acc):
     p = Pair("maxpool2d", attrs, [distinct((2, *shape))], acc=acc).run()
     p.compare(0, 0)  # the same maximum, and the same terms added in the same order
-    compare_state(p, 0, 0)  # argmax
+    p.compare_state(0, 0)  # argmax
 
 
 def test_maxpool2d_infinite_and_nan_windows_float64():
@@ -141,7 +132,7 @@ def test_maxpool2d_infinite_and_nan_windows_float64():
     x[1, 1, 3, 2] = np.nan
     p = Pair("maxpool2d", {"kernel": 3, "stride": 2, "padding": 1}, [x], acc=True, dtype=np.float64).run()
     p.compare(0, 0)
-    compare_state(p, 0, 0)
+    p.compare_state(0, 0)
 
 
 @pytest.mark.parametrize("acc", [False, True])
@@ -229,7 +220,7 @@ def test_batchnorm(op, attrs, shape, dtype, acc, training):
     p = Pair(op, attrs, [x], acc=acc, dtype=dtype, training=training).run()
     rtol, atol = TOL[dtype]
     p.compare(rtol, atol)
-    compare_state(p, rtol, atol)  # saved mean/invstd, running statistics (momentum, unbiased var)
+    p.compare_state(rtol, atol)  # saved mean/invstd, running statistics (momentum, unbiased var)
 
 
 def test_batchnorm_mode_is_read_per_call_and_dx_optional():
@@ -244,7 +235,7 @@ def test_batchnorm_mode_is_read_per_call_and_dx_optional():
     p.run()
     assert not np.array_equal(p.gpu_binding.p["running_mean"].copy_to_host(), rm)
     p.compare(*TOL[np.float32])
-    compare_state(p, *TOL[np.float32])
+    p.compare_state(*TOL[np.float32])
 
 
 # -- layernorm --------------------------------------------------------------------------------------
@@ -265,7 +256,7 @@ def test_layernorm(attrs, shape, dtype, acc):
     p = Pair("layernorm", attrs, [x], acc=acc, dtype=dtype).run()
     rtol, atol = TOL[dtype]
     p.compare(rtol, atol)
-    compare_state(p, rtol, atol)
+    p.compare_state(rtol, atol)
 
 
 def test_layernorm_parameter_gradients_without_dx():
@@ -311,22 +302,5 @@ outputs: [logits, tlogits]
 
 
 def test_a_network_of_the_spatial_ops_on_the_cuda_executor_equals_the_cpu_executor(tmp_path):
-    # real bindings: arena, parameter and workspace views, the batch read from the plan
-    import netc
-    from netc.runtime.check import random_inputs
-    from netc.runtime.executor import Executor
-    from netc.runtime.executor_cuda import CudaExecutor
-
     (tmp_path / "net.yaml").write_text(NET)
-    plan = netc.load(tmp_path / "net.yaml").compile(2)
-    cpu = Executor(plan, 2, seed=2)
-    gpu = CudaExecutor(plan, 2, seed=2)
-    feed = random_inputs(plan, 2, seed=5)
-    for ex in (cpu, gpu):
-        ex.forward(feed)
-        ex.backward()
-    np.testing.assert_allclose(gpu.loss(), cpu.loss(), rtol=1e-5)
-    for name in ("logits", "tlogits"):
-        np.testing.assert_allclose(gpu.outputs()[name], cpu.outputs()[name], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(gpu.sync_grads_to_host(), cpu.grads, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(gpu.sync_params_to_host(), cpu.params, rtol=1e-5, atol=1e-7)  # running stats
+    executors_agree(tmp_path / "net.yaml", 2, ["logits", "tlogits"])

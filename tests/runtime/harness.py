@@ -113,6 +113,28 @@ class OpRun:
         return self
 
 
+def t(a: np.ndarray, grad: bool = False) -> Any:
+    """``a`` as a torch tensor (the parity tests' twins)."""
+    import torch  # here: the CUDA tests import this module and need no torch
+
+    return torch.tensor(a, requires_grad=grad)
+
+
+def close(got: np.ndarray, want: Any, what: str, atol: float = 1e-4, rtol: float = 1e-4) -> None:
+    """``got`` equals ``want`` (a NumPy array or a torch tensor) within the float32 parity tolerance."""
+    want = want.detach().numpy() if hasattr(want, "detach") else want
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
+
+
+def rebind(run: OpRun) -> None:
+    """Bind again after editing run.binding (acc flags)."""
+    run.forward, run.backward = kernel_module(run.binding.module).bind_cpu(run.binding)
+
+
+def rand(shape: tuple[int, ...], seed: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape) * scale + shift
+
+
 def numeric_grad(f, x: np.ndarray, idx: list[tuple[int, ...]], eps: float = 1e-6) -> np.ndarray:
     """Central differences of scalar f() w.r.t. x at the given indices."""
     out = np.empty(len(idx))

@@ -9,31 +9,10 @@ import numba
 import numpy as np
 import pytest
 import torch
-from harness import OpRun, gradcheck
+from harness import OpRun, close, gradcheck, rand, rebind, t
 from torch import nn
 
 from netc.runtime.kernels import kernel_module
-
-RTOL, ATOL = 1e-4, 1e-4
-
-
-def t(a: np.ndarray, grad: bool = False) -> torch.Tensor:
-    return torch.tensor(a, requires_grad=grad)
-
-
-def close(got: np.ndarray, want: torch.Tensor | np.ndarray, what: str, atol: float = ATOL) -> None:
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else want
-    np.testing.assert_allclose(got, want, rtol=RTOL, atol=atol, err_msg=what)
-
-
-def rebind(run: OpRun) -> None:
-    """Bind again after editing run.binding (acc flags)."""
-    run.forward, run.backward = kernel_module(run.binding.module).bind_cpu(run.binding)
-
-
-def rand(shape: tuple[int, ...], seed: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape) * scale + shift
-
 
 # -- batchnorm --------------------------------------------------------------------------------------
 

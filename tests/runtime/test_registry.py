@@ -45,6 +45,8 @@ def test_op_facts():
     assert OPS["embedding"].int_input_range({"num_embeddings": 30, "dim": 4}, [ids]) == {0: 30}
     assert OPS["batchnorm1d"].param_role("running_mean", False) == "stat"
     assert OPS["layernorm"].param_role("b", True) == "norm"
+    assert OPS["groupnorm"].param_role("w", True) == "norm" and OPS["groupnorm"].family == "norm"
+    assert OPS["instancenorm"].param_role("running_var", False) == "stat"
     assert OPS["linear"].param_role("b", True) == "bias"
     assert OPS["multi_head_attention"].param_role("b_q", True) == "bias"
     assert OPS["conv2d"].param_role("w", False) == "weight"
