@@ -117,6 +117,17 @@ def lock_saves() -> None:
     IndexDataCacheFile.save = _save  # type: ignore[method-assign]
 
 
+def in_disk_cache(dispatcher: Any, signature: tuple) -> bool:
+    """Whether numba's disk cache holds ``dispatcher``'s code for these argument types (a probe of
+    its index, no load; False when that cannot be told)."""
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:
+        return False
+
+
 def configure() -> Path:
     """Point numba's cache at :func:`cache_dir`; fall back to a per-user temporary directory when
     that cannot be written (a read-only home), rather than failing every kernel import."""
