@@ -323,6 +323,7 @@ class Executor(PlanRunner):
         optimizer: str | None = None,
     ) -> None:
         n_params, n_grads, slots = self._setup(plan, batch, dtype, optimizer)
+        self._opt_kind = optimizer or plan.optimizer
         led = self.plan.memory["ledger"]
         self.params = np.zeros(n_params, self.dtype)
         self.grads = np.zeros(n_grads, self.dtype)
@@ -413,9 +414,23 @@ class Executor(PlanRunner):
         self._warmed = True
         from .warmup import warm
 
-        launch = getattr(update, "cpu_launch", None)
-        backward = [] if self.inference else [*self._backward, *([launch()] if launch else [])]
+        backward = [] if self.inference else [*self._backward, self._update_launch(update)]
         self.warmed = warm([*self._refold, *self._forward, *backward])
+
+    def _update_launch(self, update: Any) -> Any:
+        """``update``'s CPU launch; without one, that of the optimizer the plan was laid out for
+        with its default hyperparameters (a caller that runs ``opt.step()`` after the step most
+        likely has one of that kind: its kernel and argument types do not depend on the values)."""
+        from .optim import Optimizer, segments
+
+        if update is None:
+            try:
+                update = Optimizer(self._opt_kind, self.params, self.grads, segments(self.plan),
+                                   state=self.opt_state)  # fmt: skip
+            except Exception:  # a kind the CPU optimizers do not know: nothing to warm
+                return nothing
+        launch = getattr(update, "cpu_launch", None)
+        return launch() if launch is not None else nothing
 
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
         whole = self._whole_ready()
