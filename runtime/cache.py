@@ -14,16 +14,28 @@ inline scalar functions from other files (an activation's ``_f`` inside conv2d's
 hold the old tanh — a stale result, silently. So the kernels live in a subdirectory named by a key
 of every runtime source file (path, size, modification time): any edit, upgrade or checkout
 switch starts a fresh subdirectory, recompiled once (``sources_key``).
+
+Several processes write one directory at once: the kernel compile worker beside the process it
+compiles for (``runtime.warmup``), the whole-step compile process, two runs of a user's. numba's
+save of a new entry reads the function's index, picks the first free data-file number, writes the
+index, then the data; two processes saving two signatures of one function concurrently pick the
+same number, and the index can end up naming a file that holds the other signature's code.
+``lock_saves`` makes each save one critical section under a lock file of the directory (POSIX
+``flock``), writing the data before the index entry that names it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def cache_dir(environ: os._Environ[str] | dict[str, str] = os.environ) -> Path:
@@ -64,6 +76,56 @@ def _prune(parent: Path, keep: int) -> None:
     dirs = sorted(parent.glob("src-*"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in dirs[keep:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    """An exclusive lock on ``directory``'s lock file while inside (none where flock is not)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: numba's own unlocked save
+        yield
+        return
+    with open(os.path.join(directory, ".netc-lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _save(self: Any, key: Any, data: Any) -> None:
+    """numba's ``IndexDataCacheFile.save`` as one critical section: the data file first, then the
+    index entry naming it (a reader never finds an entry whose file is not written yet)."""
+    with _locked(self._cache_path):
+        overloads = self._load_index()
+        name = overloads.get(key)
+        if name is None:
+            taken = set(overloads.values())
+            name = next(n for i in itertools.count(1) if (n := self._data_name(i)) not in taken)
+        self._save_data(name, data)
+        if overloads.get(key) != name:
+            overloads[key] = name
+            self._save_index(overloads)
+
+
+def lock_saves() -> None:
+    """Make numba's cache saves locked critical sections (``runtime.numba_setup`` calls it before
+    any kernel compiles; not ``configure``, which must not import numba)."""
+    from numba.core.caching import IndexDataCacheFile
+
+    IndexDataCacheFile.save = _save  # type: ignore[method-assign]
+
+
+def in_disk_cache(dispatcher: Any, signature: tuple) -> bool:
+    """Whether numba's disk cache holds ``dispatcher``'s code for these argument types (a probe of
+    its index, no load; False when that cannot be told)."""
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:
+        return False
 
 
 def configure() -> Path:

@@ -24,6 +24,9 @@ cold, a separate process compiles it from the second step on while the steps run
 the executor switches once it is cached. ``NETC_WHOLE_STEP=0`` turns it off, ``=sync`` compiles
 it in the constructor. ``whole_step_reason`` says why a plan runs per op. ``forward_stepwise``,
 ``netc profile`` and histograms always replay the per-op thunks.
+
+Cold start (``runtime.warmup``): before the first per-op step, the kernels that step will launch
+and numba has not cached compile on two processes at once, this one and a worker.
 """
 
 from __future__ import annotations
@@ -320,6 +323,7 @@ class Executor(PlanRunner):
         optimizer: str | None = None,
     ) -> None:
         n_params, n_grads, slots = self._setup(plan, batch, dtype, optimizer)
+        self._opt_kind = optimizer or plan.optimizer
         led = self.plan.memory["ledger"]
         self.params = np.zeros(n_params, self.dtype)
         self.grads = np.zeros(n_grads, self.dtype)
@@ -344,6 +348,8 @@ class Executor(PlanRunner):
         self._loader = self._whole_loader(None)
         self._upd: tuple[Any, Any] | None = None  # (optimizer, its step function's loader)
         self._applied = np.zeros(1, np.int64)  # whether the update variant's update ran
+        self._warmed = False  # whether the per-op kernels were compiled before a first step (_warm)
+        self.warmed: Any = None  # what that did (``warmup.Warmed``), None when nothing was shared
 
     def _whole_loader(self, update: Any) -> Any:
         """The loader of the step function (with ``update``, a ``wholestep.Update``), or None
@@ -399,9 +405,37 @@ class Executor(PlanRunner):
         loader = self._upd[1]
         return loader.poll() if loader is not None else None
 
+    def _warm(self, update: Any = None) -> None:
+        """Before the first per-op step: the kernels it will launch that numba has neither
+        compiled nor cached, compiled here and by a worker process at once (``runtime.warmup``);
+        with ``update``, its optimizer's kernel too."""
+        if self._warmed:
+            return
+        self._warmed = True
+        from .warmup import warm
+
+        backward = [] if self.inference else [*self._backward, self._update_launch(update)]
+        self.warmed = warm([*self._refold, *self._forward, *backward])
+
+    def _update_launch(self, update: Any) -> Any:
+        """``update``'s CPU launch; without one, that of the optimizer the plan was laid out for
+        with its default hyperparameters (a caller that runs ``opt.step()`` after the step most
+        likely has one of that kind: its kernel and argument types do not depend on the values)."""
+        from .optim import Optimizer, segments
+
+        if update is None:
+            try:
+                update = Optimizer(self._opt_kind, self.params, self.grads, segments(self.plan),
+                                   state=self.opt_state)  # fmt: skip
+            except Exception:  # a kind the CPU optimizers do not know: nothing to warm
+                return nothing
+        launch = getattr(update, "cpu_launch", None)
+        return launch() if launch is not None else nothing
+
     def forward(self, inputs: Mapping[str, np.ndarray] | None = None) -> None:
         whole = self._whole_ready()
         if whole is None:
+            self._warm()
             return super().forward(inputs)
         if inputs is not None:
             self.set_inputs(inputs)
@@ -426,6 +460,7 @@ class Executor(PlanRunner):
         # With an update, the function without it is not compiled for this (only used if ready).
         whole = self._whole_ready() if update is None else self._whole
         if whole is None:
+            self._warm(update)
             super().forward(inputs)
             super().backward()
             return self._update(update)

@@ -44,7 +44,9 @@ import numba
 import numpy as np
 
 from .binding import Thunk
+from .cache import in_disk_cache
 from .launch import Checked, Launch, OneBlasThread, launches, one_blas_thread
+from .warmup import kernel_name, spawn
 
 #: The buffers the step takes as uint8 arrays, in argument order (executor attributes).
 BASES = ("arena", "params", "grads", "opt_state", "workspace", "folded")
@@ -89,12 +91,10 @@ class _Writer:
         self.extra_ids: dict[int, int] = {}
 
     def kernel(self, k: Any) -> str:
-        fn = getattr(k, "py_func", None)
-        if fn is None:
-            raise Refused(f"kernel {k!r} is not a numba function")
-        mod, name = fn.__module__, fn.__qualname__
-        if getattr(sys.modules.get(mod), name, None) is not k:
-            raise Refused(f"kernel {mod}.{name} cannot be named (not a module-level function)")
+        try:
+            mod, name = kernel_name(k)
+        except ValueError as e:
+            raise Refused(str(e)) from None
         key = (mod, name)
         if key not in self.imports:
             self.imports[key] = f"k{len(self.imports)}_{name}"
@@ -280,15 +280,8 @@ class WholeStep:
     def cached(self) -> bool:
         """Whether numba's disk cache holds the function for these argument types (a probe of its
         index; False when that cannot be told)."""
-        d = self.dispatcher
-        try:
-            if tuple(self.signature) in d.overloads:
-                return True
-            cache = d._cache
-            key = cache._index_key(self.signature, d.targetctx.codegen())
-            return key in cache._cache_file._load_index()
-        except Exception:
-            return False
+        sig = tuple(self.signature)
+        return sig in self.dispatcher.overloads or in_disk_cache(self.dispatcher, sig)
 
     def compile(self) -> None:
         """Load the function from numba's disk cache, or compile (and cache) it."""
@@ -309,18 +302,7 @@ class WholeStep:
         exits just finishes filling the cache (a thread inside LLVM at exit could crash it)."""
         sig = self.path.with_suffix(f".{os.getpid()}.sig")
         sig.write_bytes(pickle.dumps(self.signature))
-        log = self.path.with_suffix(".log")
-        with open(log, "w") as err:
-            # -P and a cwd of its own: the user's working directory (a clone of netc, whose netc/
-            # folder is not the installed package) must not shadow the netc this process runs
-            return subprocess.Popen(
-                [sys.executable, "-P", "-c", _CHILD, str(self.path), str(sig)],
-                cwd=self.path.parent,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env={**os.environ, "NETC_WHOLE_STEP": "0"},
-            )
+        return spawn(_CHILD, [str(self.path), str(sig)], self.path.parent, self.path.with_suffix(".log"))
 
     def failure(self) -> str:
         """The last line of a failed compile's log."""

@@ -19,15 +19,20 @@ from pathlib import Path
 import pytest
 
 import netc
+from tests.tinyspec import classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "throughput.py"
 
 
 def _throughput():
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
+    return _script("throughput")
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("throughput", mod)  # dataclasses look their module up there
+    sys.modules.setdefault(name, mod)  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -304,3 +309,13 @@ def test_numpy_worker_times_each_layers_gemms_alone():
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["gflops"] > 0
     assert set(out["gemm_bounds"]) == {"conv", "linear"} and min(out["gemm_bounds"].values()) > 0
+
+
+def test_cold_start_splits_the_compiles_and_profiles_them(tmp_path):
+    cold_start = _script("cold_start")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(classifier("tiny", "optimizer: {type: sgd, lr: 0.1}", "{source: blobs, samples: 50}"))
+    r = cold_start.cold(spec, 4, 3, worker=True)
+    assert r["first_step_s"] > 0 and r["cpu_s"] > 0 and r["worker_cpu_s"] > 0  # the worker took a share
+    assert len(r["top"]) == 3 and all(own >= 0 and sigs for _, (own, sigs) in r["top"])
+    assert r["compiles"] >= 3

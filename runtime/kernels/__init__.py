@@ -30,6 +30,9 @@ from types import ModuleType
 
 from ...compiler.ops import OPS, missing_facts
 from ...compiler.ops.base import Op
+from ..numba_setup import install as _install_numba_setup
+
+_install_numba_setup()  # before any kernel compiles
 
 # Filled in as kernels land; tests/runtime/test_registry.py checks coverage.
 KERNELS: tuple[str, ...] = tuple(sorted(OPS))

@@ -20,6 +20,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic
 
+from ..numba_setup import any_layout
+
 # Cached kernels reference BLAS by these symbol names, resolved in every process at import.
 for _name in ("sgemm", "dgemm"):
     llb.add_symbol(f"netc_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
@@ -75,6 +77,7 @@ def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     return sig, codegen
 
 
+@any_layout  # one specialization for contiguous and strided views: it reads shapes and strides only
 @njit(cache=True)
 def gemm(a, b, c, ta, tb, alpha, beta):
     """c = alpha·op(a)·op(b) + beta·c for row-major 2-D views with unit column stride (any row

@@ -23,6 +23,9 @@ from typing import Any
 
 from ...compiler import optimizers as contracts
 from ...compiler.optimizers.base import COMMON_FIELDS
+from ..numba_setup import install as _install_numba_setup
+
+_install_numba_setup()  # before any kernel compiles
 
 # Filled from the contracts: every family must have a kernel module (``check``).
 KERNELS: tuple[str, ...] = contracts.NAMES
