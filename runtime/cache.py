@@ -114,7 +114,10 @@ def lock_saves() -> None:
     any kernel compiles; not ``configure``, which must not import numba)."""
     from numba.core.caching import IndexDataCacheFile
 
-    IndexDataCacheFile.save = _save  # type: ignore[method-assign]
+    # numba internals: a numba whose cache file class differs keeps its own (unlocked) save
+    needed = ("_load_index", "_data_name", "_save_data", "_save_index")
+    if all(hasattr(IndexDataCacheFile, n) for n in needed):
+        IndexDataCacheFile.save = _save  # type: ignore[method-assign]
 
 
 def in_disk_cache(dispatcher: Any, signature: tuple) -> bool:

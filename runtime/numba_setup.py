@@ -55,7 +55,8 @@ def install() -> None:
 
     lock_saves()
     cls = dispatcher.Dispatcher
-    if getattr(cls.get_call_template, "_netc", False):
+    # a numba internal: without it (another numba), the duplicates only cost compile time
+    if not hasattr(cls, "get_call_template") or getattr(cls.get_call_template, "_netc", False):
         return
     original = cls.get_call_template
 
