@@ -54,6 +54,8 @@ NAMES = (
     "softmax",
     "tanh",
     "transpose",
+    "smooth_l1",
+    "nll_loss",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
