@@ -42,7 +42,7 @@ def reduction_scale(b: Binding, count: int) -> float:
     return 1.0 / count if b.attrs["reduction"] == "mean" else 1.0
 
 
-# -- pointwise losses on the CPU (mse, l1, smooth_l1, binary_cross_entropy) ------------------------------------
+# -- pointwise losses on the CPU (mse, l1, smooth_l1, binary_cross_entropy) -----------------------
 
 
 def bind_pointwise_loss(
@@ -185,7 +185,7 @@ def mean_or_sum(total, labels, w, ignore, mean):
 def class_layout(b: Binding) -> tuple[int, int, int]:
     """(B, C, S) of the x[B, C, S] view of input 0 (see above)."""
     shape = b.x[0].shape
-    c = shape[-1] if b.attrs["axis"] == -1 else shape[1]
+    c = shape[len(shape) - 1] if b.attrs["axis"] == -1 else shape[1]  # the simulator refuses shape[-1]
     if b.attrs["axis"] == -1:
         return b.x[0].size // c, c, 1
     return shape[0], c, b.x[0].size // (shape[0] * c)
