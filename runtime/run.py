@@ -45,7 +45,7 @@ from .rundir import (
 from .training.batches import check_batch_fits
 from .training.errors import TrainError
 from .training.lr_range import lr_find
-from .training.metrics import Evaluator, Meter, heads, label_classes
+from .training.metrics import Evaluator, Meter, head_classes, heads, label_classes
 from .training.trainer import Result, Trainer
 
 USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
@@ -402,8 +402,9 @@ def evaluate(s: Setup, ds: Dataset, split: str) -> Evaluation:
         from .plots import confusion_matrix
 
         h = cls[0]
-        pred = ev.predict(ds, [h.pred])[h.pred].argmax(axis=-1)
-        cm = confusion_matrix(ds.arrays[h.target], pred, int(s.plan.tensors[h.pred].shape[-1]))
+        pred, target = h.predicted(ev.predict(ds, [h.pred])[h.pred]), ds.arrays[h.target]
+        kept = h.kept(target)
+        cm = confusion_matrix(target[kept], pred[kept], head_classes(s.plan, h))
     return Evaluation(metrics, cm, len(ds), split, None if cm is None else per_class_scores(cm))
 
 
@@ -479,11 +480,11 @@ def predict(
         if h.pred not in out:
             continue
         if h.kind == "classification":
-            out[f"{h.pred}_class"] = out[h.pred].argmax(axis=-1)
+            out[f"{h.pred}_class"] = h.predicted(out[h.pred])
         z = out[h.pred].astype(np.float64)
         if probabilities and loss_op[h.loss] == "cross_entropy":
-            e = np.exp(z - z.max(axis=-1, keepdims=True))
-            out[f"{h.pred}_prob"] = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+            e = np.exp(z - z.max(axis=h.axis, keepdims=True))
+            out[f"{h.pred}_prob"] = (e / e.sum(axis=h.axis, keepdims=True)).astype(np.float32)
         elif probabilities and h.kind == "binary":
             out[f"{h.pred}_prob"] = (0.5 + 0.5 * np.tanh(0.5 * z)).astype(np.float32)  # sigmoid, no overflow
     return out
