@@ -45,7 +45,7 @@ from .rundir import (
 from .training.batches import check_batch_fits
 from .training.errors import TrainError
 from .training.lr_range import lr_find
-from .training.metrics import Evaluator, Meter, head_classes, heads, label_classes
+from .training.metrics import Evaluator, Meter, head_classes, heads, ignored_labels, label_classes
 from .training.trainer import Result, Trainer
 
 USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
@@ -138,7 +138,9 @@ def datasets(
 ) -> tuple[Dataset, Dataset | None, Dataset | None, Normalizer]:
     """Train, validation and test splits, normalized with statistics of the training split."""
     cfg = data_cfg or s.data_cfg
-    ds = load_dataset(cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan))
+    ds = load_dataset(
+        cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan), ignored_labels(s.plan)
+    )
     split = cfg.get("split") or {}
     seed = int(s.train_cfg.get("seed", 0))
     train, val, test = split_dataset(ds, float(split.get("val", 0.0) or 0.0), split.get("test"), seed)
@@ -421,10 +423,13 @@ def eval_split(
             need=s.plan.inputs,
             classes=label_classes(s.plan),
             flag="--data",
+            ignore=ignored_labels(s.plan),
         )
         ds = _with_unused_inputs(s, arrays)
         return (norm.apply(ds) if norm else ds), Path(data_file).name
-    full = load_dataset(s.data_cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan))
+    full = load_dataset(
+        s.data_cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan), ignored_labels(s.plan)
+    )
     sp = s.data_cfg.get("split") or {}
     seed = int(s.train_cfg.get("seed", 0))
     train, val, test = split_dataset(full, float(sp.get("val", 0.0) or 0.0), sp.get("test"), seed)

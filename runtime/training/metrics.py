@@ -73,6 +73,11 @@ def label_classes(plan: Plan) -> dict[str, int]:
     }
 
 
+def ignored_labels(plan: Plan) -> dict[str, int]:
+    """Label input -> its loss's ignore_index (a value the data range check lets pass)."""
+    return {h.target: h.ignore for h in heads(plan) if h.ignore is not None and h.target in plan.inputs}
+
+
 class Meter:
     """Sums over an epoch (or an evaluation) from which the metrics follow."""
 
