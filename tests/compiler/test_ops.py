@@ -581,7 +581,7 @@ def test_layernorm_saved_per_row() -> None:
         ("flatten", {}, [T((8, 2))], [], (), False),
         ("transpose", {"perm": [1, 0]}, [T((8, 2))], [], (), False),
         ("cross_entropy", {}, [T((8,)), T((), L)], [], (0, 1), False),
-        ("nll_loss", {"axis": 1}, [T((8, 3)), T((3,), L)], [], (0, 1), False),
+        ("nll_loss", {"axis": 1}, [T((8, 3)), T((3,), L)], [], (1,), False),
         ("smooth_l1", {}, [T((8,)), T((8,))], [], (0, 1), False),
         ("embedding", {"num_embeddings": 4, "dim": 2}, [T((8,), L)], [], (0,), False),
     ],
