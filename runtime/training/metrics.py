@@ -49,8 +49,11 @@ def heads(plan: Plan) -> list[Head]:
         if s.output not in plan.losses:
             continue
         kind = OPS[s.op].loss_kind  # classification, binary or regression: the op says
-        ignore = s.attrs.get("ignore_index")
-        found.append(Head(s.output, kind, s.inputs[0], s.inputs[1], "", s.attrs.get("axis", -1), ignore))
+        # a class loss's class axis and ignored label value (cross_entropy, nll_loss; hinge has neither)
+        axis, ignore = (
+            (s.attrs.get("axis", -1), s.attrs.get("ignore_index")) if kind == "classification" else (-1, None)
+        )
+        found.append(Head(s.output, kind, s.inputs[0], s.inputs[1], "", axis, ignore))
     out = []
     for h in found:
         group = "regression" if h.kind == "regression" else "labels"
