@@ -1,5 +1,5 @@
-"""Parity with PyTorch and finite-difference gradient checks for the loss kernels (mse, l1,
-cross_entropy, binary_cross_entropy, hinge) and the embedding-style kernels (embedding,
+"""Parity with PyTorch and finite-difference gradient checks for the loss kernels (mse, l1, smooth_l1,
+cross_entropy, nll_loss, binary_cross_entropy, hinge) and the embedding-style kernels (embedding,
 positional_encoding, cls_token, parameter)."""
 
 from __future__ import annotations
