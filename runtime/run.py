@@ -45,7 +45,7 @@ from .rundir import (
 from .training.batches import check_batch_fits
 from .training.errors import TrainError
 from .training.lr_range import lr_find
-from .training.metrics import Evaluator, Meter, heads, label_classes
+from .training.metrics import Evaluator, Meter, head_classes, heads, ignored_labels, label_classes
 from .training.trainer import Result, Trainer
 
 USER_ERRORS = (DataError, CheckpointError, TrainError, DeviceError)
@@ -138,7 +138,9 @@ def datasets(
 ) -> tuple[Dataset, Dataset | None, Dataset | None, Normalizer]:
     """Train, validation and test splits, normalized with statistics of the training split."""
     cfg = data_cfg or s.data_cfg
-    ds = load_dataset(cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan))
+    ds = load_dataset(
+        cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan), ignored_labels(s.plan)
+    )
     split = cfg.get("split") or {}
     seed = int(s.train_cfg.get("seed", 0))
     train, val, test = split_dataset(ds, float(split.get("val", 0.0) or 0.0), split.get("test"), seed)
@@ -402,8 +404,9 @@ def evaluate(s: Setup, ds: Dataset, split: str) -> Evaluation:
         from .plots import confusion_matrix
 
         h = cls[0]
-        pred = ev.predict(ds, [h.pred])[h.pred].argmax(axis=-1)
-        cm = confusion_matrix(ds.arrays[h.target], pred, int(s.plan.tensors[h.pred].shape[-1]))
+        pred, target = h.predicted(ev.predict(ds, [h.pred])[h.pred]), ds.arrays[h.target]
+        kept = h.kept(target)
+        cm = confusion_matrix(target[kept], pred[kept], head_classes(s.plan, h))
     return Evaluation(metrics, cm, len(ds), split, None if cm is None else per_class_scores(cm))
 
 
@@ -420,10 +423,13 @@ def eval_split(
             need=s.plan.inputs,
             classes=label_classes(s.plan),
             flag="--data",
+            ignore=ignored_labels(s.plan),
         )
         ds = _with_unused_inputs(s, arrays)
         return (norm.apply(ds) if norm else ds), Path(data_file).name
-    full = load_dataset(s.data_cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan))
+    full = load_dataset(
+        s.data_cfg, s.net.expanded.inputs, s.spec.parent, label_classes(s.plan), ignored_labels(s.plan)
+    )
     sp = s.data_cfg.get("split") or {}
     seed = int(s.train_cfg.get("seed", 0))
     train, val, test = split_dataset(full, float(sp.get("val", 0.0) or 0.0), sp.get("test"), seed)
@@ -479,11 +485,11 @@ def predict(
         if h.pred not in out:
             continue
         if h.kind == "classification":
-            out[f"{h.pred}_class"] = out[h.pred].argmax(axis=-1)
+            out[f"{h.pred}_class"] = h.predicted(out[h.pred])
         z = out[h.pred].astype(np.float64)
         if probabilities and loss_op[h.loss] == "cross_entropy":
-            e = np.exp(z - z.max(axis=-1, keepdims=True))
-            out[f"{h.pred}_prob"] = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+            e = np.exp(z - z.max(axis=h.axis, keepdims=True))
+            out[f"{h.pred}_prob"] = (e / e.sum(axis=h.axis, keepdims=True)).astype(np.float32)
         elif probabilities and h.kind == "binary":
             out[f"{h.pred}_prob"] = (0.5 + 0.5 * np.tanh(0.5 * z)).astype(np.float32)  # sigmoid, no overflow
     return out

@@ -64,6 +64,8 @@ NAMES = (
     "softplus",
     "tanh",
     "transpose",
+    "smooth_l1",
+    "nll_loss",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]

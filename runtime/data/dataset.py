@@ -79,14 +79,19 @@ class Dataset:
 
 
 def load_dataset(
-    data: dict, inputs: dict[str, dict], base_dir: Path, classes: dict[str, int] | None = None
+    data: dict,
+    inputs: dict[str, dict],
+    base_dir: Path,
+    classes: dict[str, int] | None = None,
+    ignore: dict[str, int] | None = None,
 ) -> Dataset:
     """Read the spec's `data` section into arrays for its ``inputs``.
 
     ``inputs`` are the spec inputs in declaration order (``{name: {"shape",
     "dtype"}}``); file paths resolve against ``base_dir``; ``classes`` maps a
     label input to the number of classes the network predicts, for the range
-    check (and the synthetic sources' class count). Raises DataError."""
+    check (and the synthetic sources' class count); ``ignore`` maps a label input to its loss's
+    ignore_index, a value the range check lets pass. Raises DataError."""
     classes = dict(classes or {})
     inputs = {k: {"dtype": "float32", **v} for k, v in inputs.items()}
     if not inputs:
@@ -95,7 +100,8 @@ def load_dataset(
     if source not in SOURCES:
         raise DataError(f"data.source: unknown source '{source}' (known: {', '.join(SOURCES)})")
     raw = SOURCES[source].loader(data, inputs, Path(base_dir), classes)
-    arrays = fit_arrays(raw, inputs, data.get("columns") or {}, classes, origin=f"data.source: {source}")
+    origin = f"data.source: {source}"
+    arrays = fit_arrays(raw, inputs, data.get("columns") or {}, classes, origin=origin, ignore=ignore)
     n = len(next(iter(arrays.values())))
     limit = data.get("limit")
     if limit and limit < n:

@@ -104,8 +104,12 @@ def _fit_dtype(a: np.ndarray, name: str, dtype: str, what: str, row: Callable[[i
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-def _check_range(a: np.ndarray, name: str, k: int, what: str, row: Callable[[int], str]) -> None:
+def _check_range(
+    a: np.ndarray, name: str, k: int, what: str, row: Callable[[int], str], ignore: int | None = None
+) -> None:
     bad = (a < 0) | (a >= k)
+    if ignore is not None:
+        bad &= a != ignore  # the loss's ignore_index: a label position that is no sample
     if bad.any():
         i = _first_bad(bad)
         v = a[i].reshape(-1)[np.flatnonzero(bad[i].reshape(-1))[0]]
@@ -122,9 +126,11 @@ def fit_arrays(
     classes: dict,
     only: Collection[str] | None = None,
     origin: str = "",
+    ignore: dict[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """raw's arrays bound to the inputs (those in ``only``, default all), shape-, dtype- and
-    range-checked; ``origin`` (a spec key or a flag) ends the messages that name no input."""
+    range-checked (a label equal to its loss's ``ignore`` value passes); ``origin`` (a spec key or
+    a flag) ends the messages that name no input."""
     binding = _bind(raw, inputs, columns, only)
     names = list(inputs)
     target = names[-1] if len(names) >= 2 else None
@@ -143,7 +149,7 @@ def fit_arrays(
         if np.may_share_memory(a, raw.arrays[key]):
             a = a.copy()  # the Dataset owns its arrays: never a view of a cached or caller's array
         if spec["dtype"] == "int64" and name in classes:
-            _check_range(a, name, int(classes[name]), what, row)
+            _check_range(a, name, int(classes[name]), what, row, (ignore or {}).get(name))
         elif spec["dtype"] == "int64" and name == target and a.size and a.min() < 0:
             i = _first_bad(a < 0)
             raise DataError(f"{what} (input '{name}'): negative label {a[i].min()} at {row(i)}")
@@ -177,6 +183,7 @@ def read_inputs(
     need: Collection[str] | None = None,
     classes: dict[str, int] | None = None,
     flag: str = "--input",
+    ignore: dict[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """The spec inputs ``need`` (default: all) read from an input file of `netc predict` or
     `netc eval --data`, shape-, dtype- and (with ``classes``, as in load_dataset) range-checked.
@@ -218,4 +225,4 @@ def read_inputs(
     else:
         raise DataError(f"{path}: unknown input format (use .npz, .npy, .csv or an IDX file) ({flag})")
     only = names if need is None else [n for n in names if n in need]
-    return fit_arrays(raw, inputs, keys, dict(classes or {}), only, origin=flag)
+    return fit_arrays(raw, inputs, keys, dict(classes or {}), only, origin=flag, ignore=ignore)

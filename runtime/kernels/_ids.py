@@ -38,18 +38,35 @@ def check_ids(ids, hi, flag):
     return True
 
 
+@njit(cache=True)
+def check_labels(ids, hi, ignore, flag):
+    """``check_ids`` for class labels, where the value ``ignore`` (a loss's ignore_index) is valid too."""
+    flag[0] = 0
+    for i in range(ids.size):
+        v = ids[i]
+        if v != ignore and (v < 0 or v >= hi):
+            flag[0] = 1
+            flag[1] = v
+            return False
+    return True
+
+
 def checked(kernel: Callable, args: tuple, flag: np.ndarray, what: str, module: str, hi: int) -> Checked:
     """A thunk calling ``kernel(*args)`` that raises if the kernel flagged an id."""
     return Checked(kernel, args, flag, f"{module}: {what}", hi)
 
 
-def device_check(ids: Any, hi: int, op: str, module: str, what: str) -> Callable[[], None]:
+def device_check(
+    ids: Any, hi: int, op: str, module: str, what: str, ignore: int | None = None
+) -> Callable[[], None]:
     """A check of device ``ids`` after a step: raises ``ValueError`` naming the op, the module and
-    the first value outside [0, hi)."""
+    the first value outside [0, hi) (other than ``ignore``, a loss's ignore_index)."""
 
     def check() -> None:
         host = ids.copy_to_host()
         bad = (host < 0) | (host >= hi)
+        if ignore is not None:
+            bad &= host != ignore
         if bad.any():
             raise ValueError(f"{op} '{module}': {what} {int(host[bad][0])} out of range [0, {hi})")
 

@@ -1,15 +1,22 @@
-"""cross_entropy kernels: softmax cross-entropy from logits, class axis last.
+"""cross_entropy kernels: softmax cross-entropy from logits over a class axis, with class weights,
+an ignored label value and label smoothing (as PyTorch).
 
-Per row r (logits x_r of C classes, label l): ℓ = lse(x_r) - Σ_c q_c x_c with
-q = (1 - ε)·onehot(l) + ε/C, since Σ q = 1. Backward recomputes the row's max and Σ exp (the
-contract saves nothing but the inputs) and writes dx_c = g·(exp(x_c - max) / Σ - q_c).
+The logits are viewed as x[B, C, S] (``_losses.class_layout``: the class axis last is [rows, C, 1],
+axis 1 is [N, C, positions]). Per row (label y, weights w, lse = log Σ exp x):
+ℓ = (1 - ε)·w_y·(lse - x_y) + (ε/C)·Σ_c w_c·(lse - x_c); a row whose label is ``ignore_index``
+gives 0 and weighs 0. Backward recomputes the row's max and Σ exp (the contract saves nothing but
+the inputs) and writes dx_c = g·((a + ε·Σw/C)·exp(x_c - max)/Σ - a·[c = y] - ε·w_c/C), a = (1 - ε)·w_y,
+with g divided by Σ w_y over the labels kept for "mean".
 
 Rows run in parallel when the logits are large enough to pay for waking the threads; the
 per-row losses then go to a private [R] array and are summed serially, so the loss does not
-depend on the thread count. Labels outside [0, C) raise ValueError after the call.
+depend on the thread count. Labels outside [0, C) (other than ignore_index) raise ValueError after
+the call.
 
 On the GPU one block reduces each row (``cuda_core.block_max`` / ``block_sum``, fixed order) into a
-per-row loss buffer that ``cuda_core.device_sum`` then reduces: deterministic, no atomics. A bad label
+per-row loss buffer (and one of the rows' weights) that ``cuda_core.device_sum`` then reduces:
+deterministic, no atomics; "mean" divides on the device (``divide_cuda``), and backward sums the
+weights again first (``row_weights_cuda``), so it does not rely on the forward's buffers. A bad label
 cannot be raised from a kernel without a device-to-host copy every step, so the row's loss becomes
 NaN (and its gradient skips the label term); the check registered in ``b.checks``, which the CUDA
 executor runs when a loss comes back non-finite, finds the label on the host and raises.
@@ -24,9 +31,8 @@ from numba import cuda, njit, prange
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
-from ._ids import check_ids, checked, device_check, new_flag
-from ._losses import reduction_scale
-from ._views import as_rows, flat
+from ._ids import check_labels, checked, device_check, new_flag
+from ._losses import class_attrs, class_layout, class_weight, label_weight_sum, mean_or_sum
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 #: logits elements from which the row loops run in parallel: on 2 cores the parallel loops took
@@ -35,176 +41,248 @@ PARALLEL_MIN = 1 << 14
 
 
 @njit(cache=True)
-def _max_sumexp(x):
+def _max_sumexp(x, b, s):
     # exp(x_c - max) in the logits' dtype (float32 exp for float32), summed in float64
-    m = x[0]
-    for c in range(1, x.size):
-        m = max(m, x[c])
-    s = 0.0
-    for c in range(x.size):
-        s += math.exp(x[c] - m)
-    return m, s
+    m = x[b, 0, s]
+    for c in range(1, x.shape[1]):
+        m = max(m, x[b, c, s])
+    t = 0.0
+    for c in range(x.shape[1]):
+        t += math.exp(x[b, c, s] - m)
+    return m, t
 
 
 @njit(cache=True)
-def _row_loss(x, label, eps):
-    # lse - (1 - ε)·x_l - ε·mean(x)
-    m, s = _max_sumexp(x)
-    lin = (1.0 - eps) * x[label]
+def _row_loss(x, b, s, label, eps, w):
+    m, t = _max_sumexp(x, b, s)
+    lse = m + math.log(t)
+    out = (1.0 - eps) * class_weight(w, label) * (lse - x[b, label, s])
     if eps != 0.0:
-        t = 0.0
-        for c in range(x.size):
-            t += x[c]
-        lin += eps * t / x.size
-    return m + math.log(s) - lin
+        u = 0.0
+        for c in range(x.shape[1]):
+            u += class_weight(w, c) * (lse - x[b, c, s])
+        out += eps * u / x.shape[1]
+    return out
 
 
 @njit(cache=True)
-def _row_grad(x, label, eps, g, dx, acc):
-    m, s = _max_sumexp(x)
-    gs = g / s
-    off = g * eps / x.size
-    for c in range(x.size):
-        v = math.exp(x[c] - m) * gs - off
+def _row_grad(x, b, s, label, eps, w, smooth, g, dx, acc):
+    # smooth = ε·Σw/C; an ignored row (label < 0 here) gets 0
+    if label < 0 or label >= x.shape[1]:
+        if not acc:
+            for c in range(x.shape[1]):
+                dx[b, c, s] = 0.0
+        return
+    m, t = _max_sumexp(x, b, s)
+    a = (1.0 - eps) * class_weight(w, label)
+    k = g * (a + smooth) / t
+    off = g * eps / x.shape[1]
+    for c in range(x.shape[1]):
+        v = math.exp(x[b, c, s] - m) * k - off * class_weight(w, c)
         if acc:
-            dx[c] += v
+            dx[b, c, s] += v
         else:
-            dx[c] = v
-    dx[label] -= g * (1.0 - eps)
+            dx[b, c, s] = v
+    dx[b, label, s] -= g * a
 
 
 @njit(cache=True)
-def forward_cpu(x, labels, y, eps, scale, flag):
-    if not check_ids(labels, x.shape[1], flag):
+def forward_cpu(x, labels, y, eps, w, ignore, mean, flag):
+    if not check_labels(labels, x.shape[1], ignore, flag):
         return
-    s = 0.0
-    for r in range(x.shape[0]):
-        s += _row_loss(x[r], labels[r], eps)
-    y[0] = s * scale
+    total, n_pos = 0.0, x.shape[2]
+    for r in range(labels.size):
+        if labels[r] != ignore:
+            total += _row_loss(x, r // n_pos, r % n_pos, labels[r], eps, w)
+    y[0] = mean_or_sum(total, labels, w, ignore, mean)
 
 
 @njit(cache=True, parallel=True)
-def forward_cpu_parallel(x, labels, y, eps, scale, flag, rows):
-    if not check_ids(labels, x.shape[1], flag):
+def forward_cpu_parallel(x, labels, y, eps, w, ignore, mean, flag, rows):
+    if not check_labels(labels, x.shape[1], ignore, flag):
         return
-    for r in prange(x.shape[0]):
-        rows[r] = _row_loss(x[r], labels[r], eps)
-    s = 0.0
+    n_pos = x.shape[2]
+    for r in prange(labels.size):
+        rows[r] = 0.0 if labels[r] == ignore else _row_loss(x, r // n_pos, r % n_pos, labels[r], eps, w)
+    total = 0.0
     for r in range(rows.size):  # serial: the same sum for any thread count
-        s += rows[r]
-    y[0] = s * scale
+        total += rows[r]
+    y[0] = mean_or_sum(total, labels, w, ignore, mean)
 
 
 @njit(cache=True)
-def backward_cpu(x, labels, dx, eps, g, acc, flag):
-    if not check_ids(labels, x.shape[1], flag):
+def _grad_scale(labels, w, ignore, g, mean):
+    if not mean:
+        return g
+    den = label_weight_sum(labels, w, ignore)
+    return g / den if den != 0.0 else math.nan
+
+
+@njit(cache=True)
+def backward_cpu(x, labels, dx, eps, w, smooth, ignore, g, mean, acc, flag):
+    if not check_labels(labels, x.shape[1], ignore, flag):
         return
-    for r in range(x.shape[0]):
-        _row_grad(x[r], labels[r], eps, g, dx[r], acc)
+    gg, n_pos = _grad_scale(labels, w, ignore, g, mean), x.shape[2]
+    for r in range(labels.size):
+        label = -1 if labels[r] == ignore else labels[r]
+        _row_grad(x, r // n_pos, r % n_pos, label, eps, w, smooth, gg, dx, acc)
 
 
 @njit(cache=True, parallel=True)
-def backward_cpu_parallel(x, labels, dx, eps, g, acc, flag):
-    if not check_ids(labels, x.shape[1], flag):
+def backward_cpu_parallel(x, labels, dx, eps, w, smooth, ignore, g, mean, acc, flag):
+    if not check_labels(labels, x.shape[1], ignore, flag):
         return
-    for r in prange(x.shape[0]):
-        _row_grad(x[r], labels[r], eps, g, dx[r], acc)
+    gg, n_pos = _grad_scale(labels, w, ignore, g, mean), x.shape[2]
+    for r in prange(labels.size):
+        label = -1 if labels[r] == ignore else labels[r]
+        _row_grad(x, r // n_pos, r % n_pos, label, eps, w, smooth, gg, dx, acc)
+
+
+def _smooth(eps: float, w: np.ndarray, c: int) -> float:
+    # ε·Σw/C: the smoothing's share of the softmax term in the gradient
+    return eps * (float(w.sum()) / c if w.size else 1.0)
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    c = b.x[0].shape[-1]
-    x, labels, y = as_rows(b.x[0], c), flat(b.x[1]), b.y.reshape(-1)
+    layout = class_layout(b)
+    c = layout[1]
+    x, labels, y = b.x[0].reshape(layout), b.x[1].reshape(-1), b.y.reshape(-1)
     eps = float(b.attrs["label_smoothing"])
-    scale = reduction_scale(b, labels.size)
-    g = x.dtype.type(b.weight * scale)
+    w, ignore, mean = class_attrs(b)
     flag = new_flag()
     where = f"cross_entropy '{b.module}'"
     if x.size >= PARALLEL_MIN:
-        rows = np.zeros(x.shape[0], np.float64)
-        fwd = checked(forward_cpu_parallel, (x, labels, y, eps, scale, flag, rows), flag, "label", where, c)
+        rows = np.zeros(labels.size, np.float64)
+        args = (x, labels, y, eps, w, ignore, mean, flag, rows)
+        fwd = checked(forward_cpu_parallel, args, flag, "label", where, c)
         bwd_kernel = backward_cpu_parallel
     else:
-        fwd = checked(forward_cpu, (x, labels, y, eps, scale, flag), flag, "label", where, c)
+        fwd = checked(forward_cpu, (x, labels, y, eps, w, ignore, mean, flag), flag, "label", where, c)
         bwd_kernel = backward_cpu
     if b.dx[0] is None:
         return fwd, nothing
-    dx, acc = as_rows(b.dx[0], c), bool(b.acc[0])
-    return fwd, checked(bwd_kernel, (x, labels, dx, eps, g, acc, flag), flag, "label", where, c)
+    dx, acc, g = b.dx[0].reshape(layout), bool(b.acc[0]), float(b.weight)
+    args = (x, labels, dx, eps, w, _smooth(eps, w, c), ignore, g, mean, acc, flag)
+    return fwd, checked(bwd_kernel, args, flag, "label", where, c)
 
 
 @cuda.jit(device=True)
-def _row_max_sumexp_cuda(buf, x, r):
-    # (max, Σ exp(x - max)) of row r, computed by the whole block
+def class_weight_cuda(w, label):
+    return w[label] if w.size else 1.0
+
+
+@cuda.jit(device=True)
+def _row_max_sumexp_cuda(buf, x, b, s):
+    # (max, Σ exp(x - max)) of row (b, s), computed by the whole block
     t, nt = cuda.threadIdx.x, cuda.blockDim.x
     m = -math.inf
     for j in range(t, x.shape[1], nt):
-        m = max(m, x[r, j])
+        m = max(m, x[b, j, s])
     m = cuda_core.block_max(buf, m)
-    s = 0.0
+    e = 0.0
     for j in range(t, x.shape[1], nt):
-        s += math.exp(x[r, j] - m)
-    return m, cuda_core.block_sum(buf, s)
+        e += math.exp(x[b, j, s] - m)
+    return m, cuda_core.block_sum(buf, e)
 
 
 @cuda.jit
-def forward_cuda(x, labels, eps, rows):
-    # block r: rows[r] = lse(x_r) - (1 - ε)·x_r[label] - ε·mean(x_r); NaN for a label outside [0, C)
+def forward_cuda(x, labels, eps, w, ignore, rows, rows_w):
+    # block r: rows[r] = ℓ of row r (NaN for a label outside [0, C)), rows_w[r] = w_y (0 if ignored)
     buf = cuda.shared.array(THREADS, np.float64)
     r, t, c = cuda.blockIdx.x, cuda.threadIdx.x, x.shape[1]
-    m, s = _row_max_sumexp_cuda(buf, x, r)
-    lin = 0.0
+    b, s, label = r // x.shape[2], r % x.shape[2], labels[r]
+    if label == ignore:  # the whole block returns: no block_sum is left waiting
+        if t == 0:
+            rows[r], rows_w[r] = 0.0, 0.0
+        return
+    m, e = _row_max_sumexp_cuda(buf, x, b, s)
+    lse = m + math.log(e)
+    u = 0.0
     if eps != 0.0:
         for j in range(t, c, cuda.blockDim.x):
-            lin += x[r, j]
-        lin = eps * cuda_core.block_sum(buf, lin) / c
+            u += class_weight_cuda(w, j) * (lse - x[b, j, s])
+        u = eps * cuda_core.block_sum(buf, u) / c
     if t == 0:
-        label = labels[r]
         if label < 0 or label >= c:
-            rows[r] = math.nan
+            rows[r], rows_w[r] = math.nan, 0.0
         else:
-            rows[r] = m + math.log(s) - (1.0 - eps) * x[r, label] - lin
+            wy = class_weight_cuda(w, label)
+            rows[r], rows_w[r] = (1.0 - eps) * wy * (lse - x[b, label, s]) + u, wy
 
 
 @cuda.jit
-def backward_cuda(x, labels, dx, eps, g, acc):
-    # block r: dx_r = g·(softmax(x_r) - q_r), q = (1 - ε)·onehot(label) + ε/C
+def row_weights_cuda(labels, w, ignore, c, rows_w):
+    # grid-stride: rows_w[r] = w_y, 0 for an ignored or bad label
+    for r in range(cuda.grid(1), labels.size, cuda.gridsize(1)):
+        label = labels[r]
+        rows_w[r] = 0.0 if label == ignore or label < 0 or label >= c else class_weight_cuda(w, label)
+
+
+@cuda.jit
+def divide_cuda(y, den):
+    # one thread: the "mean" (NaN over no weight, as PyTorch's 0/0)
+    y[0] = y[0] / den[0] if den[0] != 0.0 else math.nan
+
+
+@cuda.jit
+def backward_cuda(x, labels, dx, eps, w, smooth, ignore, g, den, mean, acc):
+    # block r: dx_r = g·((a + smooth)·softmax(x_r) - a·onehot(y) - ε·w/C), a = (1 - ε)·w_y
     buf = cuda.shared.array(THREADS, np.float64)
     r, c = cuda.blockIdx.x, x.shape[1]
-    m, s = _row_max_sumexp_cuda(buf, x, r)
-    gs = g / s
-    off = g * eps / c
-    label = labels[r]
+    b, s, label = r // x.shape[2], r % x.shape[2], labels[r]
+    gg = (g / den[0] if den[0] != 0.0 else math.nan) if mean else g
+    if label == ignore:
+        for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
+            if not acc:
+                dx[b, j, s] = 0.0
+        return
+    m, e = _row_max_sumexp_cuda(buf, x, b, s)
+    a = (1.0 - eps) * class_weight_cuda(w, label) if 0 <= label < c else 0.0
+    k = gg * (a + smooth) / e
+    off = gg * eps / c
     for j in range(cuda.threadIdx.x, c, cuda.blockDim.x):
-        v = math.exp(x[r, j] - m) * gs - off
+        v = math.exp(x[b, j, s] - m) * k - off * class_weight_cuda(w, j)
         if j == label:
-            v -= g * (1.0 - eps)
+            v -= gg * a
         if acc:
-            dx[r, j] += v
+            dx[b, j, s] += v
         else:
-            dx[r, j] = v
+            dx[b, j, s] = v
+
+
+def class_views_cuda(b: Binding) -> tuple:
+    """(x[B, C, S], flat labels, the class weights on the device, ignore_index, "mean") on the GPU."""
+    layout = class_layout(b)
+    w, ignore, mean = class_attrs(b)
+    return cuda_core.flat(b.x[0]).reshape(*layout), cuda_core.flat(b.x[1]), cuda.to_device(w), ignore, mean
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    c = b.x[0].shape[b.x[0].ndim - 1]  # the simulator refuses shape[-1]
-    x, labels, y = cuda_core.rows(b.x[0], c), cuda_core.flat(b.x[1]), cuda_core.flat(b.y)
-    n_rows = x.shape[0]
+    x, labels, w, ignore, mean = class_views_cuda(b)
+    c, n_rows, y = x.shape[1], labels.size, cuda_core.flat(b.y)
     eps = float(b.attrs["label_smoothing"])
-    scale = reduction_scale(b, labels.size)
-    g = float(b.weight * scale)
     threads = cuda_core.reduce_threads(c)
-    row_loss = cuda.device_array(n_rows, np.float64)  # bind-time scratch, like the CPU's `rows`
-    partials = cuda_core.new_partials()
+    rows, rows_w = cuda.device_array(n_rows, np.float64), cuda.device_array(n_rows, np.float64)  # bind time
+    den, partials = cuda.device_array(1, np.float64), cuda_core.new_partials()
 
     def fwd() -> None:
-        forward_cuda[n_rows, threads](x, labels, eps, row_loss)
-        cuda_core.device_sum(row_loss, y, partials, scale=scale)
+        forward_cuda[n_rows, threads](x, labels, eps, w, ignore, rows, rows_w)
+        cuda_core.device_sum(rows, y, partials)
+        if mean:
+            cuda_core.device_sum(rows_w, den, partials)
+            divide_cuda[1, 1](y, den)
 
-    b.checks.append(device_check(labels, c, "cross_entropy", b.module, "label"))
+    b.checks.append(device_check(labels, c, "cross_entropy", b.module, "label", ignore))
     if b.dx[0] is None:
         return fwd, nothing
-    dx, acc = cuda_core.rows(b.dx[0], c), bool(b.acc[0])
+    dx, acc, g = cuda_core.flat(b.dx[0]).reshape(*x.shape), bool(b.acc[0]), float(b.weight)
+    smooth = _smooth(eps, class_attrs(b)[0], c)
+    gblocks, gthreads = cuda_core.grid_1d(n_rows)
 
     def bwd() -> None:
-        backward_cuda[n_rows, threads](x, labels, dx, eps, g, acc)
+        if mean:
+            row_weights_cuda[gblocks, gthreads](labels, w, ignore, c, rows_w)
+            cuda_core.device_sum(rows_w, den, partials)
+        backward_cuda[n_rows, threads](x, labels, dx, eps, w, smooth, ignore, g, den, mean, acc)
 
     return fwd, bwd

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,16 @@ class Head:
     pred: str
     target: str
     suffix: str = ""  # "_<loss>" when several heads of one kind share a metric name
+    axis: int = -1  # the class axis of pred's runtime array: -1 (last) or 1 ([N, C, ...])
+    ignore: int | None = None  # a label value that is no sample (a loss's ignore_index)
+
+    def predicted(self, pred: np.ndarray) -> np.ndarray:
+        """The predicted class of each label position."""
+        return pred.argmax(axis=self.axis)
+
+    def kept(self, target: np.ndarray) -> np.ndarray:
+        """Which label positions count (all but those equal to ignore_index)."""
+        return np.ones(target.shape, bool) if self.ignore is None else target != self.ignore
 
 
 def heads(plan: Plan) -> list[Head]:
@@ -39,22 +49,36 @@ def heads(plan: Plan) -> list[Head]:
         if s.output not in plan.losses:
             continue
         kind = OPS[s.op].loss_kind  # classification, binary or regression: the op says
-        found.append(Head(s.output, kind, s.inputs[0], s.inputs[1]))
+        # a class loss's class axis and ignored label value (cross_entropy, nll_loss; hinge has neither)
+        axis, ignore = (
+            (s.attrs.get("axis", -1), s.attrs.get("ignore_index")) if kind == "classification" else (-1, None)
+        )
+        found.append(Head(s.output, kind, s.inputs[0], s.inputs[1], "", axis, ignore))
     out = []
     for h in found:
         group = "regression" if h.kind == "regression" else "labels"
         same = [g for g in found if ("regression" if g.kind == "regression" else "labels") == group]
-        out.append(Head(h.loss, h.kind, h.pred, h.target, f"_{h.loss}" if len(same) > 1 else ""))
+        out.append(replace(h, suffix=f"_{h.loss}" if len(same) > 1 else ""))
     return out
+
+
+def head_classes(plan: Plan, h: Head) -> int:
+    """The number of classes a classification head predicts: its class axis's size."""
+    return int(plan.tensors[h.pred].shape[-1 if h.axis == -1 else 0])  # per-sample: axis 1 is 0
 
 
 def label_classes(plan: Plan) -> dict[str, int]:
     """Label input -> number of classes the network predicts (for the data range check)."""
     return {
-        h.target: int(plan.tensors[h.pred].shape[-1])
+        h.target: head_classes(plan, h)
         for h in heads(plan)
         if h.kind == "classification" and h.target in plan.inputs
     }
+
+
+def ignored_labels(plan: Plan) -> dict[str, int]:
+    """Label input -> its loss's ignore_index (a value the data range check lets pass)."""
+    return {h.target: h.ignore for h in heads(plan) if h.ignore is not None and h.target in plan.inputs}
 
 
 class Meter:
@@ -84,8 +108,9 @@ class Meter:
         for h in self.heads:
             pred, target = view(h.pred)[:take], view(h.target)[:take]
             if h.kind == "classification":
-                self.correct[h.loss] += int(np.count_nonzero(pred.argmax(axis=-1) == target))
-                self.count[h.loss] += take
+                kept = h.kept(target)
+                self.correct[h.loss] += int(np.count_nonzero((h.predicted(pred) == target) & kept))
+                self.count[h.loss] += int(np.count_nonzero(kept))
             elif h.kind == "binary":
                 self.correct[h.loss] += int(np.count_nonzero((pred > 0) == (target > 0.5)))
                 self.count[h.loss] += pred.size

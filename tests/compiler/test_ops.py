@@ -245,7 +245,21 @@ CASES = [
         [T((6, 10)), T((6,), L)],
         fn(lambda x, y: F.cross_entropy(x.movedim(-1, 1), y, label_smoothing=0.1)),
     ),
+    (
+        "cross_entropy",
+        {"axis": 1, "class_weights": [1.0, 2.0, 0.5], "ignore_index": 1},
+        [T((3, 4, 5)), T((4, 5), L)],
+        lambda: nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5]), ignore_index=1),
+    ),
     ("hinge", {"margin": 0.5}, [T((10,)), T((), L)], lambda: nn.MultiMarginLoss(margin=0.5)),
+    ("smooth_l1", {"beta": 0.5}, [T((3, 4)), T((3, 4))], lambda: nn.SmoothL1Loss(beta=0.5)),
+    ("nll_loss", {}, [T((10,)), T((), L)], lambda: nn.NLLLoss()),
+    (
+        "nll_loss",
+        {"axis": 1, "reduction": "sum"},
+        [T((6, 7)), T((7,), L)],
+        lambda: nn.NLLLoss(reduction="sum"),
+    ),
 ]
 
 
@@ -265,7 +279,7 @@ def torch_inputs(op_name: str, attrs: dict, ins: list[TensorType]) -> list[torch
     xs = []
     for t in ins:
         if t.dtype == "int64":
-            high = attrs.get("num_embeddings") or ins[0].shape[-1]
+            high = attrs.get("num_embeddings") or ins[0].shape[0 if attrs.get("axis") == 1 else -1]
             xs.append(torch.randint(0, high, (2, *t.shape)))
         else:
             xs.append(torch.randn(2, *t.shape))
@@ -419,6 +433,16 @@ ERRORS = [
     ),
     ("cross_entropy", {}, [T((10,)), T(())], r"int64"),
     ("hinge", {}, [T((4, 10)), T((4,), L)], r"\[N, C\]"),
+    ("smooth_l1", {}, [T((3,)), T((4,))], r"input 0 is \[N, 3\] and input 1 is \[N, 4\]"),
+    ("nll_loss", {"axis": 1}, [T((6, 10)), T((6,), L)], r"axis 1 needs.*\[N, 6, 10\].*\[N, 6\]"),
+    ("nll_loss", {"class_weights": [1, 2]}, [T((3,)), T((), L)], r"class_weights has 2 numbers.*3 classes"),
+    (
+        "cross_entropy",
+        {"axis": 1, "class_weights": [1]},
+        [T((3, 4)), T((4,), L)],
+        r"has 1 numbers.*3 classes on axis 1",
+    ),
+    ("cross_entropy", {"axis": 1}, [T((3, 4)), T((4,))], r"int64"),
 ]
 
 
@@ -647,6 +671,8 @@ def test_layernorm_saved_per_row() -> None:
         ("flatten", {}, [T((8, 2))], [], (), False),
         ("transpose", {"perm": [1, 0]}, [T((8, 2))], [], (), False),
         ("cross_entropy", {}, [T((8,)), T((), L)], [], (0, 1), False),
+        ("nll_loss", {"axis": 1}, [T((8, 3)), T((3,), L)], [], (1,), False),
+        ("smooth_l1", {}, [T((8,)), T((8,))], [], (0, 1), False),
         ("embedding", {"num_embeddings": 4, "dim": 2}, [T((8,), L)], [], (0,), False),
     ],
 )
@@ -685,7 +711,7 @@ def test_pool_stride_defaults_to_kernel() -> None:
 
 
 def test_loss_output_is_a_batchless_scalar() -> None:
-    for name in ("mse", "l1", "binary_cross_entropy", "cross_entropy", "hinge"):
+    for name in ("mse", "l1", "binary_cross_entropy", "cross_entropy", "hinge", "smooth_l1", "nll_loss"):
         op = OPS[name]
         attrs, ins = op.example
         out = op.shape(op.fill_defaults(attrs), list(ins))

@@ -219,3 +219,44 @@ def test_network_bad_label_is_reported_when_the_losses_come_back(plan):
     gpu.forward(feed)
     with pytest.raises(ValueError, match=r"hinge 'h': label 4 out of range \[0, 4\)"):
         gpu.losses()
+
+
+# -- smooth_l1, and the class losses' weights, ignore_index and axis --------------------------------
+
+
+@pytest.mark.parametrize(("beta", "shape"), [(1.0, (3, 5)), (0.0, (3, 4, 7)), (0.4, (3, 211))])
+def test_smooth_l1(beta, shape):
+    xs = pointwise_inputs("l1", shape)  # with d = 0 at every fifth element
+    p = Pair("smooth_l1", {"beta": beta, "reduction": "sum"}, xs, acc=True, weight=0.7).run()
+    p.compare(rtol=1e-5, atol=1e-7)
+
+
+W5 = [0.5, 1.0, 2.0, 0.0, 3.0]
+
+
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize(
+    ("attrs", "shape", "dtype", "acc"),
+    [
+        ({"class_weights": W5, "ignore_index": 1}, (6, 5), np.float32, False),
+        ({"axis": 1, "reduction": "sum", "class_weights": W5}, (3, 5, 2, 3), np.float64, True),
+        ({"axis": 1, "ignore_index": 255}, (2, 5, 4), np.float32, True),
+    ],
+)
+def test_class_losses(op, attrs, shape, dtype, acc):
+    if op == "cross_entropy":
+        attrs = {**attrs, "label_smoothing": 0.2}
+    axis = attrs.get("axis", -1)
+    labels = RNG.integers(0, 5, shape[:-1] if axis == -1 else (shape[0], *shape[2:]))
+    labels.flat[::3] = attrs.get("ignore_index", -100)
+    p = Pair(op, attrs, [RNG.standard_normal(shape), labels], acc=acc, dtype=dtype, weight=0.7).run()
+    p.compare(rtol=TOL[dtype], atol=1e-7)
+
+
+def test_nll_loss_bad_label_gives_nan_and_its_check_raises():
+    p = Pair("nll_loss", {"ignore_index": 9}, [RNG.standard_normal((4, 3)), np.array([0, 9, 3, 1])])
+    p.gpu[0]()
+    assert np.isnan(p.gpu_binding.y.copy_to_host()[0])
+    with pytest.raises(ValueError, match=r"nll_loss 'nll_loss': label 3 out of range \[0, 3\)"):
+        for check in p.gpu_binding.checks:
+            check()

@@ -224,6 +224,19 @@ def test_npz_by_name_by_columns_and_by_x_y(tmp_path):
     assert np.array_equal(flat.arrays["image"], img)
 
 
+def test_a_loss_ignore_index_passes_the_label_range_check(tmp_path):
+    img, lab = np.zeros((4, 3, 4, 4)), np.array([0, 255, 2, 255])
+    data = npz(tmp_path, image=img, label=lab)
+    with pytest.raises(DataError, match=r"label 255 at sample 1 is outside \[0, 3\)"):
+        load_dataset(data, IMG, tmp_path, {"label": 3})
+    ds = load_dataset(data, IMG, tmp_path, {"label": 3}, {"label": 255})
+    assert np.array_equal(ds.arrays["label"], lab)
+    with pytest.raises(DataError, match=r"label 7 at sample 0"):
+        load_dataset(
+            npz(tmp_path, "b.npz", image=img, label=lab + 7), IMG, tmp_path, {"label": 3}, {"label": 255}
+        )
+
+
 def test_npz_errors_name_the_file_and_the_place(tmp_path):
     img = np.zeros((5, 3, 4, 4))
     lab = np.array([0, 1, 2, 1, 0])

@@ -1,5 +1,5 @@
-"""Parity with PyTorch and finite-difference gradient checks for the loss kernels (mse, l1,
-cross_entropy, binary_cross_entropy, hinge) and the embedding-style kernels (embedding,
+"""Parity with PyTorch and finite-difference gradient checks for the loss kernels (mse, l1, smooth_l1,
+cross_entropy, nll_loss, binary_cross_entropy, hinge) and the embedding-style kernels (embedding,
 positional_encoding, cls_token, parameter)."""
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ POINTWISE = {
     "mse": F.mse_loss,
     "l1": F.l1_loss,
     "binary_cross_entropy": F.binary_cross_entropy_with_logits,
+    "smooth_l1": F.smooth_l1_loss,
 }
 
 
@@ -179,6 +180,129 @@ def test_label_out_of_range_raises(monkeypatch: pytest.MonkeyPatch, op: str, bad
         run.backward()
     labels[2] = 0
     run.run()  # the flag clears on the next good call
+
+
+# -- class weights, ignore_index and the class axis (cross_entropy, nll_loss) ---------------------
+
+
+def class_case(op: str, shape: tuple, axis: int, attrs: dict, dtype: type = np.float32) -> list[np.ndarray]:
+    """Logits (log-probabilities for nll_loss) and labels, every third one ignore_index."""
+    x = rng.standard_normal(shape) * 2
+    if op == "nll_loss":
+        x = x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
+    c = shape[axis]
+    labels = rng.integers(0, c, shape[:-1] if axis == -1 else (shape[0], *shape[2:]))
+    labels.flat[::3] = attrs.get("ignore_index", -100)
+    return [x.astype(dtype), labels.astype(np.int64)]
+
+
+def torch_class_loss(op: str, xs: list[np.ndarray], attrs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    x = tt(xs[0])
+    z = x if attrs.get("axis", -1) == 1 else x.movedim(-1, 1)
+    w = attrs.get("class_weights")
+    kw = {
+        "weight": None if w is None else torch.tensor(w, dtype=x.dtype),
+        "ignore_index": attrs.get("ignore_index", -100),
+        "reduction": attrs.get("reduction", "mean"),
+    }
+    labels = torch.from_numpy(xs[1])
+    if op == "nll_loss":
+        return x, F.nll_loss(z, labels, **kw)
+    return x, F.cross_entropy(z, labels, label_smoothing=attrs.get("label_smoothing", 0.0), **kw)
+
+
+W6 = [0.5, 1.0, 2.0, 0.0, 3.0, 1.5]
+CLASS_ATTRS = [
+    {},
+    {"reduction": "sum"},
+    {"class_weights": W6},
+    {"class_weights": W6, "reduction": "sum", "ignore_index": 2},
+    {"ignore_index": 4},
+    {"ignore_index": 255, "class_weights": W6},
+]
+CLASS_SHAPES = [(-1, (5, 6)), (-1, (3, 4, 6)), (1, (3, 6, 4)), (1, (3, 6, 2, 3)), (1, (4, 6))]
+
+
+@pytest.mark.parametrize("op_eps", ["cross_entropy/0", "cross_entropy/0.2", "nll_loss/0"])
+@pytest.mark.parametrize("attrs", CLASS_ATTRS, ids=range(len(CLASS_ATTRS)))
+@pytest.mark.parametrize(("axis", "shape"), CLASS_SHAPES)
+def test_class_losses_match_torch(op_eps: str, attrs: dict, axis: int, shape: tuple) -> None:
+    op, _, eps = op_eps.partition("/")
+    attrs = {**attrs, "axis": axis, **({"label_smoothing": float(eps)} if float(eps) else {})}
+    xs = class_case(op, shape, axis, attrs)
+    run = OpRun(op, attrs, xs, weight=0.7).run()
+    x, loss = torch_class_loss(op, xs, attrs)
+    (0.7 * loss).backward()
+    close(run.y[0], loss, "loss")
+    close(run.dx[0], x.grad, "dx")
+
+
+@pytest.mark.parametrize(
+    "attrs", [{"class_weights": W6, "label_smoothing": 0.3}, {"axis": 1, "ignore_index": 1}]
+)
+def test_cross_entropy_parallel_with_weights_and_axis(monkeypatch: pytest.MonkeyPatch, attrs: dict) -> None:
+    monkeypatch.setattr(kernel_module("cross_entropy"), "PARALLEL_MIN", 1)
+    axis = attrs.get("axis", -1)
+    xs = class_case("cross_entropy", (4, 6, 5) if axis == 1 else (4, 5, 6), axis, attrs)
+    run = OpRun("cross_entropy", attrs, xs).run()
+    x, loss = torch_class_loss("cross_entropy", xs, attrs)
+    loss.backward()
+    close(run.y[0], loss, "loss")
+    close(run.dx[0], x.grad, "dx")
+    check_acc(OpRun("cross_entropy", attrs, xs))
+
+
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+def test_class_losses_gradcheck_and_acc(op: str) -> None:
+    for attrs in (
+        {
+            "class_weights": W6,
+            "ignore_index": 1,
+            **({"label_smoothing": 0.3} if op == "cross_entropy" else {}),
+        },
+        {"axis": 1, "reduction": "sum", "class_weights": W6},
+    ):
+        axis = attrs.get("axis", -1)
+        shape = (3, 6, 4) if axis == 1 else (3, 4, 6)
+        gradcheck(OpRun(op, attrs, class_case(op, shape, axis, attrs, np.float64), dtype=np.float64))
+        check_acc(OpRun(op, attrs, class_case(op, shape, axis, attrs)))
+
+
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+def test_a_mean_over_ignored_labels_only_is_nan_as_torch(op: str) -> None:
+    xs = class_case(op, (3, 6), -1, {})
+    xs[1][:] = -100
+    run = OpRun(op, {}, xs).run()
+    assert np.isnan(run.y[0]) and np.isnan(torch_class_loss(op, xs, {})[1].item())
+    run = OpRun(op, {"reduction": "sum"}, xs).run()
+    assert run.y[0] == 0 and not run.dx[0].any()
+
+
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+def test_class_loss_bad_label_raises_but_ignore_index_passes(op: str) -> None:
+    x, labels = class_case(op, (4, 5), -1, {"ignore_index": 7})
+    run = OpRun(op, {"ignore_index": 7}, [x, labels]).run()
+    labels[1] = 5
+    with pytest.raises(ValueError, match=rf"{op} '{op}': label 5 out of range \[0, 5\)"):
+        run.forward()
+    labels[1] = 7
+    run.run()
+
+
+def test_smooth_l1_beta_matches_torch() -> None:
+    xs = pointwise_inputs("smooth_l1", (6, 7))
+    xs[1].flat[::4] = xs[0].flat[::4]  # d = 0: the l1 kink at β = 0
+    for beta, reduction in ((0.0, "mean"), (0.5, "sum"), (3.0, "mean")):
+        run = OpRun("smooth_l1", {"beta": beta, "reduction": reduction}, xs).run()
+        x, t = tt(xs[0]), tt(xs[1])
+        loss = F.smooth_l1_loss(x, t, beta=beta, reduction=reduction)
+        loss.backward()
+        close(run.y[0], loss, f"loss β={beta}")
+        close(run.dx[0], x.grad, f"dx β={beta}")
+        close(run.dx[1], t.grad, f"dt β={beta}")
+    for beta in (0.3, 2.0):
+        xs = pointwise_inputs("smooth_l1", (4, 5), np.float64)
+        gradcheck(OpRun("smooth_l1", {"beta": beta}, xs, dtype=np.float64))
 
 
 # -- hinge ---------------------------------------------------------------------------------------

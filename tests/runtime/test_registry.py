@@ -34,14 +34,21 @@ def test_every_op_is_complete(op):
 
 
 def test_op_facts():
-    assert {n for n, op in OPS.items() if op.loss_kind == "classification"} == {"cross_entropy", "hinge"}
+    assert {n for n, op in OPS.items() if op.loss_kind == "classification"} == {
+        "cross_entropy",
+        "hinge",
+        "nll_loss",
+    }
     assert OPS["binary_cross_entropy"].loss_kind == "binary"
-    assert {OPS[n].loss_kind for n in ("mse", "l1")} == {"regression"}
+    assert {OPS[n].loss_kind for n in ("mse", "l1", "smooth_l1")} == {"regression"}
     assert all((op.loss_kind in LOSS_KINDS) == op.is_loss for op in OPS.values())
     assert all(op.family in FAMILIES for op in OPS.values())
     logits, labels, ids = TensorType((7,)), TensorType((), "int64"), TensorType((5,), "int64")
     assert OPS["cross_entropy"].int_input_range({}, [logits, labels]) == {1: 7}
     assert OPS["hinge"].int_input_range({}, [logits, labels]) == {1: 7}
+    assert OPS["nll_loss"].int_input_range({"axis": 1}, [TensorType((7, 3)), TensorType((3,), "int64")]) == {
+        1: 7
+    }
     assert OPS["embedding"].int_input_range({"num_embeddings": 30, "dim": 4}, [ids]) == {0: 30}
     assert OPS["batchnorm1d"].param_role("running_mean", False) == "stat"
     assert OPS["layernorm"].param_role("b", True) == "norm"

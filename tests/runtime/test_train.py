@@ -791,3 +791,36 @@ def test_histogram_activations_are_each_tensors_own_values_in_network_order(spec
             "logits": act2 @ p["logits.w"].T + p["logits.b"]}  # fmt: skip
     for k, v in want.items():
         np.testing.assert_allclose(acts[k], v, rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+SEGMENT = """
+netc: 1
+inputs:
+  x: {shape: [3, 2, 2]}
+  label: {shape: [2, 2], dtype: int64}
+modules:
+  logits: {op: conv2d, in: x, out_channels: 4, kernel: 1}
+losses:
+  ce: {op: cross_entropy, in: [logits, label], axis: 1, ignore_index: 9}
+"""
+
+
+def test_accuracy_reads_the_class_axis_and_skips_ignored_labels(spec_file) -> None:
+    from netc.runtime.buffers import buffers
+    from netc.runtime.training.metrics import Meter, heads, label_classes
+
+    plan = netc.load(spec_file(SEGMENT)).compile(2)
+    (h,) = heads(plan)
+    assert (h.axis, h.ignore) == (1, 9) and label_classes(plan) == {"label": 4}
+    ex = Executor(plan, 2, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 2, 2))
+    ex.forward({"x": x, "label": np.zeros((2, 2, 2), np.int64)})
+    pred = buffers(ex).view("logits").argmax(axis=1)
+    label = pred.copy()
+    label[0, 0, 0] = 9  # ignored: not counted
+    label[1, 1, 1] = (pred[1, 1, 1] + 1) % 4  # one wrong of the 7 counted
+    ex.forward({"x": x, "label": label})
+    meter = Meter(plan)
+    meter.add(ex, 2)
+    assert meter.metrics("train")["train_accuracy"] == pytest.approx(6 / 7)

@@ -66,6 +66,35 @@ def test_training_step_equals_per_op_bitwise(monkeypatch, name):
     assert b.allocated_bytes == plan.memory["ledger"]["training_peak_bytes"]
 
 
+def test_the_new_losses_run_whole_step(monkeypatch, spec_file):
+    # smooth_l1 (β passed to the pointwise loops), nll_loss and cross_entropy over axis 1 with
+    # class weights and ignore_index (float64 weights, int and bool arguments in the Launch)
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [3, 2, 2]}
+      label: {shape: [2, 2], dtype: int64}
+      t: {shape: [4, 2, 2]}
+    modules:
+      logits: {op: conv2d, in: x, out_channels: 4, kernel: 1}
+      logp: {op: log_softmax, in: logits, axis: 0}
+    losses:
+      ce: {op: cross_entropy, in: [logits, label], axis: 1, ignore_index: 3, class_weights: [1, 2, 0.5, 1],
+           label_smoothing: 0.1}
+      nll: {op: nll_loss, in: [logp, label], axis: 1, reduction: sum}
+      h: {op: smooth_l1, in: [logits, t], beta: 0.5}
+    """
+    plan = netc.load(spec_file(text)).compile(BATCH)
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason
+    inputs = random_inputs(plan, BATCH, seed=5)
+    inputs["label"][0, 0, 0] = 3
+    for ex in (a, b):
+        ex.set_inputs(inputs)
+        ex.step()
+    _same(a, b)
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_inference_plan_equals_per_op_bitwise(monkeypatch, name):
     plan = netc.load(ROOT / "examples" / f"{name}.yaml").compile(BATCH, mode="inference")
