@@ -62,6 +62,10 @@ NAMES = (
     "softplus",
     "tanh",
     "transpose",
+    "conv1d",
+    "maxpool1d",
+    "avgpool1d",
+    "global_maxpool",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
