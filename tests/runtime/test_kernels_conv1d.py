@@ -220,3 +220,60 @@ def test_global_maxpool_ties_and_nan() -> None:
 def test_global_maxpool_gradcheck() -> None:
     x = np.random.default_rng(4).permutation(2 * 3 * 20).reshape(2, 3, 4, 5).astype(np.float64)
     gradcheck(OpRun("global_maxpool", {}, [x], dtype=np.float64))
+
+
+# -- in a network -----------------------------------------------------------------------------------
+
+NET = """\
+netc: 1
+name: net1d
+inputs:
+  x: {shape: [4, 40]}
+  label: {shape: [], dtype: int64}
+modules:
+  c1: {op: conv1d, in: x, out_channels: 8, kernel: 5, padding: 2}
+  r1: {op: relu, in: c1}
+  p1: {op: maxpool1d, in: r1, kernel: 2}
+  c2: {op: conv1d, in: p1, out_channels: 8, kernel: 3, groups: 2, dilation: 2, padding: same}
+  a2: {op: avgpool1d, in: c2, kernel: 3, stride: 2, padding: 1}
+  g: {op: global_maxpool, in: a2}
+  fc: {op: linear, in: g, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [fc, label]}
+outputs: [fc]
+"""
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_a_1d_network_equals_pytorch_and_runs_whole_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # conv1d with relu fused into its kernel, the pools and global_maxpool through the executor:
+    # loss and every gradient equal PyTorch's twin; the whole-step native code runs it bit for bit
+    import netc
+    from netc.runtime.check import random_inputs
+    from netc.runtime.executor import Executor
+
+    (tmp_path / "net1d.yaml").write_text(NET)
+    plan = netc.load(tmp_path / "net1d.yaml").compile(4)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
+    per_op = Executor(plan, 4, seed=3)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    whole = Executor(plan, 4, seed=3)
+    assert whole._whole is not None, whole.whole_step_reason
+    assert per_op._fused_in_kernel == {"r1"}
+    inputs = random_inputs(plan, 4, seed=5)
+    for ex in (per_op, whole):
+        ex.set_inputs(inputs)
+        ex.step()
+    assert per_op.losses() == whole.losses() and np.array_equal(per_op.grads, whole.grads)
+
+    p = {k: t(v.copy(), True) for k, v in per_op.parameters().items()}
+    h = F.max_pool1d(F.relu(F.conv1d(t(inputs["x"].astype(np.float32)), p["c1.w"], p["c1.b"], padding=2)), 2)
+    h = F.conv1d(h, p["c2.w"], p["c2.b"], padding="same", dilation=2, groups=2)
+    h = torch.amax(F.avg_pool1d(h, 3, 2, 1), dim=2)
+    loss = F.cross_entropy(F.linear(h, p["fc.w"], p["fc.b"]), torch.tensor(inputs["label"]))
+    loss.backward()
+    assert abs(per_op.losses()["ce"] - loss.item()) < 1e-5
+    for k, v in p.items():
+        np.testing.assert_allclose(per_op.grad(k), v.grad.numpy(), rtol=RTOL, atol=1e-5, err_msg=k)
