@@ -277,3 +277,43 @@ def test_a_1d_network_equals_pytorch_and_runs_whole_step(
     assert abs(per_op.losses()["ce"] - loss.item()) < 1e-5
     for k, v in p.items():
         np.testing.assert_allclose(per_op.grad(k), v.grad.numpy(), rtol=RTOL, atol=1e-5, err_msg=k)
+
+
+FOLD = """\
+netc: 1
+inputs:
+  x: {shape: [3, 12]}
+  y: {shape: [], dtype: int64}
+modules:
+  c: {op: conv1d, in: x, out_channels: 4, kernel: 3, padding: 1, groups: 1}
+  bn: {op: batchnorm1d, in: c}
+  r: {op: relu, in: bn}
+  g: {op: global_maxpool, in: r}
+  logits: {op: linear, in: g, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, y]}
+outputs: [logits]
+"""
+
+
+def test_a_batchnorm1d_after_conv1d_folds_into_it_for_inference(tmp_path: Any) -> None:
+    import netc
+    from netc.runtime.check import random_inputs
+    from netc.runtime.executor import Executor
+
+    (tmp_path / "fold.yaml").write_text(FOLD)
+    net = netc.load(tmp_path / "fold.yaml")
+    plan = net.compile(4, mode="inference")
+    assert [s.fold for s in plan.steps if s.fold] == ["bn"]
+    train = Executor(net.compile(4), 4, seed=1)
+    train.training = False
+    rng = np.random.default_rng(0)
+    for p in train.plan.params:  # statistics and affine parameters away from (1, 0)
+        if p.role in ("stat", "norm"):
+            train.param(p.name)[...] = rng.uniform(0.5, 1.5, p.shape)
+    inf = Executor(plan, 4)
+    inf.params[...] = train.params
+    inputs = random_inputs(plan, 4, seed=3)
+    train.forward(inputs)
+    inf.forward(inputs)
+    np.testing.assert_allclose(inf.outputs()["logits"], train.outputs()["logits"], rtol=1e-5, atol=1e-6)
