@@ -34,7 +34,7 @@ Patterns
     dropout    (inference only) removed: evaluation-mode dropout is the identity, so its output
                is its input's buffer and its step is dropped.
     fold       (inference only) a batchnorm whose input only it reads, after a conv2d (or a
-               linear with output [N, C]; the contract's ``folds_after``), is folded into that
+               conv1d, or a linear with output [N, C]; the contract's ``folds_after``), is folded into that
                producer's weights: w' = w·s, b' = (b - running_mean)·s + β, s = γ/sqrt(var + eps).
                The producer's step names it (``Step.fold``) and runs on the folded copies (the
                ledger's ``folded_params_bytes``), refolded from the live parameters before each
@@ -126,8 +126,8 @@ def _sole_reader(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> di
 
 
 def _folds(plan: Plan, forward: list[Step], aliases: dict[str, str]) -> dict[str, str]:
-    """(Inference) producer module -> the batchnorm folded into its weights: a conv2d or
-    linear whose output only that batchnorm reads (the contract's ``folds_after`` says which
+    """(Inference) producer module -> the batchnorm folded into its weights: a conv2d,
+    conv1d or linear whose output only that batchnorm reads (the contract's ``folds_after`` says which
     producer, at which per-sample rank: the channel axis must be the producer's output axis)."""
     ops = {s.module: s.op for s in forward}
     found = {}

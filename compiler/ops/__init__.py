@@ -66,6 +66,10 @@ NAMES = (
     "transpose",
     "smooth_l1",
     "nll_loss",
+    "conv1d",
+    "maxpool1d",
+    "avgpool1d",
+    "global_maxpool",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]

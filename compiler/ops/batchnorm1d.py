@@ -31,7 +31,8 @@ class Batchnorm1d(Normalization):
     name = "batchnorm1d"
     attributes: ClassVar[dict[str, Any]] = {"momentum": MOMENTUM, "eps": EPS, "affine": AFFINE}
     layout: ClassVar[tuple[tuple[int, ...], str]] = ((1, 2), "[N, C] or [N, C, L]")
-    folds_after: ClassVar[dict[str, int]] = {"linear": 1}  # [N, C]: C is the linear's output axis
+    # [N, C] after a linear, [N, C, L] after a conv1d: C is the producer's output axis
+    folds_after: ClassVar[dict[str, int]] = {"linear": 1, "conv1d": 2}
     example = ({}, (TensorType((256,)),))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:

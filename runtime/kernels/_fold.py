@@ -1,4 +1,5 @@
-"""Batchnorm folded into the preceding conv2d or linear for inference (compiler.fusion), CPU and CUDA.
+"""Batchnorm folded into the preceding conv2d, conv1d or linear for inference (compiler.fusion), CPU
+and CUDA.
 
 With s_o = γ_o / sqrt(var_o + eps) (γ = 1 without affine):
 

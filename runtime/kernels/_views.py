@@ -3,7 +3,8 @@
 Every helper here is pure Python, runs once when a step is bound, and never copies: kernels write
 through the views into the arena, so a view that would need a copy is an error. Host (NumPy)
 views: ``flat`` (1-d), ``as_rows`` ([rows, cols]), ``per_sample`` ([N, S]), ``view`` (any shape),
-``or_empty`` (a size-0 stand-in for a gradient nobody needs; kernels test ``.size``). Device twins
+``or_empty`` (a size-0 stand-in for a gradient nobody needs; kernels test ``.size``).
+``as_planes`` (host or device) rebinds a 1-d or global op to the 2-d op that computes it. Device twins
 of flat and rows are ``cuda_core.flat`` / ``cuda_core.rows``; ``per_sample_cuda`` is built on them.
 
 Axis layouts (shared by host and device binders): ``around_axis`` ([outer, size, inner] around
@@ -14,11 +15,13 @@ serves every rank (``RANK``, ``merged_permutation`` and ``pad_rank`` for transpo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
+from ..binding import Binding
 from . import cuda_core
 
 # -- host views -----------------------------------------------------------------------------------
@@ -51,6 +54,37 @@ def view(a: np.ndarray, *shape: int) -> np.ndarray:
 def or_empty(a: np.ndarray | None, dtype: Any, ndim: int = 1) -> np.ndarray:
     """``a``, or an empty array of rank ``ndim`` that the kernels read as "not needed"."""
     return a if a is not None else np.zeros((0,) * ndim, dtype)
+
+
+def plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """[N, C, ...] as the 2-d plane [N, C, 1, S] (S the product of the trailing axes, 1 if none);
+    a rank-1 shape (a bias) stays."""
+    return shape if len(shape) < 2 else (shape[0], shape[1], 1, math.prod(shape[2:]))
+
+
+def as_planes(b: Binding, attrs: dict[str, Any]) -> Binding:
+    """``b`` as the binding of the 2-d op with attributes ``attrs`` that computes a 1-d op (conv1d,
+    the 1-d pools: [N, C, L] is [N, C, 1, L], a weight [O, C/g, k] is [O, C/g, 1, k]) or a global
+    one ([N, C, H, W] as one row [N, C, 1, H·W]): every array of rank >= 2 viewed by ``plane_shape``,
+    host (no copy, ``view``) or device (a C-contiguous reshape, also a view)."""
+
+    def lift(a: Any) -> Any:
+        if a is None or len(a.shape) < 2:
+            return a
+        shape = plane_shape(a.shape)
+        return view(a, *shape) if isinstance(a, np.ndarray) else a.reshape(shape)
+
+    return dataclasses.replace(
+        b,
+        attrs=attrs,
+        x=[lift(a) for a in b.x],
+        y=lift(b.y),
+        p={k: lift(v) for k, v in b.p.items()},
+        dp={k: lift(v) for k, v in b.dp.items()},
+        saved={k: lift(v) for k, v in b.saved.items()},
+        dy=lift(b.dy),
+        dx=[lift(a) for a in b.dx],
+    )
 
 
 # -- device views ---------------------------------------------------------------------------------

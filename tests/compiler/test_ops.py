@@ -260,6 +260,27 @@ CASES = [
         [T((6, 7)), T((7,), L)],
         lambda: nn.NLLLoss(reduction="sum"),
     ),
+    (
+        "conv1d",
+        {"out_channels": 8, "kernel": 5, "padding": 2},
+        [T((4, 30))],
+        lambda: nn.Conv1d(4, 8, 5, padding=2),
+    ),
+    (
+        "conv1d",
+        {"out_channels": 6, "kernel": 3, "stride": 2, "dilation": 2, "groups": 3, "bias": False},
+        [T((3, 17))],
+        lambda: nn.Conv1d(3, 6, 3, 2, dilation=2, groups=3, bias=False),
+    ),
+    (
+        "conv1d",  # [left, right]
+        {"out_channels": 4, "kernel": 4, "padding": [2, 1]},
+        [T((2, 9))],
+        lambda: nn.Sequential(nn.ConstantPad1d((2, 1), 0.0), nn.Conv1d(2, 4, 4)),
+    ),
+    ("maxpool1d", {"kernel": 3, "stride": 2, "padding": 1}, [T((3, 11))], lambda: nn.MaxPool1d(3, 2, 1)),
+    ("avgpool1d", {"kernel": 2}, [T((3, 11))], lambda: nn.AvgPool1d(2)),
+    ("global_maxpool", {}, [T((5, 4, 3))], lambda: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())),
 ]
 
 
@@ -443,6 +464,16 @@ ERRORS = [
         r"has 1 numbers.*3 classes on axis 1",
     ),
     ("cross_entropy", {"axis": 1}, [T((3, 4)), T((4,))], r"int64"),
+    (
+        "conv1d",
+        {"out_channels": 4, "kernel": 3, "groups": 2},
+        [T((3, 8))],
+        r"groups=2 must divide.*channels 3",
+    ),
+    ("conv1d", {"out_channels": 4, "kernel": 5}, [T((3, 4))], r"kernel 5 is longer than the padded input 4"),
+    ("maxpool1d", {"kernel": 3, "padding": 2}, [T((3, 8))], r"padding 2 must be at most half the kernel 3"),
+    ("avgpool1d", {"kernel": 4}, [T((3, 3))], r"kernel 4 is longer than the padded input 3"),
+    ("global_maxpool", {}, [T((8,))], r"\[N, C, \.\.\.spatial\]"),
 ]
 
 
