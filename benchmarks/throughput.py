@@ -147,13 +147,16 @@ def timed(
     return times
 
 
-def first_step(step: Callable[[], None], since: float, sync: Callable[[], None] | None = None) -> float:
-    """Run one step and return the seconds from ``since`` until it finished: the start-up time
-    (loading, compiling and binding, then the first step's own kernel compiles or cache loads)."""
+def first_step(
+    step: Callable[[], None], since: float, a: argparse.Namespace, sync: Callable[[], None] | None = None
+) -> tuple[float, float | None]:
+    """Run one step; return the seconds from ``since`` until it finished — the start-up time
+    (loading, compiling and binding, then the first step's own kernel compiles or cache loads) —
+    and ``since_spawn`` at that moment (taken here, not after the timed steps that follow)."""
     step()
     if sync:
         sync()
-    return time.perf_counter() - since
+    return time.perf_counter() - since, since_spawn(a)
 
 
 def since_spawn(a: argparse.Namespace) -> float | None:
@@ -251,15 +254,15 @@ def torch_worker(a: argparse.Namespace) -> dict[str, Any]:
             loss_fn(run(x), label).backward()
             opt.step()
 
-        first = first_step(step, t0, sync)
+        first, spawned = first_step(step, t0, a, sync)
         times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         model.eval()
         with torch.inference_mode():
-            first = first_step(lambda: run(x), t0, sync)
+            first, spawned = first_step(lambda: run(x), t0, a, sync)
             times = timed(lambda: run(x), a.steps, a.repeats, a.warmup, sync)
     return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times,
-            "first_step_s": first, "since_spawn_s": since_spawn(a)}  # fmt: skip
+            "first_step_s": first, "since_spawn_s": spawned}  # fmt: skip
 
 
 def note_numba_gpu(out: dict[str, Any]) -> None:
@@ -368,21 +371,21 @@ def netc_worker(a: argparse.Namespace) -> dict[str, Any]:
             ex.step(feed)  # on a GPU this uploads the host batch: part of netc's step cost
             opt.step()
 
-        first = first_step(step, t0, sync)
+        first, spawned = first_step(step, t0, a, sync)
         whole_step_ready(ex)
         times = timed(step, a.steps, a.repeats, a.warmup, sync)
     else:
         ex.set_inputs(feed)  # labels once; inference feeds only the data
         data = {k: v for k, v in feed.items() if v.dtype.kind == "f"}
         ex.training = False
-        first = first_step(lambda: ex.forward(data), t0, sync)
+        first, spawned = first_step(lambda: ex.forward(data), t0, a, sync)
         whole_step_ready(ex)
         times = timed(lambda: ex.forward(data), a.steps, a.repeats, a.warmup, sync)
     out["openblas"] = openblas_cores()
     out["threading_layer"] = threading_layer()
     out["kernel_cache"] = os.environ.get("NUMBA_CACHE_DIR", "")  # where netc.runtime pointed numba
     return {**out, "samples_per_s": a.batch * a.steps / statistics.median(times), "times": times,
-            "first_step_s": first, "since_spawn_s": since_spawn(a)}  # fmt: skip
+            "first_step_s": first, "since_spawn_s": spawned}  # fmt: skip
 
 
 def whole_step_ready(ex: Any) -> None:

@@ -319,3 +319,16 @@ def test_cold_start_splits_the_compiles_and_profiles_them(tmp_path):
     assert r["first_step_s"] > 0 and r["cpu_s"] > 0 and r["worker_cpu_s"] > 0  # the worker took a share
     assert len(r["top"]) == 3 and all(own >= 0 and sigs for _, (own, sigs) in r["top"])
     assert r["compiles"] >= 3
+
+
+def test_first_step_reads_the_spawn_clock_when_the_step_ends():
+    # the bracketed start-up figure must not include the timed steps (or the wait for a
+    # whole-step compile) that follow the first step in the worker
+    import argparse
+    import time
+
+    tp = _throughput()
+    a = argparse.Namespace(spawned=time.time() - 100.0)
+    first, spawned = tp.first_step(lambda: time.sleep(0.01), time.perf_counter(), a)
+    time.sleep(0.05)
+    assert 0.01 <= first < 1.0 and 100.0 <= spawned < 100.05 + first
