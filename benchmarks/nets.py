@@ -49,9 +49,10 @@ class Kernel:
     steps: int
     gpu_steps: int  # a GPU runs a step 10-100x faster: more steps for a measurable repeat
     target: float  # share of the CPU's GEMM ceiling (NumPy's np.dot) to reach
-    # the GEMMs netc's kernels run for the layer's forward and backward, at the whole batch:
-    # (m, k, n, a transposed, b transposed) for C[m, n] = A @ B. NumPy times them alone in the
-    # ceiling's worker: what BLAS gives at these shapes bounds any GEMM-based kernel of the layer.
+    # the products netc's kernels compute for the layer's forward and backward, at the whole
+    # batch: (m, k, n, a transposed, b transposed) for C[m, n] = A @ B. The ceiling's worker times
+    # them alone, one np.dot each: what OpenBLAS reaches at these shapes (not a bound on netc,
+    # whose kernels run them as per-thread chunks).
     gemms: tuple[tuple[int, int, int, bool, bool], ...] = ()
 
 

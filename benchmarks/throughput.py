@@ -412,8 +412,8 @@ def numpy_worker(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def gemms_gflops(gemms: tuple, a: argparse.Namespace, rng: Any) -> float:
-    """GFLOP/s of a layer's forward and backward GEMMs alone (``Kernel.gemms``), run one after
-    the other as a step runs them, in NumPy on the worker's threads: no im2col, no epilogue."""
+    """GFLOP/s of a layer's forward and backward products alone (``Kernel.gemms``), one np.dot
+    each over the whole batch on the worker's BLAS threads: no im2col, no epilogue."""
     import numpy as np
 
     def operand(rows: int, cols: int, transposed: bool) -> Any:

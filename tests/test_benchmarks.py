@@ -210,7 +210,7 @@ def test_report_with_torch_compile_and_startup_marks_every_target():
     # no torch.compile target for ResNet-mini; its eager target is missed
     assert "| resnet_mini | 64 | train | 50 | 100 | 100 | 0.50x | ≥ 1.0x ✗ | 0.50x | — | 9.0 / — |" in text
     # conv: 70% of the 100 GFLOP/s ceiling meets 60%; linear: 80% misses 90%
-    # the last column: the layer's GEMMs alone (none measured for linear here)
+    # the last column: the layer's products as whole-batch np.dot calls (none measured for linear here)
     assert _row(text, "| conv2d").endswith("| 70.0 | 70% | ≥ 60% ✓ | 50.0 | 50% | 45% |")
     assert _row(text, "| linear").endswith("| 80.0 | 80% | ≥ 90% ✗ | 95.0 | 95% | — |")
     # start-up: cold 5 s meets < 10 s, warm 2 s misses < 1 s; a missing or failed run shows —
