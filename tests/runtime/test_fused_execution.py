@@ -13,8 +13,8 @@ from netc.runtime.check import random_inputs
 from netc.runtime.executor import Executor
 
 
-def _step(plan, batch, inputs):
-    ex = Executor(plan, batch, seed=3)
+def _step(plan, batch, inputs, dtype=np.float32):
+    ex = Executor(plan, batch, seed=3, dtype=dtype)
     ex.forward(inputs)
     ex.backward()
     return ex
@@ -394,12 +394,7 @@ def test_new_activations_fuse_and_run_like_the_unfused_plan(spec_file, dtype):
     assert got == {("c", "r6"), ("c2", "hs"), ("c3", "hsig"), ("sum", "ht"), ("fc", "si"), ("ln", "se", "sp")}
     inputs = random_inputs(plan, batch, seed=6)
     inputs["x"] = inputs["x"].astype(dtype)
-    a = Executor(train, batch, dtype=dtype)
-    b = Executor(net.compile(batch, fuse=False), batch, dtype=dtype)
-    b.params[...] = a.params
-    for ex in (a, b):
-        ex.forward(inputs)
-        ex.backward()
+    a, b = _step(train, batch, inputs, dtype), _step(net.compile(batch, fuse=False), batch, inputs, dtype)
     assert a.losses() == b.losses() and np.array_equal(a.grads, b.grads)
     fused = Executor(plan, batch, dtype=dtype)
     plain = Executor(net.compile(batch, mode="inference", fuse=False), batch, dtype=dtype)
