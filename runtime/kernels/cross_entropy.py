@@ -25,6 +25,7 @@ executor runs when a loss comes back non-finite, finds the label on the host and
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import cuda, njit, prange
@@ -257,32 +258,50 @@ def class_views_cuda(b: Binding) -> tuple:
     return cuda_core.flat(b.x[0]).reshape(*layout), cuda_core.flat(b.x[1]), cuda.to_device(w), ignore, mean
 
 
+class ClassRowsCuda:
+    """A class loss's per-row buffers on the GPU (allocated at bind time) and its reduction: the
+    forward kernel writes each row's loss and label weight, ``reduce`` sums the losses into y and,
+    for "mean", divides by the summed weights; ``denominator`` recomputes that sum for backward."""
+
+    def __init__(self, labels: Any, w: Any, ignore: int, c: int, mean: bool) -> None:
+        self.labels, self.w, self.ignore, self.c, self.mean = labels, w, ignore, c, mean
+        n = labels.size
+        self.rows, self.rows_w = cuda.device_array(n, np.float64), cuda.device_array(n, np.float64)
+        self.den, self.partials = cuda.device_array(1, np.float64), cuda_core.new_partials()
+        self.grid = cuda_core.grid_1d(n)
+
+    def reduce(self, y: Any) -> None:
+        cuda_core.device_sum(self.rows, y, self.partials)
+        if self.mean:
+            cuda_core.device_sum(self.rows_w, self.den, self.partials)
+            divide_cuda[1, 1](y, self.den)
+
+    def denominator(self) -> None:
+        if self.mean:
+            blocks, threads = self.grid
+            row_weights_cuda[blocks, threads](self.labels, self.w, self.ignore, self.c, self.rows_w)
+            cuda_core.device_sum(self.rows_w, self.den, self.partials)
+
+
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     x, labels, w, ignore, mean = class_views_cuda(b)
     c, n_rows, y = x.shape[1], labels.size, cuda_core.flat(b.y)
     eps = float(b.attrs["label_smoothing"])
     threads = cuda_core.reduce_threads(c)
-    rows, rows_w = cuda.device_array(n_rows, np.float64), cuda.device_array(n_rows, np.float64)  # bind time
-    den, partials = cuda.device_array(1, np.float64), cuda_core.new_partials()
+    rr = ClassRowsCuda(labels, w, ignore, c, mean)
 
     def fwd() -> None:
-        forward_cuda[n_rows, threads](x, labels, eps, w, ignore, rows, rows_w)
-        cuda_core.device_sum(rows, y, partials)
-        if mean:
-            cuda_core.device_sum(rows_w, den, partials)
-            divide_cuda[1, 1](y, den)
+        forward_cuda[n_rows, threads](x, labels, eps, w, ignore, rr.rows, rr.rows_w)
+        rr.reduce(y)
 
     b.checks.append(device_check(labels, c, "cross_entropy", b.module, "label", ignore))
     if b.dx[0] is None:
         return fwd, nothing
     dx, acc, g = cuda_core.flat(b.dx[0]).reshape(*x.shape), bool(b.acc[0]), float(b.weight)
     smooth = _smooth(eps, class_attrs(b)[0], c)
-    gblocks, gthreads = cuda_core.grid_1d(n_rows)
 
     def bwd() -> None:
-        if mean:
-            row_weights_cuda[gblocks, gthreads](labels, w, ignore, c, rows_w)
-            cuda_core.device_sum(rows_w, den, partials)
-        backward_cuda[n_rows, threads](x, labels, dx, eps, w, smooth, ignore, g, den, mean, acc)
+        rr.denominator()
+        backward_cuda[n_rows, threads](x, labels, dx, eps, w, smooth, ignore, g, rr.den, mean, acc)
 
     return fwd, bwd

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import cuda, njit
 
 from ..binding import Binding, Thunk, nothing
 from . import cuda_core
 from ._ids import check_labels, checked, device_check, new_flag
 from ._losses import class_attrs, class_layout, class_weight, label_weight_sum, mean_or_sum
-from .cross_entropy import class_views_cuda, class_weight_cuda, divide_cuda, row_weights_cuda
+from .cross_entropy import ClassRowsCuda, class_views_cuda, class_weight_cuda
 
 
 @njit(cache=True)
@@ -102,17 +101,13 @@ def backward_cuda(x, labels, dx, w, ignore, g, den, mean, acc):
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     x, labels, w, ignore, mean = class_views_cuda(b)
-    c, n_rows, y = x.shape[1], labels.size, cuda_core.flat(b.y)
-    rows, rows_w = cuda.device_array(n_rows, np.float64), cuda.device_array(n_rows, np.float64)  # bind time
-    den, partials = cuda.device_array(1, np.float64), cuda_core.new_partials()
-    blocks, threads = cuda_core.grid_1d(n_rows)
+    c, y = x.shape[1], cuda_core.flat(b.y)
+    rr = ClassRowsCuda(labels, w, ignore, c, mean)
+    blocks, threads = rr.grid
 
     def fwd() -> None:
-        forward_cuda[blocks, threads](x, labels, w, ignore, rows, rows_w)
-        cuda_core.device_sum(rows, y, partials)
-        if mean:
-            cuda_core.device_sum(rows_w, den, partials)
-            divide_cuda[1, 1](y, den)
+        forward_cuda[blocks, threads](x, labels, w, ignore, rr.rows, rr.rows_w)
+        rr.reduce(y)
 
     b.checks.append(device_check(labels, c, "nll_loss", b.module, "label", ignore))
     if b.dx[0] is None:
@@ -121,9 +116,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     dblocks, dthreads = cuda_core.grid_1d(x.size)
 
     def bwd() -> None:
-        if mean:
-            row_weights_cuda[blocks, threads](labels, w, ignore, c, rows_w)
-            cuda_core.device_sum(rows_w, den, partials)
-        backward_cuda[dblocks, dthreads](x, labels, dx, w, ignore, g, den, mean, acc)
+        rr.denominator()
+        backward_cuda[dblocks, dthreads](x, labels, dx, w, ignore, g, rr.den, mean, acc)
 
     return fwd, bwd
