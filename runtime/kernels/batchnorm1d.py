@@ -53,6 +53,22 @@ def inv_std(var, eps):
     return 1 / math.sqrt(var + eps)
 
 
+# inline="always": inlined into the caller's loop before lowering, so the caller's fastmath flags
+# let its two reductions vectorize (layernorm's and groupnorm's rows)
+@njit(cache=True, inline="always")
+def row_moments(xr, m):
+    """(mean, biased variance) of the first m values of the 1-d run xr, two passes in float64."""
+    s = 0.0
+    for e in range(m):
+        s += xr[e]
+    mu = s / m
+    ss = 0.0
+    for e in range(m):
+        d = xr[e] - mu
+        ss += d * d
+    return mu, ss / m
+
+
 @njit(cache=True)
 def norm_grad(dy, xhat, scale, mean_dy, mean_dy_xhat):
     """dx of a normalisation given the means of dy and dy·x̂ over the normalised set."""

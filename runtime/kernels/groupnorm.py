@@ -46,6 +46,7 @@ from .batchnorm1d import (  # numba's cache won't see edits there: clear it
     inv_std,
     moving,
     norm_grad,
+    row_moments,
 )
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
@@ -78,17 +79,10 @@ def forward_cpu(x, w, b, running_mean, running_var, mean, invstd, y, training, t
         j = r - i * g
         xr, yr = x[i, j], y[i, j]  # [K, L] views: cheaper indexing, and the loops vectorize
         if batch_stats:
-            xf = xr.reshape(m)  # the row as one run (a view): one vectorized loop, not K short ones
-            s = 0.0
-            for e in range(m):
-                s += xf[e]
-            mu = s / m
-            ss = 0.0
-            for e in range(m):
-                d = xf[e] - mu
-                ss += d * d
+            # the row as one run (a view): one vectorized loop, not K short ones
+            mu, var = row_moments(xr.reshape(m), m)
             mean[i, j] = mu
-            invstd[i, j] = inv_std(ss / m, eps)
+            invstd[i, j] = inv_std(var, eps)
         else:  # instancenorm in evaluation with running statistics: G = C
             mean[i, j] = running_mean[j]
             invstd[i, j] = inv_std(running_var[j], eps)

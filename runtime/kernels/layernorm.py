@@ -35,6 +35,7 @@ from .batchnorm1d import (  # numba's cache won't see edits there: clear it
     _norm_grad_cuda,
     inv_std,
     norm_grad,
+    row_moments,
 )
 from .cuda_core import SUM_LANES, THREADS, WARP  # shared-array shapes: global ints of this module
 
@@ -49,16 +50,9 @@ def forward_cpu(x, w, b, mean, invstd, y, eps, act):
     r, m = x.shape
     for i in prange(r):
         xr, yr = x[i], y[i]  # row views: cheaper indexing, and the loops vectorize
-        s = 0.0
-        for c in range(m):
-            s += xr[c]
-        mu = s / m
-        ss = 0.0
-        for c in range(m):
-            d = xr[c] - mu
-            ss += d * d
+        mu, var = row_moments(xr, m)
         mean[i] = mu
-        invstd[i] = inv_std(ss / m, eps)
+        invstd[i] = inv_std(var, eps)
         mu_, inv_ = mean[i], invstd[i]  # in the array's dtype: keeps the row loop in one precision
         if w.size:
             for c in range(m):
