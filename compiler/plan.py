@@ -369,11 +369,11 @@ def _backward_steps(
     for fs, m in zip(reversed(forward), reversed(graph.order), strict=True):
         if not (requires[m.name] and reaches[m.name]):
             continue
-        int_inputs = OPS[m.op].int_inputs
+        no_grad = (*OPS[m.op].int_inputs, *OPS[m.op].mask_inputs(m.attrs, len(m.inputs)))
         gins: list[str | None] = []
         acc: list[bool] = []
         for idx, i in enumerate(m.inputs):
-            if requires[i] and idx not in int_inputs:
+            if requires[i] and idx not in no_grad:
                 g = grad_name(i)
                 gins.append(g)
                 acc.append(g in written)

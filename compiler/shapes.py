@@ -75,8 +75,9 @@ def infer_shapes(graph: Graph) -> Shaped:
             )
             continue
         ins = [types[i] for i in m.inputs]
+        masks = op.mask_inputs(m.attrs, n)  # either dtype: the op's shape rule checks them
         bad_dtype = next(
-            (i for i, t in enumerate(ins) if (t.dtype == "int64") != (i in op.int_inputs)),
+            (i for i, t in enumerate(ins) if i not in masks and (t.dtype == "int64") != (i in op.int_inputs)),
             None,
         )
         shapes = ", ".join(f"'{i}' {_typed(t)}" for i, t in zip(m.inputs, ins, strict=True))

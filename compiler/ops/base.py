@@ -204,6 +204,11 @@ class Op:
         naming rule, "b" or "b_…" is a bias, anything else a weight."""
         return "bias" if pname.startswith("b") else "weight"
 
+    def mask_inputs(self, attrs: dict[str, Any], n_inputs: int) -> tuple[int, ...]:
+        """Indices of inputs that only mask (attention's masks): int64 or float32 as ``shape``
+        checks, and never given a gradient. Default: none."""
+        return ()
+
     def int_input_range(self, attrs: dict[str, Any], ins: list[TensorType]) -> dict[int, int]:
         """For each input in ``int_inputs``, the exclusive upper bound of its valid values
         (0 is the lower bound): what random test inputs draw from, and what the kernels

@@ -56,7 +56,7 @@ from ..binding import Binding, Thunk, nothing
 from ..launch import Launch, OneBlasThread
 from . import cuda_core
 from ._blas import OPENBLAS, gemm, project
-from ._views import as_rows, or_empty
+from ._views import as_rows, or_empty, per_sample, view
 from .cuda_core import THREADS  # a shared array's shape must be a global int of this module
 
 
@@ -117,9 +117,10 @@ def _exp_nonpos(x):
 ROW_MATH = {"reassoc", "nsz", "contract"}
 
 
-@njit(cache=True, fastmath={"nnan", "ninf", *ROW_MATH})
+@njit(cache=True, fastmath={"nnan", *ROW_MATH})
 def row_max(r, lim):
-    """max(r[:lim]) as a vector reduction (nnan lets LLVM vectorize it; 1.6x the whole softmax).
+    """max(r[:lim]) as a vector reduction (nnan lets LLVM vectorize it; 1.6x the whole softmax;
+    no ninf: a masked score is -inf).
     A NaN in the row may be missed here but not by the caller: exp(NaN - max) makes the row NaN."""
     mx = r[0]
     for j in range(1, lim):
@@ -136,6 +137,10 @@ def softmax_rows(s, causal, st):
     for i in range(tq):
         lim = min(i + 1, tk) if causal else tk
         mx = row_max(s[i], lim)
+        if mx == -np.inf:  # every key masked: the row attends to nothing (see softmax_again)
+            st[i, 0] = st[i, 1] = 0
+            s[i, :] = 0
+            continue
         for j in range(lim):
             s[i, j] = exp_nonpos(s[i, j] - mx)
         tot = 0.0  # a loop of its own: summing inside the exp loop took 1.25x as long
@@ -152,7 +157,8 @@ def softmax_rows(s, causal, st):
 
 @njit(cache=True, fastmath=ROW_MATH)
 def softmax_again(s, causal, st):
-    """The softmax of recomputed scores from the forward's row statistics: bitwise its output."""
+    """The softmax of recomputed scores from the forward's row statistics: bitwise its output
+    (a fully masked row, saved as (0, 0), gives exp(-inf)·0 = 0)."""
     tq, tk = s.shape
     for i in range(tq):
         lim = min(i + 1, tk) if causal else tk
@@ -175,19 +181,50 @@ def softmax_rows_backward(a, da):
             da[i, j] = a[i, j] * (da[i, j] - dot)
 
 
+@njit(cache=True, inline="always")
+def additive(m, is_bool):
+    """A mask entry as a score term, PyTorch's rule: a bool (int64) mask adds -inf where nonzero,
+    a float mask its value."""
+    return (-np.inf if m != 0 else 0.0) if is_bool else m
+
+
 @njit(cache=True)
-def attend(q, k, v, ctx, st, p, s, j, scale, causal):
-    """Head j of sample s: C_j = softmax(Q_j K_jᵀ·scale) V_j through the score block p [Tq, Tk]."""
+def add_masks(p, s, j, masks):
+    """p += the masks of sample s, head j. masks = (key_padding [N, S], attn [N, 1 or h, L, S],
+    each empty when absent, and whether each is int64)."""
+    kpm, am, kpm_bool, am_bool = masks
+    tq, tk = p.shape
+    if kpm.size:
+        for i in range(tq):
+            for c in range(tk):
+                p[i, c] += additive(kpm[s, c], kpm_bool)
+    if am.size:
+        hj = j if am.shape[1] > 1 else 0
+        for i in range(tq):
+            for c in range(tk):
+                p[i, c] += additive(am[s, hj, i, c], am_bool)
+
+
+@njit(cache=True)
+def scores(qh, kh, p, s, j, scale, masks):
+    """p = Q_j K_jᵀ·scale + the masks: the scores of head j of sample s, forward and backward alike."""
+    gemm(qh, kh, p, False, True, scale, 0.0)
+    add_masks(p, s, j, masks)
+
+
+@njit(cache=True)
+def attend(q, k, v, ctx, st, p, s, j, scale, causal, masks):
+    """Head j of sample s: C_j = softmax(Q_j K_jᵀ·scale + M) V_j through the score block p [L, S]."""
     tq, tk = p.shape
     dh = q.shape[1] // st.shape[1]
     rq, rk, c0 = s * tq, s * tk, j * dh
-    gemm(q[rq : rq + tq, c0 : c0 + dh], k[rk : rk + tk, c0 : c0 + dh], p, False, True, scale, 0.0)
+    scores(q[rq : rq + tq, c0 : c0 + dh], k[rk : rk + tk, c0 : c0 + dh], p, s, j, scale, masks)
     softmax_rows(p, causal, st[s, j])
     gemm(p, v[rk : rk + tk, c0 : c0 + dh], ctx[rq : rq + tq, c0 : c0 + dh], False, False, 1.0, 0.0)
 
 
 @njit(cache=True)
-def attend_backward(q, k, v, ctx, st, p, dp, s, j, scale, causal):
+def attend_backward(q, k, v, ctx, st, p, dp, s, j, scale, causal, masks):
     """Head j of sample s, backward: P again from the statistics, then dV, dS, dQ, dK, each
     written over its head slice of v, ctx (which holds dC) and k once that slice is dead."""
     tq, tk = p.shape
@@ -197,11 +234,11 @@ def attend_backward(q, k, v, ctx, st, p, dp, s, j, scale, causal):
     kh = k[rk : rk + tk, c0 : c0 + dh]
     vh = v[rk : rk + tk, c0 : c0 + dh]
     dch = ctx[rq : rq + tq, c0 : c0 + dh]
-    gemm(qh, kh, p, False, True, scale, 0.0)
+    scores(qh, kh, p, s, j, scale, masks)
     softmax_again(p, causal, st[s, j])  # P
     gemm(dch, vh, dp, False, True, 1.0, 0.0)  # dP
     gemm(p, dch, vh, True, False, 1.0, 0.0)  # v ← dV
-    softmax_rows_backward(p, dp)  # dS (the 1/√dh goes into the next two products)
+    softmax_rows_backward(p, dp)  # dS (the 1/√dh goes into the next two products; masked: 0)
     gemm(dp, kh, dch, False, False, scale, 0.0)  # ctx ← dQ
     gemm(dp, qh, kh, True, False, scale, 0.0)  # k ← dK
 
@@ -221,20 +258,21 @@ def gemm_rows(a, b, c, ta, tb, alpha, beta, t, nt):
 
 
 @njit(cache=True)
-def forward_part(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, t, nt):
-    # xq, q, ctx, y: [N·Tq, D]; xkv, k, v: [N·Tk, D]; st: [N, h, Tq, 2]; ws: [≥ nt, 2, Tq, Tk].
+def forward_part(xs, ws_, bs, q, k, v, st, ctx, y, ws, scale, causal, masks, t, nt):
+    # xs = (xq [N·L, E], xk [N·S, kdim], xv [N·S, vdim]); ws_ = (W_q, W_k, W_v, W_o), bs their
+    # biases; q, ctx, y: [N·L, E]; k, v: [N·S, E]; st: [N, h, L, 2]; ws: [≥ nt, 2, L, S].
     # Part t takes samples [s0, s1) from input rows to output rows: no barrier between threads,
     # and no score block outside its own ws[t, 0].
     n, h, tq, _ = st.shape
     tk = ws.shape[3]
     s0, s1 = part(n, t, nt)
-    project(xq[s0 * tq : s1 * tq], wq, bq, q[s0 * tq : s1 * tq])
-    project(xkv[s0 * tk : s1 * tk], wk, bk, k[s0 * tk : s1 * tk])
-    project(xkv[s0 * tk : s1 * tk], wv, bv, v[s0 * tk : s1 * tk])
+    project(xs[0][s0 * tq : s1 * tq], ws_[0], bs[0], q[s0 * tq : s1 * tq])
+    project(xs[1][s0 * tk : s1 * tk], ws_[1], bs[1], k[s0 * tk : s1 * tk])
+    project(xs[2][s0 * tk : s1 * tk], ws_[2], bs[2], v[s0 * tk : s1 * tk])
     for s in range(s0, s1):
         for j in range(h):
-            attend(q, k, v, ctx, st, ws[t, 0], s, j, scale, causal)
-    project(ctx[s0 * tq : s1 * tq], wo, bo, y[s0 * tq : s1 * tq])
+            attend(q, k, v, ctx, st, ws[t, 0], s, j, scale, causal, masks)
+    project(ctx[s0 * tq : s1 * tq], ws_[3], bs[3], y[s0 * tq : s1 * tq])
 
 
 @njit(cache=True)
@@ -247,71 +285,90 @@ def backward_out(ctx, dy, dwo, dbo, t, nt):
 
 
 @njit(cache=True)
-def backward_heads(wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, flags, t, nt):
-    """Backward, second pass over the samples of part t: dC = dy W_o over C, the heads, dx."""
-    scale, causal, self_attn, acc_q, acc_kv = flags
+def backward_heads(w, q, k, v, st, ctx, dy, ws, dxs, flags, masks, t, nt):
+    """Backward, second pass over the samples of part t: dC = dy W_o over C, the heads, dx.
+    dxs = (targets of dQ W_q, dK W_k, dV W_v): the same array where inputs are shared (empty
+    where not needed); flags = (scale, causal, and the beta of each of the three products)."""
+    scale, causal, beta_q, beta_k, beta_v = flags
     n, h, tq, _ = st.shape
     tk = ws.shape[3]
     s0, s1 = part(n, t, nt)
     q0, q1, k0, k1 = s0 * tq, s1 * tq, s0 * tk, s1 * tk
-    gemm(dy[q0:q1], wo, ctx[q0:q1], False, False, 1.0, 0.0)  # ctx ← dC
+    gemm(dy[q0:q1], w[3], ctx[q0:q1], False, False, 1.0, 0.0)  # ctx ← dC
     for s in range(s0, s1):
         for j in range(h):
-            attend_backward(q, k, v, ctx, st, ws[t, 0], ws[t, 1], s, j, scale, causal)
-    if dxq.size:
-        gemm(ctx[q0:q1], wq, dxq[q0:q1], False, False, 1.0, 1.0 if acc_q else 0.0)
-        if self_attn:
-            gemm(k[k0:k1], wk, dxq[q0:q1], False, False, 1.0, 1.0)
-            gemm(v[k0:k1], wv, dxq[q0:q1], False, False, 1.0, 1.0)
-    if dxkv.size:
-        gemm(k[k0:k1], wk, dxkv[k0:k1], False, False, 1.0, 1.0 if acc_kv else 0.0)
-        gemm(v[k0:k1], wv, dxkv[k0:k1], False, False, 1.0, 1.0)
+            attend_backward(q, k, v, ctx, st, ws[t, 0], ws[t, 1], s, j, scale, causal, masks)
+    if dxs[0].size:
+        gemm(ctx[q0:q1], w[0], dxs[0][q0:q1], False, False, 1.0, beta_q)
+    if dxs[1].size:  # a self-attention's dx rows [k0, k1) are [q0, q1): L = S
+        gemm(k[k0:k1], w[1], dxs[1][k0:k1], False, False, 1.0, beta_k)
+    if dxs[2].size:
+        gemm(v[k0:k1], w[2], dxs[2][k0:k1], False, False, 1.0, beta_v)
 
 
 @njit(cache=True)
-def backward_in(xq, xkv, ctx, k, v, dwq, dwk, dwv, dbq, dbk, dbv, t, nt):
+def backward_in(xs, ctx, k, v, dw, db, t, nt):
     """Backward, last pass: part t of dW_p = dPᵀ x_p and db_p (dQ, dK, dV in ctx, k, v)."""
-    for grad, x, dw, db in ((ctx, xq, dwq, dbq), (k, xkv, dwk, dbk), (v, xkv, dwv, dbv)):
-        if dw.size:
-            gemm_rows(grad, x, dw, True, False, 1.0, 0.0, t, nt)
-        c0, c1 = part(db.size, t, nt)
-        column_sums(grad[:, c0:c1], db[c0:c1])
+    for grad, x, dwp, dbp in ((ctx, xs[0], dw[0], db[0]), (k, xs[1], dw[1], db[1]), (v, xs[2], dw[2], db[2])):
+        if dwp.size:
+            gemm_rows(grad, x, dwp, True, False, 1.0, 0.0, t, nt)
+        c0, c1 = part(dbp.size, t, nt)
+        column_sums(grad[:, c0:c1], dbp[c0:c1])
+
+
+# The launches take flat arguments (runtime.wholestep names each array); the kernels group them.
 
 
 @njit(cache=True)
-def forward_cpu(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal):
-    forward_part(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, 0, 1)
+def forward_cpu(
+    xq, xk, xv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal,
+    kpm, am, kpm_bool, am_bool,
+):  # fmt: skip
+    masks = (kpm, am, kpm_bool, am_bool)
+    forward_part(
+        (xq, xk, xv), (wq, wk, wv, wo), (bq, bk, bv, bo), q, k, v, st, ctx, y, ws, scale, causal, masks, 0, 1
+    )
 
 
 @njit(cache=True, parallel=True)
-def forward_par(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, nt):
+def forward_par(
+    xq, xk, xv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal,
+    kpm, am, kpm_bool, am_bool, nt,
+):  # fmt: skip
+    masks = (kpm, am, kpm_bool, am_bool)
+    xs, w, bs = (xq, xk, xv), (wq, wk, wv, wo), (bq, bk, bv, bo)
     for t in prange(nt):
-        forward_part(xq, xkv, wq, wk, wv, wo, bq, bk, bv, bo, q, k, v, st, ctx, y, ws, scale, causal, t, nt)
+        forward_part(xs, w, bs, q, k, v, st, ctx, y, ws, scale, causal, masks, t, nt)
 
 
 @njit(cache=True)
 def backward_cpu(
-    xq, xkv, wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
-    scale, causal, self_attn, acc_q, acc_kv,
+    xq, xk, xv, wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxk, dxv,
+    dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
+    scale, causal, beta_q, beta_k, beta_v, kpm, am, kpm_bool, am_bool,
 ):  # fmt: skip
+    masks = (kpm, am, kpm_bool, am_bool)
+    flags = (scale, causal, beta_q, beta_k, beta_v)
     backward_out(ctx, dy, dwo, dbo, 0, 1)
-    flags = (scale, causal, self_attn, acc_q, acc_kv)
-    backward_heads(wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, flags, 0, 1)
-    backward_in(xq, xkv, ctx, k, v, dwq, dwk, dwv, dbq, dbk, dbv, 0, 1)
+    backward_heads((wq, wk, wv, wo), q, k, v, st, ctx, dy, ws, (dxq, dxk, dxv), flags, masks, 0, 1)
+    backward_in((xq, xk, xv), ctx, k, v, (dwq, dwk, dwv), (dbq, dbk, dbv), 0, 1)
 
 
 @njit(cache=True, parallel=True)
 def backward_par(
-    xq, xkv, wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
-    scale, causal, self_attn, acc_q, acc_kv, nt,
+    xq, xk, xv, wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxk, dxv,
+    dwq, dwk, dwv, dwo, dbq, dbk, dbv, dbo,
+    scale, causal, beta_q, beta_k, beta_v, kpm, am, kpm_bool, am_bool, nt,
 ):  # fmt: skip
-    flags = (scale, causal, self_attn, acc_q, acc_kv)
+    masks = (kpm, am, kpm_bool, am_bool)
+    flags = (scale, causal, beta_q, beta_k, beta_v)
+    w, dxs = (wq, wk, wv, wo), (dxq, dxk, dxv)
     for t in prange(nt):
         backward_out(ctx, dy, dwo, dbo, t, nt)
     for t in prange(nt):
-        backward_heads(wq, wk, wv, wo, q, k, v, st, ctx, dy, ws, dxq, dxkv, flags, t, nt)
+        backward_heads(w, q, k, v, st, ctx, dy, ws, dxs, flags, masks, t, nt)
     for t in prange(nt):
-        backward_in(xq, xkv, ctx, k, v, dwq, dwk, dwv, dbq, dbk, dbv, t, nt)
+        backward_in((xq, xk, xv), ctx, k, v, (dwq, dwk, dwv), (dbq, dbk, dbv), t, nt)
 
 
 #: Multiply-adds per call from which attention splits its samples over numba's threads (each
@@ -320,17 +377,43 @@ def backward_par(
 SPLIT_MACS = 1 << 24
 
 
+class Layout:
+    """A binding's sizes and the roles of its inputs (bind time; CPU and GPU alike): data inputs
+    q, k, v (index per role: shared ones repeat), the masks, and where each projection's input
+    gradient goes with which beta (1 where an earlier product or step wrote it)."""
+
+    def __init__(self, b: Binding) -> None:
+        masks = list(b.attrs.get("masks") or [])
+        self.n, self.tq, self.d = b.x[0].shape
+        self.data = data = len(b.x) - len(masks)
+        self.roles = (0, min(1, data - 1), data - 1)  # input index of q, k, v
+        self.tk = b.x[self.roles[1]].shape[1]
+        self.widths = tuple(b.x[i].shape[2] for i in self.roles)
+        self.h = b.attrs["num_heads"]
+        self.causal = bool(b.attrs["causal"])
+        self.scale = 1.0 / math.sqrt(self.d // self.h)
+        self.kpm = b.x[data + masks.index("key_padding")] if "key_padding" in masks else None
+        self.am = b.x[data + masks.index("attn")] if "attn" in masks else None
+        self.betas = []
+        seen: set[int] = set()
+        for i in self.roles:
+            self.betas.append(1.0 if (b.acc[i] or i in seen) else 0.0)
+            seen.add(i)
+
+    def attn_heads(self) -> int:
+        """The attn mask's head axis: 1 (one for all heads) or h."""
+        return self.am[0].size // (self.tq * self.tk) if self.am is not None else 1
+
+
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
-    n, tq, d = b.x[0].shape
-    tk = b.x[-1].shape[1]
-    causal = bool(b.attrs["causal"])
-    self_attn = len(b.x) == 1
+    lay = Layout(b)
+    n, tq, tk, d = lay.n, lay.tq, lay.tk, lay.d
     dt = b.y.dtype
-    scale = 1.0 / math.sqrt(d // b.attrs["num_heads"])
+    kdim, vdim = lay.widths[1], lay.widths[2]
     # Threads: numba's over groups of samples, or BLAS's inside each product (the plan's choice,
     # Binding.blas_threads), never both. One thread per group, as many as the workspace holds.
     block = 2 * tq * tk
-    macs = n * (2 * tq + 2 * tk) * d * d + 2 * n * tq * tk * d
+    macs = n * (2 * tq * d + tk * (kdim + vdim)) * d + 2 * n * tq * tk * d
     split = not b.blas_threads and macs >= SPLIT_MACS
     nt = max(1, min(n, numba.get_num_threads(), b.ws.nbytes // (dt.itemsize * block))) if split else 1
     ws = b.workspace(dt, nt * block).reshape(nt, 2, tq, tk)
@@ -338,26 +421,28 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     def rows(a: np.ndarray) -> np.ndarray:
         return as_rows(a, d)
 
-    xq, xkv = rows(b.x[0]), rows(b.x[-1])
+    xs = [as_rows(b.x[i], w) for i, w in zip(lay.roles, lay.widths, strict=True)]
     w = [b.p[f"w_{p}"] for p in "qkvo"]
     bias = [or_empty(b.p.get(f"b_{p}"), dt) for p in "qkvo"]
     q, k, v, ctx = (rows(b.saved[s]) for s in ("q", "k", "v", "context"))
     st = b.saved["softmax"]
     y = rows(b.y)
+    kpm = per_sample(lay.kpm) if lay.kpm is not None else or_empty(None, dt, 2)
+    am = view(lay.am, n, lay.attn_heads(), tq, tk) if lay.am is not None else or_empty(None, dt, 4)
+    masks = (kpm, am, kpm.dtype == np.int64, am.dtype == np.int64)
     launch = OneBlasThread if OPENBLAS is not None and not b.blas_threads else Launch
-    if nt > 1:
-        fwd = launch(forward_par, xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal, nt)
-    else:
-        fwd = launch(forward_cpu, xq, xkv, *w, *bias, q, k, v, st, ctx, y, ws, scale, causal)
+    fargs = (*xs, *w, *bias, q, k, v, st, ctx, y, ws, lay.scale, lay.causal, *masks)
+    fwd = launch(forward_par, *fargs, nt) if nt > 1 else launch(forward_cpu, *fargs)
     if b.dy is None:
         return fwd, nothing
     dy = rows(b.dy)
-    dxq = rows(b.dx[0]) if b.dx[0] is not None else or_empty(None, dt, 2)
-    dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else or_empty(None, dt, 2)
+    dxs = [
+        as_rows(b.dx[i], wd) if b.dx[i] is not None else or_empty(None, dt, 2)
+        for i, wd in zip(lay.roles, lay.widths, strict=True)
+    ]
     dw = [or_empty(b.dp.get(f"w_{p}"), dt, 2) for p in "qkvo"]
     db = [or_empty(b.dp.get(f"b_{p}"), dt) for p in "qkvo"]
-    flags = (scale, causal, self_attn, bool(b.acc[0]), bool(b.acc[-1]))
-    args = (xq, xkv, *w, q, k, v, st, ctx, dy, ws, dxq, dxkv, *dw, *db, *flags)
+    args = (*xs, *w, q, k, v, st, ctx, dy, ws, *dxs, *dw, *db, lay.scale, lay.causal, *lay.betas, *masks)
     if nt > 1:
         return fwd, launch(backward_par, *args, nt)
     return fwd, launch(backward_cpu, *args)

@@ -84,7 +84,11 @@ class OpRun:
             self.dy = np.ascontiguousarray(
                 dy if dy is not None else rng.standard_normal(self.y.shape), dtype=dtype
             )
-        need = need_dx or [t.dtype != "int64" and i not in contract.int_inputs for i, t in enumerate(types)]
+        masks = contract.mask_inputs(self.attrs, len(types))
+        need = need_dx or [
+            t.dtype != "int64" and i not in contract.int_inputs and i not in masks
+            for i, t in enumerate(types)
+        ]
         self.dx = [np.zeros_like(a) if need[i] else None for i, a in enumerate(self.x)]
         ws = contract.workspace(self.attrs, types, out, n) * np.dtype(dtype).itemsize // 4
         self.state = State()
