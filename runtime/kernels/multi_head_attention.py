@@ -429,7 +429,7 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
     y = rows(b.y)
     kpm = per_sample(lay.kpm) if lay.kpm is not None else or_empty(None, dt, 2)
     am = view(lay.am, n, lay.attn_heads(), tq, tk) if lay.am is not None else or_empty(None, dt, 4)
-    masks = (kpm, am, kpm.dtype == np.int64, am.dtype == np.int64)
+    masks = (kpm, am, bool(kpm.dtype == np.int64), bool(am.dtype == np.int64))
     launch = OneBlasThread if OPENBLAS is not None and not b.blas_threads else Launch
     fargs = (*xs, *w, *bias, q, k, v, st, ctx, y, ws, lay.scale, lay.causal, *masks)
     fwd = launch(forward_par, *fargs, nt) if nt > 1 else launch(forward_cpu, *fargs)
@@ -471,12 +471,15 @@ def softmax_cuda(s, st, causal):
     for j in range(t, lim, nt):
         m = max(m, s[g, i, j])
     mx = s.dtype.type(cuda_core.block_max(buf, m))  # exact: the max is one of the scores
+    if mx == -math.inf:  # every key masked: exps 0 and st (0, 0), as softmax_rows
+        mx = 0
     tot = 0.0
     for j in range(t, lim, nt):
         e = math.exp(s[g, i, j] - mx)
         s[g, i, j] = e
         tot += e
-    inv = s.dtype.type(1.0 / cuda_core.block_sum(buf, tot))  # rounded as st keeps it
+    tot = cuda_core.block_sum(buf, tot)  # ≥ 1 (the max's exp) unless every key is masked
+    inv = s.dtype.type(1.0 / tot if tot > 0 else 0.0)  # rounded as st keeps it
     if t == 0:
         st[g, i, 0] = mx
         st[g, i, 1] = inv
@@ -514,22 +517,37 @@ def softmax_backward_cuda(a, da):
         da[g, i, j] = a[g, i, j] * (da[g, i, j] - dot)
 
 
+@cuda.jit
+def add_key_padding_cuda(s, m, is_bool):
+    # scores [G, L, S] += key-padding mask [G, S] (every query), by ``additive``'s rule
+    tq, tk = s.shape[1], s.shape[2]
+    for x in range(cuda.grid(1), s.size, cuda.gridsize(1)):
+        g, i, j = x // (tq * tk), (x // tk) % tq, x % tk
+        s[g, i, j] += (-math.inf if m[g, j] != 0 else 0.0) if is_bool else m[g, j]
+
+
+@cuda.jit
+def add_attn_mask_cuda(s, m, hj, is_bool):
+    # scores [G, L, S] += attn mask [G, 1 or h, L, S] at head hj, by ``additive``'s rule
+    tq, tk = s.shape[1], s.shape[2]
+    for x in range(cuda.grid(1), s.size, cuda.gridsize(1)):
+        g, i, j = x // (tq * tk), (x // tk) % tq, x % tk
+        s[g, i, j] += (-math.inf if m[g, hj, i, j] != 0 else 0.0) if is_bool else m[g, hj, i, j]
+
+
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    n, tq, d = b.x[0].shape
-    tk = b.x[len(b.x) - 1].shape[1]  # the simulator refuses negative indexes
-    h = b.attrs["num_heads"]
+    lay = Layout(b)
+    n, tq, tk, d, h = lay.n, lay.tq, lay.tk, lay.d, lay.h
     dh = d // h
-    causal = bool(b.attrs["causal"])
-    self_attn = len(b.x) == 1
+    causal, scale = lay.causal, lay.scale
     dt = b.y.dtype
-    scale = 1.0 / math.sqrt(dh)
     if n > cuda_core.GRID_YZ:  # the head products run the batch along gridDim.z: fail at bind, not mid-run
         raise NotImplementedError(f"{b.module}: batch {n} exceeds {cuda_core.GRID_YZ} on the GPU")
 
     def rows(a: Any) -> Any:
         return cuda_core.rows(a, d)
 
-    xq, xkv = rows(b.x[0]), rows(b.x[len(b.x) - 1])
+    xq, xk, xv = (cuda_core.rows(b.x[i], wd) for i, wd in zip(lay.roles, lay.widths, strict=True))
     w = [b.p[f"w_{p}"] for p in "qkvo"]
     bias = [b.p.get(f"b_{p}") for p in "qkvo"]
     q3, k3, v3, c3 = (b.saved[s] for s in ("q", "k", "v", "context"))  # [N, T, D]
@@ -540,6 +558,18 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     qh, kh, vh, ch = ([a[:, :, c] for c in heads] for a in (q3, k3, v3, c3))  # [N, T, dh] head views
     grid_q, grid_kv = cuda_core.grid_1d(q.size), cuda_core.grid_1d(k.size)
     threads_k = cuda_core.reduce_threads(tk)
+    kpm = lay.kpm.reshape(n, tk) if lay.kpm is not None else None
+    am = lay.am.reshape(n, lay.attn_heads(), tq, tk) if lay.am is not None else None
+
+    def add_masks(sc: Any, g: slice, j: int) -> None:
+        """The masks of the samples g, head j, onto their scores sc [G, L, S]."""
+        grid = cuda_core.grid_1d(sc.size)
+        if kpm is not None:
+            add_key_padding_cuda[grid[0], grid[1]](sc, kpm[g], bool(kpm.dtype == np.int64))
+        if am is not None:
+            hj = j if am.shape[1] > 1 else 0
+            add_attn_mask_cuda[grid[0], grid[1]](sc, am[g], hj, bool(am.dtype == np.int64))
+
     # The scores of a group of samples of one head at a time live in the workspace ([G, Tq, Tk];
     # backward needs A and its gradient, so half as many samples): the contract reserves two
     # blocks per CPU thread, more when another module needs a larger workspace.
@@ -553,7 +583,7 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         return [(slice(s0, min(n, s0 + size)), ws[: min(n, s0 + size) - s0]) for s0 in range(0, n, size)]
 
     fwd_chunks = [
-        (qh[j][g], kh[j][g], vh[j][g], ch[j][g], st[g, j], sc)
+        (j, g, qh[j][g], kh[j][g], vh[j][g], ch[j][g], st[g, j], sc)
         for j in range(h)
         for g, sc in groups(min(n, b.ws.nbytes // per_block))
     ]
@@ -567,10 +597,11 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
 
     def fwd() -> None:
         project(xq, w[0], bias[0], q, grid_q)
-        project(xkv, w[1], bias[1], k, grid_kv)
-        project(xkv, w[2], bias[2], v, grid_kv)
-        for qj, kj, vj, cj, stj, sc in fwd_chunks:
+        project(xk, w[1], bias[1], k, grid_kv)
+        project(xv, w[2], bias[2], v, grid_kv)
+        for j, g, qj, kj, vj, cj, stj, sc in fwd_chunks:
             cuda_core.gemm_batched(False, True, scale, qj, kj, 0.0, sc)  # S = Q_j K_jᵀ / √dh
+            add_masks(sc, g, j)
             softmax_cuda[sc.shape[0] * tq, threads_k](sc, stj, causal)
             cuda_core.gemm_batched(False, False, 1.0, sc, vj, 0.0, cj)  # C_j = A V_j
         project(ctx, w[3], bias[3], y, grid_q)
@@ -580,18 +611,22 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     dy = rows(b.dy)
     size = min(n, b.ws.nbytes // (2 * per_block))
     whole = b.workspace(dt, 2 * size * tq * tk).reshape(2, size, tq, tk)
-    chunks = []  # (A, dA/dS, statistics, dC→dQ, Q, K→dK, V→dV) per (head, group): bind time
+    chunks = []  # (head, samples, A, dA/dS, statistics, dC→dQ, Q, K→dK, V→dV) per (head, group): bind time
     for j in range(h):
         for s0 in range(0, n, size):
             g = slice(s0, min(n, s0 + size))
             m = g.stop - s0
-            chunks.append((whole[0, :m], whole[1, :m], st[g, j], ch[j][g], qh[j][g], kh[j][g], vh[j][g]))
-    grids = {a.shape[0]: cuda_core.grid_1d(a.size) for a, *_ in chunks}
-    dxq = rows(b.dx[0]) if b.dx[0] is not None else None
-    dxkv = rows(b.dx[1]) if not self_attn and b.dx[1] is not None else None
+            chunks.append(
+                (j, g, whole[0, :m], whole[1, :m], st[g, j], ch[j][g], qh[j][g], kh[j][g], vh[j][g])
+            )
+    grids = {a.shape[0]: cuda_core.grid_1d(a.size) for _, _, a, *_ in chunks}
+    # where dQ W_q, dK W_k and dV W_v go (one array where inputs are shared) and with which beta
+    dxs = [
+        cuda_core.rows(b.dx[i], wd) if b.dx[i] is not None else None
+        for i, wd in zip(lay.roles, lay.widths, strict=True)
+    ]
     dw = [b.dp.get(f"w_{p}") for p in "qkvo"]
     db = [b.dp.get(f"b_{p}") for p in "qkvo"]
-    beta_q, beta_kv = (1.0 if b.acc[0] else 0.0), (1.0 if b.acc[len(b.acc) - 1] else 0.0)
 
     def bwd() -> None:
         if dw[3] is not None:
@@ -599,8 +634,19 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         if db[3] is not None:
             cuda_core.row_sum(dy, db[3])
         cuda_core.gemm(False, False, 1.0, dy, w[3], 0.0, ctx)  # ctx ← dC
-        for a, dsc, stj, dc, qj, kj, vj in chunks:  # each slice is dead once its own gradient is written
+        for (
+            j,
+            g,
+            a,
+            dsc,
+            stj,
+            dc,
+            qj,
+            kj,
+            vj,
+        ) in chunks:  # each slice is dead once its own gradient is written
             cuda_core.gemm_batched(False, True, scale, qj, kj, 0.0, a)  # S again
+            add_masks(a, g, j)
             grid = grids[a.shape[0]]
             softmax_again_cuda[grid[0], grid[1]](a, stj, causal)  # A
             cuda_core.gemm_batched(False, True, 1.0, dc, vj, 0.0, dsc)  # dA = dC_j V_jᵀ
@@ -611,16 +657,11 @@ def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
         for grad, dbp in ((ctx, db[0]), (k, db[1]), (v, db[2])):
             if dbp is not None:
                 cuda_core.row_sum(grad, dbp)
-        for grad, x, dwp in ((ctx, xq, dw[0]), (k, xkv, dw[1]), (v, xkv, dw[2])):
+        for grad, x, dwp in ((ctx, xq, dw[0]), (k, xk, dw[1]), (v, xv, dw[2])):
             if dwp is not None:
                 cuda_core.gemm(True, False, 1.0, grad, x, 0.0, dwp)
-        if dxq is not None:
-            cuda_core.gemm(False, False, 1.0, ctx, w[0], beta_q, dxq)
-            if self_attn:
-                cuda_core.gemm(False, False, 1.0, k, w[1], 1.0, dxq)
-                cuda_core.gemm(False, False, 1.0, v, w[2], 1.0, dxq)
-        if dxkv is not None:
-            cuda_core.gemm(False, False, 1.0, k, w[1], beta_kv, dxkv)
-            cuda_core.gemm(False, False, 1.0, v, w[2], 1.0, dxkv)
+        for grad, wp, dx, beta in zip((ctx, k, v), w[:3], dxs, lay.betas, strict=True):
+            if dx is not None:
+                cuda_core.gemm(False, False, 1.0, grad, wp, beta, dx)
 
     return fwd, bwd

@@ -127,6 +127,24 @@ def test_mha(attrs, tq, tk, d, dtype, acc):
     np.testing.assert_allclose(st, p.cpu_binding.saved["softmax"], rtol=rtol, atol=atol)
 
 
+def test_mha_kdim_vdim_masks():
+    """[q, k, v] of widths 6, 5, 3 with an int64 key-padding mask (sample 2 fully padded: a zero
+    context) and a float per-head attn mask with -inf entries, causal, accumulating."""
+    n, tq, tk = 3, 4, 5
+    xs = [RNG.standard_normal((n, tq, 6)), RNG.standard_normal((n, tk, 5)), RNG.standard_normal((n, tk, 3))]
+    kpm = (RNG.random((n, tk)) < 0.3).astype(np.int64)
+    kpm[:, 0], kpm[2] = 0, 1
+    am = RNG.standard_normal((n, 2, tq, tk))
+    am[RNG.random(am.shape) < 0.2] = -np.inf
+    am[..., 0] = 0
+    attrs = {"num_heads": 2, "causal": True, "masks": ["key_padding", "attn"]}
+    p = Pair("multi_head_attention", attrs, [*xs, kpm, am], acc=True).run()
+    assert p.gpu_binding.dx[3] is None and p.gpu_binding.dx[4] is None
+    p.compare(*MHA_TOL[np.float32])
+    y = p.gpu_binding.y.copy_to_host()
+    np.testing.assert_allclose(y[2], np.broadcast_to(p.cpu_binding.p["b_o"], y[2].shape), rtol=1e-6)
+
+
 def test_mha_cross_without_key_value_gradient():
     p = mha_pair({"num_heads": 2}, 4, 3, 4, n=2, need_dx=[True, False])
     assert p.gpu_binding.dx[1] is None
