@@ -308,12 +308,24 @@ def _requires_grad(
     return requires
 
 
+def _no_grad(m: Any) -> tuple[int, ...]:
+    """Input positions of module ``m`` that never get a gradient: int64 inputs, masks."""
+    op = OPS[m.op]
+    return (*op.int_inputs, *op.mask_inputs(m.attrs, len(m.inputs)))
+
+
 def _reaches_loss(shaped: Shaped) -> dict[str, bool]:
-    """Module -> whether its output reaches a loss."""
+    """Module -> whether its output reaches a loss along inputs that carry a gradient (a module
+    read only as a mask gets no backward step)."""
     graph = shaped.graph
+    by_name = {m.name: m for m in graph.order}
     reaches: dict[str, bool] = {}
     for m in reversed(graph.order):
-        reaches[m.name] = m.is_loss or any(reaches.get(c, False) for c in graph.consumers[m.name])
+        reaches[m.name] = m.is_loss or any(
+            reaches.get(c, False)
+            and any(i == m.name and k not in _no_grad(by_name[c]) for k, i in enumerate(by_name[c].inputs))
+            for c in graph.consumers[m.name]
+        )
     return reaches
 
 
@@ -369,7 +381,7 @@ def _backward_steps(
     for fs, m in zip(reversed(forward), reversed(graph.order), strict=True):
         if not (requires[m.name] and reaches[m.name]):
             continue
-        no_grad = (*OPS[m.op].int_inputs, *OPS[m.op].mask_inputs(m.attrs, len(m.inputs)))
+        no_grad = _no_grad(m)
         gins: list[str | None] = []
         acc: list[bool] = []
         for idx, i in enumerate(m.inputs):

@@ -5,15 +5,20 @@ Q, K, V and the context C are kept in the contract's layout [N·T, D] (head j = 
 BLAS takes as is through its leading dimension, so ``gemm`` calls ?gemm directly (SciPy's BLAS)
 instead of np.dot, which copies such operands and cannot accumulate (no beta).
 
-    forward   Q = xq W_qᵀ + b_q, K = xkv W_kᵀ + b_k, V = xkv W_vᵀ + b_v
-              per (n, j), in a [Tq, Tk] block p: p = Q_j K_jᵀ / √dh [+ causal mask], p ← softmax(p)
-                          (row max and 1/sum saved: "softmax" [N, h, Tq, 2]), C_j = p V_j
+    forward   Q = xq W_qᵀ + b_q, K = xk W_kᵀ + b_k, V = xv W_vᵀ + b_v    (xk, xv: one array when shared)
+              per (n, j), in a [Tq, Tk] block p: p = Q_j K_jᵀ / √dh [+ masks] [+ causal mask],
+                          p ← softmax(p) (row max and 1/sum saved: "softmax" [N, h, Tq, 2]), C_j = p V_j
               y = C W_oᵀ + b_o
     backward  dW_o = dyᵀ C, db_o = Σ dy, dC = dy W_o
-              per (n, j): A = exp(Q_j K_jᵀ/√dh - max)·(1/sum) again (bitwise the forward's),
+              per (n, j): A = exp(Q_j K_jᵀ/√dh [+ masks] - max)·(1/sum) again (bitwise the forward's),
                           dA = dC_j V_jᵀ, dV_j = Aᵀ dC_j, dS = A ⊙ (dA - rowsum(dA ⊙ A)),
                           dQ_j = dS K_j / √dh, dK_j = dSᵀ Q_j / √dh
-              dW_p = dPᵀ x_p, db_p = Σ dP, dx_p (+)= dP W_p
+              dW_p = dPᵀ x_p, db_p = Σ dP, dx_p (+)= dP W_p   (``Layout``: which input each p reads)
+
+Masks (``add_masks``, after the product, in forward and backward alike): key_padding [N, Tk] and
+attn [N, 1 or h, Tq, Tk]; an int64 one adds -inf where nonzero, a float one its values. A row whose
+every score is -inf attends to nothing: zeros, statistics (0, 0), which ``softmax_again`` turns
+into zeros again (exp(-inf)·0), so its gradients are zero too (scaled_dot_product_attention's rule).
 
 The [N, h, Tq, Tk] attention tensor is never written (FlashAttention's trade at the block level:
 one more QKᵀ product and exp per score in backward, for Tq·Tk/2 fewer saved elements per head):
@@ -35,7 +40,8 @@ head's products run for a group of samples at once through ``cuda_core.gemm_batc
 and product; the workspace (two blocks per CPU thread) sets G. The row softmax (``softmax_cuda``,
 causal mask and statistics included) and its backward (``softmax_backward_cuda``) give one block to
 each row and reduce with ``cuda_core.block_max``/``block_sum``; ``softmax_again_cuda`` rebuilds A
-from the statistics; bias gradients are ``cuda_core.row_sum``.
+from the statistics; bias gradients are ``cuda_core.row_sum``; the masks are added to a group's
+scores by ``add_key_padding_cuda`` and ``add_attn_mask_cuda``.
 
 Longer than 520 lines: the CPU and CUDA kernels of one op, which share its layout, its saved
 statistics and their bitwise recomputation; split, each half would restate that contract.

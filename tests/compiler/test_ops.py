@@ -55,14 +55,15 @@ class AddParam(nn.Module):
 
 
 class Mha(nn.Module):
-    def __init__(self, d: int, h: int, causal: bool = False, bias: bool = True) -> None:
+    def __init__(self, d: int, h: int, causal: bool = False, bias: bool = True, **kv: int) -> None:
         super().__init__()
-        self.m, self.causal = nn.MultiheadAttention(d, h, bias=bias, batch_first=True), causal
+        self.m, self.causal = nn.MultiheadAttention(d, h, bias=bias, batch_first=True, **kv), causal
 
-    def forward(self, q, kv=None):
-        kv = q if kv is None else kv
-        mask = torch.ones(q.shape[1], kv.shape[1], dtype=torch.bool).triu(1) if self.causal else None
-        return self.m(q, kv, kv, attn_mask=mask, need_weights=False)[0]
+    def forward(self, q, k=None, v=None):
+        k = q if k is None else k
+        v = k if v is None else v
+        mask = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool).triu(1) if self.causal else None
+        return self.m(q, k, v, attn_mask=mask, need_weights=False)[0]
 
 
 def sinusoid(x):
@@ -232,6 +233,12 @@ CASES = [
         {"num_heads": 1, "bias": False},
         [T((3, 4)), T((6, 4))],
         lambda: Mha(4, 1, bias=False),
+    ),
+    (
+        "multi_head_attention",
+        {"num_heads": 2, "kdim": 5},
+        [T((3, 8)), T((6, 5)), T((6, 3))],
+        lambda: Mha(8, 2, kdim=5, vdim=3),
     ),
     ("cls_token", {}, [T((5, 8))], lambda: Prepend(8)),
     ("parameter", {}, [T((6, 8))], lambda: AddParam((6, 8))),
@@ -434,12 +441,12 @@ ERRORS = [
     ("embedding", {"num_embeddings": 3, "dim": 2}, [T((4,))], r"token ids\) of dtype int64, got float32"),
     ("positional_encoding", {}, [T((4, 5))], r"even model size"),
     ("positional_encoding", {"max_len": 3}, [T((4, 6))], r"length 4 exceeds max_len 3"),
-    ("multi_head_attention", {"num_heads": 3}, [T((4, 8))], r"num_heads=3 must divide the model size D=8"),
+    ("multi_head_attention", {"num_heads": 3}, [T((4, 8))], r"num_heads=3 must divide the model size E=8"),
     (
         "multi_head_attention",
-        {"num_heads": 2},
-        [T((4, 8)), T((5, 6))],
-        r"one model size D.*input 0 is \[N, 4, 8\] and input 1 is \[N, 5, 6\]",
+        {"num_heads": 2, "masks": ["attn"]},
+        [T((4, 8)), T((5, 6)), T((4, 6))],
+        r"attn mask \(input 2\) must be \[N, 4, 5\] or \[N, 2, 4, 5\].*input 2 is \[N, 4, 6\]",
     ),
     ("cls_token", {}, [T((8,))], r"\[N, T, D\], but input 0 is \[N, 8\]"),
     ("parameter", {}, [T((8,), L)], r"float32"),
@@ -610,7 +617,7 @@ def test_attention_params_and_saved() -> None:
     assert ps["w_q"].shape == (8, 8) and ps["w_q"].init == "xavier_uniform" and ps["b_o"].init == "zeros"
     saved = {s.name: s.shape for s in op.saved(a, ins, out)}
     assert saved == {"softmax": (2, 3, 2), "q": (3, 8), "k": (6, 8), "v": (6, 8), "context": (3, 8)}
-    assert op.saves_inputs(a) == (0, 1)
+    assert op.saves_inputs(a) == (0, 1, 2, 3, 4)  # every input there is (masks: backward adds them again)
     # two [Tq, Tk] score blocks per CPU thread, one thread per sample at most
     assert op.workspace(a, ins, out, 1) == 2 * 3 * 6 * 4
     assert op.workspace(a, ins, out, 64) == min(64, THREADS) * 2 * 3 * 6 * 4

@@ -4,6 +4,7 @@ torch.nn.MultiheadAttention forward and backward, and by float64 finite differen
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -12,6 +13,11 @@ import pytest
 import torch
 from harness import OpRun, close, gradcheck, rand, t
 from torch import nn
+
+import netc
+from netc.runtime.check import random_inputs
+from netc.runtime.executor import Executor
+from netc.spec.errors import SpecError
 
 # (attributes, L, S, data input widths (1: self-attention, 2: [q, kv], 3: [q, k, v]),
 #  masks as (kind, dtype, per-head)); E = widths[0]
@@ -147,3 +153,79 @@ def test_fully_masked_row_attends_to_nothing() -> None:
     assert not np.abs(run.dx[1][1]).any(), "no gradient reaches the keys of a fully masked sample"
     y_weights, _ = mha(*xs[:1], xs[1], xs[1], key_padding_mask=t(run.x[2]) != 0)
     assert torch.isnan(y_weights[1]).all()
+
+
+# -- in a plan: masks as graph inputs, and from a module ------------------------------------------
+
+NET = """
+netc: 1
+inputs:
+  q: {shape: [4, 8]}
+  k: {shape: [5, 6]}
+  v: {shape: [5, 3]}
+  pad: {shape: [5], dtype: int64}
+  t: {shape: [4, 8]}
+modules:
+  bias: {op: linear, in: q, out_features: 5}
+  att: {op: multi_head_attention, in: [q, k, v, pad, bias], num_heads: 2, causal: true,
+        masks: [key_padding, attn]}
+losses:
+  m: {op: mse, in: [att, t]}
+"""
+
+
+def test_masks_in_a_plan(spec_file: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An int64 key-padding mask fed as a graph input and a float attn mask computed by a module:
+    the mask gets no gradient, so its module no backward step; the whole-step code runs the plan
+    bit for bit like the per-op replay."""
+    plan = netc.load(spec_file(NET)).compile(3)
+    back = {s.module: s for s in plan.backward_steps}
+    assert set(back) == {"m", "att"}, "the module read only as a mask gets no backward step"
+    assert back["att"].grad_inputs == [None, None, None, None, None]  # spec inputs, and the masks
+    w_k = next(p for p in plan.params if p.name == "att.w_k")
+    assert w_k.shape == [8, 6]
+    inputs = random_inputs(plan, 3, seed=2)  # pad: 0/1 (no op bounds it higher)
+    inputs["pad"][:, 0] = 0
+    runs = []
+    for mode in ("0", "sync"):
+        monkeypatch.setenv("NETC_WHOLE_STEP", mode)
+        ex = Executor(plan, 3, seed=3)
+        assert (ex._whole is not None) == (mode == "sync"), ex.whole_step_reason
+        ex.set_inputs(inputs)
+        ex.step()
+        runs.append(ex)
+    a, b = runs
+    assert a.losses() == b.losses() and np.isfinite(a.losses()["m"])
+    assert np.array_equal(a.grads, b.grads) and np.abs(a.grads).sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "pad: {shape: [5]",
+            "pad: {shape: [4]",
+            r"key_padding mask \(input 3 'pad'\) must be \[N, 5\].*input 3 is \[N, 4\]",
+        ),
+        (
+            "out_features: 5",
+            "out_features: 3",
+            r"attn mask \(input 4 'bias'\) must be \[N, 4, 5\] or \[N, 2, 4, 5\]",
+        ),
+        (
+            "in: [q, k, v, pad, bias]",
+            "in: [q, bias]",
+            r"masks \['key_padding', 'attn'\] takes 1 to 3 data inputs.*but has 2 inputs",
+        ),
+        ("causal: true", "kdim: 5", r"kdim=5, but input 1 'k' is \[N, 5, 6\] \(width 6\)"),
+        ("v: {shape: [5, 3]}", "v: {shape: [6, 3]}", r"one length S in key and value"),
+    ],
+)
+def test_located_errors(spec_file: Any, old: str, new: str, message: str) -> None:
+    """A mask of the wrong shape, a wrong kdim, key and value of two lengths: errors at the
+    module's line, naming the input."""
+    with pytest.raises(SpecError) as e:
+        netc.load(spec_file(NET.replace(old, new))).compile(3)
+    (d,) = e.value.diagnostics
+    assert re.search(message, d.message), d.message
+    assert "module 'att'" in d.message and d.location.line == 10  # the line of `att` and its `in` list
