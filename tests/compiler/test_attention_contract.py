@@ -3,7 +3,6 @@ parameter layout and initializer fans, FLOPs, saved tensors, which inputs are ma
 
 from __future__ import annotations
 
-
 import pytest
 from torch import nn
 
