@@ -13,7 +13,9 @@ Masks (``masks: [key_padding, attn]``, either or both, in the order their inputs
 per sample, all heads) or [N, h, L, S] (per head: PyTorch's [N·h, L, S] reshaped) masks score (i, j).
 An int64 mask (the spec language's stand-in for PyTorch's bool) masks where it is nonzero (adds
 -inf), a float32 mask is added to the scores; masks and ``causal`` combine. A query whose every key
-is masked gets NaN, as in PyTorch. Masks get no gradient.
+is masked attends to nothing: a zero context (y = b_o) and no gradient through its scores, as
+PyTorch's scaled_dot_product_attention (MultiheadAttention with need_weights=False; its default
+need_weights=True path gives NaN). Masks get no gradient.
 
 Parameters: w_q [E, E], w_k [E, kdim], w_v [E, vdim], w_o [E, E]; b_q, b_k, b_v, b_o [E] when
 ``bias`` (as PyTorch: in_proj_weight [3E, E] is w_q, w_k, w_v stacked when kdim = vdim = E, else
@@ -100,8 +102,8 @@ class MultiHeadAttention(Op):
     example = ({"num_heads": 4}, (TensorType((64, 128)),))
 
     def mask_inputs(self, attrs: dict[str, Any], n_inputs: int) -> tuple[int, ...]:
-        masks = attrs.get("masks") or []
-        return tuple(range(n_inputs - len(masks), n_inputs))
+        first = n_inputs - len(attrs.get("masks") or [])
+        return tuple(range(first, n_inputs)) if first >= 1 else ()  # too few inputs: ``dims`` says so
 
     def dims(self, attrs: dict[str, Any], ins: list[TensorType]) -> Dims:
         """The sizes of this use; checks every input."""
