@@ -70,6 +70,8 @@ NAMES = (
     "maxpool1d",
     "avgpool1d",
     "global_maxpool",
+    "sub",
+    "div",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
