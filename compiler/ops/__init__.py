@@ -72,6 +72,7 @@ NAMES = (
     "global_maxpool",
     "sub",
     "div",
+    "matmul",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
