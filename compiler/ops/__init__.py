@@ -73,6 +73,8 @@ NAMES = (
     "sub",
     "div",
     "matmul",
+    "constant",
+    "zeros",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
