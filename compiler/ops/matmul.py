@@ -65,9 +65,12 @@ class Matmul(Op):
             )
         try:
             lead = broadcast_shapes([TensorType(a.shape[:-2]), TensorType(b.shape[:-2])], "matmul")
-        except ShapeError as e:
+        except ShapeError:
+            la, lb = (list(t.shape[:-2]) for t in ins)
             raise ShapeError(
-                f"{e} (the leading axes, before the last two: input 0 is {a}, input 1 {b})", 1
+                f"matmul cannot broadcast the leading axes (before the last two) of input 0 {a} and input 1 "
+                f"{b}: {la} against {lb}; aligned on the right, each axis must be equal or 1",
+                1,
             ) from None
         m, _, n, _ = dims(attrs, ins)
         return TensorType((*lead.shape, m, n))
