@@ -298,10 +298,10 @@ def broadcast_shapes(ins: list[TensorType], opname: str) -> TensorType:
         dims = [1] * (len(pad) - len(t.shape)) + list(t.shape)
         for ax, (a, d) in enumerate(zip(pad, dims, strict=True)):
             if a != d and 1 not in (a, d):
+                before = f"input 0 {ins[0]}" if i == 1 else f"{TensorType(tuple(pad))} (inputs 0 to {i - 1})"
                 raise ShapeError(
-                    f"{opname} cannot broadcast input {i} {t} against {TensorType(tuple(pad))} (the "
-                    f"inputs before it): axis {ax - len(pad)} is {d} against {a}; each axis must be "
-                    "equal or 1",
+                    f"{opname} cannot broadcast input {i} {t} against {before}: axis {ax - len(pad)} is "
+                    f"{d} against {a}; each axis must be equal or 1",
                     i,
                 )
         out = [max(a, d) for a, d in zip(pad, dims, strict=True)]
