@@ -24,15 +24,15 @@ def test_broadcast(op, shapes, acc):
 
 
 @pytest.mark.parametrize(
-    ("sa", "sb", "ta", "tb", "acc"),
+    ("n", "sa", "sb", "ta", "tb", "acc"),
     [
-        ((2, 3, 4), (2, 5, 4), False, True, False),  # equal leading axes: gemm_batched
-        ((4, 3), (2, 4, 2), True, False, True),  # a broadcast: summed by gemm_batched
-        ((2, 1, 3, 2), (2, 2, 3), False, False, True),  # both broadcast: one gemm per product
+        (2, (2, 3, 4), (2, 5, 4), False, True, False),  # equal leading axes: one gemm_batched
+        (1, (4, 3), (2, 4, 2), True, False, True),  # one matrix of a for the stack: its gradient summed
+        (2, (2, 1, 3, 2), (2, 2, 3), False, False, True),  # both broadcast: one gemm per product
     ],
 )
-def test_matmul(sa, sb, ta, tb, acc):
-    a, b = RNG.standard_normal((2, *sa)), RNG.standard_normal((2, *sb))
+def test_matmul(n, sa, sb, ta, tb, acc):
+    a, b = RNG.standard_normal((n, *sa)), RNG.standard_normal((n, *sb))
     attrs = {"transpose_a": ta, "transpose_b": tb}
     Pair("matmul", attrs, [a, b], acc=acc).run().compare(rtol=1e-5, atol=1e-6)
 
