@@ -614,6 +614,21 @@ def test_linear_flops() -> None:
     assert flops("linear", {"out_features": 7, "bias": False}, [T((5,))]) == (70, 140)
 
 
+def test_arithmetic_and_matmul_flops() -> None:
+    # [4, 3] · [3, 5] per sample: 60 multiply-adds forward; backward dA and dB, 60 each
+    assert flops("matmul", {}, [T((4, 3)), T((3, 5))]) == (120, 240)
+    # [2, 4, 3] · [3, 5]: two products; b's gradient adds the second product's 3·5 into the first
+    assert flops("matmul", {}, [T((2, 4, 3)), T((3, 5))]) == (240, 480 + 15)
+    assert flops("matmul", {"transpose_a": True}, [T((3, 4)), T((2, 3, 5))]) == (240, 480 + 12)
+    # add of [2, 3, 4] and a [3, 1] bias: 24 additions; the bias gradient sums 24 into 3 (21 more)
+    assert flops("add", {}, [T((2, 3, 4)), T((3, 1))]) == (24, 21)
+    assert flops("add", {}, [T((6,)), T((6,)), T((6,))]) == (12, 0)
+    assert flops("sub", {}, [T((6,)), T((1,))]) == (6, 6 + 5)
+    assert flops("mul", {}, [T((6,)), T((6,))]) == (6, 12)
+    assert flops("div", {}, [T((2, 3)), T((2, 1))]) == (6, 24 + 4)  # 6 summed into 2
+    assert flops("constant", {"value": 1.0, "shape": [5]}, []) == (0, 0)
+
+
 def test_conv2d_flops_groups_dilation() -> None:
     # C=6, groups=3 → 2 input channels per group; kernel 3x3 dilated 2 spans 5; 12x11 → 8x7 at stride 1;
     # out 9 channels: each output reads 2·3·3 = 18 inputs.
