@@ -4,7 +4,7 @@ over the per-sample axes, and each input's gradient summed over the axes it was 
 add, sub, mul and div bind here whenever their inputs' shapes differ (equal shapes keep add's and
 mul's flat, threaded loops). At bind time ``layout`` drops the output's size-1 axes and merges
 adjacent axes along which every input is either whole or broadcast alike ([C, 1, 1] against
-[C, H, W] at batch N is [N, C, H·W] with the bias at strides (0, 1, 0)), then pads to ``RANK``.
+[C, H, W] at batch N is [N·C, H·W], the bias at strides (1, 0)), then pads to ``RANK``.
 
 CPU: the inputs are ``RANK``-d views of the flat arrays with zero strides on their broadcast axes
 (never a copy), and one loop nest computes y; backward loops over dy the same way and adds each
@@ -36,8 +36,7 @@ from . import cuda_core
 from ._epilogue import act_inplace
 from ._views import RANK, c_strides, flat
 
-ADD, SUB, MUL, DIV = 0, 1, 2, 3
-CODES = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV}
+ADD, SUB, MUL, DIV = 0, 1, 2, 3  # the op codes the kernels branch on
 
 
 def apply(op, a, b):  # y = a op b
