@@ -4,8 +4,8 @@ Shapes: x0 [..., M, K] (or [..., K, M] with ``transpose_a``), x1 [..., K, N] (or
 ``transpose_b``), output [..., M, N]. The leading per-sample axes ("..."; none is fine) broadcast by
 NumPy's rule, as add's, and the batch axis is shared: [H, T, D] against [H, D, T] is one product per
 head; [H, T, D] against [D, T] multiplies every head by the one [D, T] matrix. Two activations, no
-parameters (a learned right-hand side is ``linear``). Backward as PyTorch: d op(x0) = dy · op(x1)ᵀ, d op(x1) = op(x0)ᵀ · dy,
-a broadcast input's gradient summed over its copies; reads both inputs.
+parameters (a learned right-hand side is ``linear``). Backward as PyTorch: d op(x0) = dy · op(x1)ᵀ,
+d op(x1) = op(x0)ᵀ · dy, a broadcast input's gradient summed over its copies; reads both inputs.
 FLOPs per sample, exact: forward 2·M·N·K per product; backward 4·M·N·K per product plus one addition
 per element for each further copy a broadcast input's gradient sums.
 """
