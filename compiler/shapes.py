@@ -81,7 +81,7 @@ def infer_shapes(graph: Graph) -> Shaped:
             None,
         )
         shapes = ", ".join(f"'{i}' {_typed(t)}" for i, t in zip(m.inputs, ins, strict=True))
-        hint = f"its inputs: {shapes}"
+        hint = f"its inputs: {shapes}" if ins else None  # constant, zeros: no inputs to show
         try:
             if bad_dtype is not None:
                 want = "int64" if bad_dtype in op.int_inputs else "float32"

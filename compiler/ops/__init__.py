@@ -70,6 +70,11 @@ NAMES = (
     "maxpool1d",
     "avgpool1d",
     "global_maxpool",
+    "sub",
+    "div",
+    "matmul",
+    "constant",
+    "zeros",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]

@@ -293,6 +293,26 @@ def same_shapes(ins: list[TensorType], opname: str) -> TensorType:
     return TensorType(ins[0].shape, ins[0].dtype)
 
 
+def broadcast_shapes(ins: list[TensorType], opname: str) -> TensorType:
+    """NumPy's broadcasting rule over the per-sample axes (the batch axis is shared): shapes align
+    on the right, and each axis is equal or 1 in all but one input."""
+    out: list[int] = []
+    for i, t in enumerate(ins):
+        float_input(t, i)
+        pad = [1] * (len(t.shape) - len(out)) + out
+        dims = [1] * (len(pad) - len(t.shape)) + list(t.shape)
+        for ax, (a, d) in enumerate(zip(pad, dims, strict=True)):
+            if a != d and 1 not in (a, d):
+                before = f"input 0 {ins[0]}" if i == 1 else f"{TensorType(tuple(pad))} (inputs 0 to {i - 1})"
+                raise ShapeError(
+                    f"{opname} cannot broadcast input {i} {t} against {before}: axis {ax - len(pad)} is "
+                    f"{d} against {a}; each axis must be equal or 1",
+                    i,
+                )
+        out = [max(a, d) for a, d in zip(pad, dims, strict=True)]
+    return TensorType(tuple(out), ins[0].dtype)
+
+
 def float_input(t: TensorType, index: int = 0) -> None:
     if t.dtype != "float32":
         raise ShapeError(f"input {index} must be float32, got {t.dtype}", index)

@@ -1,26 +1,21 @@
-"""mul: y = x0 ⊙ x1 (elementwise, one shape, no broadcasting).
+"""mul: y = x0 ⊙ x1 (elementwise, broadcast by NumPy's rule over the per-sample axes, as add).
 
-Backward: dx0 = dy ⊙ x1, dx1 = dy ⊙ x0, so both inputs are saved.
-FLOPs per sample: forward numel; backward 2·numel.
+Backward: dx0 = dy ⊙ x1, dx1 = dy ⊙ x0, each summed over the axes its input was broadcast
+along, so both inputs are saved. FLOPs per sample: forward numel; backward 2·numel (plus the sums).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
-from .base import Op, TensorType, float_input, same_shapes
+from .add import Arithmetic
+from .base import TensorType
 
 
-class Mul(Op):
+class Mul(Arithmetic):
     name = "mul"
-    family = "merge"
-    arity = 2
+    cost: ClassVar[tuple[int, int]] = (1, 2)
     example = ({}, (TensorType((128,)), TensorType((128,))))
-
-    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
-        for i, t in enumerate(ins):
-            float_input(t, i)
-        return same_shapes(ins, "mul")
 
 
 OP = Mul()

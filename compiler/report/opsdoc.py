@@ -71,7 +71,7 @@ def _example(op: Op) -> list[str]:
     full = op.fill_defaults(attrs)
     out = op.shape(full, ins)
     lines = [
-        f"**Example:** `{json.dumps(attrs)}` on {_shapes(ins)} → {_shapes([out])}",
+        f"**Example:** `{json.dumps(attrs)}` on {_shapes(ins) if ins else 'no inputs'} → {_shapes([out])}",
         "",
     ]
     params = op.params(full, ins)

@@ -1,4 +1,5 @@
-"""add kernels: y = x0 + x1 + … (flat, one shape); every dx_i = dy (or += dy).
+"""add kernels: y = x0 + x1 + … (flat, one shape); every dx_i = dy (or += dy). Inputs of
+different shapes (broadcasting) bind ``_broadcast``'s kernels instead.
 
 The inputs travel as one tuple so a module with k inputs is one kernel call; the sum runs
 in input order, ((x0 + x1) + x2) + …, as PyTorch's chained adds round. Large arrays run the
@@ -17,8 +18,8 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
 from ..launch import Launch
+from . import _broadcast, cuda_core
 from . import _epilogue as epilogue
-from . import cuda_core
 from ._copies import copy_cpu
 from ._epilogue import act_inplace
 from ._pointwise import threads
@@ -69,6 +70,8 @@ def backward_cpu(dy, dxs, acc):  # dxs: flat arrays, empty where not needed
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    if any(x.shape != b.y.shape for x in b.x):
+        return _broadcast.bind_cpu(b, _broadcast.ADD)
     xs, y = tuple(flat(a) for a in b.x), flat(b.y)
     n, nt, act = y.size, threads(y.size), epilogue.code(b)
     fwd = Launch(forward_cpu, xs, y, 0, n, act) if nt == 1 else Launch(forward_par, xs, y, nt, act)
@@ -87,6 +90,8 @@ def forward_cuda(a, b, y):
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    if any(x.shape != b.y.shape for x in b.x):
+        return _broadcast.bind_cuda(b, _broadcast.ADD)
     xs, y = [cuda_core.flat(a) for a in b.x], cuda_core.flat(b.y)
     blocks, threads = cuda_core.grid_1d(y.size)
 

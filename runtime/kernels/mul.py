@@ -1,4 +1,5 @@
 """mul kernels: y = x0 ⊙ x1 (flat, one shape); dx0 = dy ⊙ x1, dx1 = dy ⊙ x0 (or += each).
+Inputs of different shapes (broadcasting) bind ``_broadcast``'s kernels instead.
 
 On the GPU one kernel computes both gradients, each thread its elements: dx0 first, then dx1,
 so x * x (one buffer, dx1 accumulating into dx0) sums both terms as on the CPU.
@@ -13,7 +14,7 @@ from numba import cuda, njit, prange, uint64
 
 from ..binding import Binding, Thunk, nothing
 from ..launch import Launch
-from . import cuda_core
+from . import _broadcast, cuda_core
 from ._pointwise import threads
 from ._views import flat, or_empty
 
@@ -57,6 +58,8 @@ def backward_par(x0, x1, dy, dx0, dx1, acc0, acc1, nt):
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
+    if any(x.shape != b.y.shape for x in b.x):
+        return _broadcast.bind_cpu(b, _broadcast.MUL)
     x0, x1, y = flat(b.x[0]), flat(b.x[1]), flat(b.y)
     n, nt = y.size, threads(y.size)
     fwd = Launch(forward_cpu, x0, x1, y, 0, n) if nt == 1 else Launch(forward_par, x0, x1, y, nt)
@@ -93,6 +96,8 @@ def backward_cuda(x0, x1, dy, dx0, dx1, acc0, acc1):  # an empty dx is not neede
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
+    if any(x.shape != b.y.shape for x in b.x):
+        return _broadcast.bind_cuda(b, _broadcast.MUL)
     x0, x1, y = cuda_core.flat(b.x[0]), cuda_core.flat(b.x[1]), cuda_core.flat(b.y)
     blocks, threads = cuda_core.grid_1d(y.size)
 

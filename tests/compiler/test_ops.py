@@ -178,6 +178,22 @@ CASES = [
     ("concat", {"axis": -1}, [T((4, 3)), T((4, 5))], fn(lambda *xs: torch.cat(xs, -1))),
     ("add", {}, [T((4, 3)), T((4, 3)), T((4, 3))], fn(lambda *xs: sum(xs))),
     ("mul", {}, [T((4, 3)), T((4, 3))], fn(torch.mul)),
+    # broadcasting: per-sample shapes align on the right (torch's twin views [N, 3, 1, 1] for [3, 1, 1])
+    ("add", {}, [T((3, 4, 5)), T((3, 1, 1)), T((5,))], fn(lambda a, b, c: a + b + c[:, None, None])),
+    ("mul", {}, [T((1, 5)), T((4, 1))], fn(torch.mul)),
+    ("sub", {}, [T((4, 3)), T((4, 3))], fn(torch.sub)),
+    ("sub", {}, [T((3,)), T((2, 1))], fn(lambda a, b: a[:, None] - b)),
+    ("div", {}, [T((2, 4, 3)), T((1,))], fn(lambda a, b: a / b[:, None, None])),
+    ("matmul", {}, [T((4, 3)), T((3, 5))], fn(torch.matmul)),
+    (
+        "matmul",
+        {"transpose_a": True, "transpose_b": True},
+        [T((2, 3, 4)), T((5, 3))],
+        fn(lambda a, b: a.transpose(-1, -2) @ b[:, None].transpose(-1, -2)),
+    ),
+    ("constant", {"value": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]}, [], fn(lambda: torch.ones(2, 3, 2))),
+    ("constant", {"value": 2, "shape": [4, 1, 1], "dtype": "int64"}, [], fn(lambda: torch.ones(2, 4, 1, 1))),
+    ("zeros", {"shape": [3, 2]}, [], fn(lambda: torch.zeros(2, 3, 2))),
     ("mean", {"axes": [0]}, [T((5, 3))], fn(lambda x: x.mean(1))),
     ("mean", {"axes": [-1, 0], "keepdims": True}, [T((5, 3, 2))], fn(lambda x: x.mean((1, 3), keepdim=True))),
     ("select", {"axis": 0, "index": 0}, [T((5, 3))], fn(lambda x: x[:, 0])),
@@ -392,8 +408,52 @@ ERRORS = [
     ("transpose", {"perm": [0, 0]}, [T((4, 3))], r"not a permutation"),
     ("transpose", {"perm": [1, 0]}, [T((4, 3, 2))], r"has 2 axes, but input 0 \[N, 4, 3, 2\] has 3"),
     ("concat", {}, [T((4, 3)), T((4, 2))], r"input 0 is \[N, 4, 3\] and input 1 is \[N, 4, 2\]"),
-    ("add", {}, [T((4, 3)), T((4, 3)), T((3, 4))], r"input 0 is \[N, 4, 3\] and input 2 is \[N, 3, 4\]"),
-    ("mul", {}, [T((4,)), T((5,))], r"input 0 is \[N, 4\] and input 1 is \[N, 5\]"),
+    (
+        "add",
+        {},
+        [T((4, 3)), T((4, 3)), T((3, 4))],
+        r"cannot broadcast input 2 \[N, 3, 4\] against \[N, 4, 3\] \(inputs 0 to 1\): axis -2 is 3 against 4",
+    ),
+    (
+        "mul",
+        {},
+        [T((4,)), T((5,))],
+        r"cannot broadcast input 1 \[N, 5\] against input 0 \[N, 4\]: axis -1 is 5 against 4",
+    ),
+    (
+        "sub",
+        {},
+        [T((3, 4)), T((2, 4, 4))],
+        r"input 1 \[N, 2, 4, 4\] against input 0 \[N, 3, 4\]: axis -2 is 4 against 3",
+    ),
+    ("sub", {}, [T((3, 4)), T((3,))], r"input 1 \[N, 3\] against input 0 \[N, 3, 4\]: axis -1 is 3"),
+    ("div", {}, [T((6, 2)), T((3, 2))], r"axis -2 is 3 against 6"),
+    ("div", {}, [T((3,), L), T((3,))], r"input 0 must be float32"),
+    (
+        "matmul",
+        {},
+        [T((4, 3)), T((4, 5))],
+        r"inner dimensions differ: input 0 \[N, 4, 3\] gives K=3 \(transpose_a=false\) and "
+        r"input 1 \[N, 4, 5\] gives K=4",
+    ),
+    ("matmul", {"transpose_b": True}, [T((4, 3)), T((3, 5))], r"gives K=5 \(transpose_b=true\)"),
+    (
+        "matmul",
+        {},
+        [T((2, 4, 3)), T((5, 3, 4))],
+        r"leading axes \(before the last two\) of input 0 \[N, 2, 4, 3\] and input 1 \[N, 5, 3, 4\]: "
+        r"\[2\] against \[5\]",
+    ),
+    ("matmul", {}, [T((4,)), T((4, 5))], r"rank 2 or more.*input 0 is \[N, 4\]"),
+    (
+        "constant",
+        {"value": [[1.0, 2.0], [3.0]]},
+        [],
+        r"value is ragged: value\[0\] has shape \[2\] but value\[1\] has shape \[1\]",
+    ),
+    ("constant", {"value": [1.0, 2.0], "shape": [3]}, [], r"value has shape \[2\] but shape is \[3\]"),
+    ("constant", {"value": 1.5, "dtype": "int64"}, [], r"int64 needs integer values"),
+    ("constant", {"value": [1.0, "a"]}, [], r"numbers only"),
     ("mean", {"axes": [0, -2]}, [T((4, 3))], r"name an axis twice"),
     ("mean", {"axes": [2]}, [T((4, 3))], r"axis 2 is out of range"),
     ("select", {"axis": 0, "index": 4}, [T((4, 3))], r"index 4 is out of range for axis 0 of size 4"),
@@ -492,7 +552,8 @@ def test_shape_errors(case) -> None:
 
 
 def test_every_op_has_an_error_case() -> None:
-    assert set(OPS) - {c[0] for c in ERRORS} == {"identity"}  # identity accepts any tensor
+    # identity accepts any tensor, zeros any shape its schema does
+    assert set(OPS) - {c[0] for c in ERRORS} == {"identity", "zeros"}
 
 
 def test_shape_error_names_the_input() -> None:
@@ -558,6 +619,21 @@ def test_linear_flops() -> None:
     # [N, 3, 5] → [N, 3, 7]: 3 rows × 5 × 7 multiply-adds
     assert flops("linear", {"out_features": 7}, [T((3, 5))]) == (2 * 105 + 21, 4 * 105 + 21)
     assert flops("linear", {"out_features": 7, "bias": False}, [T((5,))]) == (70, 140)
+
+
+def test_arithmetic_and_matmul_flops() -> None:
+    # [4, 3] · [3, 5] per sample: 60 multiply-adds forward; backward dA and dB, 60 each
+    assert flops("matmul", {}, [T((4, 3)), T((3, 5))]) == (120, 240)
+    # [2, 4, 3] · [3, 5]: two products; b's gradient adds the second product's 3·5 into the first
+    assert flops("matmul", {}, [T((2, 4, 3)), T((3, 5))]) == (240, 480 + 15)
+    assert flops("matmul", {"transpose_a": True}, [T((3, 4)), T((2, 3, 5))]) == (240, 480 + 12)
+    # add of [2, 3, 4] and a [3, 1] bias: 24 additions; the bias gradient sums 24 into 3 (21 more)
+    assert flops("add", {}, [T((2, 3, 4)), T((3, 1))]) == (24, 21)
+    assert flops("add", {}, [T((6,)), T((6,)), T((6,))]) == (12, 0)
+    assert flops("sub", {}, [T((6,)), T((1,))]) == (6, 6 + 5)
+    assert flops("mul", {}, [T((6,)), T((6,))]) == (6, 12)
+    assert flops("div", {}, [T((2, 3)), T((2, 1))]) == (6, 24 + 4)  # 6 summed into 2
+    assert flops("constant", {"value": 1.0, "shape": [5]}, []) == (0, 0)
 
 
 def test_conv2d_flops_groups_dilation() -> None:

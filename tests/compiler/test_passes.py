@@ -158,3 +158,25 @@ def test_graph_as_networkx(spec_file):
     assert g.nodes["ce"]["kind"] == "loss" and g.nodes["x"]["kind"] == "input"
     order = [m.name for m in net.graph.order]
     assert all(order.index(u) < order.index(v) for u, v in g.edges if u in order)
+
+
+def test_a_constant_is_an_activation_not_a_parameter(spec_file):
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [10]}
+      y: {shape: [4]}
+    modules:
+      fc: {op: linear, in: x, out_features: 4}
+      c: {op: constant, value: [1, 2, 3, 4]}
+      m: {op: mul, in: [fc, c]}
+    losses:
+      l: {op: mse, in: [m, y]}
+    """
+    plan = netc.load(spec_file(text)).compile(batch=8)
+    led = plan.memory["ledger"]
+    assert plan.total_params == 10 * 4 + 4 and led["params_bytes"] == (10 * 4 + 4) * 4
+    assert next(r for r in plan.modules if r.name == "c").params == 0
+    # saved: x (fc's dW), fc's output and the constant (mul reads both), m and y (mse): 8 samples
+    assert led["activations_bytes"] == 8 * (10 + 4 + 4 + 4 + 4) * 4
+    assert "c" not in {s.module for s in plan.backward_steps}  # nothing flows into a constant

@@ -42,6 +42,7 @@ class OpRun:
         dtype: Any = np.float32,
         need_dx: list[bool] | None = None,
         weight: float = 1.0,
+        batch: int = 2,
     ) -> None:
         contract = OPS[op]
         self.op = op
@@ -50,14 +51,14 @@ class OpRun:
         self.contract = contract
         self.attrs = contract.fill_defaults(attrs)
         rng = np.random.default_rng(seed)
-        n = inputs[0].shape[0]
+        n = inputs[0].shape[0] if inputs else batch  # ``batch``: an op with no inputs (constant)
         types = [
             TensorType(tuple(a.shape[1:]), "int64" if a.dtype == np.int64 else "float32") for a in inputs
         ]
         out = contract.shape(self.attrs, types)
         self.x = [a if a.dtype == np.int64 else np.ascontiguousarray(a, dtype=dtype) for a in inputs]
         shape = (n, *out.shape) if out.batched else out.shape
-        self.y = np.zeros(shape if shape else (1,), dtype)
+        self.y = np.zeros(shape if shape else (1,), np.int64 if out.dtype == "int64" else dtype)
         self.params = {}
         for p in contract.params(self.attrs, types):
             given = (params or {}).get(p.name)

@@ -95,6 +95,40 @@ def test_the_new_losses_run_whole_step(monkeypatch, spec_file):
     _same(a, b)
 
 
+ARITH = """
+netc: 1
+inputs:
+  x: {shape: [3, 4, 4]}
+  y: {shape: [3, 4, 4]}
+modules:
+  h: {op: linear, in: x, out_features: 4}
+  scale: {op: constant, value: [[[2.0]], [[0.5]], [[1.0]]]}
+  shift: {op: constant, value: 0.25}
+  z: {op: zeros, shape: [4, 4]}
+  s: {op: mul, in: [h, scale]}
+  t: {op: sub, in: [s, shift]}
+  u: {op: add, in: [t, z, h]}
+  a: {op: relu, in: u}
+  q: {op: matmul, in: [a, h], transpose_b: true}
+  r: {op: div, in: [q, scale]}
+losses:
+  l: {op: mse, in: [r, y]}
+"""
+
+
+def test_the_arithmetic_ops_run_whole_step(monkeypatch, spec_file):
+    # constants, broadcast mul/sub/div, a 3-input broadcast add with relu fused, matmul
+    plan = netc.load(spec_file(ARITH)).compile(BATCH)
+    assert any(f["kind"] == "epilogue" for f in plan.fusion), plan.fusion
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.set_inputs(inputs)
+        ex.step()
+    _same(a, b)
+
+
 @pytest.mark.parametrize("name", SMALL)
 def test_inference_plan_equals_per_op_bitwise(monkeypatch, name):
     plan = netc.load(ROOT / "examples" / f"{name}.yaml").compile(BATCH, mode="inference")
