@@ -150,6 +150,7 @@ def summary_table(plan: Plan) -> str:
         items = [
             ("parameters", m["params_bytes"]),
             ("gradients", m["grads_bytes"]),
+            *([("tied gradients", m["tied_grads_bytes"])] if m.get("tied_grads_bytes") else []),
             ("optimizer state", m["optimizer_bytes"]),
             ("saved activations", m["activations_bytes"]),
             ("workspace", m["workspace_bytes"]),

@@ -1,0 +1,137 @@
+"""Tied weights: which parameters a module's ``share:`` takes from another module.
+
+``share: enc`` on a module uses every parameter of module ``enc`` (same op, same parameter
+names and shapes): a siamese twin. ``share: {w: emb.w}`` takes single parameters, across ops
+when the shapes agree: a linear decoder tied to an embedding (both [V, D], PyTorch's layout).
+``share:`` on a block instance gives each of its modules the share of the twin instance's
+module of the same name (``spec.expand``).
+
+``resolve`` checks every share against the shaped modules and returns the tie of each sharing
+parameter to its *root* owner: a chain ``c → b → a`` resolves to ``a`` (sharing is transitive,
+so ``c`` and ``b`` both use ``a``'s memory); a cycle, a module sharing itself, an unknown
+module or parameter, another op or another shape is an error at the sharing module's
+``share:``, naming both modules and the mismatch. A tied parameter belongs to its owner: its
+init, ``trainable`` and ``lr_mult`` are the owner's, and the plan counts it once
+(``compiler.plan``; the runtime sums the gradients of all its users).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..spec.errors import Diagnostic, SpecError, did_you_mean
+from ..spec.expand import Module
+from .ops.base import Param
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def resolve(order: list[Module], params: Mapping[str, list[Param]]) -> dict[str, str]:
+    """Sharing parameter ("dec.w") -> its root owner ("emb.w"), in network order. Raises a
+    SpecError listing every bad share."""
+    mods = {m.name: m for m in order}
+    errors: list[Diagnostic] = []
+    edges: dict[str, str] = {}  # sharing parameter -> the parameter it names (maybe shared too)
+    at: dict[str, Module] = {}  # sharing parameter -> its module (for cycle messages)
+
+    def fail(m: Module, message: str, hint: str = "") -> None:
+        doc, ptr = m.share_at or (m.doc, m.ptr)
+        ctx = f" (in {m.note})" if m.note else ""
+        errors.append(Diagnostic(f"module '{m.name}' ({m.op}) {message}{ctx}", doc.where(ptr), ptr, hint))
+
+    def owner_module(m: Module, name: str) -> Module | None:
+        if name == m.name:
+            fail(m, "shares itself", "`share:` names another module whose parameters this one uses")
+            return None
+        if name not in mods:
+            names = [n for n, o in mods.items() if params.get(n)]
+            fail(m, f"shares '{name}', which is not a module", did_you_mean(name, names))
+            return None
+        return mods[name]
+
+    for m in order:
+        if m.share is None:
+            continue
+        own = {p.name: p for p in params.get(m.name, [])}
+        if isinstance(m.share, str):
+            if not own:
+                if not m.share_inherited:  # a relu in a shared block instance has nothing to share
+                    fail(m, f"shares '{m.share}' but has no parameters")
+                continue
+            o = owner_module(m, m.share)
+            if o is None:
+                continue
+            if o.op != m.op:
+                fail(
+                    m,
+                    f"cannot share module '{o.name}' ({o.op}): `share: {o.name}` needs the same op",
+                    f"to tie single parameters across ops, name them: share: {{w: {o.name}.w}}",
+                )
+                continue
+            theirs = {p.name: p for p in params.get(o.name, [])}
+            if list(theirs) != list(own):
+                fail(
+                    m,
+                    f"cannot share module '{o.name}': its parameters are ({', '.join(theirs) or 'none'}), "
+                    f"this module's are ({', '.join(own)})",
+                    "both modules need the same parameters (e.g. both with or without a bias)",
+                )
+                continue
+            wanted = {k: f"{o.name}.{k}" for k in own}
+        else:
+            wanted = {}
+            for k, ref in m.share.items():
+                if k not in own:
+                    fail(
+                        m,
+                        f"shares parameter '{k}', which it does not have",
+                        did_you_mean(k, own) or f"its parameters: {', '.join(own) or 'none'}",
+                    )
+                    continue
+                oname, _, pname = ref.rpartition(".")
+                if not oname:
+                    fail(m, f"shares '{ref}' as its '{k}': write module.parameter, e.g. {ref}.w")
+                    continue
+                o = owner_module(m, oname)
+                if o is None:
+                    continue
+                theirs = {p.name: p for p in params.get(o.name, [])}
+                if pname not in theirs:
+                    fail(
+                        m,
+                        f"shares '{ref}' as its '{k}', but module '{o.name}' ({o.op}) has no parameter "
+                        f"'{pname}'",
+                        did_you_mean(pname, theirs) or f"its parameters: {', '.join(theirs) or 'none'}",
+                    )
+                    continue
+                wanted[k] = ref
+        for k, ref in wanted.items():
+            mine, oname = own[k], ref.rpartition(".")[0]
+            theirs_p = next(p for p in params[oname] if p.name == ref.rpartition(".")[2])
+            if mine.shape != theirs_p.shape:
+                fail(
+                    m,
+                    f"cannot share '{ref}': its {k} would be {_shape(mine.shape)} here, and '{ref}' is "
+                    f"{_shape(theirs_p.shape)}",
+                    "a shared parameter keeps one shape: make the two modules' attributes agree",
+                )
+                continue
+            edges[f"{m.name}.{k}"] = ref
+            at[f"{m.name}.{k}"] = m
+    ties: dict[str, str] = {}
+    for name, m in at.items():
+        path, cur = [name], edges[name]
+        while cur in edges and cur not in path:
+            path.append(cur)
+            cur = edges[cur]
+        if cur in path:
+            if name == min(path[path.index(cur) :], key=list(at).index):  # report a cycle once
+                cycle = " → ".join([*path[path.index(cur) :], cur])
+                fail(m, f"is in a cycle of shares: {cycle}", "one module of the cycle must own the parameter")
+            continue
+        ties[name] = cur
+    if errors:
+        raise SpecError(errors)
+    return ties
