@@ -46,8 +46,13 @@ def resolve(order: list[Module], params: Mapping[str, list[Param]]) -> dict[str,
             fail(m, "shares itself", "`share:` names another module whose parameters this one uses")
             return None
         if name not in mods:
-            names = [n for n, o in mods.items() if params.get(n)]
-            fail(m, f"shares '{name}', which is not a module", did_you_mean(name, names))
+            names = [n for n in mods if params.get(n) and n != m.name]
+            more = f", ... ({len(names)} in all)" if len(names) > 12 else ""
+            fail(
+                m,
+                f"shares '{name}', which is not a module",
+                did_you_mean(name, names) or f"modules with parameters: {', '.join(names[:12])}{more}",
+            )
             return None
         return mods[name]
 
@@ -107,17 +112,27 @@ def resolve(order: list[Module], params: Mapping[str, list[Param]]) -> dict[str,
                     )
                     continue
                 wanted[k] = ref
+        bad = []  # every parameter whose shape differs, in one message per module
         for k, ref in wanted.items():
-            mine, oname = own[k], ref.rpartition(".")[0]
-            theirs_p = next(p for p in params[oname] if p.name == ref.rpartition(".")[2])
-            if mine.shape != theirs_p.shape:
-                fail(
-                    m,
-                    f"cannot share '{ref}': its {k} would be {_shape(mine.shape)} here, and '{ref}' is "
-                    f"{_shape(theirs_p.shape)}",
-                    "a shared parameter keeps one shape: make the two modules' attributes agree",
+            oname, _, pname = ref.rpartition(".")
+            theirs_p = next(p for p in params[oname] if p.name == pname)
+            if own[k].shape != theirs_p.shape:
+                bad.append(
+                    f"its {k} would be {_shape(own[k].shape)} here, and '{ref}' is {_shape(theirs_p.shape)}"
                 )
-                continue
+        if bad:
+            what = (
+                f"module '{m.share}'"
+                if isinstance(m.share, str)
+                else ", ".join(f"'{r}'" for r in wanted.values())
+            )
+            fail(
+                m,
+                f"cannot share {what}: {'; '.join(bad)}",
+                "a shared parameter keeps one shape: make the two modules' attributes agree",
+            )
+            continue
+        for k, ref in wanted.items():
             edges[f"{m.name}.{k}"] = ref
             at[f"{m.name}.{k}"] = m
     ties: dict[str, str] = {}
@@ -127,11 +142,14 @@ def resolve(order: list[Module], params: Mapping[str, list[Param]]) -> dict[str,
             path.append(cur)
             cur = edges[cur]
         if cur in path:
-            if name == min(path[path.index(cur) :], key=list(at).index):  # report a cycle once
-                cycle = " → ".join([*path[path.index(cur) :], cur])
-                fail(m, f"is in a cycle of shares: {cycle}", "one module of the cycle must own the parameter")
+            loop = [*path[path.index(cur) :], cur]
+            if name == min(loop[:-1], key=list(at).index):  # reported at its first module
+                cycle = " → ".join(n.rpartition(".")[0] for n in loop)
+                fail(
+                    m, f"is in a cycle of shares: {cycle}", "one module of the cycle must own the parameters"
+                )
             continue
         ties[name] = cur
-    if errors:
-        raise SpecError(errors)
+    if errors:  # a cycle through several parameters of the same modules is one error
+        raise SpecError(list({(str(d.location), d.message): d for d in errors}.values()))
     return ties
