@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..compiler.ops import OPS
+from ..compiler.ops.base import Op
 from .errors import Diagnostic, Location, SpecError, did_you_mean, pointer
 from .load import MAX_INT, Document
 from .schema import ARG
@@ -490,7 +491,8 @@ class _Expander:
         share, share_at, inherited = raw.get("share"), (doc, ptr + "/share"), False
         if share is None:  # inside a block instance that shares its twin's parameters
             twin = next((t for t in reversed(self.twins) if name.startswith(t[0])), None)
-            if twin is not None:
+            # (an op without parameters, a relu of the block, has nothing to share)
+            if twin is not None and type(OPS[op]).params is not Op.params:
                 share, share_at, inherited = twin[1] + name[len(twin[0]) :], (twin[2], twin[3]), True
         self.modules.append(
             Module(
