@@ -3,7 +3,8 @@
 Runs each op contract's shape rule in topological order. A failing rule
 becomes a SpecError naming the module, its place in the file and both
 shapes; modules downstream of a failure are skipped, so independent errors
-are all reported in one run.
+are all reported in one run. Then every ``share:`` is checked against the
+parameters' shapes and resolved to its owner (compiler.ties, ``Shaped.ties``).
 """
 
 from __future__ import annotations
