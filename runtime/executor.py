@@ -126,7 +126,7 @@ class PlanRunner:
     n_tied: int
     tied_grads: Any
     #: the last backward thunk followed by the tied gradients' sums (``runtime.tied``)
-    _with_tied_sums: Callable[[Thunk, list[tuple[Any, Any]]], Thunk]
+    _with_tied_sums: Callable[[Thunk, list[tuple[Any, Any, bool]]], Thunk]
 
     def _setup(self, plan: Plan, batch: int, dtype: Any, optimizer: str | None) -> tuple[int, int, int]:
         """Plan the memory; returns (parameter count, gradient count, optimizer slots)."""

@@ -152,3 +152,30 @@ def test_inference_folds_batchnorm_into_a_shared_convs_own_copy(spec_file):
     np.testing.assert_allclose(inf.outputs()["logits"], train.outputs()["logits"], rtol=1e-12)
     # the shared weight itself is untouched: each fold writes its own copy
     np.testing.assert_array_equal(inf.param("c2.w"), train.param("c1.w"))
+
+
+def test_an_owner_off_the_loss_path_gets_its_users_gradient_every_step(spec_file):
+    # enc is only an output, so no kernel writes its gradient: the tie's sum copies, never piles up
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [4]}
+      label: {shape: [], dtype: int64}
+    modules:
+      enc: {op: linear, in: x, out_features: 3}
+      enc2: {op: linear, in: x, out_features: 3, share: enc}
+    losses:
+      ce: {op: cross_entropy, in: [enc2, label]}
+    outputs: [enc, enc2]
+    """
+    plan = netc.load(spec_file(text)).compile(batch=3)
+    assert "enc" not in {s.module for s in plan.backward_steps}
+    ex = Executor(plan, 3, dtype=np.float64, seed=1)
+    feed = random_inputs(plan, 3, seed=2)
+    w, b = (torch.tensor(ex.param(k).copy(), requires_grad=True) for k in ("enc.w", "enc.b"))
+    F.cross_entropy(F.linear(torch.from_numpy(feed["x"]), w, b), torch.from_numpy(feed["label"])).backward()
+    for _ in range(2):
+        ex.forward(feed)
+        ex.backward()
+        np.testing.assert_allclose(ex.grad("enc.w"), w.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(ex.grad("enc.b"), b.grad.numpy(), rtol=1e-12)
