@@ -161,11 +161,10 @@ def folded_numel(plan: Plan) -> int:
     """Elements of the weights and biases an inference plan folds batchnorm into (one copy of
     each folding producer's weight and a bias per output channel; the plan's own parameters
     stay as they are, so weights load and save unchanged)."""
-    shapes = {p.name: p.shape for p in plan.params}
     n = 0
     for s in plan.steps:
         if s.fold:
-            w = shapes[f"{s.module}.w"]
+            w = plan.param_info(f"{s.module}.w").shape  # a tied weight: its owner's shape
             n += math.prod(w) + w[0]
     return n
 
@@ -188,6 +187,8 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
     train = _layout(plan, steps, batch, fb) if training else {"offsets": {}, "bytes": 0, "lower_bound": 0}
     params = sum(p.numel for p in plan.params) * fb
     grads = sum(p.numel for p in plan.params if p.trainable) * fb if training else 0
+    # one gradient slot per use of a shared parameter, summed into the owner's (compiler.plan)
+    tied = plan.tied_grad_elements * fb if training else 0
     opt = grads * OPTIMIZER_SLOTS[optimizer]
     saved: set[str] = set()
     for s in steps:
@@ -208,6 +209,7 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         "optimizer": optimizer,
         "params_bytes": params,
         "grads_bytes": grads,
+        "tied_grads_bytes": tied,
         "optimizer_bytes": opt,
         "activations_bytes": activations,
         "workspace_bytes": ws,
@@ -217,7 +219,7 @@ def assign_memory(plan: Plan, batch: int, optimizer: str | None = None, float_by
         "training_lower_bound_bytes": train["lower_bound"],
         "folded_params_bytes": folded,
         "inference_peak_bytes": params + folded + infer["bytes"] + ws_inf,
-        "training_peak_bytes": params + grads + opt + train["bytes"] + ws if training else 0,
+        "training_peak_bytes": params + grads + tied + opt + train["bytes"] + ws if training else 0,
     }
     memory = {
         "ledger": ledger,

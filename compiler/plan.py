@@ -11,6 +11,13 @@ topological order. A tensor read by several modules receives the sum of
 their gradients: the first backward step to reach it (in backward order)
 writes its gradient, later ones accumulate (``accumulate[i]``), so fan-out
 needs no extra buffer and no zeroing pass.
+
+Tied weights (``share:``, compiler.ties): a sharing module's step names its own parameters
+("dec.w"), and ``Plan.ties`` maps each to the owner's ``ParamInfo`` ("emb.w"), the only one in
+``params``: counted, initialized, optimized and checkpointed once. Each trainable use gets a
+slot of its own in the tied-gradient buffer (``Tie.grad_offset``), written by its backward step
+like any weight gradient; after the backward pass the runtime adds every slot into the owner's
+gradient, which then holds the sum over all users (ledger: ``tied_grads_bytes``).
 """
 
 from __future__ import annotations
@@ -81,6 +88,17 @@ class ParamInfo:
 
 
 @dataclass
+class Tie:
+    """A parameter a module uses but does not own (``share:``)."""
+
+    name: str  # "<module>.<param>": the sharing module's own name for it
+    module: str
+    owner: str  # the owner's ParamInfo name (the root of a chain of shares)
+    grad_offset: int | None  # element offset in the tied-gradient buffer (None: owner frozen)
+    numel: int
+
+
+@dataclass
 class Step:
     kind: str  # forward | backward
     module: str
@@ -135,6 +153,7 @@ class Plan:
     fused: bool = False  # the fusion pass ran with its patterns on (off: NETC_FUSE=0)
     aliases: dict[str, str] = field(default_factory=dict)  # tensor -> tensor whose buffer it uses
     fusion: list[dict[str, Any]] = field(default_factory=list)  # the fusion pass's decisions
+    ties: list[Tie] = field(default_factory=list)  # parameters used but not owned (share:)
 
     # -- views ------------------------------------------------------------
     @property
@@ -174,6 +193,20 @@ class Plan:
         return sum(p.numel for p in self.params)
 
     @property
+    def tied_grad_elements(self) -> int:
+        """Length of the tied-gradient buffer: one slot per trainable use of a shared parameter."""
+        return sum(t.numel for t in self.ties if t.grad_offset is not None)
+
+    def param_info(self, name: str) -> ParamInfo:
+        """The ParamInfo a step's parameter name stands for: its own, or its owner's when tied."""
+        owner = next((t.owner for t in self.ties if t.name == name), name)
+        return next(p for p in self.params if p.name == owner)
+
+    def tie(self, name: str) -> Tie | None:
+        """The tie of a sharing parameter name, None for an owned one."""
+        return next((t for t in self.ties if t.name == name), None)
+
+    @property
     def forward_flops(self) -> int:
         return sum(r.forward_flops for r in self.modules)
 
@@ -206,6 +239,7 @@ class Plan:
         d["params"] = [ParamInfo(**p) for p in d["params"]]
         d["steps"] = [Step(**s) for s in d["steps"]]
         d["modules"] = [ModuleRow(**r) for r in d["modules"]]
+        d["ties"] = [Tie(**t) for t in d.get("ties", [])]
         return cls(**d)
 
     @classmethod
@@ -224,13 +258,17 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False
     graph = shaped.graph
     tensors = _tensors(shaped)
     params = _params(shaped)
-    by_module: dict[str, list[ParamInfo]] = {}
+    ties = _ties(shaped, params)
+    by_module: dict[str, list[ParamInfo]] = {}  # owned parameters (the counts)
     for p in params:
         by_module.setdefault(p.module, []).append(p)
+    # every parameter a module's steps use, owned or tied, in the op's order
+    used = {m: [f"{m}.{p.name}" for p in ps] for m, ps in shaped.params.items()}
+    trainable = {p.name: p.trainable for p in params} | {t.name: t.grad_offset is not None for t in ties}
     # The step phases add tensors (saved ones, then gradients) in the order they meet them,
     # and that order is the plan's tensor table, so its JSON: keep them in this order.
-    forward = _forward_steps(shaped, by_module, tensors)
-    requires = _requires_grad(shaped, by_module, input_grads)
+    forward = _forward_steps(shaped, used, tensors)
+    requires = _requires_grad(shaped, used, trainable, input_grads)
     backward = _backward_steps(shaped, forward, requires, _reaches_loss(shaped), tensors)
     return Plan(
         name=graph.net.name,
@@ -243,6 +281,7 @@ def build_plan(shaped: Shaped, optimizer: str = "sgd", input_grads: bool = False
         modules=_module_rows(shaped, by_module, {s.module for s in backward}),
         clusters=dict(graph.net.clusters),
         optimizer=optimizer,
+        ties=ties,
     )
 
 
@@ -274,6 +313,8 @@ def _params(shaped: Shaped) -> list[ParamInfo]:
     offset = goffset = 0
     for m in shaped.graph.order:
         for p in shaped.params[m.name]:
+            if f"{m.name}.{p.name}" in shaped.ties:
+                continue  # the owner's (a Tie)
             trainable = p.trainable and m.trainable
             params.append(
                 ParamInfo(
@@ -296,14 +337,27 @@ def _params(shaped: Shaped) -> list[ParamInfo]:
     return params
 
 
+def _ties(shaped: Shaped, params: list[ParamInfo]) -> list[Tie]:
+    """The tie of every sharing parameter, in network order; a trainable owner gives each use a
+    gradient slot of its own in the tied-gradient buffer."""
+    info = {p.name: p for p in params}
+    ties: list[Tie] = []
+    offset = 0
+    for name, owner in shaped.ties.items():
+        p = info[owner]
+        ties.append(Tie(name, name.rpartition(".")[0], owner, offset if p.trainable else None, p.numel))
+        offset += p.numel if p.trainable else 0
+    return ties
+
+
 def _requires_grad(
-    shaped: Shaped, by_module: dict[str, list[ParamInfo]], input_grads: bool
+    shaped: Shaped, used: dict[str, list[str]], trainable: dict[str, bool], input_grads: bool
 ) -> dict[str, bool]:
     """Tensor -> whether it requires grad (see the module docstring)."""
     graph, net = shaped.graph, shaped.graph.net
     requires = {n: input_grads and spec.get("dtype", "float32") != "int64" for n, spec in net.inputs.items()}
     for m in graph.order:
-        own = any(p.trainable for p in by_module.get(m.name, []))
+        own = any(trainable[n] for n in used.get(m.name, []))
         requires[m.name] = own or any(requires[i] for i in m.inputs)
     return requires
 
@@ -329,9 +383,7 @@ def _reaches_loss(shaped: Shaped) -> dict[str, bool]:
     return reaches
 
 
-def _forward_steps(
-    shaped: Shaped, by_module: dict[str, list[ParamInfo]], tensors: dict[str, Tensor]
-) -> list[Step]:
+def _forward_steps(shaped: Shaped, used: dict[str, list[str]], tensors: dict[str, Tensor]) -> list[Step]:
     """One forward step per module in topological order; adds each one's saved tensors."""
     types = shaped.types
     forward: list[Step] = []
@@ -357,7 +409,7 @@ def _forward_steps(
                 attrs=m.attrs,
                 inputs=list(m.inputs),
                 output=m.name,
-                params=[p.name for p in by_module.get(m.name, [])],
+                params=list(used.get(m.name, [])),
                 saved=saved,
                 weight=m.weight,
             )

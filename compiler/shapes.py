@@ -3,19 +3,21 @@
 Runs each op contract's shape rule in topological order. A failing rule
 becomes a SpecError naming the module, its place in the file and both
 shapes; modules downstream of a failure are skipped, so independent errors
-are all reported in one run.
+are all reported in one run. Then every ``share:`` is checked against the
+parameters' shapes and resolved to its owner (compiler.ties, ``Shaped.ties``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..spec.errors import Diagnostic, SpecError, pointer
 from ..spec.expand import Module
 from .graph import Graph
 from .ops import OPS
 from .ops.base import Param, ShapeError, TensorType
+from .ties import resolve as resolve_ties
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Shaped:
     types: dict[str, TensorType]  # tensor name (input or module) -> type
     params: dict[str, list[Param]]  # module -> its parameters
     flops: dict[str, tuple[int, int]]  # module -> (forward, backward) per sample
+    ties: dict[str, str] = field(default_factory=dict)  # sharing parameter -> its owner (compiler.ties)
 
 
 def _in_ptr(m: Module, i: int) -> str:
@@ -116,5 +119,6 @@ def infer_shapes(graph: Graph) -> Shaped:
     if errors:
         # The warnings go along: a linear given [N, C, H, W] explains the error at the loss.
         raise SpecError(advised + errors)
+    ties = resolve_ties(graph.order, params)  # `share:` is checked against the parameters' shapes
     graph.warnings.extend(advised)
-    return Shaped(graph, types, params, flops)
+    return Shaped(graph, types, params, flops, ties)

@@ -45,6 +45,7 @@ from ..compiler.plan import OPTIMIZER_SLOTS, Plan, Step
 from .binding import Binding, State, Thunk, nothing
 from .init import initialize
 from .kernels import _epilogue, _fold, kernel_module
+from .tied import tied_pairs, with_sums_cpu
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -122,6 +123,10 @@ class PlanRunner:
     _views: dict[str, Any]
     _forward: list[Thunk]
     _backward: list[Thunk]
+    n_tied: int
+    tied_grads: Any
+    #: the last backward thunk followed by the tied gradients' sums (``runtime.tied``)
+    _with_tied_sums: Callable[[Thunk, list[tuple[Any, Any, bool]]], Thunk]
 
     def _setup(self, plan: Plan, batch: int, dtype: Any, optimizer: str | None) -> tuple[int, int, int]:
         """Plan the memory; returns (parameter count, gradient count, optimizer slots)."""
@@ -141,6 +146,7 @@ class PlanRunner:
         self._fused_in_kernel: set[str] = set()
         n_params = sum(p.numel for p in self.plan.params)
         n_grads = 0 if self.inference else sum(p.numel for p in self.plan.params if p.trainable)
+        self.n_tied = 0 if self.inference else self.plan.tied_grad_elements  # runtime.tied
         return n_params, n_grads, OPTIMIZER_SLOTS[opt]
 
     @property
@@ -154,7 +160,8 @@ class PlanRunner:
         led = self.plan.memory["ledger"]
         self.allocated_bytes = (
             self.params.nbytes + self.grads.nbytes + self.opt_state.nbytes + self.arena.nbytes
-            + self.folded.nbytes + (self.workspace.nbytes if led["workspace_bytes"] else 0)
+            + self.folded.nbytes + self.tied_grads.nbytes
+            + (self.workspace.nbytes if led["workspace_bytes"] else 0)
         )  # fmt: skip
 
     def view(self, name: str) -> Any:
@@ -217,6 +224,9 @@ class PlanRunner:
             if s.module in back:
                 bwd_thunks[s.module] = bwd
         self._backward = [bwd_thunks[s.module] for s in self.plan.backward_steps]
+        if self._backward and self.n_tied:  # shared parameters: sum the users' gradients last
+            pairs = tied_pairs(self.plan, self.grads, self.tied_grads)
+            self._backward[-1] = self._with_tied_sums(self._backward[-1], pairs)
         self._bindings, self._fused_in_kernel = bindings, in_kernel
         return bindings
 
@@ -327,6 +337,7 @@ class Executor(PlanRunner):
         led = self.plan.memory["ledger"]
         self.params = np.zeros(n_params, self.dtype)
         self.grads = np.zeros(n_grads, self.dtype)
+        self.tied_grads = np.zeros(self.n_tied, self.dtype)  # each use of a shared parameter
         self.opt_state = np.zeros((slots, n_grads), self.dtype)
         self.arena = _aligned(self.arena_bytes)
         self.workspace = _aligned(max(led["workspace_bytes"], ALIGN))
@@ -469,12 +480,20 @@ class Executor(PlanRunner):
         whole(True, True)
         return self._update(update)
 
+    _with_tied_sums = staticmethod(with_sums_cpu)
+
     def param(self, name: str) -> np.ndarray:
-        p = next(q for q in self.plan.params if q.name == name)
+        """A parameter's view (a tied name gives its owner's)."""
+        p = self.plan.param_info(name)
         return self.params[p.offset : p.offset + p.numel].reshape(p.shape)
 
     def grad(self, name: str) -> np.ndarray | None:
-        p = next(q for q in self.plan.params if q.name == name)
+        """A parameter's gradient; a tied name gives its own use's slot (``runtime.tied``)."""
+        p, t = self.plan.param_info(name), self.plan.tie(name)
+        if t is not None:
+            if t.grad_offset is None or not self.n_tied:
+                return None
+            return self.tied_grads[t.grad_offset : t.grad_offset + t.numel].reshape(p.shape)
         if p.grad_offset is None:
             return None
         return self.grads[p.grad_offset : p.grad_offset + p.numel].reshape(p.shape)

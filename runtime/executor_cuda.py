@@ -31,6 +31,7 @@ from .binding import Thunk
 from .executor import PlanRunner
 from .init import initialize
 from .kernels.cuda_core import Reducer, grid_1d, zero
+from .tied import with_sums_cuda
 
 
 def ops_without_cuda(plan: Plan) -> list[tuple[str, str]]:
@@ -73,13 +74,14 @@ class CudaExecutor(PlanRunner):
         initialize(self.plan, self.host_params, seed)
         self.params = cuda.to_device(self.host_params)
         self.grads = cuda.device_array(n_grads, self.dtype)
+        self.tied_grads = cuda.device_array(self.n_tied, self.dtype)  # each use of a shared parameter
         self.opt_state = cuda.device_array((slots, n_grads), self.dtype)
         self.arena = cuda.device_array(self.arena_bytes, np.uint8)
         self.workspace = cuda.device_array(max(led["workspace_bytes"], ALIGN), np.uint8)
         self.folded = cuda.device_array(folded_numel(self.plan), self.dtype)
         # Zeroed like the CPU executor's buffers: optimizer state must start at 0, and a gradient or
         # activation nobody writes must read as 0, not as the previous tenant's bytes.
-        for buf in (self.grads, self.opt_state, self.arena, self.workspace):
+        for buf in (self.grads, self.tied_grads, self.opt_state, self.arena, self.workspace):
             zero(buf)
         self._count_allocated()
         self.state.seed[0] = seed
@@ -92,17 +94,21 @@ class CudaExecutor(PlanRunner):
         """A host copy of a tensor."""
         return self.view(name).copy_to_host()
 
-    def _param(self, name: str) -> Any:
-        return next(q for q in self.plan.params if q.name == name)
+    _with_tied_sums = staticmethod(with_sums_cuda)
 
     def param_view(self, name: str) -> Any:
-        """The device view of a parameter in the flat buffer."""
-        p = self._param(name)
+        """The device view of a parameter in the flat buffer (a tied name gives its owner's)."""
+        p = self.plan.param_info(name)
         return self.params[p.offset : p.offset + p.numel].reshape(p.shape)
 
     def grad_view(self, name: str) -> Any:
-        """The device view of a parameter's gradient (None when frozen)."""
-        p = self._param(name)
+        """The device view of a parameter's gradient (None when frozen); a tied name gives its own
+        use's slot (``runtime.tied``)."""
+        p, t = self.plan.param_info(name), self.plan.tie(name)
+        if t is not None:
+            if t.grad_offset is None or not self.n_tied:
+                return None
+            return self.tied_grads[t.grad_offset : t.grad_offset + t.numel].reshape(p.shape)
         if p.grad_offset is None:
             return None
         return self.grads[p.grad_offset : p.grad_offset + p.numel].reshape(p.shape)

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..compiler.ops import OPS
+from ..compiler.ops.base import Op
 from .errors import Diagnostic, Location, SpecError, did_you_mean, pointer
 from .load import MAX_INT, Document
 from .schema import ARG
 from .validate import Spec, _describe, _diag, check_attributes
 
-COMMON_KEYS = ("op", "in", "doc", "trainable", "lr_mult", "name", "weight")
-INSTANCE_KEYS = ("block", "in", "repeat", "doc", "name")
+COMMON_KEYS = ("op", "in", "doc", "trainable", "lr_mult", "name", "weight", "share")
+INSTANCE_KEYS = ("block", "in", "repeat", "doc", "name", "share")
 # Bounds on what a short spec can ask for. Each is checked before the work it guards:
 # `repeat: 99999` three blocks deep would make 10^15 modules, and a chain of blocks nested
 # hundreds deep or a 1,000-term `$c + $c + ...` would exhaust Python's stack.
@@ -51,6 +52,11 @@ class Module:
     trainable: bool = True
     lr_mult: float = 1.0
     note: str = ""
+    # tied weights (compiler.ties): a module name, or param -> "module.param"; None: its own
+    share: str | dict[str, str] | None = None
+    # where `share` was written: the module's own key, or the block instance it inherits it from
+    share_at: tuple[Document, str] | None = None
+    share_inherited: bool = False  # from `share:` on an enclosing block instance
 
     def where(self, sub: str = "", key: bool = False) -> Location:
         return self.doc.where(self.ptr + sub, key=key)
@@ -109,6 +115,8 @@ class _Expander:
         # pointer -> where the argument substituted there was given, for the module being
         # expanded: an attribute error then names the value's place, not only the block's
         self.given: dict[str, str] = {}
+        # block instances with `share:` being expanded: (name prefix, the twin's prefix, doc, pointer)
+        self.twins: list[tuple[str, str, Document, str]] = []
 
     # -- references -------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -145,6 +153,8 @@ class _Expander:
                 if raw is None or not self.names_after_substitution(raw, doc, ptr):
                     self.failed.add(prefix + name)
                     continue
+            if prefix and raw.get("share") is not None:
+                raw = {**raw, "share": _qualify_share(raw["share"], prefix, local)}
             ins = raw.get("in")
             refs = [ins] if isinstance(ins, str) else list(ins or [])
             qualified = []
@@ -420,6 +430,8 @@ class _Expander:
             rep = f"{name}.{i}" if repeat > 1 else name
             self.clusters[rep] = bname
             note = f"instance '{rep}' of block '{bname}'"
+            if raw.get("share") is not None:  # its twin's copy i: `share: left` -> left.2.conv
+                self.twins.append((rep + ".", raw["share"] + rep[len(name) :] + ".", doc, ptr + "/share"))
             self.scope(
                 body["modules"],
                 bdoc,
@@ -431,6 +443,8 @@ class _Expander:
                 (*blocks, rep),
                 note,
             )
+            if raw.get("share") is not None:
+                self.twins.pop()
             self.aliases[rep] = f"{rep}.{out_local}"
             cur = [f"{rep}.{out_local}"]
         if repeat > 1:
@@ -474,6 +488,12 @@ class _Expander:
                 self.failed.add(name)
                 return
         attrs = OPS[op].fill_defaults({k: v for k, v in raw.items() if k not in COMMON_KEYS})
+        share, share_at, inherited = raw.get("share"), (doc, ptr + "/share"), False
+        if share is None:  # inside a block instance that shares its twin's parameters
+            twin = next((t for t in reversed(self.twins) if name.startswith(t[0])), None)
+            # (an op without parameters, a relu of the block, has nothing to share)
+            if twin is not None and type(OPS[op]).params is not Op.params:
+                share, share_at, inherited = twin[1] + name[len(twin[0]) :], (twin[2], twin[3]), True
         self.modules.append(
             Module(
                 name=name,
@@ -488,6 +508,9 @@ class _Expander:
                 trainable=bool(raw.get("trainable", True)),
                 lr_mult=float(raw.get("lr_mult", 1.0)),
                 note=note,
+                share=share,
+                share_at=share_at if share is not None else None,
+                share_inherited=inherited,
             )
         )
 
@@ -562,6 +585,21 @@ def _arith(text: str, env: dict[str, Any]) -> int | float:
     for op, v in zip(signs, terms[1:], strict=True):
         out = apply(op, out, v)
     return int(out) if isinstance(out, float) and out.is_integer() else out
+
+
+def _qualify_share(share: Any, prefix: str, local: set[str]) -> Any:
+    """A `share:` written inside a block: a name of the block's own modules means this copy's
+    module (prefixed); any other name is a module of the flattened network (e.g. an embedding
+    outside the block)."""
+
+    def one(ref: Any) -> Any:
+        if not isinstance(ref, str):
+            return ref
+        return prefix + ref if ref.split(".", 1)[0] in local else ref
+
+    if isinstance(share, dict):
+        return {k: one(v) for k, v in share.items()}
+    return one(share)
 
 
 def _parts(ptr: str) -> list[str | int]:

@@ -38,6 +38,7 @@ _COMMON = {
         "description": "false freezes this module's parameters",
     },
     "lr_mult": {"type": "number", "minimum": 0, "default": 1.0, "description": "learning-rate multiplier"},
+    "share": {"$ref": "#/$defs/share"},
 }
 _LOSS_COMMON = {
     "in": _COMMON["in"],
@@ -320,12 +321,30 @@ def build_schema() -> dict[str, Any]:
             },
             ["shape"],
         ),
+        "share": {
+            "description": "tied weights: the parameters of another module of the same op and shapes "
+            "(a module name), or some of them, one by one ({w: emb.w}); gradients of all users are summed",
+            "oneOf": [
+                {"$ref": "#/$defs/ref"},
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "propertyNames": {"pattern": NAME},
+                    "additionalProperties": {"$ref": "#/$defs/ref"},
+                },
+            ],
+        },
         "block_instance": {
             "type": "object",
             "required": ["block"],
             "properties": {
                 "block": {"$ref": "#/$defs/name"},
                 "in": {"$ref": "#/$defs/refs"},
+                "share": {
+                    "$ref": "#/$defs/ref",
+                    "description": "an instance of the same block whose parameters every module of this one "
+                    "shares (a siamese twin)",
+                },
                 "repeat": {"type": "integer", "minimum": 1, "default": 1},
                 "doc": {"type": "string"},
                 "name": {"$ref": "#/$defs/name"},

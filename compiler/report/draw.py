@@ -55,6 +55,7 @@ FAMILY_COLORS = {
 INPUT_COLOR = "#d0ebff"
 LOSS_COLOR = FAMILY_COLORS["loss"]
 BLOCK_COLOR = "#dee2e6"
+TIE_COLOR = "#c2255c"  # the dashed edge of a shared parameter (share:)
 CLUSTER_FILLS = ("#f8f9fa", "#eef1f4", "#e4e8ec")  # by nesting depth
 
 
@@ -162,6 +163,7 @@ class _Group:
 def _module_node(plan: Plan, row: ModuleRow, outputs: set[str]) -> str:
     lines = _wrap(f"{row.op} {row.describe}".strip())
     small = [_params_text(row.params, row.trainable_params, row.buffers)]
+    small += [f"shares {', '.join(ps)} of {m}" for m, ps in _shared(plan, row.name).items()]
     kw: dict[str, Any]
     if row.is_loss:
         weight = plan.losses.get(row.name, 1.0)
@@ -205,6 +207,30 @@ def _edges(plan: Plan, rep: dict[str, str]) -> list[str]:
             label = " " + _tensor_shape(plan, src_tensor) + " "
             out.append(f"{_q(src)} -> {_q(dst)} {_attrs(label=label)};")
     return out
+
+
+def _shared(plan: Plan, module: str) -> dict[str, list[str]]:
+    """Owner module -> the parameters (owner's names) ``module`` uses from it (``share:``)."""
+    out: dict[str, list[str]] = {}
+    for t in plan.ties:
+        if t.module == module:
+            owner, _, name = t.owner.rpartition(".")
+            out.setdefault(owner, []).append(name)
+    return out
+
+
+def _tie_edges(plan: Plan, rep: dict[str, str]) -> list[str]:
+    """A dashed edge from each owner of shared parameters to each module that uses them, labelled
+    with the parameters; it does not move the layout (``constraint=false``)."""
+    out = []
+    for row in plan.modules:
+        for owner, names in _shared(plan, row.name).items():
+            src, dst = rep.get(owner, owner), rep.get(row.name, row.name)
+            if src != dst:
+                label = f" shares {', '.join(names)} "
+                kw = {"style": "dashed", "color": TIE_COLOR, "fontcolor": TIE_COLOR, "arrowhead": "odot"}
+                out.append(f"{_q(src)} -> {_q(dst)} {_attrs(label=label, constraint='false', **kw)};")
+    return list(dict.fromkeys(out))
 
 
 def _default(kind: str, **kv: Any) -> str:
@@ -262,7 +288,7 @@ def to_dot(plan: Plan, collapse: bool = False) -> str:
                 g = g.children[inst]
             g.items.append(("module", row))
         lines += _group_body(plan, root, outputs, "  ")
-        lines += ["  " + e for e in _edges(plan, {})]
+        lines += ["  " + e for e in [*_edges(plan, {}), *_tie_edges(plan, {})]]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -338,7 +364,7 @@ def _collapsed_body(plan: Plan, outputs: set[str]) -> list[str]:
         if any(r.name in outputs for r in rows):
             kw.update(penwidth="2.5", peripheries="2")
         out.append(f"  {_q(inst)} {_attrs(label=label, **kw)};")
-    out += ["  " + e for e in _edges(plan, rep)]
+    out += ["  " + e for e in [*_edges(plan, rep), *_tie_edges(plan, rep)]]
     return out
 
 

@@ -24,6 +24,8 @@ def expanded_dict(net: Network) -> dict[str, Any]:
                 body["trainable"] = False
             if m.lr_mult != 1.0:
                 body["lr_mult"] = m.lr_mult
+            if m.share is not None:  # a block instance's share is spelt out per module
+                body["share"] = m.share
             modules[m.name] = body
     out: dict[str, Any] = {"netc": 1, "name": net.name, "inputs": net.inputs, "modules": modules}
     if losses:

@@ -135,6 +135,10 @@ def summary_table(plan: Plan) -> str:
             f"FLOPs/batch   {human_count(plan.forward_flops * b)} forward · "
             f"{human_count((plan.forward_flops + plan.backward_flops) * b)} training step (batch {b})"
         )
+    if plan.ties:  # a sharing module's row counts none of them: its owner's row counts them once
+        out.append(rule)
+        out.append("shared parameters (share:, counted once, at the owner; gradients summed):")
+        out.extend(f"  {t.name} = {t.owner}" for t in plan.ties)
     if plan.fusion:
         out.append(rule)
         out.append(f"fused ({plan.mode} plan; NETC_FUSE=0 turns it off):")
@@ -150,6 +154,7 @@ def summary_table(plan: Plan) -> str:
         items = [
             ("parameters", m["params_bytes"]),
             ("gradients", m["grads_bytes"]),
+            *([("tied gradients", m["tied_grads_bytes"])] if m.get("tied_grads_bytes") else []),
             ("optimizer state", m["optimizer_bytes"]),
             ("saved activations", m["activations_bytes"]),
             ("workspace", m["workspace_bytes"]),

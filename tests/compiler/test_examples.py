@@ -302,6 +302,39 @@ def multitask(t: Twin) -> Forward:
     return forward
 
 
+def siamese(t: Twin) -> Forward:
+    # One trunk's layers called on both halves: the conv and linear modules are shared objects
+    # (tied weights), the parameter-free ones each branch's own.
+    conv1, conv2, fc = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1), nn.Linear(336, 64)
+
+    def trunk(p: str) -> Fn:
+        return t.seq(
+            (f"{p}.conv1", conv1),
+            (f"{p}.act1", nn.ReLU()),
+            (f"{p}.pool1", nn.MaxPool2d(2)),
+            (f"{p}.conv2", conv2),
+            (f"{p}.act2", nn.ReLU()),
+            (f"{p}.pool2", nn.MaxPool2d(2)),
+            (f"{p}.flat", nn.Flatten()),
+            (f"{p}.fc", fc),
+            (f"{p}.out", nn.ReLU()),
+        )
+
+    left, right = trunk("left"), trunk("right")
+    head = t.seq(("logits", nn.Linear(128, 10)))
+
+    def forward(inputs: dict[str, torch.Tensor]) -> None:
+        rows = t.rec("rows", inputs["image"].reshape(-1, 28, 2, 14))
+        halves = []
+        for side, branch in (("left", left), ("right", right)):
+            half = t.rec(f"{side}_rows", rows[:, :, 1 if side == "right" else 0])
+            halves.append(branch(t.rec(f"{side}_px", half.reshape(-1, 1, 28, 14))))
+        both = t.rec("both", torch.cat(halves, dim=1))
+        t.rec("ce", F.cross_entropy(head(both), inputs["label"]))
+
+    return forward
+
+
 TWINS: dict[str, Callable[[Twin], Forward]] = {
     f.__name__: f
     for f in [
@@ -316,6 +349,7 @@ TWINS: dict[str, Callable[[Twin], Forward]] = {
         vit_tiny,
         transformer_encoder,
         multitask,
+        siamese,
     ]
 }
 

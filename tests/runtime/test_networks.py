@@ -47,6 +47,7 @@ CASES: dict[str, tuple[int, Any, tuple[str, ...]]] = {
     "digits_mlp": (6, np.float64, BOTH),
     "lenet5": (3, np.float64, BOTH),
     "multitask": (6, np.float64, BOTH),
+    "siamese": (2, np.float64, BOTH),  # tied weights: each shared gradient is the sum of both halves
     "transformer_encoder": (3, np.float64, BOTH),
     "vit_tiny": (3, np.float64, BOTH),
     "resnet18": (2, np.float64, BOTH),
