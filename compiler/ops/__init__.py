@@ -70,6 +70,9 @@ NAMES = (
     "maxpool1d",
     "avgpool1d",
     "global_maxpool",
+    "rnn",
+    "lstm",
+    "gru",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
