@@ -23,6 +23,8 @@ pointwise math as small kernels per step.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -36,75 +38,84 @@ RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
 
 
-@njit(cache=True, inline="always")
-def _sig(a):
-    return 1.0 / (1.0 + np.exp(-a))
+# The unit functions are plain Python, compiled for the CPU (njit) and the GPU (cuda device
+# functions, ``_recurrent_cuda``); a sigmoid is written out as 1 / (1 + exp(-a)) in them.
+def unit_forward(cell, p, r, hprev, cprev, g, h, n, j):
+    """Unit j of row n of one step: p, r the input and recurrent pre-activations [N, gH];
+    hprev/cprev [N, H] the previous states (cprev: lstm); g [N, S·H] what backward needs; h [N, H]
+    the output."""
+    hs = h.shape[1]
+    if cell == LSTM:
+        i = 1.0 / (1.0 + math.exp(-(p[n, j] + r[n, j])))
+        f = 1.0 / (1.0 + math.exp(-(p[n, hs + j] + r[n, hs + j])))
+        gg = math.tanh(p[n, 2 * hs + j] + r[n, 2 * hs + j])
+        o = 1.0 / (1.0 + math.exp(-(p[n, 3 * hs + j] + r[n, 3 * hs + j])))
+        c = f * cprev[n, j] + i * gg
+        g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j], g[n, 4 * hs + j] = i, f, gg, o, c
+        h[n, j] = o * math.tanh(c)
+    elif cell == GRU:
+        rr = 1.0 / (1.0 + math.exp(-(p[n, j] + r[n, j])))
+        z = 1.0 / (1.0 + math.exp(-(p[n, hs + j] + r[n, hs + j])))
+        hn = r[n, 2 * hs + j]
+        nn = math.tanh(p[n, 2 * hs + j] + rr * hn)
+        g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j] = rr, z, nn, hn
+        h[n, j] = (1.0 - z) * nn + z * hprev[n, j]
+    else:
+        a = p[n, j] + r[n, j]
+        v = math.tanh(a) if cell == RNN_TANH else max(a, 0.0)
+        g[n, j] = v
+        h[n, j] = v
+
+
+def unit_backward(cell, g, hprev, cprev, dout, dh, dc, dp, dr, n, j):
+    """Unit j of row n backward: dout [N, H] the gradient reaching h_t from above; dh, dc [N, H]
+    the carries from step t+1, replaced by the direct part of the carry to step t-1 (gru's z⊙dh,
+    lstm's f⊙dc); dp, dr [N, gH] the gradients of the input and recurrent pre-activations."""
+    hs = dh.shape[1]
+    d = dout[n, j] + dh[n, j]
+    if cell == LSTM:
+        i, f, gg, o, c = g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j], g[n, 4 * hs + j]
+        tc = math.tanh(c)
+        dcc = d * o * (1.0 - tc * tc) + dc[n, j]
+        dp[n, j] = dr[n, j] = dcc * gg * i * (1.0 - i)
+        dp[n, hs + j] = dr[n, hs + j] = dcc * cprev[n, j] * f * (1.0 - f)
+        dp[n, 2 * hs + j] = dr[n, 2 * hs + j] = dcc * i * (1.0 - gg * gg)
+        dp[n, 3 * hs + j] = dr[n, 3 * hs + j] = d * tc * o * (1.0 - o)
+        dc[n, j] = dcc * f
+        dh[n, j] = 0.0
+    elif cell == GRU:
+        rr, z, nn, hn = g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j]
+        dn = d * (1.0 - z) * (1.0 - nn * nn)
+        dz = d * (hprev[n, j] - nn) * z * (1.0 - z)
+        drr = dn * hn * rr * (1.0 - rr)
+        dp[n, j], dp[n, hs + j], dp[n, 2 * hs + j] = drr, dz, dn
+        dr[n, j], dr[n, hs + j], dr[n, 2 * hs + j] = drr, dz, dn * rr
+        dh[n, j] = d * z
+    else:
+        v = g[n, j]
+        da = d * (1.0 - v * v) if cell == RNN_TANH else (d if v > 0 else 0.0)
+        dp[n, j] = dr[n, j] = da
+        dh[n, j] = 0.0
+
+
+_unit_forward = njit(cache=True, inline="always")(unit_forward)
+_unit_backward = njit(cache=True, inline="always")(unit_backward)
 
 
 @njit(cache=True)
 def cell_forward(cell, p, r, hprev, cprev, g, h):
-    # one step for N rows: p, r the input and recurrent pre-activations [N, gH]; hprev/cprev
-    # [N, H] the previous states (cprev: lstm); g [N, S·H] what backward needs; h [N, H] the output
-    n_rows, hs = h.shape
-    for n in range(n_rows):
-        for j in range(hs):
-            if cell == LSTM:
-                i = _sig(p[n, j] + r[n, j])
-                f = _sig(p[n, hs + j] + r[n, hs + j])
-                gg = np.tanh(p[n, 2 * hs + j] + r[n, 2 * hs + j])
-                o = _sig(p[n, 3 * hs + j] + r[n, 3 * hs + j])
-                c = f * cprev[n, j] + i * gg
-                g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j], g[n, 4 * hs + j] = i, f, gg, o, c
-                h[n, j] = o * np.tanh(c)
-            elif cell == GRU:
-                rr = _sig(p[n, j] + r[n, j])
-                z = _sig(p[n, hs + j] + r[n, hs + j])
-                hn = r[n, 2 * hs + j]
-                nn = np.tanh(p[n, 2 * hs + j] + rr * hn)
-                g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j] = rr, z, nn, hn
-                h[n, j] = (1.0 - z) * nn + z * hprev[n, j]
-            else:
-                a = p[n, j] + r[n, j]
-                v = np.tanh(a) if cell == RNN_TANH else max(a, 0.0)
-                g[n, j] = v
-                h[n, j] = v
+    # one step for all N rows (unit_forward)
+    for n in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            _unit_forward(cell, p, r, hprev, cprev, g, h, n, j)
 
 
 @njit(cache=True)
 def cell_backward(cell, g, hprev, cprev, dout, dh, dc, dp, dr):
-    # dout [N, H] the gradient reaching h_t from above; dh, dc [N, H] the carries from step t+1
-    # (replaced by the direct part of the carry to step t-1: gru's z⊙dh, lstm's f⊙dc); dp, dr the
-    # gradients of the input and recurrent pre-activations
-    n_rows, hs = dh.shape
-    for n in range(n_rows):
-        for j in range(hs):
-            d = dout[n, j] + dh[n, j]
-            if cell == LSTM:
-                i, f, gg, o, c = g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j], g[n, 4 * hs + j]
-                tc = np.tanh(c)
-                dcc = d * o * (1.0 - tc * tc) + dc[n, j]
-                dp[n, j] = dcc * gg * i * (1.0 - i)
-                dp[n, hs + j] = dcc * cprev[n, j] * f * (1.0 - f)
-                dp[n, 2 * hs + j] = dcc * i * (1.0 - gg * gg)
-                dp[n, 3 * hs + j] = d * tc * o * (1.0 - o)
-                for q in range(4):
-                    dr[n, q * hs + j] = dp[n, q * hs + j]
-                dc[n, j] = dcc * f
-                dh[n, j] = 0.0
-            elif cell == GRU:
-                rr, z, nn, hn = g[n, j], g[n, hs + j], g[n, 2 * hs + j], g[n, 3 * hs + j]
-                dn = d * (1.0 - z) * (1.0 - nn * nn)
-                dz = d * (hprev[n, j] - nn) * z * (1.0 - z)
-                drr = dn * hn * rr * (1.0 - rr)
-                dp[n, j], dp[n, hs + j], dp[n, 2 * hs + j] = drr, dz, dn
-                dr[n, j], dr[n, hs + j], dr[n, 2 * hs + j] = drr, dz, dn * rr
-                dh[n, j] = d * z
-            else:
-                v = g[n, j]
-                da = d * (1.0 - v * v) if cell == RNN_TANH else (d if v > 0 else 0.0)
-                dp[n, j] = da
-                dr[n, j] = da
-                dh[n, j] = 0.0
+    # one step back for all N rows (unit_backward)
+    for n in range(dh.shape[0]):
+        for j in range(dh.shape[1]):
+            _unit_backward(cell, g, hprev, cprev, dout, dh, dc, dp, dr, n, j)
 
 
 @njit(cache=True)
