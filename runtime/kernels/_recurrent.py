@@ -17,8 +17,8 @@ over steps and directions into zeroed buffers. The workspace holds every buffer 
 Cells (``cell``): RNN_TANH, RNN_RELU, LSTM (gates i, f, g, o; saved i, f, g, o, c), GRU (gates r,
 z, n; saved r, z, n and W_hn h + b_hn). The parameter tuples hold one array per k.
 
-On the GPU (``bind_cuda``) the same products run through ``cuda_core.gemm`` with the cell's
-pointwise math as small kernels per step.
+On the GPU (``_recurrent_cuda``) the same schedule runs with ``cuda_core.gemm`` and the same unit
+functions compiled as device functions.
 """
 
 from __future__ import annotations
@@ -286,31 +286,47 @@ def backward_cpu(cell, x, h0, c0, dy, dx, dh0, dc0, seq, gates, mask, w_ih, w_hh
                         dyv[n, t, j] = g * mask[n, layer - 1, t, j] if drop else g
 
 
-def bind_cpu(b: Binding, cell: int) -> tuple[Thunk, Thunk]:
-    """The forward and backward launches of a recurrent module with the given cell."""
+def carve(b: Binding, cell: int) -> tuple:
+    """The workspace buffers (pbuf, rbuf, carry, zero, dybuf, dxin, xin; xin has no rows for one
+    layer), views of ``b.ws`` NumPy or device alike, in the order the contract counts them."""
     x, a = b.x[0], b.attrs
     n, t_len, _ = x.shape
     hs, layers, dirs = a["hidden_size"], a["num_layers"], 1 + a["bidirectional"]
-    gh, dtype = GATES[cell] * hs, x.dtype
+    gh = GATES[cell] * hs
+    ws = b.workspace(x.dtype, workspace_elements(GATES[cell], a, x.shape[1:], n))
+    sizes = [n * t_len * gh, n * gh, 2 * n * hs, n * hs, n * t_len * dirs * hs, n * t_len * dirs * hs]
+    ends = [int(e) for e in np.cumsum(sizes)]
+    return (
+        ws[: ends[0]].reshape(n * t_len, gh),
+        ws[ends[0] : ends[1]].reshape(n, gh),
+        ws[ends[1] : ends[2]],
+        ws[ends[2] : ends[3]].reshape(n, hs),  # the missing initial state
+        ws[ends[3] : ends[4]],
+        ws[ends[4] : ends[5]].reshape(n * t_len, dirs * hs),
+        ws[ends[5] : ends[5] + (n * t_len * dirs * hs if layers > 1 else 0)].reshape(-1, dirs * hs),
+    )
+
+
+def param_names(attrs: dict) -> list[str]:
+    """The suffixes of the parameters of each layer and direction k = l·D + d, in order."""
+    dirs = 1 + attrs["bidirectional"]
+    return [f"_l{layer}{sfx}" for layer in range(attrs["num_layers"]) for sfx in ("", "_reverse")[:dirs]]
+
+
+def bind_cpu(b: Binding, cell: int) -> tuple[Thunk, Thunk]:
+    """The forward and backward launches of a recurrent module with the given cell."""
+    x, a = b.x[0], b.attrs
+    dtype = x.dtype
     empty3 = np.zeros((0, 0, 0), dtype)
     h0 = b.x[1] if len(b.x) > 1 else empty3
     c0 = b.x[2] if len(b.x) > 2 else empty3
-    names = [f"_l{layer}{sfx}" for layer in range(layers) for sfx in ("", "_reverse")[:dirs]]
+    names = param_names(a)
     empty1 = np.zeros(0, dtype)
     w_ih = tuple(b.p["w_ih" + s] for s in names)
     w_hh = tuple(b.p["w_hh" + s] for s in names)
     b_ih = tuple(b.p.get("b_ih" + s, empty1) for s in names)
     b_hh = tuple(b.p.get("b_hh" + s, empty1) for s in names)
-    ws = b.workspace(dtype, workspace_elements(GATES[cell], a, x.shape[1:], n))
-    sizes = [n * t_len * gh, n * gh, 2 * n * hs, n * hs, n * t_len * dirs * hs, n * t_len * dirs * hs]
-    ends = np.cumsum(sizes)
-    pbuf = ws[: ends[0]].reshape(n * t_len, gh)
-    rbuf = ws[ends[0] : ends[1]].reshape(n, gh)
-    carry = ws[ends[1] : ends[2]]
-    zero = ws[ends[2] : ends[3]].reshape(n, hs)  # the missing initial state
-    dybuf = ws[ends[3] : ends[4]]
-    dxin = ws[ends[4] : ends[5]].reshape(n * t_len, dirs * hs)
-    xin = ws[ends[5] :].reshape(-1, dirs * hs) if layers > 1 else np.zeros((0, dirs * hs), dtype)
+    pbuf, rbuf, carry, zero, dybuf, dxin, xin = carve(b, cell)
     seq, gates = b.saved["seq"], b.saved["gates"]
     mask = b.saved.get("mask", np.zeros((0, 0, 0, 0), dtype))
     last = a["output"] == "last"

@@ -111,6 +111,18 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 _mix64_cuda = cuda.jit(device=True)(mix64)
 
 
+@cuda.jit(device=True)
+def stream_key_cuda(seed, index):
+    """``stream_key`` on the GPU."""
+    return _mix64_cuda(_mix64_cuda(np.uint64(seed) + _GAMMA) ^ (np.uint64(index) * _M2))
+
+
+@cuda.jit(device=True)
+def keep_cuda(key, i, threshold):
+    """``keep`` on the GPU."""
+    return (_mix64_cuda(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11) >= threshold
+
+
 @cuda.jit
 def forward_cuda(x, y, mask, threshold, scale, training, seed, index):
     # the CPU kernel's stream and test, per element: mask = scale where the top 53 bits of the
@@ -119,10 +131,9 @@ def forward_cuda(x, y, mask, threshold, scale, training, seed, index):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = x[i]
         return
-    key = _mix64_cuda(_mix64_cuda(np.uint64(seed) + _GAMMA) ^ (np.uint64(index) * _M2))
+    key = stream_key_cuda(seed, index)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        bits = _mix64_cuda(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11
-        m = scale if bits >= threshold else 0.0
+        m = scale if keep_cuda(key, i, threshold) else 0.0
         mask[i] = m
         # float64 product, rounded once, as on the CPU (the simulator's NumPy would keep a float32
         # x times a Python float in float32)

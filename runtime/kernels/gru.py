@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..binding import Binding, Thunk
-from . import _recurrent
+from . import _recurrent, _recurrent_cuda
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -11,4 +11,4 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
-    return _recurrent.bind_cuda(b, _recurrent.GRU)
+    return _recurrent_cuda.bind_cuda(b, _recurrent.GRU)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..binding import Binding, Thunk
-from . import _recurrent
+from . import _recurrent, _recurrent_cuda
 
 
 def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
@@ -13,4 +13,4 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 
 def bind_cuda(b: Binding) -> tuple[Thunk, Thunk]:
     cell = _recurrent.RNN_TANH if b.attrs["nonlinearity"] == "tanh" else _recurrent.RNN_RELU
-    return _recurrent.bind_cuda(b, cell)
+    return _recurrent_cuda.bind_cuda(b, cell)
