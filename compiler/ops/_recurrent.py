@@ -26,8 +26,9 @@ hidden and cell gradients carried back through time, and a zero initial state), 
 gradient of a layer's output and of its input) and, when L > 1, N·T·D·H (a layer's dropped input).
 
 FLOPs per sample, with P = Σ_l D·T·2·F_l·g·H (input projections) and R = L·D·T·2·H·g·H
-(recurrent products): forward P + R + L·D·T·H·(``cell_flops`` + 2·g with bias); backward 2·P +
-2·R (input, hidden and weight gradients) + L·D·T·H·(``cell_back_flops`` + 2·g with bias).
+(recurrent products): forward P + R + L·D·T·H·(the cell's forward FLOPs + 2·g with bias);
+backward 2·P + 2·R (input, hidden and weight gradients) + L·D·T·H·(the cell's backward FLOPs
++ 2·g with bias).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from .base import (
 )
 
 STATE = ("h0", "c0")  # the optional inputs after x, in order
+#: What the three ops share, appended to each op's docstring (docs/ops.md shows it with each)
+SHARED_DOC = (__doc__ or "").split("\n", 2)[2]
 
 
 class Recurrent(Op):

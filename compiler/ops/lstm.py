@@ -2,14 +2,13 @@
 
 i, f, g, o = σ, σ, tanh, σ of the four blocks of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh, in
 torch's gate order (g = 4; batch_first, no projections). Optional inputs h0 and c0 [N, L·D, H].
-Forward saves the activated gates and c_t per step (S = 5). Attributes, shapes, parameters, saved
-tensors, workspace and FLOPs: the shared recurrent contract (``_recurrent``). Cell FLOPs per
-hidden unit and step: forward 13, backward 20.
+Forward saves the activated gates and c_t per step (S = 5). The shared contract follows.
+Cell FLOPs per hidden unit and step: forward 13, backward 20.
 """
 
 from __future__ import annotations
 
-from ._recurrent import Recurrent
+from ._recurrent import SHARED_DOC, Recurrent
 
 
 class LSTM(Recurrent):
@@ -21,3 +20,4 @@ class LSTM(Recurrent):
 
 
 OP = LSTM()
+__doc__ = (__doc__ or "") + "\n" + SHARED_DOC  # the shared contract, in docs/ops.md too

@@ -1,7 +1,6 @@
 """rnn: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), act tanh or relu, as torch.nn.RNN (batch_first).
 
-One gate (g = 1); forward saves h_t per step (S = 1). Attributes, shapes, parameters, saved
-tensors, workspace and FLOPs: the shared recurrent contract (``_recurrent``), with ``nonlinearity``.
+One gate (g = 1); forward saves h_t per step (S = 1). The shared contract follows.
 Cell FLOPs per hidden unit and step: forward 2 (the sum and act), backward 3.
 """
 
@@ -9,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ._recurrent import Recurrent
+from ._recurrent import SHARED_DOC, Recurrent
 
 
 class RNN(Recurrent):
@@ -25,3 +24,4 @@ class RNN(Recurrent):
 
 
 OP = RNN()
+__doc__ = (__doc__ or "") + "\n" + SHARED_DOC  # the shared contract, in docs/ops.md too

@@ -134,3 +134,15 @@ def test_contract_counts():
     assert all(lstm.param_role(p.name, True) == ("bias" if p.name[0] == "b" else "weight") for p in ps)
     saved = {s.name: s.shape for s in lstm.saved(attrs, [x], lstm.shape(attrs, [x]))}
     assert saved == {"seq": (2, 5, 8), "gates": (4, 5, 20), "mask": (1, 5, 8)}
+
+
+def test_last_is_the_sequence_at_its_final_steps():
+    # the documented way to have both: select index -1 (forward half) and 0 (reverse half)
+    attrs = {"hidden_size": 3, "num_layers": 2, "bidirectional": True}
+    x = rand((2, 4, 3), 9)
+    seq = OpRun("lstm", attrs, [x], seed=4)
+    seq.forward()
+    last = OpRun("lstm", {**attrs, "output": "last"}, [x], seed=4)
+    last.forward()
+    np.testing.assert_array_equal(last.y[:, :3], seq.y[:, -1, :3])
+    np.testing.assert_array_equal(last.y[:, 3:], seq.y[:, 0, 3:])
