@@ -146,3 +146,13 @@ def test_last_is_the_sequence_at_its_final_steps():
     last.forward()
     np.testing.assert_array_equal(last.y[:, :3], seq.y[:, -1, :3])
     np.testing.assert_array_equal(last.y[:, 3:], seq.y[:, 0, 3:])
+
+
+def test_flops_and_workspace():
+    lstm = OPS["lstm"]
+    attrs = lstm.fill_defaults({"hidden_size": 4})
+    x = TensorType((5, 3))
+    # input projection 5·2·3·16, recurrent 5·2·4·16, cell 13 and bias 2·4 per unit and step (20)
+    assert lstm.flops(attrs, [x], lstm.shape(attrs, [x])) == (480 + 640 + 260 + 160, 960 + 1280 + 400 + 160)
+    # N·T·gH + N·gH + 3·N·H + 2·N·T·D·H float32 elements at batch 2
+    assert lstm.workspace(attrs, [x], lstm.shape(attrs, [x]), 2) == 4 * (160 + 32 + 24 + 80)
