@@ -4,7 +4,7 @@ case per op: the simulator runs each thread in Python."""
 
 import numpy as np
 import pytest
-from helpers import Pair
+from helpers import Pair, executors_agree
 
 RNG = np.random.default_rng(3)
 
@@ -26,3 +26,23 @@ def test_recurrent(op, attrs, states):
     p = Pair(op, attrs, ins, acc=True, dtype=np.float64).run()
     p.compare(1e-10, 1e-12)
     p.compare_state(1e-10, 1e-12)
+
+
+NET = """
+netc: 1
+inputs:
+  tokens: {shape: [3], dtype: int64}
+  label: {shape: [], dtype: int64}
+modules:
+  embed: {op: embedding, in: tokens, num_embeddings: 5, dim: 2}
+  gru: {op: gru, in: embed, hidden_size: 2, output: last}
+  logits: {op: linear, in: gru, out_features: 3}
+losses:
+  ce: {op: cross_entropy, in: [logits, label]}
+"""
+
+
+def test_a_gru_network_on_the_cuda_executor_equals_the_cpu_executor(tmp_path):
+    # real bindings: the arena's views, the shared workspace, the embedding's gradient through dx
+    (tmp_path / "net.yaml").write_text(NET)
+    executors_agree(tmp_path / "net.yaml", 2, ["logits"])
