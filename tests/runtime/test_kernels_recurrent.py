@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness import OpRun, close, gradcheck, rand, t
+from harness import OpRun, close, gradcheck, rand, rebind, t
 
 from netc.compiler.ops import OPS
 from netc.compiler.ops.base import ShapeError, TensorType
@@ -156,3 +156,19 @@ def test_flops_and_workspace():
     assert lstm.flops(attrs, [x], lstm.shape(attrs, [x])) == (480 + 640 + 260 + 160, 960 + 1280 + 400 + 160)
     # N·T·gH + N·gH + 3·N·H + 2·N·T·D·H float32 elements at batch 2
     assert lstm.workspace(attrs, [x], lstm.shape(attrs, [x]), 2) == 4 * (160 + 32 + 24 + 80)
+
+
+def test_input_and_state_gradients_accumulate():
+    # an input read by several modules: dx, dh0 and dc0 add to what they hold
+    attrs = {"hidden_size": 2, "bidirectional": True}
+    ins = [rand((2, 3, 2), 10), rand((2, 2, 2), 11), rand((2, 2, 2), 12)]
+    plain = OpRun("lstm", attrs, ins, seed=2).run()
+    run = OpRun("lstm", attrs, ins, seed=2)
+    run.binding.acc[:] = [True, True, True]
+    rebind(run)
+    before = [rand(d.shape, 13 + i).astype(np.float32) for i, d in enumerate(run.dx)]
+    for d, b in zip(run.dx, before, strict=True):
+        d[:] = b
+    run.run()
+    for i, (d, b, want) in enumerate(zip(run.dx, before, plain.dx, strict=True)):
+        close(d, b + want, f"input {i} accumulated", atol=1e-6)
