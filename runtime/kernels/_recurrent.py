@@ -30,8 +30,8 @@ from numba import njit
 
 from ...compiler.ops._recurrent import workspace_elements
 from ..binding import Binding, Thunk, nothing
-from ..launch import Launch
-from ._blas import gemm, project
+from ..launch import Launch, OneBlasThread
+from ._blas import OPENBLAS, gemm, project
 from .dropout import keep, stream_key
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
@@ -332,7 +332,11 @@ def bind_cpu(b: Binding, cell: int) -> tuple[Thunk, Thunk]:
     last = a["output"] == "last"
     p, state, index = float(a["dropout"]), b.state, int(b.index)
     common = (last, p, state.training, state.seed, index)
-    fwd = Launch(forward_cpu, cell, x, h0, c0, b.y, seq, gates, mask, w_ih, w_hh, b_ih, b_hh, pbuf, rbuf,
+    # OpenBLAS on one thread, whatever the plan allows (Binding.blas_threads): its threads spin-wait
+    # after every GEMM, and the steps' GEMMs are small and many. lstm_mnist_rows at batch 32, per-op,
+    # load 9.6: 21.6 ms a training step on one BLAS thread, 530 ms (86 to 1010) on two
+    launch = OneBlasThread if OPENBLAS is not None else Launch
+    fwd = launch(forward_cpu, cell, x, h0, c0, b.y, seq, gates, mask, w_ih, w_hh, b_ih, b_hh, pbuf, rbuf,
                  zero, xin, *common)  # fmt: skip
     if b.dy is None:
         return fwd, nothing
@@ -350,7 +354,7 @@ def bind_cpu(b: Binding, cell: int) -> tuple[Thunk, Thunk]:
     dw_ih, dw_hh = dgrads("w_ih", w_ih), dgrads("w_hh", w_hh)
     db_ih, db_hh = dgrads("b_ih", b_ih), dgrads("b_hh", b_hh)
     acc = tuple(bool(b.acc[i]) if i < len(b.acc) else False for i in range(3))
-    bwd = Launch(backward_cpu, cell, x, h0, c0, b.dy, grad(0), grad(1), grad(2), seq, gates, mask, w_ih,
+    bwd = launch(backward_cpu, cell, x, h0, c0, b.dy, grad(0), grad(1), grad(2), seq, gates, mask, w_ih,
                  w_hh, dw_ih, dw_hh, db_ih, db_hh, pbuf, rbuf, carry, dybuf, dxin, zero, xin, *common,
                  *acc)  # fmt: skip
     return fwd, bwd
