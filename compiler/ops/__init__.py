@@ -75,6 +75,9 @@ NAMES = (
     "matmul",
     "constant",
     "zeros",
+    "rnn",
+    "lstm",
+    "gru",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]

@@ -19,7 +19,8 @@ vectorizable exp, CPU and CUDA), ``_softmax`` (row reductions along an axis), ``
 geometry), ``_conv_direct`` (direct convolution for single-channel layers), ``_conv_gemm``
 (im2col + GEMM convolution), ``_epilogue`` (activations fused into the kernel before them),
 ``_fold`` (batchnorm folded into the weights of an inference plan), ``_blas`` (matrix products,
-BLAS's thread count) and ``cuda_core`` (the CUDA primitives).
+BLAS's thread count), ``_recurrent`` and ``_recurrent_cuda`` (the engine of rnn, lstm and gru) and
+``cuda_core`` (the CUDA primitives).
 """
 
 from __future__ import annotations

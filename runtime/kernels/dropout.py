@@ -41,6 +41,18 @@ def mix64(z):  # scalar functions are shared with the CUDA backend
 _mix64 = njit(cache=True, inline="always")(mix64)
 
 
+@njit(cache=True, inline="always")
+def stream_key(seed, index):
+    """The key of module ``index``'s stream at step seed ``seed`` (the recurrent ops' dropout too)."""
+    return _mix64(_mix64(np.uint64(seed) + _GAMMA) ^ (np.uint64(index) * _M2))
+
+
+@njit(cache=True, inline="always")
+def keep(key, i, threshold):
+    """Whether flat element ``i`` of the stream ``key`` is kept (threshold = p·2^53)."""
+    return (_mix64(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11) >= threshold
+
+
 # Elements [lo, hi); uint64 indices: no negative-index wrap, so the loops vectorize.
 @njit(cache=True)
 def forward_cpu(x, y, mask, p, training, seed, index, lo, hi):
@@ -50,10 +62,9 @@ def forward_cpu(x, y, mask, p, training, seed, index, lo, hi):
         return
     threshold = np.uint64(p * 9007199254740992.0)  # p · 2^53
     scale = 1.0 / (1.0 - p)
-    key = _mix64(_mix64(np.uint64(seed[0]) + _GAMMA) ^ (np.uint64(index) * _M2))  # this module's stream
+    key = stream_key(seed[0], index)  # this module's stream
     for i in range(uint64(lo), uint64(hi)):
-        bits = _mix64(key + (i + np.uint64(1)) * _GAMMA) >> _S11
-        m = scale if bits >= threshold else 0.0
+        m = scale if keep(key, i, threshold) else 0.0
         mask[i] = m
         y[i] = x[i] * m
 
@@ -100,6 +111,18 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 _mix64_cuda = cuda.jit(device=True)(mix64)
 
 
+@cuda.jit(device=True)
+def stream_key_cuda(seed, index):
+    """``stream_key`` on the GPU."""
+    return _mix64_cuda(_mix64_cuda(np.uint64(seed) + _GAMMA) ^ (np.uint64(index) * _M2))
+
+
+@cuda.jit(device=True)
+def keep_cuda(key, i, threshold):
+    """``keep`` on the GPU."""
+    return (_mix64_cuda(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11) >= threshold
+
+
 @cuda.jit
 def forward_cuda(x, y, mask, threshold, scale, training, seed, index):
     # the CPU kernel's stream and test, per element: mask = scale where the top 53 bits of the
@@ -108,10 +131,9 @@ def forward_cuda(x, y, mask, threshold, scale, training, seed, index):
         for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
             y[i] = x[i]
         return
-    key = _mix64_cuda(_mix64_cuda(np.uint64(seed) + _GAMMA) ^ (np.uint64(index) * _M2))
+    key = stream_key_cuda(seed, index)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        bits = _mix64_cuda(key + (np.uint64(i) + np.uint64(1)) * _GAMMA) >> _S11
-        m = scale if bits >= threshold else 0.0
+        m = scale if keep_cuda(key, i, threshold) else 0.0
         mask[i] = m
         # float64 product, rounded once, as on the CPU (the simulator's NumPy would keep a float32
         # x times a Python float in float32)

@@ -333,6 +333,27 @@ def siamese(t: Twin) -> Forward:
         t.rec("ce", F.cross_entropy(head(both), inputs["label"]))
 
     return forward
+def last_state(net: nn.Module) -> Fn:
+    """A torch recurrent layer (batch_first) as netc's ``output: last``: h_n of the top layer."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        hn = net(x)[1]
+        return (hn[0] if isinstance(hn, tuple) else hn)[-1]
+
+    return run
+
+
+def lstm_mnist_rows(t: Twin) -> Forward:
+    lstm = nn.LSTM(28, 64, batch_first=True)
+    t.mods.append(lstm)
+    return classifier(t, "image", t.seq(("lstm", last_state(lstm)), ("logits", nn.Linear(64, 10))))
+
+
+def gru_majority(t: Twin) -> Forward:
+    gru = nn.GRU(16, 64, batch_first=True)
+    t.mods.append(gru)
+    net = t.seq(("embed", nn.Embedding(20, 16)), ("gru", last_state(gru)), ("logits", nn.Linear(64, 10)))
+    return classifier(t, "tokens", net)
 
 
 TWINS: dict[str, Callable[[Twin], Forward]] = {
@@ -350,6 +371,8 @@ TWINS: dict[str, Callable[[Twin], Forward]] = {
         transformer_encoder,
         multitask,
         siamese,
+        lstm_mnist_rows,
+        gru_majority,
     ]
 }
 

@@ -66,6 +66,20 @@ class Mha(nn.Module):
         return self.m(q, k, v, attn_mask=mask, need_weights=False)[0]
 
 
+class Seq(nn.Module):
+    """A torch recurrent layer (batch_first) giving its sequence, or with ``last`` h_n[-2:] side by side."""
+
+    def __init__(self, net: nn.Module, last: bool = False) -> None:
+        super().__init__()
+        self.net, self.last = net, last
+        net.batch_first = True
+
+    def forward(self, x):
+        seq, hn = self.net(x)
+        hn = hn[0] if isinstance(hn, tuple) else hn
+        return torch.cat(list(hn[-2:]), dim=1) if self.last else seq
+
+
 def sinusoid(x):
     t, d = x.shape[1:]
     pos = torch.arange(t, dtype=torch.float32)[:, None]
@@ -304,6 +318,19 @@ CASES = [
     ("maxpool1d", {"kernel": 3, "stride": 2, "padding": 1}, [T((3, 11))], lambda: nn.MaxPool1d(3, 2, 1)),
     ("avgpool1d", {"kernel": 2}, [T((3, 11))], lambda: nn.AvgPool1d(2)),
     ("global_maxpool", {}, [T((5, 4, 3))], lambda: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())),
+    (
+        "rnn",
+        {"hidden_size": 4, "nonlinearity": "relu"},
+        [T((5, 3))],
+        lambda: Seq(nn.RNN(3, 4, nonlinearity="relu")),
+    ),
+    (
+        "lstm",
+        {"hidden_size": 4, "num_layers": 2, "bidirectional": True, "output": "last"},
+        [T((5, 3))],
+        lambda: Seq(nn.LSTM(3, 4, 2, bidirectional=True), last=True),
+    ),
+    ("gru", {"hidden_size": 4, "bias": False}, [T((5, 3))], lambda: Seq(nn.GRU(3, 4, bias=False))),
 ]
 
 
@@ -541,6 +568,14 @@ ERRORS = [
     ("maxpool1d", {"kernel": 3, "padding": 2}, [T((3, 8))], r"padding 2 must be at most half the kernel 3"),
     ("avgpool1d", {"kernel": 4}, [T((3, 3))], r"kernel 4 is longer than the padded input 3"),
     ("global_maxpool", {}, [T((8,))], r"\[N, C, \.\.\.spatial\]"),
+    ("lstm", {"hidden_size": 4}, [T((5,))], r"lstm needs input 0 of shape \[N, T, F\]"),
+    ("gru", {"hidden_size": 4}, [T((5, 3)), T((2, 4))], r"input 1 \(h0\) of shape \[N, 1, 4\]"),
+    (
+        "rnn",
+        {"hidden_size": 2, "num_layers": 2},
+        [T((5, 3)), T((1, 2))],
+        r"\[N, 2, 2\].*input 1 is \[N, 1, 2\]",
+    ),
 ]
 
 

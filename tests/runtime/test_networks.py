@@ -54,6 +54,8 @@ CASES: dict[str, tuple[int, Any, tuple[str, ...]]] = {
     "resnet_mini": (2, np.float64, BOTH),
     "alexnet": (1, np.float32, ("train",)),
     "vgg16": (1, np.float32, ("train",)),
+    "lstm_mnist_rows": (2, np.float64, BOTH),
+    "gru_majority": (2, np.float64, BOTH),
 }
 RTOL = {np.float64: 1e-8, np.float32: 1e-4}
 
@@ -96,7 +98,7 @@ class NamedTwin(TX.Twin):
                 self.owners[name] = f
                 continue
             for cell in f.__closure__ or ():
-                if isinstance(cell.cell_contents, nn.MultiheadAttention | nn.Parameter):
+                if isinstance(cell.cell_contents, nn.MultiheadAttention | nn.Parameter | nn.RNNBase):
                     self.owners[name] = cell.cell_contents
         return super().seq(*layers)
 
@@ -119,6 +121,10 @@ def slot(twin: NamedTwin, pname: str) -> tuple[torch.Tensor, slice]:
     if isinstance(owner, nn.Parameter):
         assert short == "w"
         return owner, everything
+    if isinstance(
+        owner, nn.RNNBase
+    ):  # w_ih_l0 is torch's weight_ih_l0, b_hh_l1_reverse its bias_hh_l1_reverse
+        return getattr(owner, ("weight" if short.startswith("w_") else "bias") + short[1:]), everything
     if isinstance(owner, nn.MultiheadAttention):
         kind, which = short.split("_")  # w_q, b_o, ...
         if which == "o":

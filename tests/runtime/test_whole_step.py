@@ -449,3 +449,32 @@ def test_the_trainer_runs_the_update_in_the_step_bitwise(monkeypatch, tmp_path, 
     if cfg.get("nan"):  # the batch with the NaN sample updated nothing: the weights stay finite
         assert r0.status == "diverged" and "the loss became nan" in r0.message, r0.message
         assert np.isfinite(p1).all()
+
+
+def test_the_recurrent_layers_run_whole_step(monkeypatch, spec_file):
+    # rnn, lstm and gru: tuples of per-layer weights in the Launch, optional state inputs, dropout
+    # between layers drawn from the step's seed; the ledger counts what BPTT saves
+    text = """
+    netc: 1
+    inputs:
+      x: {shape: [4, 3]}
+      h0: {shape: [4, 2]}
+      label: {shape: [], dtype: int64}
+    modules:
+      lstm: {op: lstm, in: [x, h0, h0], hidden_size: 2, num_layers: 2, bidirectional: true, dropout: 0.3}
+      gru: {op: gru, in: lstm, hidden_size: 3, output: last}
+      rnn: {op: rnn, in: lstm, hidden_size: 3, nonlinearity: relu, output: last}
+      both: {op: concat, in: [gru, rnn], axis: 0}
+    losses:
+      ce: {op: cross_entropy, in: [both, label]}
+    """
+    plan = netc.load(spec_file(text)).compile(BATCH)
+    a, b = _pair(monkeypatch, plan)
+    assert b._whole is not None, b.whole_step_reason
+    inputs = random_inputs(plan, BATCH, seed=5)
+    for ex in (a, b):
+        ex.set_inputs(inputs)
+        ex.state.seed[0] = 7
+        ex.step()
+    _same(a, b)
+    assert b.allocated_bytes == plan.memory["ledger"]["training_peak_bytes"]
