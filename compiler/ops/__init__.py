@@ -70,6 +70,7 @@ NAMES = (
     "maxpool1d",
     "avgpool1d",
     "global_maxpool",
+    "conv_transpose2d",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
