@@ -71,6 +71,7 @@ NAMES = (
     "avgpool1d",
     "global_maxpool",
     "conv_transpose2d",
+    "upsample",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]
