@@ -281,6 +281,26 @@ CASES = [
     ("maxpool1d", {"kernel": 3, "stride": 2, "padding": 1}, [T((3, 11))], lambda: nn.MaxPool1d(3, 2, 1)),
     ("avgpool1d", {"kernel": 2}, [T((3, 11))], lambda: nn.AvgPool1d(2)),
     ("global_maxpool", {}, [T((5, 4, 3))], lambda: nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())),
+    (
+        "conv_transpose2d",
+        {"out_channels": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
+        [T((4, 5, 7))],
+        lambda: nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2),
+    ),
+    (
+        "conv_transpose2d",
+        {"out_channels": 3, "kernel": [2, 3], "dilation": [1, 2], "bias": False},
+        [T((2, 4, 4))],
+        lambda: nn.ConvTranspose2d(2, 3, (2, 3), dilation=(1, 2), bias=False),
+    ),
+    ("upsample", {"scale_factor": 2}, [T((3, 4, 5))], lambda: nn.Upsample(scale_factor=2)),
+    (
+        "upsample",
+        {"mode": "bilinear", "size": [7, 3], "align_corners": True},
+        [T((3, 4, 5))],
+        lambda: nn.Upsample(size=(7, 3), mode="bilinear", align_corners=True),
+    ),
+    ("upsample", {"scale_factor": [1.5, 0.5]}, [T((3, 4, 5))], lambda: nn.Upsample(scale_factor=(1.5, 0.5))),
 ]
 
 
@@ -474,6 +494,13 @@ ERRORS = [
     ("maxpool1d", {"kernel": 3, "padding": 2}, [T((3, 8))], r"padding 2 must be at most half the kernel 3"),
     ("avgpool1d", {"kernel": 4}, [T((3, 3))], r"kernel 4 is longer than the padded input 3"),
     ("global_maxpool", {}, [T((8,))], r"\[N, C, \.\.\.spatial\]"),
+    (
+        "conv_transpose2d",
+        {"out_channels": 4, "kernel": 3, "stride": 2, "output_padding": 2},
+        [T((3, 5, 5))],
+        r"output_padding 2 \(vertical\) must be smaller than the stride 2 or the dilation 1",
+    ),
+    ("upsample", {"scale_factor": 2, "size": 4}, [T((3, 5, 5))], r"exactly one of scale_factor and size"),
 ]
 
 
