@@ -640,7 +640,7 @@ def test_denoise_normalizes_the_clean_target_like_the_input_and_noises_only_the_
     assert set(norm.state()) == {"noisy.shift", "noisy.scale", "clean.shift", "clean.scale"}
     assert augment_config(cfg) == {"hflip": True, "noise_std": 0.5}
     assert augment_config({"augment": {"noise_std": 0.1}}) == {"noise_std": 0.1}
-    with pytest.raises(DataError, match="leave out augment.noise_std"):
+    with pytest.raises(DataError, match=r"leave out augment\.noise_std"):
         augment_config({"denoise": 0.5, "augment": {"noise_std": 0.1}})
     labels = Dataset({"x": img, "y": np.zeros(40, np.int64)}, "classification", "y", 1)
     with pytest.raises(DataError, match=r"data.denoise needs a float32 image target.*got target 'y'"):
