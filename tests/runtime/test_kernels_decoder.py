@@ -226,28 +226,3 @@ def test_shape_errors(op: str, attrs: dict[str, Any], shape: tuple[int, ...], me
     with pytest.raises(ShapeError) as e:
         contract.shape(contract.fill_defaults(attrs), [TensorType(shape)])
     assert message in str(e.value)
-
-
-# -- in a network -----------------------------------------------------------------------------------
-
-
-def test_the_unet_example_runs_whole_step_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
-    # conv_transpose2d's Seq of conv2d launches and upsample's launches compile into the whole-step
-    # native function, which gives exactly the per-op executor's loss and gradients
-    from harness import REPO
-
-    import netc
-    from netc.runtime.check import random_inputs
-    from netc.runtime.executor import Executor
-
-    plan = netc.load(REPO / "examples" / "unet_mnist.yaml").compile(3)
-    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
-    per_op = Executor(plan, 3, seed=3)
-    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
-    whole = Executor(plan, 3, seed=3)
-    assert whole._whole is not None, whole.whole_step_reason
-    inputs = random_inputs(plan, 3, seed=5)
-    for ex in (per_op, whole):
-        ex.set_inputs(inputs)
-        ex.step()
-    assert per_op.losses() == whole.losses() and np.array_equal(per_op.grads, whole.grads)
