@@ -59,7 +59,7 @@ class Upsample(Op):
             "(false, the default)",
         },
     }
-    key_attributes = ("mode", "scale_factor", "size")
+    key_attributes = ("mode", "scale_factor", "size", "align_corners")
     example = ({"scale_factor": 2}, (TensorType((16, 14, 14)),))
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
