@@ -18,6 +18,7 @@ RNG = np.random.default_rng(13)
             True,
         ),
         ({"out_channels": 3, "kernel": 2, "stride": 2, "bias": False}, np.float64, False),
+        ({"out_channels": 3, "kernel": 1}, np.float32, True),  # 1x1: the mirror multiplies in place
     ],
 )
 def test_conv_transpose2d(attrs, dtype, acc):
