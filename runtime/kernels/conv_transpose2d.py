@@ -9,8 +9,12 @@ same weight) with the roles of its arrays exchanged; no convolution code of its 
 
 Each mirror binding gets the start of the workspace (the mirror's declared part) in turn; the
 stage for an accumulated dx lies after it. conv2d picks its own algorithm (direct, im2col + GEMM,
-by rows) for the mirror's shape, so a transposed convolution runs as fast as the conv2d it mirrors.
-No activation is fused into it (it is no ``epilogue_producer``).
+by rows) for the mirror's shape, and the thunks are conv2d's Launches in a Seq (whole-step ready).
+No activation is fused into it (it is no ``epilogue_producer``). Measured against PyTorch (2
+threads each, medians of 21 alternated rounds, load 10.5-11, so only the ratio means much): the
+U-Net's 32->16 2x2 stride-2 step at batch 32 on 7x7, forward 39.8 ms vs 92.1 ms, forward and
+backward 115 vs 285 ms; 64->32 4x4 stride 2 padding 1 on 16x16 at batch 64, 68 vs 127 ms and 210
+vs 372 ms.
 """
 
 from __future__ import annotations
