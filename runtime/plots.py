@@ -1,6 +1,7 @@
 """PNG plots of a training run: loss, metric, learning-rate and gradient-norm
 curves from the trainer's metrics.jsonl records, weight and activation
-histograms, confusion matrices and the learning-rate range test.
+histograms, confusion matrices, the learning-rate range test and, for
+image-to-image nets, a grid of inputs, outputs and targets.
 
 matplotlib is imported inside the functions, not at module level, so that
 importing this module costs nothing when no plot is drawn. Every figure is drawn on the non-interactive
@@ -506,6 +507,36 @@ def plot_confusion(cm: np.ndarray, path: Path, labels: list[str] | None = None) 
     title."""
     with _drawing():
         fig = _confusion_figure(cm, labels)
+    return _save(fig, Path(path))
+
+
+MAX_IMAGES = 8
+
+
+def _images_figure(rows: dict[str, np.ndarray]) -> Figure:
+    plt = _pyplot()
+    n = min(MAX_IMAGES, min(len(a) for a in rows.values()))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.45 * len(rows)), squeeze=False)
+    for r, (title, images) in enumerate(rows.items()):
+        for i in range(n):
+            ax, img = axes[r][i], np.asarray(images[i], np.float64)
+            # one channel as grey, three as RGB (each image scaled to [0, 1] for the display)
+            img = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
+            lo, hi = np.nanmin(img), np.nanmax(img)
+            ax.imshow((img - lo) / (hi - lo) if hi > lo else img * 0, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_images(rows: dict[str, np.ndarray], path: Path) -> Path:
+    """A grid of images [N, C, H, W]: one row per entry of ``rows`` (title -> images; an
+    image-to-image net's inputs, outputs and targets), up to ``MAX_IMAGES`` columns, the same
+    samples in each column."""
+    with _drawing():
+        fig = _images_figure(rows)
     return _save(fig, Path(path))
 
 

@@ -30,7 +30,16 @@ from .checkpoint import (
     read_safetensors,
     spec_hash,
 )
-from .data import DataError, Dataset, Normalizer, load_dataset, read_inputs, split_dataset
+from .data import (
+    DataError,
+    Dataset,
+    Normalizer,
+    augment_config,
+    load_dataset,
+    normalized_splits,
+    read_inputs,
+    split_dataset,
+)
 from .device import DeviceError, check_host_memory, make_executor
 from .rundir import (
     CONFIG,
@@ -144,8 +153,7 @@ def datasets(
     split = cfg.get("split") or {}
     seed = int(s.train_cfg.get("seed", 0))
     train, val, test = split_dataset(ds, float(split.get("val", 0.0) or 0.0), split.get("test"), seed)
-    norm = Normalizer.fit(train, cfg.get("normalize", "none"))
-    return norm.apply(train), val and norm.apply(val), test and norm.apply(test), norm
+    return normalized_splits(cfg, (train, val, test), seed)
 
 
 # -- run directories -------------------------------------------------------------------
@@ -291,7 +299,7 @@ def run(
     bind_executor(s, train)
     if ckpt is None and init is not None:  # before the run directory: a refusal leaves none behind
         notes.append(init_from(s.ex, s.plan, init))
-    aug = s.data_cfg.get("augment")
+    aug = augment_config(s.data_cfg)
     if overfit_batch:
         # One batch, no validation, a constant learning rate: the schedule and early stopping
         # are about whole runs.

@@ -234,6 +234,12 @@ def _data_schema() -> dict[str, Any]:
             },
             description="image inputs [C, H, W] only: random flips, shifted crops, Gaussian noise",
         ),
+        "denoise": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "image-to-image: the target (a clean copy of the first input) is normalized "
+            "like it; the first input gets Gaussian noise of this standard deviation (docs/data.md)",
+        },
         "columns": {
             "type": "object",
             "additionalProperties": {"oneOf": [column, {"type": "array", "items": column, "minItems": 1}]},

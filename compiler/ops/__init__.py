@@ -78,6 +78,8 @@ NAMES = (
     "rnn",
     "lstm",
     "gru",
+    "conv_transpose2d",
+    "upsample",
 )
 
 _MODULES = [importlib.import_module(f".{name}", __name__) for name in NAMES]

@@ -18,15 +18,17 @@ from .dataset import Dataset, load_dataset, split_dataset
 from .errors import DataError
 from .fit import read_inputs
 from .readers import read_idx
-from .transforms import Augmenter, Normalizer
+from .transforms import Augmenter, Normalizer, augment_config, normalized_splits
 
 __all__ = [
     "Augmenter",
     "DataError",
     "Dataset",
     "Normalizer",
+    "augment_config",
     "load_dataset",
     "majority_task",
+    "normalized_splits",
     "read_idx",
     "read_inputs",
     "split_dataset",

@@ -2,7 +2,8 @@
 
 The normalizer standardizes or min-max scales float features with statistics from the train
 split only (and round-trips them through a checkpoint); the augmenter flips, crops and adds
-noise to image batches in place, seeded, without allocating per batch.
+noise to image batches in place, seeded, without allocating per batch. ``normalized_splits``
+applies both the normalizer and ``data.denoise`` (a clean target, a noisy copy as input).
 """
 
 from __future__ import annotations
@@ -157,3 +158,49 @@ class Augmenter:
                     rng.standard_normal(out=work, dtype=np.float32)
                     work *= np.float32(self.noise_std)
                     x += work
+
+
+# -- denoising --------------------------------------------------------------------------------------
+
+
+def normalized_splits(
+    cfg: dict, splits: tuple[Dataset, Dataset | None, Dataset | None], seed: int
+) -> tuple[Dataset, Dataset | None, Dataset | None, Normalizer]:
+    """The train, validation and test splits normalized with the train split's statistics, and
+    the normalizer. With ``data.denoise: s`` (an image-to-image net, a denoising autoencoder) the
+    target, a float image of the first input's shape (both usually fed the same array through
+    ``columns``), is normalized like the first input, and validation and test inputs get fixed
+    Gaussian noise of standard deviation s (seeded); training batches get fresh noise from the
+    augmenter (``augment_config``)."""
+    train, val, test = splits
+    norm = Normalizer.fit(train, cfg.get("normalize", "none"))
+    std = float(cfg.get("denoise") or 0.0)
+    if std:
+        first, target = next(iter(train.arrays)), train.target
+        x, y = train.arrays[first], train.arrays.get(target) if target else None
+        if y is None or y.dtype != np.float32 or y.shape[1:] != x.shape[1:] or x.ndim != 4:
+            got = "no target" if y is None else f"target '{target}' {shape_str(list(y.shape[1:]))} {y.dtype}"
+            raise DataError(
+                f"data.denoise needs a float32 image target of the first input's shape "
+                f"{shape_str(list(x.shape[1:]))} (a clean copy of '{first}'), got {got}"
+            )
+        if first in norm.stats:
+            norm.stats[target] = norm.stats[first]
+    out = [d and norm.apply(d) for d in (train, val, test)]
+    if std:
+        rng = np.random.default_rng(seed)
+        for d in out[1:]:
+            if d is not None:
+                x = d.arrays[first]
+                x += rng.standard_normal(x.shape, dtype=np.float32) * np.float32(std)
+    return out[0], out[1], out[2], norm
+
+
+def augment_config(cfg: dict) -> dict | None:
+    """``data.augment``, with ``data.denoise``'s noise added as its ``noise_std``."""
+    aug = cfg.get("augment")
+    if not cfg.get("denoise"):
+        return aug
+    if (aug or {}).get("noise_std"):
+        raise DataError("data.denoise sets the training noise itself: leave out augment.noise_std")
+    return {**(aug or {}), "noise_std": float(cfg["denoise"])}

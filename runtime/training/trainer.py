@@ -449,6 +449,30 @@ class Trainer(CheckpointState):
         steps = rundir.read_steps(self.run_dir / rundir.STEPS)  # type: ignore[operator]
         if steps:
             plot_steps(steps, self.run_dir / "plots")  # type: ignore[operator]
+        self._plot_images()
+
+    def _plot_images(self) -> None:
+        """For an image-to-image net (the target a float image [C, H, W] the shape of the first
+        input, and an output of that shape): plots/images.png, a few validation (else training)
+        inputs, the net's outputs in evaluation mode and the targets."""
+        from ..plots import MAX_IMAGES, plot_images
+
+        ds = self.val if self.val is not None else self.train
+        first, target = next(iter(ds.arrays)), ds.target
+        shape = ds.arrays[first].shape[1:]
+        if target is None or len(shape) != 3 or ds.arrays[target].shape[1:] != shape:
+            return
+        out = next((o for o in self.plan.outputs if tuple(self.plan.tensors[o].shape) == shape), None)
+        if out is None or ds.arrays[target].dtype != np.float32:
+            return
+        # samples spread over the split (a class-sorted one would show one class)
+        idx = np.unique(np.linspace(0, len(ds) - 1, min(MAX_IMAGES, self.batch, len(ds))).astype(np.int64))
+        self.buf.feed(ds, idx, None, None)
+        self.ex.training = False
+        self.ex.forward()
+        self.ex.training = True
+        rows = {first: ds.arrays[first][idx], out: np.array(self.buf.view(out))[: len(idx)]}
+        plot_images({**rows, target: ds.arrays[target][idx]}, self.run_dir / "plots" / "images.png")  # type: ignore[operator]
 
     # -- sanity check ------------------------------------------------------------
     def overfit_batch(self, max_steps: int = 1000, target: float = 1e-3) -> Result:

@@ -784,3 +784,29 @@ def test_a_run_that_diverged_after_a_checkpoint_points_to_a_new_run_from_its_wei
     new = tmp_path / "new"
     assert main(["run", str(ws.spec), "--init-from", str(d), "--out", str(new), "--no-plots"]) == 0
     assert f"init from {d / 'checkpoints' / 'epoch-0001.json'}: loaded 4 of 4" in capsys.readouterr().err
+
+
+DENOISE = """\
+netc: 1
+name: den
+inputs:
+  noisy: {shape: [1, 6, 6]}
+  clean: {shape: [1, 6, 6]}
+modules:
+  c: {op: conv2d, in: noisy, out_channels: 2, kernel: 3, stride: 2, padding: 1}
+  up: {op: conv_transpose2d, in: c, out_channels: 1, kernel: 2, stride: 2}
+losses:
+  mse: {op: mse, in: [up, clean]}
+outputs: [up]
+train: {optimizer: {type: adam, lr: 0.01}, batch_size: 8, epochs: 1}
+data: {source: npz, path: img.npz, columns: {noisy: x, clean: x}, normalize: minmax, denoise: 0.3}
+"""
+
+
+def test_an_image_to_image_run_plots_inputs_outputs_and_targets(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "img.npz", x=(rng.random((20, 1, 6, 6)) * 255).astype(np.float32))
+    spec = _spec(tmp_path, "den.yaml", text=DENOISE)
+    assert main(["run", str(spec), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    png = tmp_path / "r" / "plots" / "images.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

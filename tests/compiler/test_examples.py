@@ -354,6 +354,28 @@ def gru_majority(t: Twin) -> Forward:
     t.mods.append(gru)
     net = t.seq(("embed", nn.Embedding(20, 16)), ("gru", last_state(gru)), ("logits", nn.Linear(64, 10)))
     return classifier(t, "tokens", net)
+def unet_mnist(t: Twin) -> Forward:
+    e1 = t.seq(("e1", nn.Conv2d(1, 8, 3, padding=1)), ("e1r", nn.ReLU()))
+    e2 = t.seq(("p1", nn.MaxPool2d(2)), ("e2", nn.Conv2d(8, 16, 3, padding=1)), ("e2r", nn.ReLU()))
+    mid = t.seq(
+        ("p2", nn.MaxPool2d(2)),
+        ("mid", nn.Conv2d(16, 32, 3, padding=1)),
+        ("midr", nn.ReLU()),
+        ("up2", nn.ConvTranspose2d(32, 16, 2, stride=2)),
+    )
+    d2 = t.seq(
+        ("d2", nn.Conv2d(32, 16, 3, padding=1)), ("d2r", nn.ReLU()), ("up1", nn.Upsample(scale_factor=2))
+    )
+    d1 = t.seq(("d1", nn.Conv2d(24, 8, 3, padding=1)), ("d1r", nn.ReLU()), ("denoised", nn.Conv2d(8, 1, 1)))
+
+    def forward(inputs: dict[str, torch.Tensor]) -> None:
+        h1 = e1(inputs["noisy"])
+        h2 = e2(h1)
+        u1 = d2(t.rec("cat2", torch.cat([mid(h2), h2], dim=1)))
+        out = d1(t.rec("cat1", torch.cat([u1, h1], dim=1)))
+        t.rec("mse", F.mse_loss(out, inputs["clean"]))
+
+    return forward
 
 
 TWINS: dict[str, Callable[[Twin], Forward]] = {
@@ -373,6 +395,7 @@ TWINS: dict[str, Callable[[Twin], Forward]] = {
         siamese,
         lstm_mnist_rows,
         gru_majority,
+        unet_mnist,
     ]
 }
 

@@ -331,6 +331,25 @@ CASES = [
         lambda: Seq(nn.LSTM(3, 4, 2, bidirectional=True), last=True),
     ),
     ("gru", {"hidden_size": 4, "bias": False}, [T((5, 3))], lambda: Seq(nn.GRU(3, 4, bias=False))),
+        "conv_transpose2d",
+        {"out_channels": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
+        [T((4, 5, 7))],
+        lambda: nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2),
+    ),
+    (
+        "conv_transpose2d",
+        {"out_channels": 3, "kernel": [2, 3], "dilation": [1, 2], "bias": False},
+        [T((2, 4, 4))],
+        lambda: nn.ConvTranspose2d(2, 3, (2, 3), dilation=(1, 2), bias=False),
+    ),
+    ("upsample", {"scale_factor": 2}, [T((3, 4, 5))], lambda: nn.Upsample(scale_factor=2)),
+    (
+        "upsample",
+        {"mode": "bilinear", "size": [7, 3], "align_corners": True},
+        [T((3, 4, 5))],
+        lambda: nn.Upsample(size=(7, 3), mode="bilinear", align_corners=True),
+    ),
+    ("upsample", {"scale_factor": [1.5, 0.5]}, [T((3, 4, 5))], lambda: nn.Upsample(scale_factor=(1.5, 0.5))),
 ]
 
 
@@ -576,6 +595,13 @@ ERRORS = [
         [T((5, 3)), T((1, 2))],
         r"\[N, 2, 2\].*input 1 is \[N, 1, 2\]",
     ),
+    (
+        "conv_transpose2d",
+        {"out_channels": 4, "kernel": 3, "stride": 2, "output_padding": 2},
+        [T((3, 5, 5))],
+        r"output_padding 2 \(vertical\) must be smaller than the stride 2 or the dilation 1",
+    ),
+    ("upsample", {"scale_factor": 2, "size": 4}, [T((3, 5, 5))], r"exactly one of scale_factor and size"),
 ]
 
 

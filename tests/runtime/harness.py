@@ -21,7 +21,7 @@ from netc.runtime.kernels import kernel_module
 #: ImageNet-sized ones allocate hundreds of MB).
 REPO = Path(__file__).resolve().parents[2]
 SMALL_EXAMPLES = ["xor_mlp", "iris_mlp", "digits_mlp", "lenet5", "multitask", "transformer_encoder",
-                  "vit_tiny", "resnet_mini"]  # fmt: skip
+                  "vit_tiny", "resnet_mini", "unet_mnist"]  # fmt: skip
 
 # Which ops the kernel tests ran in float32 (parity with torch) and through a
 # finite-difference gradcheck; tests/runtime/conftest.py checks coverage.

@@ -617,3 +617,31 @@ def test_read_inputs_formats(tmp_path):
     np.savez(tmp_path / "i.npz", other=x)
     msg = error(read_inputs, tmp_path / "i.npz", XY)
     assert "i.npz" in msg and "'other'" in msg
+
+
+def test_denoise_normalizes_the_clean_target_like_the_input_and_noises_only_the_input():
+    from netc.runtime.data import augment_config, normalized_splits
+
+    rng = np.random.default_rng(4)
+    img = (rng.random((40, 1, 5, 5)) * 255).astype(np.float32)
+    ds = Dataset({"noisy": img, "clean": img.copy()}, "regression", "clean", None)
+    tr, va, te = split_dataset(ds, 0.25, 0.25, 0)
+    cfg = {"normalize": "minmax", "denoise": 0.5, "augment": {"hflip": True}}
+    train, val, test, norm = normalized_splits(cfg, (tr, va, te), 3)
+    lo, span = tr.arrays["noisy"].min(), np.ptp(tr.arrays["noisy"])
+    assert np.allclose(train.arrays["clean"], (tr.arrays["clean"] - lo) / span, atol=1e-6)
+    assert np.array_equal(train.arrays["noisy"], train.arrays["clean"])  # training noise: per batch
+    for d, raw in ((val, va), (test, te)):  # fixed noise of std 0.5 on the input only
+        assert np.allclose(d.arrays["clean"], (raw.arrays["clean"] - lo) / span, atol=1e-6)
+        noise = d.arrays["noisy"] - d.arrays["clean"]
+        assert 0.3 < noise.std() < 0.7 and abs(noise.mean()) < 0.25
+    again = normalized_splits(cfg, (tr, va, te), 3)[1]
+    assert np.array_equal(again.arrays["noisy"], val.arrays["noisy"])  # seeded
+    assert set(norm.state()) == {"noisy.shift", "noisy.scale", "clean.shift", "clean.scale"}
+    assert augment_config(cfg) == {"hflip": True, "noise_std": 0.5}
+    assert augment_config({"augment": {"noise_std": 0.1}}) == {"noise_std": 0.1}
+    with pytest.raises(DataError, match=r"leave out augment\.noise_std"):
+        augment_config({"denoise": 0.5, "augment": {"noise_std": 0.1}})
+    labels = Dataset({"x": img, "y": np.zeros(40, np.int64)}, "classification", "y", 1)
+    with pytest.raises(DataError, match=r"data.denoise needs a float32 image target.*got target 'y'"):
+        normalized_splits({"denoise": 0.5}, (labels, None, None), 0)

@@ -52,6 +52,7 @@ CASES: dict[str, tuple[int, Any, tuple[str, ...]]] = {
     "vit_tiny": (3, np.float64, BOTH),
     "resnet18": (2, np.float64, BOTH),
     "resnet_mini": (2, np.float64, BOTH),
+    "unet_mnist": (2, np.float64, BOTH),
     "alexnet": (1, np.float32, ("train",)),
     "vgg16": (1, np.float32, ("train",)),
     "lstm_mnist_rows": (2, np.float64, BOTH),

@@ -392,3 +392,20 @@ def test_plot_lr_find(tmp_path, drawn):
     blown[lrs > 0.3] = np.nan
     assert_png(plots.plot_lr_find(lrs, blown, None, tmp_path / "none.png"))
     assert_png(plots.plot_lr_find(lrs[:3], losses[:3], None, tmp_path / "short.png"))
+
+
+def test_plot_images(tmp_path, drawn):
+    rng = np.random.default_rng(0)
+    rows = {
+        "noisy": rng.random((10, 1, 6, 6)),
+        "out": rng.random((10, 1, 6, 6)),
+        "rgb": rng.random((10, 3, 6, 6)),
+    }
+    path = plots.plot_images(rows, tmp_path / "images.png")
+    assert_png(path, min_h=100)
+    axes = drawn["images.png"].axes
+    assert len(axes) == 3 * plots.MAX_IMAGES  # capped columns, one row per entry
+    assert [axes[r * plots.MAX_IMAGES].get_ylabel() for r in range(3)] == ["noisy", "out", "rgb"]
+    shown = axes[0].images[0].get_array()
+    assert shown.shape == (6, 6) and shown.min() == 0 and shown.max() == 1  # scaled for display
+    assert axes[-1].images[0].get_array().shape == (6, 6, 3)
