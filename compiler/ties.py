@@ -11,7 +11,8 @@ parameter to its *root* owner: a chain ``c → b → a`` resolves to ``a`` (shar
 so ``c`` and ``b`` both use ``a``'s memory); a cycle, a module sharing itself, an unknown
 module or parameter, another op or another shape is an error at the sharing module's
 ``share:``, naming both modules and the mismatch. A tied parameter belongs to its owner: its
-init, ``trainable`` and ``lr_mult`` are the owner's, and the plan counts it once
+init, ``trainable`` and ``lr_mult`` are the owner's (a whole-module share that sets other values
+is an error), and the plan counts it once
 (``compiler.plan``; the runtime sums the gradients of all its users).
 """
 
@@ -26,6 +27,10 @@ from .ops.base import Param
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _yaml(v: object) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def resolve(order: list[Module], params: Mapping[str, list[Param]]) -> dict[str, str]:
@@ -85,6 +90,24 @@ def resolve(order: list[Module], params: Mapping[str, list[Param]]) -> dict[str,
                 )
                 continue
             wanted = {k: f"{o.name}.{k}" for k in own}
+            # Every parameter is the owner's, so its init, trainable and lr_mult would be ignored
+            # here: a different value is an error, never a silent default.
+            diff = [
+                f"{key}: {_yaml(mine)} (the owner has {_yaml(theirs_v)})"
+                for key, mine, theirs_v in (
+                    ("init", m.attrs.get("init"), o.attrs.get("init")),
+                    ("trainable", m.trainable, o.trainable),
+                    ("lr_mult", m.lr_mult, o.lr_mult),
+                )
+                if mine != theirs_v
+            ]
+            if diff:
+                fail(
+                    m,
+                    f"shares '{o.name}' but sets {', '.join(diff)}",
+                    f"a shared parameter follows its owner: set these on '{o.name}'",
+                )
+                continue
         else:
             wanted = {}
             for k, ref in m.share.items():

@@ -127,6 +127,9 @@ def test_the_drawing_shows_each_tie(spec_file):
             ["shares 'hh', which is not a module", "modules with parameters: emb, h, dec"],
         ),
         ("share: h}", "share: h2}", 9, ["module 'h2' (linear) shares itself"]),
+        ("share: h}", "share: h, trainable: false}", 9, ["sets trainable: false (the owner has true)"]),
+        ("share: h}", "share: h, lr_mult: 0.5}", 9, ["sets lr_mult: 0.5 (the owner has 1.0)"]),
+        ("share: h}", "share: h, init: zeros}", 9, ["sets init: zeros (the owner has"]),
         ("share: h}", "share: emb}", 9, ["cannot share module 'emb' (embedding)", "same op", "{w: emb.w}"]),
         (
             "in: act, out_features: 6, share",
