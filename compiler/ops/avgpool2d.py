@@ -1,7 +1,7 @@
 """avgpool2d: y[c, i, j] = (1/D) · Σ_{u<kh, v<kw} xpad[c, s_h·i + u, s_w·j + v], as torch.nn.AvgPool2d.
 
-x: [N, C, H, W] → y: [N, C, Ho, Wo]; padding counts as 0. Output sizes, padding and ``ceil_mode``
-follow ``maxpool2d.Pool2d`` (no dilation, as PyTorch). The divisor D, as PyTorch: with
+x: [N, C, H, W] → y: [N, C, Ho, Wo]; output sizes, stride, padding and ``ceil_mode`` as maxpool2d
+(no dilation, as PyTorch); padding counts as 0. The divisor D, as PyTorch: with
 ``count_include_pad`` (the default) the window's cells inside the padded input (kh·kw, but
 fewer for a ceil_mode window hanging over the bottom/right padding's edge), else its cells inside
 the unpadded input. No parameters; backward needs only shapes (saves nothing).

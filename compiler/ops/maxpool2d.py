@@ -1,8 +1,14 @@
 """maxpool2d: y[c, i, j] = max_{u<kh, v<kw} xpad[c, s_h·i + d_h·u, s_w·j + d_w·v], as torch.nn.MaxPool2d.
 
-x: [N, C, H, W] → y: [N, C, Ho, Wo]; padding counts as -inf. Output sizes, padding and
-``ceil_mode`` follow ``Pool2d`` (this module also holds that shared contract of maxpool2d and
-avgpool2d). ``dilation`` spaces the window's taps (max pools only, as PyTorch). No parameters.
+x: [N, C, H, W] → y: [N, C, Ho, Wo], Ho = floor((H + pad_top + pad_bottom - d_h·(kh-1) - 1) / s_h)
++ 1 (Wo alike); with ``ceil_mode`` the ceiling, less one where that last window would start past
+the input and its top/left padding (PyTorch's rule). ``stride`` null (the default) means stride =
+kernel. ``padding`` takes conv2d's forms (int, [vertical, horizontal], [top, bottom, left,
+right]); each side may be at most half the kernel along its axis (PyTorch's rule for its
+symmetric padding, applied per side); padding counts as -inf. ``dilation`` spaces the window's
+taps (max pools only, as PyTorch); a dilated window that would read only padding is an error
+(PyTorch returns -inf there). No parameters. This module also holds ``Pool2d``, the contract
+maxpool2d and avgpool2d share.
 
 Forward saves the int64 flat index (into the unpadded H·W plane) of each window's maximum as
 "argmax", shape [N, C, Ho, Wo]; backward scatters dy there and reads no input.
@@ -74,14 +80,8 @@ def check_windows(opname: str, x: TensorType, axis: str, cells: list[int], k: in
 
 
 class Pool2d(Op):
-    """The shared contract of maxpool2d and avgpool2d.
-
-    Ho = floor((H + pad_top + pad_bottom - d_h·(kh-1) - 1) / s_h) + 1 (Wo alike, d = 1 for
-    avgpool2d), or with ``ceil_mode`` the ceiling, less one where that last window would start
-    past the input and its top/left padding (PyTorch's rule). ``stride`` null (the default) means
-    stride = kernel. ``padding`` takes conv2d's forms (int, [vertical, horizontal], [top, bottom,
-    left, right]); each side may be at most half the kernel along its axis (PyTorch's rule for its
-    symmetric padding, applied to each side)."""
+    """The shared contract of maxpool2d and avgpool2d: attributes, output sizes and their checks
+    (the module docstring), FLOPs."""
 
     family = "pooling"
     attributes: ClassVar[dict[str, Any]] = {
