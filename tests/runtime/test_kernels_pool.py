@@ -67,8 +67,9 @@ def torch_pool(op: str, attrs: dict[str, Any], xt: torch.Tensor) -> Any:
         # the divisor: the window's cells inside the padded input, or inside the input
         mask = F.pad(torch.ones(1, 1, *xt.shape[2:], dtype=xt.dtype), (pl, pr, pt, pb), value=float(include))
         y, idx = total / F.avg_pool2d(mask, k, s, 0, ceil, divisor_override=1), None
-    y = y[..., : 1 if one_d else out_hw[0], : out_hw[-1]]
-    idx = idx[..., : y.shape[2], : y.shape[3]] if idx is not None else None
+    if (pt, pl) != (pb, pr):  # even padding is PyTorch's own pool, its output size unedited
+        y = y[..., : 1 if one_d else out_hw[0], : out_hw[-1]]
+        idx = idx[..., : y.shape[2], : y.shape[3]] if idx is not None else None
     return (y[:, :, 0], idx[:, :, 0] if idx is not None else None) if one_d else (y, idx)
 
 
