@@ -1,12 +1,13 @@
 """avgpool1d: y[c, i] = (1/D) · Σ_{u<k} xpad[c, s·i + u], as torch.nn.AvgPool1d.
 
-x: [N, C, L] → y: [N, C, Lo], Lo = floor((L + 2·p - k) / s) + 1; padding counts as 0. D = k
-when ``count_include_pad`` (PyTorch's default), else the number of window cells inside the
-unpadded input. ``stride`` null (the default) means stride = kernel; padding may be at most half
-the kernel. No parameters; backward needs only shapes (saves nothing).
+x: [N, C, L] → y: [N, C, Lo]; output sizes, padding and ``ceil_mode`` follow maxpool1d's
+``Pool1d`` (no dilation, as PyTorch); padding counts as 0. D as avgpool2d: with
+``count_include_pad`` (PyTorch's default) the window's cells inside the padded input (k, fewer
+for a ceil_mode window hanging over the right padding's edge), else those inside the unpadded
+input. No parameters; backward needs only shapes (saves nothing).
 
 It is avgpool2d on the view [N, C, 1, L] with kernel [1, k] (``Pool1d.as_pool2d``), kernels
-included. FLOPs per sample: forward = backward = Lo·C·k.
+included. FLOPs per sample: forward = backward = one add per window cell read.
 """
 
 from __future__ import annotations

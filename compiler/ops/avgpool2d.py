@@ -1,17 +1,19 @@
 """avgpool2d: y[c, i, j] = (1/D) · Σ_{u<kh, v<kw} xpad[c, s_h·i + u, s_w·j + v], as torch.nn.AvgPool2d.
 
-x: [N, C, H, W] → y: [N, C, Ho, Wo], Ho = floor((H + 2·p_h - kh) / s_h) + 1 (Wo alike);
-padding counts as 0. D = kh·kw when ``count_include_pad`` (PyTorch's default), else the number
-of window cells inside the unpadded input. ``stride`` null (the default) means stride = kernel;
-padding may be at most half the kernel. No parameters; backward needs only shapes (saves nothing).
-FLOPs per sample: forward Ho·Wo·C·(kh·kw) (adds and the divide); backward Ho·Wo·C·kh·kw.
+x: [N, C, H, W] → y: [N, C, Ho, Wo]; output sizes, stride, padding and ``ceil_mode`` as maxpool2d
+(no dilation, as PyTorch); padding counts as 0. The divisor D, as PyTorch: with
+``count_include_pad`` (the default) the window's cells inside the padded input (kh·kw, but
+fewer for a ceil_mode window hanging over the bottom/right padding's edge), else its cells inside
+the unpadded input. No parameters; backward needs only shapes (saves nothing).
+FLOPs per sample: forward one add per window cell read (inside the input), backward alike.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .base import Pool2d, TensorType
+from .base import TensorType
+from .maxpool2d import Pool2d
 
 
 class Avgpool2d(Pool2d):
@@ -22,7 +24,7 @@ class Avgpool2d(Pool2d):
         "count_include_pad": {
             "type": "boolean",
             "default": True,
-            "description": "divide by the full window size, padding included",
+            "description": "divide by the window's cells in the padded input, not only those in the input",
         },
     }
 

@@ -10,8 +10,8 @@ the trainer scores it) and the ``int_input_range`` of its integer inputs.
 ``missing_facts`` (in ``__init__``) lists what an op left out.
 
 This module also owns the bases several ops derive from (:class:`Elementwise`,
-:class:`Movement`, :class:`Loss`, :class:`ClassificationLoss`, :class:`Pool2d`,
-:class:`Normalization`) and the shape helpers they share.
+:class:`Movement`, :class:`Loss`, :class:`ClassificationLoss`, :class:`Normalization`;
+the pools' ``Pool2d`` lives in ``maxpool2d``) and the shape helpers they share.
 
 Conventions every contract follows
 ----------------------------------
@@ -473,46 +473,3 @@ class Normalization(Op):
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         n, affine = out.numel, attrs["affine"]
         return 7 * n + 2 * n * affine, 10 * n + 3 * n * affine
-
-
-class Pool2d(Op):
-    """Shared shape rule of maxpool2d and avgpool2d."""
-
-    family = "pooling"
-    attributes: ClassVar[dict[str, Any]] = {
-        "kernel": {**PAIR_POS, "description": "window size: int or [height, width]"},
-        "stride": {**PAIR_OR_NULL, "default": None, "description": "step: int or pair; null means = kernel"},
-        "padding": {
-            **PAIR_NONNEG,
-            "default": 0,
-            "description": "implicit padding per side, at most kernel/2",
-        },
-    }
-    required = ("kernel",)
-    key_attributes = ("kernel", "stride", "padding")
-    example = ({"kernel": 2}, (TensorType((16, 32, 32)),))
-
-    @staticmethod
-    def geometry(attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """(kernel, stride, padding) pairs with the stride default resolved (the pool kernels
-        call it too)."""
-        k = pair(attrs["kernel"])
-        return (
-            k,
-            pair(attrs["stride"] if attrs["stride"] is not None else attrs["kernel"]),
-            pair(attrs["padding"]),
-        )
-
-    def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
-        x = ins[0]
-        check_rank(self.name, x, 0, (3,), "[N, C, H, W]")
-        float_input(x)
-        k, s, p = self.geometry(attrs)
-        if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-            raise ShapeError(f"{self.name} padding {list(p)} must be at most half the kernel {list(k)}")
-        ho, wo = window_out(self.name, x, k, s, (p[0], p[0], p[1], p[1]))
-        return TensorType((x.shape[0], ho, wo))
-
-    def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
-        k = self.geometry(attrs)[0]
-        return out.numel * k[0] * k[1], out.numel

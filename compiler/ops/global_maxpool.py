@@ -26,7 +26,7 @@ class GlobalMaxpool(Op):
     def as_pool2d(ins: list[TensorType]) -> dict[str, Any]:
         """The attributes of the maxpool2d over [N, C, 1, S] that computes it: one whole-plane window."""
         s = math.prod(ins[0].shape[1:])
-        return {"kernel": [1, s], "stride": [1, s], "padding": 0}
+        return {"kernel": [1, s], "stride": [1, s], "padding": 0, "ceil_mode": False}
 
     def shape(self, attrs: dict[str, Any], ins: list[TensorType]) -> TensorType:
         x = ins[0]

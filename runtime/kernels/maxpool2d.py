@@ -1,5 +1,7 @@
 """maxpool2d kernels: window maximum with padding as -inf, as torch.nn.MaxPool2d.
 
+Windows take the taps of ``_windows.window`` (dilation, per-side padding and ceil_mode included:
+the taps outside the input are skipped; the contract guarantees each window has one inside).
 Forward saves the flat index (into the unpadded H·W plane) of each window's maximum in
 saved["argmax"]: the first maximum in row-major window order, NaN winning, as PyTorch; a window
 of -inf keeps its first cell inside the input. Backward scatters dy to those indices. Arrays are
@@ -43,7 +45,7 @@ def _scan(xq, k, best, best_i):
 @njit(cache=True)
 def forward_cpu(x, y, argmax, geo, fast, lo, hi):
     # x [P, H·W]; y, argmax [P, Ho·Wo]; planes [lo, hi)
-    h, w, kh, kw, sh, sw, ph, pw, ho, wo = geo
+    _, w, _, _, _, _, dh, dw, _, _, _, _, ho, wo = geo
     if fast:  # 2x2/2, no padding: the general scan, unrolled
         for q in range(lo, hi):
             xq, yq, aq = x[q], y[q], argmax[q]
@@ -58,18 +60,27 @@ def forward_cpu(x, y, argmax, geo, fast, lo, hi):
                     aq[o + j] = best_i
         return
     for q in range(lo, hi):
-        xq = x[q]
-        for i in range(ho):
-            hs, he = window(i, sh, ph, kh, h)
-            for j in range(wo):
-                ws, we = window(j, sw, pw, kw, w)
-                best_i = hs * w + ws
-                best = -np.inf
-                for u in range(hs, he):
-                    for v in range(ws, we):
-                        best, best_i = _scan(xq, u * w + v, best, best_i)
-                y[q, i * wo + j] = best
-                argmax[q, i * wo + j] = best_i
+        if dh == 1 and dw == 1:  # literal unit steps: a runtime step made the loops ~20% slower
+            _planes_general(x[q], y[q], argmax[q], geo, 1, 1)
+        else:
+            _planes_general(x[q], y[q], argmax[q], geo, dh, dw)
+
+
+@njit(cache=True, inline="always")
+def _planes_general(xq, yq, aq, geo, dh, dw):
+    """One plane's windows by the general scan (taps every dh rows and dw columns)."""
+    h, w, kh, kw, sh, sw, _, _, pt, pl, _, _, ho, wo = geo
+    for i in range(ho):
+        hs, he = window(i, sh, pt, kh, dh, h)
+        for j in range(wo):
+            ws, we = window(j, sw, pl, kw, dw, w)
+            best_i = hs * w + ws
+            best = -np.inf
+            for u in range(hs, he, dh):
+                for v in range(ws, we, dw):
+                    best, best_i = _scan(xq, u * w + v, best, best_i)
+            yq[i * wo + j] = best
+            aq[i * wo + j] = best_i
 
 
 @njit(cache=True)
@@ -104,16 +115,16 @@ def bind_cpu(b: Binding) -> tuple[Thunk, Thunk]:
 
 
 @cuda.jit
-def forward_cuda(x, y, argmax, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+def forward_cuda(x, y, argmax, h, w, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, ho, wo):
     # x [P, H·W]; y, argmax [P, Ho·Wo]: one thread per output, the CPU's scan (first max, NaN wins)
     for e in range(cuda.grid(1), y.size, cuda.gridsize(1)):
         q, o = e // (ho * wo), e % (ho * wo)
-        hs, he = window_cuda(o // wo, sh, ph, kh, h)
-        ws, we = window_cuda(o % wo, sw, pw, kw, w)
+        hs, he = window_cuda(o // wo, sh, pt, kh, dh, h)
+        ws, we = window_cuda(o % wo, sw, pl, kw, dw, w)
         best_i = hs * w + ws
         best = x.dtype.type(-math.inf)
-        for u in range(hs, he):
-            for v in range(ws, we):
+        for u in range(hs, he, dh):
+            for v in range(ws, we, dw):
                 val = x[q, u * w + v]
                 if val > best or val != val:
                     best = val
@@ -123,12 +134,13 @@ def forward_cuda(x, y, argmax, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
 
 
 @cuda.jit
-def backward_cuda(dy, argmax, dx, acc, h, w, kh, kw, sh, sw, ph, pw, ho, wo):
-    # dx [P, H·W] (+)= Σ dy[q, o] over the outputs o covering the cell whose argmax is the cell
+def backward_cuda(dy, argmax, dx, acc, h, w, kh, kw, sh, sw, dh, dw, pt, pl, hp, wp, ho, wo):
+    # dx [P, H·W] (+)= Σ dy[q, o] over the outputs o whose window's span covers the cell and whose
+    # argmax is the cell
     for e in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
         q, cell = e // (h * w), e % (h * w)
-        i0, i1 = covering_cuda(cell // w, sh, ph, kh, ho)
-        j0, j1 = covering_cuda(cell % w, sw, pw, kw, wo)
+        i0, i1 = covering_cuda(cell // w, sh, pt, dh * (kh - 1) + 1, ho)
+        j0, j1 = covering_cuda(cell % w, sw, pl, dw * (kw - 1) + 1, wo)
         t = dx[q, cell] if acc else dx.dtype.type(0)
         for i in range(i0, i1):
             for j in range(j0, j1):

@@ -376,6 +376,62 @@ def unet_mnist(t: Twin) -> Forward:
         t.rec("mse", F.mse_loss(out, inputs["clean"]))
 
     return forward
+def charcnn(t: Twin) -> Forward:
+    body = t.seq(
+        ("embed", nn.Embedding(20, 32)),
+        ("chans", lambda x: x.transpose(1, 2)),
+        ("conv1", nn.Conv1d(32, 64, 5, padding=2)),
+        ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool1d(3, 2, ceil_mode=True)),
+        ("conv2", nn.Conv1d(64, 128, 5, padding=4, dilation=2)),
+        ("relu2", nn.ReLU()),
+        ("pool", nn.Sequential(nn.AdaptiveMaxPool1d(1), nn.Flatten())),
+        ("drop", nn.Dropout(0.3)),
+        ("logits", nn.Linear(128, 10)),
+    )
+    return classifier(t, "tokens", body)
+
+
+def inverted_residual(t: Twin, p: str, cin: int, cout: int, stride: int = 1, expand: int = 4) -> Fn:
+    """Blocks `inverted` (stride 1, cin == cout: the residual add) and `down` of
+    mobilenet_v2_mini.yaml, with their shared `expand_dw` as ``p``.wide."""
+    wide = cin * expand
+    main = t.seq(
+        (f"{p}.wide.expand", nn.Conv2d(cin, wide, 1, bias=False)),
+        (f"{p}.wide.bn1", nn.BatchNorm2d(wide)),
+        (f"{p}.wide.act1", nn.ReLU6()),
+        (f"{p}.wide.dw", nn.Conv2d(wide, wide, 3, stride, 1, groups=wide, bias=False)),
+        (f"{p}.wide.bn2", nn.BatchNorm2d(wide)),
+        (f"{p}.wide.act2", nn.ReLU6()),
+        (f"{p}.project", nn.Conv2d(wide, cout, 1, bias=False)),
+        (f"{p}.bn3", nn.BatchNorm2d(cout)),
+    )
+    if stride == 1 and cin == cout:
+        return lambda x: t.rec(f"{p}.sum", main(x) + x)
+    return main
+
+
+def mobilenet_v2_mini(t: Twin) -> Forward:
+    stem = t.seq(
+        ("stem", nn.Conv2d(1, 16, 3, 2, 1, bias=False)),
+        ("stem_bn", nn.BatchNorm2d(16)),
+        ("stem_act", nn.ReLU6()),
+    )
+    blocks = [
+        inverted_residual(t, "stage1", 16, 24, stride=2),
+        inverted_residual(t, "stage2.1", 24, 24),
+        inverted_residual(t, "stage2.2", 24, 24),
+        inverted_residual(t, "stage3", 24, 32),
+        inverted_residual(t, "stage4", 32, 32),
+    ]
+    head = t.seq(
+        ("head", nn.Conv2d(32, 128, 1, bias=False)),
+        ("head_bn", nn.BatchNorm2d(128)),
+        ("head_act", nn.ReLU6()),
+        ("gap", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
+        ("logits", nn.Linear(128, 10)),
+    )
+    return classifier(t, "image", stem, *blocks, head)
 
 
 TWINS: dict[str, Callable[[Twin], Forward]] = {
@@ -396,6 +452,8 @@ TWINS: dict[str, Callable[[Twin], Forward]] = {
         lstm_mnist_rows,
         gru_majority,
         unet_mnist,
+        charcnn,
+        mobilenet_v2_mini,
     ]
 }
 

@@ -331,6 +331,7 @@ CASES = [
         lambda: Seq(nn.LSTM(3, 4, 2, bidirectional=True), last=True),
     ),
     ("gru", {"hidden_size": 4, "bias": False}, [T((5, 3))], lambda: Seq(nn.GRU(3, 4, bias=False))),
+    (
         "conv_transpose2d",
         {"out_channels": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
         [T((4, 5, 7))],
@@ -350,6 +351,42 @@ CASES = [
         lambda: nn.Upsample(size=(7, 3), mode="bilinear", align_corners=True),
     ),
     ("upsample", {"scale_factor": [1.5, 0.5]}, [T((3, 4, 5))], lambda: nn.Upsample(scale_factor=(1.5, 0.5))),
+    (
+        "maxpool2d",
+        {"kernel": 3, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True},
+        [T((2, 10, 9))],
+        lambda: nn.MaxPool2d(3, 2, 1, dilation=2, ceil_mode=True),
+    ),
+    (
+        "maxpool2d",  # [top, bottom, left, right]; ConstantPad2d takes (left, right, top, bottom)
+        {"kernel": 2, "padding": [1, 0, 0, 1]},
+        [T((2, 5, 6))],
+        lambda: nn.Sequential(nn.ConstantPad2d((0, 1, 1, 0), -float("inf")), nn.MaxPool2d(2)),
+    ),
+    (
+        "avgpool2d",  # the last window would start in the bottom padding: dropped
+        {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False},
+        [T((2, 5, 6))],
+        lambda: nn.AvgPool2d(2, 2, 1, ceil_mode=True, count_include_pad=False),
+    ),
+    (
+        "maxpool1d",
+        {"kernel": 3, "stride": 2, "dilation": 2, "ceil_mode": True},
+        [T((3, 12))],
+        lambda: nn.MaxPool1d(3, 2, dilation=2, ceil_mode=True),
+    ),
+    (
+        "avgpool1d",
+        {"kernel": 2, "padding": 1, "ceil_mode": True},
+        [T((3, 9))],
+        lambda: nn.AvgPool1d(2, 2, 1, True),
+    ),
+    (
+        "avgpool1d",
+        {"kernel": 3, "stride": 1, "padding": [1, 0]},
+        [T((3, 9))],
+        lambda: nn.Sequential(nn.ConstantPad1d((1, 0), 0.0), nn.AvgPool1d(3, 1)),
+    ),
 ]
 
 
@@ -602,6 +639,31 @@ ERRORS = [
         r"output_padding 2 \(vertical\) must be smaller than the stride 2 or the dilation 1",
     ),
     ("upsample", {"scale_factor": 2, "size": 4}, [T((3, 5, 5))], r"exactly one of scale_factor and size"),
+    (
+        "maxpool2d",
+        {"kernel": 3, "padding": [0, 2, 0, 0]},
+        [T((3, 8, 8))],
+        re.escape("padding [0, 2, 0, 0] (top, bottom, left, right) must be at most half the kernel [3, 3]"),
+    ),
+    (
+        "maxpool2d",  # taps -1 and 1 of an input of height 1
+        {"kernel": 2, "padding": [1, 0], "dilation": 2},
+        [T((3, 1, 8))],
+        r"window 0 along the height reads only padding: kernel 2 dilated by 2 with padding 1",
+    ),
+    (
+        "avgpool2d",
+        {"kernel": 5, "stride": 2, "ceil_mode": True},
+        [T((3, 3, 8))],
+        re.escape("kernel 5x5 is larger than the padded input 3x8 by the stride [2, 2] or more (ceil_mode)"),
+    ),
+    ("maxpool1d", {"kernel": 2, "padding": 1, "dilation": 3}, [T((3, 2))], r"window 0 along the length"),
+    (
+        "avgpool1d",
+        {"kernel": 2, "padding": [0, 2]},
+        [T((3, 8))],
+        r"padding \[0, 2\] must be at most half the kernel 2",
+    ),
 ]
 
 
@@ -911,3 +973,15 @@ def test_param_counts_of_a_lenet() -> None:
         total += sum(p.numel for p in op.params(a, [t]))
         t = out
     assert t.shape == (10,) and total == 61706
+
+
+def test_pool_flops_count_the_window_cells_read() -> None:
+    # kernel 3, stride 2, padding 1 on 5x5: the three windows of an axis read 2, 3 and 2 cells
+    # (taps -1..1, 1..3, 3..5), so 7·7 cells per channel; backward one add per output
+    assert flops("maxpool2d", {"kernel": 3, "stride": 2, "padding": 1}, [T((2, 5, 5))]) == (2 * 49, 2 * 9)
+    # ceil_mode 2x2/2 on 5x5: the last window of each axis reads 1 cell: (2 + 2 + 1)² per channel
+    assert flops("avgpool2d", {"kernel": 2, "ceil_mode": True}, [T((1, 5, 5))]) == (25, 25)
+    # dilation 2, kernel 3 on 7 (1-d): taps 0, 2, 4 and 2, 4, 6 of the two windows at stride 2
+    assert flops("maxpool1d", {"kernel": 3, "stride": 2, "dilation": 2}, [T((3, 7))]) == (3 * 6, 3 * 2)
+    # padding [1, 0] and ceil_mode on 9 (stride 2): windows from -1, 1, 3, 5, 7 read 1, 2, 2, 2, 2
+    assert flops("avgpool1d", {"kernel": 2, "padding": [1, 0], "ceil_mode": True}, [T((1, 9))]) == (9, 9)

@@ -144,6 +144,24 @@ def test_avgpool2d(attrs, shape, include, acc):
     p.compare(1e-6, 1e-6)
 
 
+# ceil_mode (a last window over the edge), per-side padding and, for the max pool, dilation: the
+# gather's covering range spans the dilated window, the divisor clips to the padded input
+OPTIONS = {"kernel": 3, "stride": 2, "padding": [1, 0, 0, 1], "ceil_mode": True}
+
+
+@pytest.mark.parametrize("acc", [False, True])
+def test_maxpool2d_options(acc):
+    p = Pair("maxpool2d", {**OPTIONS, "dilation": [2, 1]}, [distinct((2, 2, 7, 8))], acc=acc).run()
+    p.compare(0, 0)
+    p.compare_state(0, 0)
+
+
+@pytest.mark.parametrize("include", [True, False])
+def test_avgpool2d_options(include):
+    attrs = {**OPTIONS, "count_include_pad": include}
+    Pair("avgpool2d", attrs, [RNG.standard_normal((2, 2, 7, 8))], acc=True).run().compare(1e-6, 1e-6)
+
+
 def test_avgpool2d_float64():
     attrs = {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}
     Pair("avgpool2d", attrs, [RNG.standard_normal((2, 2, 5, 6))], acc=True, dtype=np.float64).run().compare(

@@ -10,7 +10,7 @@ from netc.runtime.check import random_inputs
 from netc.runtime.executor import Executor
 
 
-@pytest.mark.parametrize("name", [*SMALL, "resnet18", "alexnet", "vgg16"])
+@pytest.mark.parametrize("name", [*SMALL, "charcnn", "mobilenet_v2_mini", "resnet18", "alexnet", "vgg16"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_allocation_equals_the_ledger(name, batch):
     plan = netc.load(ROOT / "examples" / f"{name}.yaml").compile(batch)

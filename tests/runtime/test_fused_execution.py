@@ -33,7 +33,7 @@ def test_fused_training_equals_unfused_bitwise(name):
         assert np.array_equal(a.outputs()[k], v), k
 
 
-@pytest.mark.parametrize("name", [*SMALL, "resnet18", "alexnet", "vgg16"])
+@pytest.mark.parametrize("name", [*SMALL, "charcnn", "mobilenet_v2_mini", "resnet18", "alexnet", "vgg16"])
 @pytest.mark.parametrize("fuse", [True, False])
 def test_an_inference_plan_allocates_its_ledger(name, fuse):
     net = netc.load(ROOT / "examples" / f"{name}.yaml")
@@ -55,7 +55,7 @@ def _perturb_norms(ex, seed=0):
             v[...] = rng.uniform(0.5, 1.5, v.shape)
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", [*SMALL, "mobilenet_v2_mini"])  # batchnorm folds into depthwise convs
 def test_inference_plans_compute_what_evaluation_mode_computes(name):
     net = netc.load(ROOT / "examples" / f"{name}.yaml")
     train = net.compile(3)

@@ -57,6 +57,8 @@ CASES: dict[str, tuple[int, Any, tuple[str, ...]]] = {
     "vgg16": (1, np.float32, ("train",)),
     "lstm_mnist_rows": (2, np.float64, BOTH),
     "gru_majority": (2, np.float64, BOTH),
+    "charcnn": (3, np.float64, BOTH),
+    "mobilenet_v2_mini": (2, np.float64, BOTH),
 }
 RTOL = {np.float64: 1e-8, np.float32: 1e-4}
 
@@ -287,7 +289,7 @@ def test_example_matches_its_twin_forward_and_backward(name: str) -> None:
             if m.size >= 500:
                 assert abs((m == 0).mean() - s.attrs["p"]) < 0.06
     stats = [p.name for p in pair.plan.params if p.role == "stat"]
-    assert bool(stats) == (name in ("multitask", "resnet18", "resnet_mini"))
+    assert bool(stats) == (name in ("multitask", "resnet18", "resnet_mini", "mobilenet_v2_mini"))
     for pname in stats:  # running statistics after one training forward, as torch's
         t, rows = pair.slots[pname]
         close(pair.ex.param(pname), t[rows].detach().numpy(), rtol, f"train: {pname}")
