@@ -333,6 +333,8 @@ def siamese(t: Twin) -> Forward:
         t.rec("ce", F.cross_entropy(head(both), inputs["label"]))
 
     return forward
+
+
 def last_state(net: nn.Module) -> Fn:
     """A torch recurrent layer (batch_first) as netc's ``output: last``: h_n of the top layer."""
 
@@ -354,6 +356,8 @@ def gru_majority(t: Twin) -> Forward:
     t.mods.append(gru)
     net = t.seq(("embed", nn.Embedding(20, 16)), ("gru", last_state(gru)), ("logits", nn.Linear(64, 10)))
     return classifier(t, "tokens", net)
+
+
 def unet_mnist(t: Twin) -> Forward:
     e1 = t.seq(("e1", nn.Conv2d(1, 8, 3, padding=1)), ("e1r", nn.ReLU()))
     e2 = t.seq(("p1", nn.MaxPool2d(2)), ("e2", nn.Conv2d(8, 16, 3, padding=1)), ("e2r", nn.ReLU()))
@@ -376,6 +380,8 @@ def unet_mnist(t: Twin) -> Forward:
         t.rec("mse", F.mse_loss(out, inputs["clean"]))
 
     return forward
+
+
 def charcnn(t: Twin) -> Forward:
     body = t.seq(
         ("embed", nn.Embedding(20, 32)),
