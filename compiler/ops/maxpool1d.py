@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .base import INT_NONNEG, INT_POS, Op, Saved, ShapeError, TensorType, check_rank, float_input
-from .maxpool2d import CEIL_MODE, cells_read, check_windows, pool_axis
+from .maxpool2d import CEIL_MODE, AxisCells, cells_read, check_windows, pool_axis
 
 
 class Pool1d(Op):
@@ -61,8 +61,8 @@ class Pool1d(Op):
         out = {**attrs, "kernel": [1, k], "stride": [1, s], "padding": [0, 0, pl, pr]}
         return {**out, "dilation": [1, d]} if "dilation" in attrs else out
 
-    def _cells(self, attrs: dict[str, Any], x: TensorType) -> list[int]:
-        """Cells read by each output's window, after every check of the geometry."""
+    def _cells(self, attrs: dict[str, Any], x: TensorType) -> AxisCells:
+        """The windows along the length, after every check of the geometry."""
         k, s, d, pl, pr = self.geometry(attrs)
         if max(pl, pr) > k // 2:
             raise ShapeError(f"{self.name} padding {attrs['padding']} must be at most half the kernel {k}")
@@ -84,11 +84,11 @@ class Pool1d(Op):
         x = ins[0]
         check_rank(self.name, x, 0, (2,), "[N, C, L]")
         float_input(x)
-        return TensorType((x.shape[0], len(self._cells(attrs, x))))
+        return TensorType((x.shape[0], self._cells(attrs, x).n))
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         """Forward: one op per window cell read; backward: one add per output (max pools)."""
-        return ins[0].shape[0] * sum(self._cells(attrs, ins[0])), out.numel
+        return ins[0].shape[0] * self._cells(attrs, ins[0]).total, out.numel
 
 
 class Maxpool1d(Pool1d):

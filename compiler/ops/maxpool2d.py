@@ -18,7 +18,7 @@ the part of a ceil_mode window past the edge are not read); backward Ho·Wo·C (
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .base import (
     PAIR_OR_NULL,
@@ -60,21 +60,40 @@ def pool_axis(size: int, k: int, s: int, d: int, p0: int, p1: int, ceil: bool) -
     return n
 
 
-def cells_read(size: int, k: int, s: int, d: int, p0: int, n: int) -> list[int]:
-    """For each of the n outputs along one axis, how many of its window's taps i·s - p0 + u·d
-    (u < k) fall inside the input [0, size)."""
-    return [sum(0 <= i * s - p0 + u * d < size for u in range(k)) for i in range(n)]
+class AxisCells(NamedTuple):
+    """The windows along one axis: how many, the input cells they read in all, and the first
+    one that reads only padding (None: every window reads a cell)."""
+
+    n: int
+    total: int
+    empty: int | None
 
 
-def check_windows(opname: str, x: TensorType, axis: str, cells: list[int], k: int, d: int, p0: int) -> None:
+def cells_read(size: int, k: int, s: int, d: int, p0: int, n: int) -> AxisCells:
+    """The n windows along one axis, whose taps i·s - p0 + u·d (u < k) fall inside the input
+    [0, size) or not. Counted tap by tap, in O(k) whatever n is: a fuzzed padding of a million
+    before a pool made a count window by window take seconds."""
+    total = 0
+    for u in range(k):  # the windows i with 0 <= i·s + o < size, for this tap's offset o
+        o = u * d - p0
+        lo, hi = max(0, -(o // s)), min(n - 1, (size - 1 - o) // s)
+        total += max(0, hi - lo + 1)
+    # Only a window starting in the leading padding, or at or past the input's end, can miss
+    # every cell: a handful of windows, each checked tap by tap.
+    first_inside, past = -(-p0 // s), -(-(size + p0) // s)
+    edges = [*range(min(n, first_inside)), *range(max(past, first_inside), n)]
+    empty = next((i for i in edges if not any(0 <= i * s - p0 + u * d < size for u in range(k))), None)
+    return AxisCells(n, total, empty)
+
+
+def check_windows(opname: str, x: TensorType, axis: str, cells: AxisCells, k: int, d: int, p0: int) -> None:
     """Raise unless every window reads an input cell. Only a dilated window can miss them all (its
     taps straddle an input shorter than the dilation); PyTorch returns -inf there with an argmax
     outside the plane, so netc refuses the geometry."""
-    if 0 in cells:
-        i = cells.index(0)
+    if cells.empty is not None:
         raise ShapeError(
-            f"{opname} window {i} along the {axis} reads only padding: kernel {k} dilated by {d} with "
-            f"padding {p0} misses every cell of input 0 {x}; use less padding or dilation",
+            f"{opname} window {cells.empty} along the {axis} reads only padding: kernel {k} dilated by "
+            f"{d} with padding {p0} misses every cell of input 0 {x}; use less padding or dilation",
             0,
         )
 
@@ -105,7 +124,7 @@ class Pool2d(Op):
         s = pair(attrs["stride"] if attrs["stride"] is not None else attrs["kernel"])
         return k, s, d, pads4(attrs, k, d)
 
-    def _cells(self, attrs: dict[str, Any], x: TensorType) -> tuple[list[int], list[int]]:
+    def _cells(self, attrs: dict[str, Any], x: TensorType) -> tuple[AxisCells, AxisCells]:
         """Cells read by each output row's and each output column's window (their product is the
         cells a window reads), after every check of the geometry."""
         k, s, d, pads = self.geometry(attrs)
@@ -136,12 +155,12 @@ class Pool2d(Op):
         check_rank(self.name, x, 0, (3,), "[N, C, H, W]")
         float_input(x)
         rows, cols = self._cells(attrs, x)
-        return TensorType((x.shape[0], len(rows), len(cols)))
+        return TensorType((x.shape[0], rows.n, cols.n))
 
     def flops(self, attrs: dict[str, Any], ins: list[TensorType], out: TensorType) -> tuple[int, int]:
         """Forward: one op per window cell read; backward: one add per output (max pools)."""
         rows, cols = self._cells(attrs, ins[0])
-        return ins[0].shape[0] * sum(rows) * sum(cols), out.numel
+        return ins[0].shape[0] * rows.total * cols.total, out.numel
 
 
 class Maxpool2d(Pool2d):

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -985,3 +986,25 @@ def test_pool_flops_count_the_window_cells_read() -> None:
     assert flops("maxpool1d", {"kernel": 3, "stride": 2, "dilation": 2}, [T((3, 7))]) == (3 * 6, 3 * 2)
     # padding [1, 0] and ceil_mode on 9 (stride 2): windows from -1, 1, 3, 5, 7 read 1, 2, 2, 2, 2
     assert flops("avgpool1d", {"kernel": 2, "padding": [1, 0], "ceil_mode": True}, [T((1, 9))]) == (9, 9)
+
+
+def test_pool_cells_by_tap_equal_a_count_window_by_window_and_ignore_the_input_size() -> None:
+    from netc.compiler.ops.maxpool2d import cells_read, pool_axis
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        size, k, s, d = (int(v) for v in rng.integers(1, [12, 5, 4, 4]))
+        p0, p1, ceil = (
+            int(rng.integers(0, k // 2 + 1)),
+            int(rng.integers(0, k // 2 + 1)),
+            bool(rng.random() < 0.5),
+        )
+        n = pool_axis(size, k, s, d, p0, p1, ceil)
+        if n < 1:
+            continue
+        each = [sum(0 <= i * s - p0 + u * d < size for u in range(k)) for i in range(n)]
+        got = cells_read(size, k, s, d, p0, n)
+        assert (got.n, got.total) == (n, sum(each)), (size, k, s, d, p0, n)
+        assert got.empty == (each.index(0) if 0 in each else None), (size, k, s, d, p0, n)
+    # a fuzzed million-cell axis (a conv padded by a million before the pool), counted per tap
+    assert cells_read(2_000_028, 2, 2, 1, 0, 1_000_014) == (1_000_014, 2_000_028, None)

@@ -430,7 +430,8 @@ def d_block_args(rng: random.Random, doc: Any) -> str | None:
 def d_repeat(rng: random.Random, doc: Any) -> str | None:
     """repeat 0, -1, huge; or a chain of three blocks that each repeat the next 99,999 times."""
     if isinstance(doc, dict) and isinstance(doc.get("modules"), dict) and rng.random() < 0.3:
-        first = next(iter(doc.get("inputs") or {"x": 0}), "x")
+        inputs = doc.get("inputs")  # an earlier edit may have made it any YAML value
+        first = next(iter(inputs), "x") if isinstance(inputs, dict) else "x"
         blocks = doc.setdefault("blocks", {}) if isinstance(doc.get("blocks", {}), dict) else None
         if blocks is None:
             return None
