@@ -1,6 +1,7 @@
 """Spec text the tests share: the small classifier of the training tests (2 features -> hidden
 -> 3 classes; each test gives its own train and data sections), and the activation chain the
-fusion tests (compiler and runtime) end their specs with."""
+fusion tests (compiler and runtime) end their specs with, the tied-weights net of the `share:`
+tests (compiler and runtime), and the arithmetic net of the whole-step and CUDA tests."""
 
 from __future__ import annotations
 
@@ -70,3 +71,47 @@ losses:
   ce: {op: cross_entropy, in: [logits, label]}
 outputs: [logits]
 """
+
+
+# A siamese pair of linears (h2 shares h's w and b) and a decoder tied to the embedding (dec.w =
+# emb.w, both [V, D] = [11, 6], PyTorch's layout); dec keeps its own bias.
+TIED = """
+netc: 1
+inputs:
+  tok: {shape: [5], dtype: int64}
+  label: {shape: [5], dtype: int64}
+modules:
+  emb: {op: embedding, in: tok, num_embeddings: 11, dim: 6}
+  h: {op: linear, in: emb, out_features: 6}
+  act: {op: tanh, in: h}
+  h2: {op: linear, in: act, out_features: 6, share: h}
+  dec: {op: linear, in: h2, out_features: 11, share: {w: emb.w}}
+losses:
+  ce: {op: cross_entropy, in: [dec, label]}
+"""
+
+
+def arith(c: int) -> str:
+    """Constants, broadcast mul/sub/div, a 3-input broadcast add then relu, matmul: inputs x and
+    y are [c, c + 1, c + 1] per sample."""
+    n = c + 1
+    scale = [[[2.0]], [[0.5]], [[1.0]]][:c]
+    return dedent(f"""
+        netc: 1
+        inputs:
+          x: {{shape: [{c}, {n}, {n}]}}
+          y: {{shape: [{c}, {n}, {n}]}}
+        modules:
+          h: {{op: linear, in: x, out_features: {n}}}
+          scale: {{op: constant, value: {scale}}}
+          shift: {{op: constant, value: 0.25}}
+          z: {{op: zeros, shape: [{n}, {n}]}}
+          s: {{op: mul, in: [h, scale]}}
+          t: {{op: sub, in: [s, shift]}}
+          u: {{op: add, in: [t, z, h]}}
+          a: {{op: relu, in: u}}
+          q: {{op: matmul, in: [a, h], transpose_b: true}}
+          r: {{op: div, in: [q, scale]}}
+        losses:
+          l: {{op: mse, in: [r, y]}}
+        """)

@@ -6,28 +6,12 @@ from importlib import resources
 
 import jsonschema
 import pytest
+from tinyspec import TIED
 
 import netc
 from netc.compiler.plan import Plan
 from netc.compiler.report.draw import to_dot
 from netc.spec.errors import SpecError
-
-# A siamese pair of linears (h2 shares h) and a decoder tied to the embedding (dec.w = emb.w,
-# both [V, D] = [11, 6], PyTorch's layout); dec keeps its own bias.
-TIED = """
-netc: 1
-inputs:
-  tok: {shape: [5], dtype: int64}
-  label: {shape: [5], dtype: int64}
-modules:
-  emb: {op: embedding, in: tok, num_embeddings: 11, dim: 6}
-  h: {op: linear, in: emb, out_features: 6}
-  act: {op: tanh, in: h}
-  h2: {op: linear, in: act, out_features: 6, share: h}
-  dec: {op: linear, in: h2, out_features: 11, share: {w: emb.w}}
-losses:
-  ce: {op: cross_entropy, in: [dec, label]}
-"""
 
 # `share:` on a block instance: every module of `right` uses its namesake in `left`.
 TWINS = """

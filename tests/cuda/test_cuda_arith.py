@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 from helpers import Pair, executors_agree
+from tinyspec import arith
 
 RNG = np.random.default_rng(5)
 
@@ -48,25 +49,5 @@ def test_constant_and_zeros():
 def test_a_network_of_them_on_the_cuda_executor(spec_file):
     """Constants, broadcast mul/sub/div, a 3-input broadcast add (its relu applied by the executor)
     and matmul in one plan: the CUDA executor equals the CPU one."""
-    spec = spec_file(
-        """
-        netc: 1
-        inputs:
-          x: {shape: [2, 3, 3]}
-          y: {shape: [2, 3, 3]}
-        modules:
-          h: {op: linear, in: x, out_features: 3}
-          scale: {op: constant, value: [[[2.0]], [[0.5]]]}
-          shift: {op: constant, value: 0.25}
-          z: {op: zeros, shape: [3, 3]}
-          s: {op: mul, in: [h, scale]}
-          t: {op: sub, in: [s, shift]}
-          u: {op: add, in: [t, z, h]}
-          a: {op: relu, in: u}
-          q: {op: matmul, in: [a, h], transpose_b: true}
-          r: {op: div, in: [q, scale]}
-        losses:
-          l: {op: mse, in: [r, y]}
-        """
-    )
+    spec = spec_file(arith(2))
     executors_agree(spec, 2, ["r"])

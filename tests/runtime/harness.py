@@ -227,3 +227,26 @@ losses:
 outputs: [logits]
 train: {optimizer: {type: sgd, lr: 0.5}, batch_size: 4, epochs: 1, seed: 3}
 """
+
+
+def per_op_and_whole_step(monkeypatch: Any, path: Path, batch: int = 4) -> tuple[Any, dict[str, np.ndarray]]:
+    """One training step of the spec at ``path`` per op and as whole-step native code, from the
+    same weights and random inputs: asserts both give the same losses and gradients bit for bit
+    and that the step function was used; returns the per-op executor (its relu fused into the
+    kernel before it checked by the caller) and the inputs, for a comparison with PyTorch."""
+    import netc
+    from netc.runtime.check import random_inputs
+    from netc.runtime.executor import Executor
+
+    plan = netc.load(path).compile(batch)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
+    per_op = Executor(plan, batch, seed=3)
+    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
+    whole = Executor(plan, batch, seed=3)
+    assert whole._whole is not None, whole.whole_step_reason
+    inputs = random_inputs(plan, batch, seed=5)
+    for ex in (per_op, whole):
+        ex.set_inputs(inputs)
+        ex.step()
+    assert per_op.losses() == whole.losses() and np.array_equal(per_op.grads, whole.grads)
+    return per_op, inputs

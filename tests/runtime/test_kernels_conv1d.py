@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import OpRun, check_fused_epilogue, gradcheck
+from harness import OpRun, check_fused_epilogue, gradcheck, per_op_and_whole_step
 
 from netc.compiler.ops import OPS
 from netc.compiler.ops.base import ShapeError, TensorType
@@ -250,23 +250,9 @@ def test_a_1d_network_equals_pytorch_and_runs_whole_step(
 ) -> None:
     # conv1d with relu fused into its kernel, the pools and global_maxpool through the executor:
     # loss and every gradient equal PyTorch's twin; the whole-step native code runs it bit for bit
-    import netc
-    from netc.runtime.check import random_inputs
-    from netc.runtime.executor import Executor
-
     (tmp_path / "net1d.yaml").write_text(NET)
-    plan = netc.load(tmp_path / "net1d.yaml").compile(4)
-    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
-    per_op = Executor(plan, 4, seed=3)
-    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
-    whole = Executor(plan, 4, seed=3)
-    assert whole._whole is not None, whole.whole_step_reason
+    per_op, inputs = per_op_and_whole_step(monkeypatch, tmp_path / "net1d.yaml")
     assert per_op._fused_in_kernel == {"r1"}
-    inputs = random_inputs(plan, 4, seed=5)
-    for ex in (per_op, whole):
-        ex.set_inputs(inputs)
-        ex.step()
-    assert per_op.losses() == whole.losses() and np.array_equal(per_op.grads, whole.grads)
 
     p = {k: t(v.copy(), True) for k, v in per_op.parameters().items()}
     h = F.max_pool1d(F.relu(F.conv1d(t(inputs["x"].astype(np.float32)), p["c1.w"], p["c1.b"], padding=2)), 2)

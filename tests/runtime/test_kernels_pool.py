@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import OpRun, gradcheck
+from harness import OpRun, gradcheck, per_op_and_whole_step
 
 from netc.compiler.ops import OPS
 from netc.compiler.ops.base import TensorType
@@ -217,23 +217,9 @@ def test_a_network_with_pool_options_equals_pytorch_and_runs_whole_step(
     # relu fused into the conv before a ceil_mode dilated max pool with per-side padding, then an
     # average pool hanging over its padding: loss and every gradient equal PyTorch's, and the
     # whole-step native code runs it bit for bit
-    import netc
-    from netc.runtime.check import random_inputs
-    from netc.runtime.executor import Executor
-
     (tmp_path / "pools.yaml").write_text(NET)
-    plan = netc.load(tmp_path / "pools.yaml").compile(4)
-    monkeypatch.setenv("NETC_WHOLE_STEP", "0")
-    per_op = Executor(plan, 4, seed=3)
-    monkeypatch.setenv("NETC_WHOLE_STEP", "sync")
-    whole = Executor(plan, 4, seed=3)
-    assert whole._whole is not None, whole.whole_step_reason
+    per_op, inputs = per_op_and_whole_step(monkeypatch, tmp_path / "pools.yaml")
     assert per_op._fused_in_kernel == {"r1"}
-    inputs = random_inputs(plan, 4, seed=5)
-    for ex in (per_op, whole):
-        ex.set_inputs(inputs)
-        ex.step()
-    assert per_op.losses() == whole.losses() and np.array_equal(per_op.grads, whole.grads)
 
     p = {k: t(v.copy(), True) for k, v in per_op.parameters().items()}
     h = F.relu(F.conv2d(t(inputs["x"].astype(np.float32)), p["c1.w"], p["c1.b"], padding=1))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tinyspec import TIED
 
 import netc
 from netc.runtime.check import gradcheck, random_inputs
@@ -19,22 +20,6 @@ from netc.runtime.checkpoint import (
 from netc.runtime.executor import Executor
 from netc.runtime.optim import Optimizer, segments
 from netc.runtime.store.records import Checkpoint
-
-# A siamese pair of linears (h2 uses h's w and b) and a decoder tied to the embedding.
-TIED = """
-netc: 1
-inputs:
-  tok: {shape: [5], dtype: int64}
-  label: {shape: [5], dtype: int64}
-modules:
-  emb: {op: embedding, in: tok, num_embeddings: 11, dim: 6}
-  h: {op: linear, in: emb, out_features: 6}
-  act: {op: tanh, in: h}
-  h2: {op: linear, in: act, out_features: 6, share: h}
-  dec: {op: linear, in: h2, out_features: 11, share: {w: emb.w}}
-losses:
-  ce: {op: cross_entropy, in: [dec, label]}
-"""
 
 # Two convolutions with one weight, each followed by its own batchnorm (folded in inference).
 CONVS = """

@@ -15,6 +15,7 @@ from harness import REPO as ROOT
 from harness import SMALL_EXAMPLES as SMALL
 from harness import TINY_MLP
 from numba.core.runtime import _nrt_python, rtsys
+from tinyspec import arith
 
 import netc
 from netc.compiler.plan import optimizer_key
@@ -95,25 +96,7 @@ def test_the_new_losses_run_whole_step(monkeypatch, spec_file):
     _same(a, b)
 
 
-ARITH = """
-netc: 1
-inputs:
-  x: {shape: [3, 4, 4]}
-  y: {shape: [3, 4, 4]}
-modules:
-  h: {op: linear, in: x, out_features: 4}
-  scale: {op: constant, value: [[[2.0]], [[0.5]], [[1.0]]]}
-  shift: {op: constant, value: 0.25}
-  z: {op: zeros, shape: [4, 4]}
-  s: {op: mul, in: [h, scale]}
-  t: {op: sub, in: [s, shift]}
-  u: {op: add, in: [t, z, h]}
-  a: {op: relu, in: u}
-  q: {op: matmul, in: [a, h], transpose_b: true}
-  r: {op: div, in: [q, scale]}
-losses:
-  l: {op: mse, in: [r, y]}
-"""
+ARITH = arith(3)
 
 
 def test_the_arithmetic_ops_run_whole_step(monkeypatch, spec_file):
