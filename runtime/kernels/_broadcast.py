@@ -240,7 +240,7 @@ def bind_cuda(b: Binding, op: int) -> tuple[Thunk, Thunk]:
     grads = []
     for k, (g, acc) in enumerate(zip(b.dx, b.acc, strict=True)):
         if g is not None:  # input k as operand b of a table whose a is whole (k >= 1), or as a
-            m = _meta(shape, strides[0], strides[1]) if k < 2 else _meta(shape, full, strides[k])
+            m = metas[max(k - 1, 0)]  # the forward's table that reads input k (on the device once)
             grads.append((cuda_core.flat(g), m, min(k, 1), bool(acc), cuda_core.grid_1d(g.size)))
 
     def bwd() -> None:  # in input order: a gradient listed twice accumulates
